@@ -1,0 +1,41 @@
+# The two commands a newcomer needs: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8765
+
+.PHONY: demo test venv install test-deps system-deps js-test lint bench conformance clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PIP) install -q -e '.[test,bench]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	@echo "Staywire demo: open http://$(HOST):$(PORT)/ (metrics on http://127.0.0.1:9765/metrics)"
+	$(VENV)/bin/staywire serve --host $(HOST) --port $(PORT) --allow-anonymous --demo \
+		--allowed-origin http://$(HOST):$(PORT) --allowed-origin http://localhost:$(PORT)
+
+# System packages the tests use for real (redis-server, nginx, chromium), installed through
+# apt only when missing; idempotent and non-interactive.
+system-deps:
+	@bash scripts/install-system-deps.sh
+
+test: install system-deps
+	@bash scripts/run-tests.sh
+
+js-test:
+	node --test js/test/
+
+bench: install
+	$(VENV)/bin/staywire bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info src/*.egg-info

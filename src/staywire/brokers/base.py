@@ -1,0 +1,117 @@
+"""The broker interface: where streams, history, idempotency keys and sessions live.
+
+A node talks to exactly one broker. ``MemoryBroker`` keeps everything in this
+process (one node); ``RedisBroker`` keeps it in Redis so that several nodes
+share it and a client can move between them. Both must pass the same contract
+suite (``tests/brokers/contract.py``).
+
+Publication data is kept as the JSON bytes the publisher sent: the broker never
+decodes it, and the fan-out path splices it into the ``msg`` envelope as is.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from dataclasses import dataclass
+
+__all__ = [
+    "Broker",
+    "HistoryResult",
+    "Publication",
+    "PublicationHandler",
+    "PublishResult",
+    "StreamPosition",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamPosition:
+    """A position in one channel's stream: the epoch names the stream's life."""
+
+    epoch: str
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class Publication:
+    channel: str
+    epoch: str
+    offset: int
+    data: bytes  # the publisher's JSON, undecoded
+
+
+@dataclass(frozen=True, slots=True)
+class PublishResult:
+    epoch: str
+    offset: int
+    duplicate: bool = False  # the key was seen within the dedupe window: not published again
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryResult:
+    """What a broker still holds of a channel after a position.
+
+    ``position`` is the stream's current top. ``publications`` are the entries
+    after ``since.offset`` that history still holds, oldest first; empty when
+    ``since`` was ``None`` or its epoch is not the current one. Whether they are
+    a complete recovery is decided by ``staywire.protocol.recovery``.
+    """
+
+    position: StreamPosition
+    publications: list[Publication]
+
+
+PublicationHandler = Callable[[Publication], None]
+
+
+class Broker(abc.ABC):
+    """Every method may raise ``BrokerUnavailable``; none may lose a publication silently."""
+
+    @abc.abstractmethod
+    async def start(self, on_publication: PublicationHandler) -> None:
+        """Connect. ``on_publication`` is then called, on the event loop, for every
+        publication of every channel this node subscribed to, in offset order per channel."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Disconnect and release everything; idempotent."""
+
+    @abc.abstractmethod
+    async def publish(self, channel: str, data: bytes, *, key: str | None = None) -> PublishResult:
+        """Append to the channel's history and deliver to every subscribed node, atomically.
+
+        With ``key``: a key seen within the dedupe window returns the first result with
+        ``duplicate=True`` and publishes nothing."""
+
+    @abc.abstractmethod
+    async def subscribe(self, channel: str) -> None:
+        """Start delivering the channel's publications to this node (idempotent)."""
+
+    @abc.abstractmethod
+    async def unsubscribe(self, channel: str) -> None:
+        """Stop delivering the channel's publications to this node (idempotent)."""
+
+    @abc.abstractmethod
+    async def history(self, channel: str, since: StreamPosition | None) -> HistoryResult:
+        """The channel's current position and what history holds after ``since``."""
+
+    @abc.abstractmethod
+    async def save_session(self, session_id: str, record: bytes, ttl: float) -> None:
+        """Store a session record for ``ttl`` seconds (replacing any earlier one)."""
+
+    @abc.abstractmethod
+    async def load_session(self, session_id: str) -> bytes | None:
+        """The session record, or ``None`` when unknown or expired."""
+
+    @abc.abstractmethod
+    async def delete_session(self, session_id: str) -> None: ...
+
+    @abc.abstractmethod
+    async def ping(self) -> None:
+        """Raise ``BrokerUnavailable`` when the broker cannot serve requests now."""
+
+    @property
+    @abc.abstractmethod
+    def available(self) -> bool:
+        """Last known reachability, without I/O: ``/readyz`` reads it."""
