@@ -1,0 +1,24 @@
+"""Brokers: where streams, history, idempotency keys and sessions live."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from staywire.brokers.base import Broker
+from staywire.brokers.memory import MemoryBroker
+
+if TYPE_CHECKING:
+    from staywire.config import Config
+
+__all__ = ["Broker", "MemoryBroker", "create_broker"]
+
+
+def create_broker(config: Config) -> Broker:
+    """The broker named by ``config.broker``: ``memory`` or a ``redis://`` URL."""
+    opts = dict(history_size=config.history_size, history_ttl=config.history_ttl,
+                dedupe_window=config.dedupe_window)
+    if config.broker == "memory":
+        return MemoryBroker(**opts)
+    from staywire.brokers.redis import RedisBroker
+
+    return RedisBroker(config.broker, **opts)

@@ -1,0 +1,5 @@
+import sys
+
+from staywire.cli import main
+
+sys.exit(main())

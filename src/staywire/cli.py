@@ -1,0 +1,125 @@
+"""The ``staywire`` command: ``serve``, and the subcommands other packages register."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from staywire.exceptions import ConfigError
+
+__all__ = ["main"]
+
+# Subcommand providers: each module has ``register(subparsers)``; a provider that is not
+# installed (an optional part) is skipped.
+_PROVIDERS = ("staywire.client.cli", "staywire.deploy.cli", "staywire.bench.cli")
+
+
+def _serve_parser(sub: Any) -> None:
+    p = sub.add_parser("serve", help="run a Staywire server",
+                       description="Run a Staywire server. Flags override the config file and "
+                                   "STAYWIRE_* environment variables.")
+    p.add_argument("--config", help="TOML file of options (see docs/configuration.md)")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--api-host")
+    p.add_argument("--api-port", type=int, help="internal API/metrics port (0: off)")
+    p.add_argument("--allowed-origin", action="append", dest="allowed_origins",
+                   help="an allowed browser Origin (repeatable; https://*.example.com works)")
+    p.add_argument("--jwt-secret", help="HS256 secret for JWT auth")
+    p.add_argument("--jwt-public-key", help="RS256 public key (PEM text or file)")
+    p.add_argument("--api-key", help="Bearer key for POST /api/publish")
+    p.add_argument("--allow-anonymous", action="store_const", const=True)
+    p.add_argument("--anonymous-channel", action="append", dest="anonymous_channels",
+                   help="channel pattern anonymous users may use (repeatable)")
+    p.add_argument("--ping-interval", type=float)
+    p.add_argument("--pong-timeout", type=float)
+    p.add_argument("--auth-timeout", type=float)
+    p.add_argument("--max-message-size", type=int)
+    p.add_argument("--max-send-buffer", type=int)
+    p.add_argument("--max-connections", type=int)
+    p.add_argument("--max-connections-per-ip", type=int)
+    p.add_argument("--rate-messages", type=float)
+    p.add_argument("--rate-burst", type=float)
+    p.add_argument("--history-size", type=int)
+    p.add_argument("--history-ttl", type=float)
+    p.add_argument("--drain-window", type=float)
+    p.add_argument("--shutdown-timeout", type=float)
+    p.add_argument("--broker", help="'memory' (default) or redis://host:port/db")
+    p.add_argument("--trusted-proxy-header", help="e.g. X-Forwarded-For behind nginx")
+    p.add_argument("--tls-cert")
+    p.add_argument("--tls-key")
+    p.add_argument("--demo", action="store_const", const=True, help="serve the demo page at /")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from staywire.config import load_config
+    from staywire.server.app import Server
+
+    overrides = {k: v for k, v in vars(args).items()
+                 if k not in ("func", "config", "command") and v is not None}
+    if overrides.get("demo") and not overrides.get("anonymous_channels") and \
+            overrides.get("allow_anonymous"):
+        overrides["anonymous_channels"] = ["*"]
+    try:
+        config = load_config(path=args.config, overrides=overrides)
+    except ConfigError as exc:
+        print(f"staywire: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=config.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("staywire.picows").setLevel(logging.WARNING)
+    if config.allow_anonymous and not config.anonymous_channels:
+        logging.getLogger("staywire").warning(
+            "allow_anonymous is on but anonymous_channels is empty: anonymous users can "
+            "connect but use no channel (try --anonymous-channel '*')")
+    try:
+        server = Server(config)
+    except ConfigError as exc:
+        print(f"staywire: {exc}", file=sys.stderr)
+        return 2
+    try:
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop is a dependency
+        runner = asyncio.run
+    try:
+        runner(server.serve())
+    except OSError as exc:
+        print(f"staywire: cannot listen: {exc.strerror}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # pragma: no cover
+        pass
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="staywire",
+                                     description="Staywire real-time WebSocket server and tools")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _serve_parser(sub)
+    for name in _PROVIDERS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name and name.startswith(exc.name):
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""Server configuration: one typed, frozen object with documented defaults.
+
+Sources, later ones winning: the defaults below, a TOML file (``--config``),
+``STAYWIRE_*`` environment variables, command-line flags. Environment variables
+are read here and nowhere else. docs/configuration.md lists every option; a
+test checks that it does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from staywire.exceptions import ConfigError
+
+__all__ = ["Config", "load_config"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    # -- listening
+    host: str = "127.0.0.1"
+    port: int = 8765
+    ws_path: str = "/ws"
+    api_host: str = "127.0.0.1"
+    api_port: int | None = None  # None: port + 1000; 0: off
+    tls_cert: str | None = None
+    tls_key: str | None = None
+
+    # -- security
+    allowed_origins: tuple[str, ...] = ()  # deny every browser origin by default
+    allow_anonymous: bool = False
+    anonymous_channels: tuple[str, ...] = ()
+    jwt_secret: str | None = None  # HS256
+    jwt_public_key: str | None = None  # RS256, PEM text or a path to a PEM file
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+    cookie_name: str = "staywire_token"
+    auth_timeout: float = 10.0
+    api_key: str | None = None  # for POST /api/publish; None: the API refuses publishes
+    trusted_proxy_header: str | None = None  # e.g. "X-Forwarded-For" behind nginx
+
+    # -- heartbeats
+    ping_interval: float = 25.0
+    pong_timeout: float = 10.0
+
+    # -- limits
+    max_message_size: int = 64 * 1024
+    max_data_size: int = 60 * 1024
+    max_send_buffer: int = 1024 * 1024
+    max_connections: int = 100_000
+    max_connections_per_ip: int = 1_000
+    max_subscriptions: int = 100
+    max_invalid: int = 10  # invalid messages within invalid_window before 4500
+    invalid_window: float = 60.0
+    rate_messages: float = 100.0  # per second
+    rate_burst: float = 200.0
+    rate_bytes: float = 1024 * 1024.0  # per second
+    rate_bytes_burst: float = 2 * 1024 * 1024.0
+    rate_max_violations: int = 100  # rejected messages within rate_violation_window before 4029
+    rate_violation_window: float = 10.0
+
+    # -- streams
+    broker: str = "memory"  # "memory" or redis://host:port/db
+    history_size: int = 100
+    history_ttl: float = 300.0
+    dedupe_window: float = 120.0
+    session_ttl: float = 300.0
+
+    # -- lifecycle
+    drain_window: float = 10.0
+    shutdown_timeout: float = 30.0
+    close_timeout: float = 2.0  # wait for the peer's close frame before dropping TCP
+
+    # -- extras
+    demo: bool = False
+    log_level: str = "info"
+
+    _extra: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.ping_interval <= 0 or self.pong_timeout <= 0:
+            problems.append("ping_interval and pong_timeout must be > 0")
+        if self.max_message_size < 128:
+            problems.append("max_message_size must be >= 128")
+        if self.max_data_size > self.max_message_size:
+            object.__setattr__(self, "max_data_size", self.max_message_size)
+        if self.max_send_buffer < self.max_message_size:
+            problems.append("max_send_buffer must be >= max_message_size")
+        if self.jwt_secret and self.jwt_public_key:
+            problems.append("set jwt_secret (HS256) or jwt_public_key (RS256), not both")
+        if not (self.broker == "memory" or self.broker.startswith(("redis://", "rediss://"))):
+            problems.append(f"broker must be 'memory' or a redis:// URL, got {self.broker!r}")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            problems.append("tls_cert and tls_key go together")
+        if not self.ws_path.startswith("/"):
+            problems.append("ws_path must start with '/'")
+        if problems:
+            raise ConfigError("; ".join(problems))
+
+    @property
+    def effective_api_port(self) -> int | None:
+        if self.api_port == 0:
+            return None
+        return self.api_port if self.api_port is not None else self.port + 1000
+
+    def replace(self, **changes: Any) -> Config:
+        return dataclasses.replace(self, **changes)
+
+
+_FIELDS = {f.name: f for f in fields(Config) if not f.name.startswith("_")}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Turn a TOML, environment or flag value into the option's type, or say why not."""
+    kind = str(_FIELDS[name].type)
+    try:
+        if kind.startswith("tuple"):
+            if isinstance(value, str):
+                return tuple(v.strip() for v in value.split(",") if v.strip())
+            return tuple(str(v) for v in value)
+        if kind == "bool":
+            if isinstance(value, str):
+                if value.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if value.lower() in ("0", "false", "no", "off", ""):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if value is None:
+            return None
+        if kind.startswith("int"):
+            return int(value)
+        if kind.startswith("float"):
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"option {name}: cannot use {value!r} as {kind}") from None
+
+
+def _from_mapping(data: Mapping[str, Any], source: str) -> dict[str, Any]:
+    out = {}
+    for key, value in data.items():
+        name = key.replace("-", "_")
+        if name not in _FIELDS:
+            raise ConfigError(f"{source}: unknown option {key!r}")
+        out[name] = _coerce(name, value)
+    return out
+
+
+def load_config(
+    *,
+    path: str | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Defaults, then the TOML file, then ``STAYWIRE_*`` variables, then ``overrides``."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path}: {exc}") from None
+        values.update(_from_mapping(data.get("staywire", data), path))
+    env = os.environ if env is None else env
+    prefixed = {
+        k[len("STAYWIRE_") :].lower(): v for k, v in env.items() if k.startswith("STAYWIRE_")
+    }
+    values.update(_from_mapping(prefixed, "environment"))
+    if overrides:
+        values.update(_from_mapping({k: v for k, v in overrides.items() if v is not None}, "flags"))
+    return Config(**values)

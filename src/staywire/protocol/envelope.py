@@ -1,0 +1,163 @@
+"""The envelope codec: typed decoding of every inbound message, and outbound encoders.
+
+Inbound messages are decoded by msgspec straight into frozen structs, so a
+message either matches the contract in docs/protocol.md (field types, ranges,
+channel pattern, no unknown fields) or raises ``InvalidMessage`` with a reason
+that is safe to send back. ``data`` stays as the raw JSON bytes the client
+sent: the server never decodes application data it only forwards.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Final
+
+import msgspec
+
+from staywire.protocol.codes import ErrorCode
+
+__all__ = [
+    "Auth",
+    "Inbound",
+    "InvalidMessage",
+    "Ping",
+    "Pong",
+    "Pub",
+    "Rpc",
+    "Since",
+    "Sub",
+    "Unsub",
+    "decode",
+    "encode",
+    "msg_envelope",
+]
+
+MAX_ID: Final = 2**53 - 1
+CHANNEL_PATTERN: Final = r"^[A-Za-z0-9_\-:.@/=]{1,128}$"
+
+Id = Annotated[int, msgspec.Meta(ge=1, le=MAX_ID)]
+Channel = Annotated[str, msgspec.Meta(pattern=CHANNEL_PATTERN)]
+Epoch = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+Offset = Annotated[int, msgspec.Meta(ge=0, le=MAX_ID)]
+Key = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+Token = Annotated[str, msgspec.Meta(min_length=1, max_length=8192)]
+Method = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:\-]{1,64}$")]
+Stamp = int | float | None
+
+
+class _Base(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="type"):
+    pass
+
+
+class Since(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    epoch: Epoch
+    offset: Offset
+
+
+class Auth(_Base, tag="auth"):
+    token: Token
+
+
+class Sub(_Base, tag="sub"):
+    id: Id
+    channel: Channel
+    since: Since | None = None
+
+
+class Unsub(_Base, tag="unsub"):
+    id: Id
+    channel: Channel
+
+
+class Pub(_Base, tag="pub"):
+    id: Id
+    channel: Channel
+    data: msgspec.Raw
+    key: Key | None = None
+
+
+class Rpc(_Base, tag="rpc"):
+    id: Id
+    method: Method
+    data: msgspec.Raw = msgspec.Raw(b"null")
+
+
+class Ping(_Base, tag="ping"):
+    t: Stamp = None
+
+
+class Pong(_Base, tag="pong"):
+    t: Stamp = None
+
+
+Inbound = Auth | Sub | Unsub | Pub | Rpc | Ping | Pong
+_decoder = msgspec.json.Decoder(Inbound)
+_KNOWN_TYPES: Final = frozenset({"auth", "sub", "unsub", "pub", "rpc", "ping", "pong"})
+
+
+class InvalidMessage(Exception):
+    """A message that does not match the contract; ``reason`` is safe to send back."""
+
+    def __init__(self, code: ErrorCode, reason: str, request_id: int | None = None) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+        self.request_id = request_id
+
+
+def _salvage_id(payload: bytes) -> int | None:
+    """The ``id`` of an invalid request, when there is a usable one, for the error reply."""
+    try:
+        obj = msgspec.json.decode(payload)
+    except msgspec.DecodeError:
+        return None
+    if isinstance(obj, dict):
+        rid = obj.get("id")
+        if type(rid) is int and 1 <= rid <= MAX_ID:
+            return rid
+    return None
+
+
+def decode(payload: bytes) -> Inbound:
+    """Decode one text frame's payload (already known to be UTF-8) into a request."""
+    try:
+        return _decoder.decode(payload)
+    except msgspec.ValidationError as exc:
+        reason = str(exc)
+        rid = _salvage_id(payload)
+        if "Invalid value" in reason and "$.type" in reason:
+            return _unknown_type(payload, rid)
+        if reason.startswith("Object missing required field `type`"):
+            raise InvalidMessage(ErrorCode.BAD_REQUEST, "missing field 'type'", rid) from None
+        raise InvalidMessage(ErrorCode.BAD_REQUEST, reason, rid) from None
+    except msgspec.DecodeError:
+        raise InvalidMessage(ErrorCode.BAD_REQUEST, "not a JSON object") from None
+
+
+def _unknown_type(payload: bytes, rid: int | None) -> Inbound:
+    obj = msgspec.json.decode(payload)
+    kind = obj.get("type") if isinstance(obj, dict) else None
+    if isinstance(kind, str) and kind not in _KNOWN_TYPES:
+        raise InvalidMessage(ErrorCode.UNKNOWN_TYPE, f"unknown type {kind[:32]!r}", rid)
+    raise InvalidMessage(ErrorCode.BAD_REQUEST, "field 'type' must be a string", rid)
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def encode(obj: Any) -> bytes:
+    """Encode an outbound envelope (a dict); field order is kept for readable traces."""
+    return _encoder.encode(obj)
+
+
+def msg_envelope(channel: str, epoch: str, offset: int, data: bytes) -> bytes:
+    """The ``msg`` envelope, built once per publication and shared by every subscriber.
+
+    ``channel`` and ``epoch`` are validated names (no characters that JSON escapes),
+    and ``data`` is JSON that was validated when it was published, so splicing is safe
+    and skips a decode/encode round trip of the application's data."""
+    return b'{"type":"msg","channel":"%s","epoch":"%s","offset":%d,"data":%s}' % (
+        channel.encode(),
+        epoch.encode(),
+        offset,
+        data,
+    )

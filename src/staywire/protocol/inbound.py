@@ -1,0 +1,171 @@
+"""From data frames to validated requests: the guard every inbound message passes.
+
+No I/O and no clock: the driver hands in each data frame (opcode, fin, rsv
+bits, payload) and the time, and gets back a request, ``None`` (a fragment was
+buffered), or an exception that says what to answer:
+
+* ``CloseConnection(code, reason)``: the connection must end with that code;
+* ``Reject(code, reason, id)``: send an ``error`` reply and go on.
+
+This is the one place that maps inbound failures to close codes (as the
+websockets parser does), so the server cannot answer the same fault two ways.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from staywire.protocol.codes import CloseCode, ErrorCode
+from staywire.protocol.envelope import Inbound, InvalidMessage, decode
+from staywire.protocol.ratelimit import TokenBucket, ViolationCounter
+
+__all__ = ["CloseConnection", "InboundGuard", "Limits", "Reject"]
+
+OP_CONTINUATION: Final = 0x0
+OP_TEXT: Final = 0x1
+OP_BINARY: Final = 0x2
+
+
+class CloseConnection(Exception):
+    def __init__(self, code: CloseCode, reason: str | None = None) -> None:
+        self.code = code
+        self.reason = reason if reason is not None else code.reason
+        super().__init__(code, self.reason)
+
+
+class Reject(Exception):
+    def __init__(self, code: ErrorCode, reason: str, request_id: int | None = None) -> None:
+        self.code = code
+        self.reason = reason
+        self.request_id = request_id
+        super().__init__(code, reason)
+
+
+class Limits:
+    """The per-connection limits the guard enforces (a view of the server config)."""
+
+    __slots__ = (
+        "max_message_size",
+        "max_invalid",
+        "invalid_window",
+        "rate_messages",
+        "rate_burst",
+        "rate_bytes",
+        "rate_bytes_burst",
+        "rate_max_violations",
+        "rate_violation_window",
+    )
+
+    def __init__(
+        self,
+        *,
+        max_message_size: int = 64 * 1024,
+        max_invalid: int = 10,
+        invalid_window: float = 60.0,
+        rate_messages: float = 100.0,
+        rate_burst: float = 200.0,
+        rate_bytes: float = 1024 * 1024.0,
+        rate_bytes_burst: float = 2 * 1024 * 1024.0,
+        rate_max_violations: int = 100,
+        rate_violation_window: float = 10.0,
+    ) -> None:
+        self.max_message_size = max_message_size
+        self.max_invalid = max_invalid
+        self.invalid_window = invalid_window
+        self.rate_messages = rate_messages
+        self.rate_burst = rate_burst
+        self.rate_bytes = rate_bytes
+        self.rate_bytes_burst = rate_bytes_burst
+        self.rate_max_violations = rate_max_violations
+        self.rate_violation_window = rate_violation_window
+
+    @classmethod
+    def from_config(cls, config: object) -> Limits:
+        return cls(**{name: getattr(config, name) for name in cls.__slots__})
+
+
+class InboundGuard:
+    """Reassembly, size limit, UTF-8, rate limits, decoding and the invalid-message budget."""
+
+    __slots__ = ("limits", "_parts", "_parts_size", "_parts_op", "_msgs", "_bytes",
+                 "_rate_violations", "_invalid")
+
+    def __init__(self, limits: Limits, now: float) -> None:
+        self.limits = limits
+        self._parts: list[bytes] | None = None
+        self._parts_size = 0
+        self._parts_op = OP_TEXT
+        self._msgs = TokenBucket(limits.rate_messages, limits.rate_burst, now)
+        self._bytes = TokenBucket(limits.rate_bytes, max(limits.rate_bytes_burst,
+                                                          limits.max_message_size), now)
+        self._rate_violations = ViolationCounter(limits.rate_max_violations,
+                                                 limits.rate_violation_window, now)
+        self._invalid = ViolationCounter(limits.max_invalid, limits.invalid_window, now)
+
+    def feed(self, opcode: int, fin: bool, rsv: bool, payload: bytes, now: float) -> Inbound | None:
+        """One data frame in; a request out once a whole message has arrived."""
+        if rsv:
+            # RFC 6455 5.2: RSV bits must be 0 unless an extension defines them; none is
+            # negotiated.
+            raise CloseConnection(CloseCode.PROTOCOL_ERROR, "RSV bits set without an extension")
+        if opcode == OP_CONTINUATION:
+            if self._parts is None:
+                raise CloseConnection(CloseCode.PROTOCOL_ERROR, "continuation without a start")
+            self._append(payload)
+            if not fin:
+                return None
+            payload = b"".join(self._parts)
+            opcode = self._parts_op
+            self._parts = None
+            self._parts_size = 0
+        elif opcode in (OP_TEXT, OP_BINARY):
+            if self._parts is not None:
+                raise CloseConnection(CloseCode.PROTOCOL_ERROR,
+                                      "new message before the fragmented one ended")
+            if not fin:
+                self._parts = []
+                self._parts_size = 0
+                self._parts_op = opcode
+                self._append(payload)
+                return None
+            if len(payload) > self.limits.max_message_size:
+                raise CloseConnection(CloseCode.MESSAGE_TOO_BIG)
+        else:
+            raise CloseConnection(CloseCode.PROTOCOL_ERROR, f"unknown opcode {opcode}")
+        return self._message(opcode, payload, now)
+
+    def _append(self, payload: bytes) -> None:
+        assert self._parts is not None
+        self._parts_size += len(payload)
+        if self._parts_size > self.limits.max_message_size:
+            raise CloseConnection(CloseCode.MESSAGE_TOO_BIG)
+        self._parts.append(payload)
+
+    def _message(self, opcode: int, payload: bytes, now: float) -> Inbound:
+        if opcode == OP_TEXT:
+            try:
+                payload.decode("utf-8")
+            except UnicodeDecodeError:
+                # RFC 6455 8.1: a text message that is not UTF-8 fails the connection.
+                raise CloseConnection(CloseCode.INVALID_TEXT) from None
+        # Rate limits count every message, valid or not, before any work is done on it.
+        if not (self._msgs.take(now) and self._bytes.take(now, len(payload))):
+            if self._rate_violations.hit(now):
+                raise CloseConnection(CloseCode.RATE_LIMITED)
+            raise Reject(ErrorCode.RATE_LIMITED, "over the rate limit; slow down")
+        if opcode == OP_BINARY:
+            self._count_invalid(now)
+            raise Reject(ErrorCode.BINARY_UNSUPPORTED, "binary frames are reserved")
+        try:
+            return decode(payload)
+        except InvalidMessage as exc:
+            self._count_invalid(now)
+            raise Reject(exc.code, exc.reason, exc.request_id) from None
+
+    def _count_invalid(self, now: float) -> None:
+        if self._invalid.hit(now):
+            raise CloseConnection(CloseCode.PROTOCOL_VIOLATION, "too many invalid messages")
+
+    def invalid(self, now: float) -> None:
+        """Count a request the driver found invalid after decoding (unknown method...)."""
+        self._count_invalid(now)

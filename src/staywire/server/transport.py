@@ -1,0 +1,152 @@
+"""The only module that knows picows: listening, the peer address, and server frames.
+
+Everything else in the server sees ``ServerTransport`` (a picows ``WSTransport``)
+through three operations: write whole frames, abort, and the write-buffer size.
+Swapping the transport library means rewriting this file only.
+
+Server-to-client frames are never masked (RFC 6455 5.1), so a frame is a 2-10
+byte header plus the payload; building it here once lets the fan-out path write
+the same bytes to every subscriber.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import struct
+from collections.abc import Callable
+from typing import Any
+
+from picows import (
+    WSAutoPingStrategy,
+    WSFrame,
+    WSListener,
+    WSMsgType,
+    WSTransport,
+    WSUpgradeRequest,
+    WSUpgradeResponse,
+    WSUpgradeResponseWithListener,
+)
+from picows.picows import WSProtocol  # type: ignore[attr-defined]
+
+__all__ = [
+    "OP_BINARY",
+    "OP_CLOSE",
+    "OP_TEXT",
+    "Request",
+    "Response",
+    "WSFrame",
+    "WSListener",
+    "WSMsgType",
+    "WSTransport",
+    "accept",
+    "close_frame",
+    "listen",
+    "reject",
+    "text_frame",
+]
+
+OP_TEXT = 0x1
+OP_BINARY = 0x2
+OP_CLOSE = 0x8
+
+Request = WSUpgradeRequest
+Response = WSUpgradeResponse
+
+_pack_h = struct.Struct("!BBH").pack
+_pack_q = struct.Struct("!BBQ").pack
+
+
+def text_frame(payload: bytes) -> bytes:
+    """A complete, unmasked, final text frame."""
+    n = len(payload)
+    if n < 126:
+        return bytes((0x81, n)) + payload
+    if n < 65536:
+        return _pack_h(0x81, 126, n) + payload
+    return _pack_q(0x81, 127, n) + payload
+
+
+def close_frame(code: int, reason: str) -> bytes:
+    """A close frame; the reason is cut to fit the 125-byte control-frame limit (RFC 6455 5.5)."""
+    body = struct.pack("!H", code) + reason.encode("utf-8")[:123]
+    return bytes((0x88, len(body))) + body
+
+
+def accept(listener: WSListener, subprotocol: str | None) -> WSUpgradeResponseWithListener:
+    headers = {"Sec-WebSocket-Protocol": subprotocol} if subprotocol else None
+    return WSUpgradeResponseWithListener(WSUpgradeResponse.create_101_response(headers), listener)
+
+
+def reject(status: int, body: str) -> WSUpgradeResponseWithListener:
+    return WSUpgradeResponseWithListener(
+        WSUpgradeResponse.create_error_response(status, body.encode()), None
+    )
+
+
+def respond(status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
+            ) -> WSUpgradeResponseWithListener:
+    """A plain HTTP response on the WebSocket port (health checks, static files)."""
+    extra = {"Content-Type": content_type, "Cache-Control": "no-cache"}
+    if headers:
+        extra.update(headers)
+    if status < 400:
+        resp = WSUpgradeResponse.create_ok_response(body, extra)
+    else:
+        resp = WSUpgradeResponse.create_error_response(status, body, extra)
+    return WSUpgradeResponseWithListener(resp, None)
+
+
+# The router gets the request and the TCP peer address; picows' own factory gets only
+# the request, so each protocol instance carries its peer and hands it over.
+Router = Callable[[WSUpgradeRequest, str], Any]
+
+
+class _PeerProtocol(WSProtocol):  # type: ignore[misc]
+    peer_cell: list[str]
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        addr = transport.get_extra_info("peername")
+        self.peer_cell[0] = addr[0] if isinstance(addr, tuple) else str(addr)
+        super().connection_made(transport)
+
+
+# picows builds a logging.Logger per connection when given a Logger; a LoggerAdapter is
+# used as is, which saves that per-connection allocation (memory per idle connection).
+_picows_log = logging.LoggerAdapter(logging.getLogger("staywire.picows"), {})
+
+
+async def listen(
+    router: Router,
+    host: str,
+    port: int,
+    *,
+    max_frame_size: int,
+    ssl_context: ssl.SSLContext | None = None,
+    handshake_timeout: float = 10.0,
+    read_buffer_size: int = 1024,
+) -> asyncio.Server:
+    loop = asyncio.get_running_loop()
+
+    def protocol_factory() -> WSProtocol:
+        peer = ["?"]
+
+        def factory(request: WSUpgradeRequest) -> Any:
+            return router(request, peer[0])
+
+        proto = _PeerProtocol(
+            None, None, False, factory, _picows_log,
+            True,  # disconnect_on_exception: the listener maps its own failures to 1011
+            handshake_timeout,
+            False, 20.0, 20.0, WSAutoPingStrategy.PING_WHEN_IDLE,  # heartbeats are ours
+            True,  # auto-pong: answer protocol-level pings (RFC 6455 5.5.2)
+            max_frame_size,
+            None,
+            read_buffer_size,
+        )
+        proto.peer_cell = peer
+        return proto
+
+    return await loop.create_server(protocol_factory, host, port, ssl=ssl_context,
+                                    reuse_address=True, backlog=4096)

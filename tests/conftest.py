@@ -1,0 +1,34 @@
+"""Fixtures shared by every test package: real server processes on free loopback ports."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tests.support.servers import ServerProcess
+
+ANON = {"allow_anonymous": True, "anonymous_channels": ["*"]}
+
+
+@pytest.fixture
+def server_factory() -> Iterator[Callable[..., ServerProcess]]:
+    """Start servers with any options; every one is killed by PID when the test ends."""
+    started: list[ServerProcess] = []
+
+    def start(port: int | None = None, api_port: int | None = None, **options: Any
+              ) -> ServerProcess:
+        srv = ServerProcess(options, port, api_port)
+        started.append(srv)
+        return srv.start()
+
+    yield start
+    for srv in started:
+        srv.close()
+
+
+@pytest.fixture
+def anon_server(server_factory: Callable[..., ServerProcess]) -> ServerProcess:
+    """A server that welcomes anonymous users on every channel."""
+    return server_factory(**ANON)
