@@ -222,6 +222,15 @@ class Server:
         except BrokerUnavailable:
             pass  # a session is a convenience: the client holds its own positions
 
+    def save_session_later(self, session: str, record: bytes) -> None:
+        self._spawn(self._save_record(session, record))
+
+    async def _save_record(self, session: str, record: bytes) -> None:
+        try:
+            await self.broker.save_session(session, record, self.config.session_ttl)
+        except BrokerUnavailable:
+            pass
+
     async def call_rpc(self, conn: Connection, method: str, data: bytes
                        ) -> bytes | tuple[ErrorCode, str]:
         entry = self._rpc.get(method)
@@ -261,8 +270,6 @@ class Server:
         self.stats.closes[code] += 1
         log.info("close conn=%s ip=%s code=%d reason=%s duration=%.1fs", conn.id, conn.ip, code,
                  conn.close_reason or "-", time.monotonic() - conn.opened_at)
-        if conn.session and conn.identity is not None:
-            self._spawn(self.save_session(conn))
         if self._on_disconnect:
             ctx = RpcContext(conn)
             for hook in self._on_disconnect:

@@ -69,7 +69,7 @@ class Connection(WSListener):
         "server", "transport", "ip", "id", "session", "requested_session", "token",
         "identity", "sm", "hb", "guard", "subs", "recovering", "out", "out_size",
         "queue", "worker", "opened_at", "auth_deadline", "close_deadline", "close_code",
-        "close_reason", "resumed", "user_data",
+        "close_reason", "resumed", "user_data", "final_saved",
     )
 
     def __init__(self, server: Server, ip: str, token: str | None, session: str | None) -> None:
@@ -97,6 +97,7 @@ class Connection(WSListener):
         self.close_reason = ""
         self.resumed = False
         self.user_data: dict[str, Any] = {}  # for the application's hooks
+        self.final_saved = False
 
     # ------------------------------------------------------------------ picows callbacks
 
@@ -278,7 +279,13 @@ class Connection(WSListener):
         self.transport.disconnect()
 
     def _detach(self) -> None:
-        """Leave every channel so no more publications are queued for this connection."""
+        """Leave every channel so no more publications are queued for this connection.
+
+        The session record is saved first, with the channels and positions it had, so a
+        reconnect within ``session_ttl`` (to any node) can resume it."""
+        if self.session and not self.final_saved and self.identity is not None:
+            self.final_saved = True
+            self.server.save_session_later(self.session, self.session_record())
         if self.subs:
             server = self.server
             for channel in self.subs:
