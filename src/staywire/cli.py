@@ -79,6 +79,7 @@ def _serve(args: argparse.Namespace) -> int:
         logging.getLogger("staywire").warning(
             "allow_anonymous is on but anonymous_channels is empty: anonymous users can "
             "connect but use no channel (try --anonymous-channel '*')")
+    _raise_fd_limit()
     try:
         server = Server(config)
     except ConfigError as exc:
@@ -98,6 +99,19 @@ def _serve(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:  # pragma: no cover
         pass
     return 0
+
+
+def _raise_fd_limit() -> None:
+    """Each connection is a file descriptor; the usual soft limit of 1024 would cap a
+    server far below what its memory allows, so take the hard limit."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ImportError, ValueError, OSError):  # pragma: no cover - not POSIX, or refused
+        pass
 
 
 def build_parser() -> argparse.ArgumentParser:

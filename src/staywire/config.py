@@ -12,7 +12,7 @@ import dataclasses
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 from staywire.exceptions import ConfigError
@@ -79,8 +79,6 @@ class Config:
     # -- extras
     demo: bool = False
     log_level: str = "info"
-
-    _extra: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         problems = []
