@@ -37,5 +37,9 @@ js-test:
 bench: install
 	$(VENV)/bin/staywire bench
 
+# Autobahn|Testsuite (cases 1-10) against the echo endpoint; writes docs/conformance.md.
+conformance: install
+	@bash scripts/conformance.sh
+
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info src/*.egg-info

@@ -54,6 +54,7 @@ def _serve_parser(sub: Any) -> None:
     p.add_argument("--tls-cert")
     p.add_argument("--tls-key")
     p.add_argument("--demo", action="store_const", const=True, help="serve the demo page at /")
+    p.add_argument("--echo-path", help="raw echo endpoint for conformance testing")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=_serve)
 

@@ -78,6 +78,7 @@ class Config:
 
     # -- extras
     demo: bool = False
+    echo_path: str | None = None  # a raw echo endpoint for protocol conformance runs
     log_level: str = "info"
 
     def __post_init__(self) -> None:

@@ -173,3 +173,23 @@ async def test_slow_consumer_closed_4008_and_others_unaffected(server_factory, t
     code = await slow.close_code(timeout=10)
     assert code == 4008
     slow.abort()
+
+
+async def test_invalid_close_code_is_answered_1002(anon_server) -> None:
+    sock = await raw_open(anon_server)
+    sock.send(raw_frame(0x8, struct.pack("!H", 1006)))  # reserved: never on the wire
+    assert await sock.close_code() == 1002
+    sock.abort()
+
+
+async def test_ping_frames_are_answered_until_close(anon_server) -> None:
+    sock = await raw_open(anon_server)
+    sock.send(raw_frame(0x9, b"p1"))
+    assert await sock.read_frame() == (0xA, b"p1")
+    sock.send(raw_frame(0x8, struct.pack("!H", 1000)) + raw_frame(0x9, b"late"))
+    assert await sock.close_code() == 1000
+    with pytest.raises((asyncio.IncompleteReadError, ConnectionError, TimeoutError)):
+        op, payload = await sock.read_frame(timeout=1)  # no pong after the close
+        assert op != 0xA
+        raise ConnectionError
+    sock.abort()

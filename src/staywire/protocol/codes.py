@@ -18,7 +18,7 @@ import enum
 import json
 import sys
 
-__all__ = ["CloseCode", "ErrorCode", "Reconnect", "reconnect_policy"]
+__all__ = ["CloseCode", "ErrorCode", "Reconnect", "reconnect_policy", "valid_close_code"]
 
 
 class Reconnect(enum.Enum):
@@ -83,6 +83,14 @@ _REASONS: dict[CloseCode, str] = {
     CloseCode.FORBIDDEN: "forbidden",
     CloseCode.AUTH_TIMEOUT: "auth timeout",
 }
+
+
+def valid_close_code(code: int) -> bool:
+    """May a peer send this code in a close frame? (RFC 6455 7.4, and the IANA registry.)
+
+    1005, 1006 and 1015 are reserved for reporting, never for the wire; 1004 and
+    1016-2999 are unassigned; 3000-4999 belong to libraries and applications."""
+    return (1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999)
 
 
 def reconnect_policy(code: int) -> Reconnect:

@@ -104,6 +104,14 @@ class InboundGuard:
 
     def feed(self, opcode: int, fin: bool, rsv: bool, payload: bytes, now: float) -> Inbound | None:
         """One data frame in; a request out once a whole message has arrived."""
+        message = self.assemble(opcode, fin, rsv, payload)
+        if message is None:
+            return None
+        return self._message(message[0], message[1], now)
+
+    def assemble(self, opcode: int, fin: bool, rsv: bool, payload: bytes
+                 ) -> tuple[int, bytes] | None:
+        """RFC 6455 framing rules only: (opcode, payload) of a whole, valid message."""
         if rsv:
             # RFC 6455 5.2: RSV bits must be 0 unless an extension defines them; none is
             # negotiated.
@@ -132,7 +140,13 @@ class InboundGuard:
                 raise CloseConnection(CloseCode.MESSAGE_TOO_BIG)
         else:
             raise CloseConnection(CloseCode.PROTOCOL_ERROR, f"unknown opcode {opcode}")
-        return self._message(opcode, payload, now)
+        if opcode == OP_TEXT:
+            try:
+                payload.decode("utf-8")
+            except UnicodeDecodeError:
+                # RFC 6455 8.1: a text message that is not UTF-8 fails the connection.
+                raise CloseConnection(CloseCode.INVALID_TEXT) from None
+        return opcode, payload
 
     def _append(self, payload: bytes) -> None:
         assert self._parts is not None
@@ -142,12 +156,6 @@ class InboundGuard:
         self._parts.append(payload)
 
     def _message(self, opcode: int, payload: bytes, now: float) -> Inbound:
-        if opcode == OP_TEXT:
-            try:
-                payload.decode("utf-8")
-            except UnicodeDecodeError:
-                # RFC 6455 8.1: a text message that is not UTF-8 fails the connection.
-                raise CloseConnection(CloseCode.INVALID_TEXT) from None
         # Rate limits count every message, valid or not, before any work is done on it.
         if not (self._msgs.take(now) and self._bytes.take(now, len(payload))):
             if self._rate_violations.hit(now):

@@ -24,7 +24,7 @@ import msgspec
 
 from staywire.brokers.base import Publication, StreamPosition
 from staywire.exceptions import AuthError, BrokerUnavailable, TokenExpired
-from staywire.protocol.codes import CloseCode, ErrorCode
+from staywire.protocol.codes import CloseCode, ErrorCode, valid_close_code
 from staywire.protocol.envelope import Auth, Inbound, Ping, Pong, Pub, Rpc, Sub, Unsub, encode
 from staywire.protocol.heartbeat import Heartbeat, HeartbeatAction
 from staywire.protocol.inbound import CloseConnection, InboundGuard, Reject
@@ -36,7 +36,9 @@ from staywire.server.transport import (
     WSListener,
     WSMsgType,
     WSTransport,
+    OP_PONG,
     close_frame,
+    data_frame,
     text_frame,
 )
 
@@ -51,6 +53,7 @@ _TEXT = WSMsgType.TEXT
 _BINARY = WSMsgType.BINARY
 _CONT = WSMsgType.CONTINUATION
 _CLOSE = WSMsgType.CLOSE
+_PING = WSMsgType.PING
 _RECOVERING = object()
 
 
@@ -122,7 +125,9 @@ class Connection(WSListener):
             self._on_close_frame(frame)
             return
         if op is not _TEXT and op is not _BINARY and op is not _CONT:
-            self.hb.last_seen = time.monotonic()  # type: ignore[union-attr]  # a pong frame
+            self.hb.last_seen = time.monotonic()  # type: ignore[union-attr]
+            if op is _PING and self.sm.state < ConnState.CLOSING:
+                self.enqueue(data_frame(OP_PONG, frame.get_payload_as_bytes()))  # RFC 6455 5.5.2
             return
         state = self.sm.state
         if state >= ConnState.CLOSING:
@@ -266,6 +271,10 @@ class Connection(WSListener):
             return
         code = frame.get_close_code()
         code_int = int(code.value if hasattr(code, "value") else code)
+        if code_int and not valid_close_code(code_int):
+            self.close(CloseCode.PROTOCOL_ERROR, f"invalid close code {code_int}")
+            self.transport.disconnect()
+            return
         self.close_code = code_int if code_int else int(CloseCode.NORMAL)
         try:
             self.close_reason = frame.get_close_reason()

@@ -26,6 +26,7 @@ from staywire.exceptions import BrokerUnavailable
 from staywire.protocol.envelope import Channel, Key
 from staywire.server.auth import cookie_token, query_params, redact
 from staywire.server.connection import Connection
+from staywire.server.echo import EchoConnection
 from staywire.server.metrics import render
 from staywire.server.transport import Request, accept, reject, respond
 
@@ -53,6 +54,10 @@ class Router:
         server = self.server
         if path == server.config.ws_path:
             return self._upgrade(request, target, peer)
+        if path == server.config.echo_path and path is not None:
+            if not server.origins.allows(request.headers.get("Origin")):
+                return self._refuse(403, "origin", peer, target)
+            return accept(EchoConnection(server), None)
         if request.method != b"GET":
             return respond(405, b"method not allowed\n", "text/plain", {"Allow": "GET"})
         if path == "/healthz":

@@ -33,6 +33,7 @@ from picows.picows import WSProtocol  # type: ignore[attr-defined]
 __all__ = [
     "OP_BINARY",
     "OP_CLOSE",
+    "OP_PONG",
     "OP_TEXT",
     "Request",
     "Response",
@@ -42,6 +43,7 @@ __all__ = [
     "WSTransport",
     "accept",
     "close_frame",
+    "data_frame",
     "listen",
     "reject",
     "text_frame",
@@ -50,6 +52,7 @@ __all__ = [
 OP_TEXT = 0x1
 OP_BINARY = 0x2
 OP_CLOSE = 0x8
+OP_PONG = 0xA
 
 Request = WSUpgradeRequest
 Response = WSUpgradeResponse
@@ -66,6 +69,17 @@ def text_frame(payload: bytes) -> bytes:
     if n < 65536:
         return _pack_h(0x81, 126, n) + payload
     return _pack_q(0x81, 127, n) + payload
+
+
+def data_frame(opcode: int, payload: bytes) -> bytes:
+    """A complete, unmasked, final frame of any data opcode."""
+    n = len(payload)
+    b0 = 0x80 | opcode
+    if n < 126:
+        return bytes((b0, n)) + payload
+    if n < 65536:
+        return _pack_h(b0, 126, n) + payload
+    return _pack_q(b0, 127, n) + payload
 
 
 def close_frame(code: int, reason: str) -> bytes:
@@ -140,7 +154,9 @@ async def listen(
             True,  # disconnect_on_exception: the listener maps its own failures to 1011
             handshake_timeout,
             False, 20.0, 20.0, WSAutoPingStrategy.PING_WHEN_IDLE,  # heartbeats are ours
-            True,  # auto-pong: answer protocol-level pings (RFC 6455 5.5.2)
+            # No auto-pong: picows would answer pings that arrive after a close frame (RFC
+            # 6455 5.5.1 forbids it); the listeners answer them while the connection is open.
+            False,
             max_frame_size,
             None,
             read_buffer_size,

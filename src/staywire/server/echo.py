@@ -1,0 +1,71 @@
+"""A raw echo endpoint for protocol conformance runs (Autobahn|Testsuite).
+
+It runs the same framing code as every Staywire connection (``InboundGuard.assemble``:
+reassembly, size limit, UTF-8, RSV bits; the same close handling), but echoes each
+message back instead of decoding envelopes, which is what the fuzzing client expects.
+It is off unless ``echo_path`` is set.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from staywire.protocol.codes import CloseCode, valid_close_code
+from staywire.protocol.inbound import CloseConnection, InboundGuard
+from staywire.server.transport import (
+    OP_PONG,
+    WSFrame,
+    WSListener,
+    WSMsgType,
+    WSTransport,
+    close_frame,
+    data_frame,
+)
+
+if TYPE_CHECKING:
+    from staywire.server.app import Server
+
+__all__ = ["EchoConnection"]
+
+
+class EchoConnection(WSListener):
+    __slots__ = ("guard", "closing")
+
+    def __init__(self, server: Server) -> None:
+        self.guard = InboundGuard(server.limits, time.monotonic())
+        self.closing = False
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        tr = transport.underlying_transport
+        op = frame.msg_type
+        if op is WSMsgType.CLOSE:
+            if not self.closing:
+                self.closing = True
+                code = frame.get_close_code()
+                code_int = int(code.value if hasattr(code, "value") else code)
+                if code_int and not valid_close_code(code_int):
+                    tr.write(close_frame(int(CloseCode.PROTOCOL_ERROR), "invalid close code"))
+                else:
+                    tr.write(close_frame(code_int, "") if code_int else b"\x88\x00")
+            transport.disconnect()
+            return
+        if self.closing or op is WSMsgType.PONG:
+            return
+        if op is WSMsgType.PING:
+            tr.write(data_frame(OP_PONG, frame.get_payload_as_bytes()))
+            return
+        try:
+            message = self.guard.assemble(op.value, frame.fin,
+                                          frame.rsv1 or frame.rsv2 or frame.rsv3,
+                                          frame.get_payload_as_bytes())
+        except CloseConnection as exc:
+            self._close(transport, exc.code, exc.reason)
+            return
+        if message is not None:
+            tr.write(data_frame(message[0], message[1]))
+
+    def _close(self, transport: WSTransport, code: CloseCode, reason: str) -> None:
+        self.closing = True
+        transport.underlying_transport.write(close_frame(int(code), reason))
+        transport.disconnect()
