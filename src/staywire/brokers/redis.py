@@ -1,0 +1,563 @@
+"""The Redis broker: streams, history, idempotency keys and sessions shared by every node.
+
+Modelled on centrifuge's Redis engine. A channel lives in three kinds of keys,
+all carrying the channel as a hash tag so that one Lua script may touch them
+together (and a Redis Cluster would keep them in one slot)::
+
+    {prefix}{<channel>}:meta       hash: e = epoch, o = top offset
+    {prefix}{<channel>}:stream     stream whose entry ids are the offsets
+    {prefix}{<channel>}:key:<key>  "epoch:offset" of the first publish with this key
+
+The epoch is stored in Redis, not in a node: every node (and a node after its
+own restart) sees the same positions, and the epoch changes exactly when Redis
+lost the meta key (restart without persistence, eviction, expiry), which is
+when the offsets it named no longer exist.
+
+Delivery between nodes is Redis pub/sub, which is at most once: whatever is
+published while a node's link is down never reaches it. The stream is what
+makes delivery lossless. Each node remembers the last (epoch, offset) it
+delivered per channel and, when a SUBSCRIBE is confirmed (on subscribe and
+after every reconnect) or a publication skips ahead, reads the missing entries
+from the stream and delivers them first. Only the reader task delivers, so per
+channel the order is the offset order and no offset is delivered twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from redis import exceptions as redis_errors
+from redis.asyncio import Redis
+from redis.asyncio.connection import AbstractConnection
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from staywire.brokers.base import (
+    Broker,
+    HistoryResult,
+    Publication,
+    PublicationHandler,
+    PublishResult,
+    StreamPosition,
+)
+from staywire.exceptions import BrokerError, BrokerUnavailable, ConfigError
+
+__all__ = ["RedisBroker"]
+
+log = logging.getLogger(__name__)
+
+# The meta key (epoch and top offset) outlives the stream by this factor: a client
+# back after the stream expired is then told "nothing missed, same epoch" when that
+# is true, and offsets stay monotonic while anyone may still hold a position.
+_META_TTL_FACTOR = 10
+# Defaults for the client; query parameters of the URL take precedence.
+_CONNECT_TIMEOUT = 2.0
+_COMMAND_TIMEOUT = 5.0
+# Reconnect delays start here and double up to ``reconnect_backoff_max``.
+_BACKOFF_BASE = 0.05
+# A pub/sub link silent this long gets a PING; silent as long again, it is dead.
+# TCP keepalive alone would take much longer to notice a vanished peer.
+_IDLE_PING = 5.0
+_CONFIRM_TIMEOUT = 5.0
+_SUBSCRIBE_BATCH = 512
+
+# Errors that mean "Redis cannot serve us now" (BusyLoading and Authentication
+# errors are ConnectionErrors; a read-only replica after failover cannot either).
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+    redis_errors.ReadOnlyError,
+    OSError,
+)
+
+# KEYS: meta, stream[, idempotency key]
+# ARGV: data, epoch if new, history size, history ttl ms, meta ttl ms,
+#       pub/sub channel, channel, dedupe window ms
+#
+# A stream rather than a list: with the offset as the entry id, "everything after
+# offset N" is one XRANGE whose answer carries its own offsets, MAXLEN trims
+# exactly to history_size in the same command, and nothing depends on index
+# arithmetic staying in step with the offset counter.
+_PUBLISH_LUA = """
+if KEYS[3] then
+  local seen = redis.call('GET', KEYS[3])
+  if seen then
+    local sep = string.find(seen, ':', 1, true)
+    return {string.sub(seen, 1, sep - 1), string.sub(seen, sep + 1), 1}
+  end
+end
+local epoch = redis.call('HGET', KEYS[1], 'e')
+if not epoch then
+  -- A new life of the channel: entries of an earlier one would have offsets
+  -- that mean something else now.
+  epoch = ARGV[2]
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0)
+end
+local offset = string.format('%d', redis.call('HINCRBY', KEYS[1], 'o', 1))
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+if tonumber(ARGV[3]) > 0 then
+  redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], offset, 'd', ARGV[1])
+  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+end
+redis.call('PUBLISH', ARGV[6], offset .. ':' .. epoch .. ':' .. #ARGV[7] .. ':' .. ARGV[7] .. ARGV[1])
+if KEYS[3] then
+  redis.call('SET', KEYS[3], epoch .. ':' .. offset, 'NX', 'PX', ARGV[8])
+end
+return {epoch, offset, 0}
+"""
+
+# KEYS: meta, stream
+# ARGV: epoch if new, meta ttl ms, since epoch ('' for none), first offset wanted
+#
+# One script so that the position and the entries are one snapshot. Reading a
+# channel that has no epoch yet creates it, so that a subscriber's position and
+# the next publication agree on it.
+_HISTORY_LUA = """
+local meta = redis.call('HMGET', KEYS[1], 'e', 'o')
+local epoch, top = meta[1], meta[2]
+if not epoch then
+  epoch, top = ARGV[1], '0'
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0)
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if ARGV[3] ~= epoch then
+  return {epoch, top}
+end
+return {epoch, top, redis.call('XRANGE', KEYS[2], ARGV[4], '+')}
+"""
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+def _decode_payload(payload: bytes) -> Publication:
+    """``offset:epoch:len(channel):channel`` then the data, as built by the publish script."""
+    offset, epoch, size, rest = payload.split(b":", 3)
+    n = int(size)
+    return Publication(rest[:n].decode(), epoch.decode(), int(offset), rest[n:])
+
+
+@dataclass(slots=True, eq=False)
+class _Track:
+    """A channel this node subscribed to, and the last position delivered for it.
+
+    ``epoch`` is ``None`` until the position at subscribe time is known; the
+    reader ignores the channel until then.
+    """
+
+    ready: asyncio.Future[None]
+    epoch: str | None = None
+    offset: int = 0
+    failed: BaseException | None = field(default=None)
+
+
+class RedisBroker(Broker):
+    def __init__(
+        self,
+        url: str,
+        *,
+        history_size: int = 100,
+        history_ttl: float = 300.0,
+        dedupe_window: float = 120.0,
+        prefix: str = "staywire:",
+        reconnect_backoff_max: float = 5.0,
+    ) -> None:
+        if history_size < 0:
+            raise ConfigError("history_size must be >= 0")
+        if history_ttl <= 0 or dedupe_window <= 0:
+            raise ConfigError("history_ttl and dedupe_window must be > 0")
+        if reconnect_backoff_max <= 0:
+            raise ConfigError("reconnect_backoff_max must be > 0")
+        self._history_size = history_size
+        self._history_ttl_ms = _ms(history_ttl)
+        self._meta_ttl_ms = _ms(history_ttl * _META_TTL_FACTOR)
+        self._dedupe_ms = _ms(dedupe_window)
+        self._prefix = prefix
+        self._pubsub_prefix = f"{prefix}pub:"
+        self._backoff_max = reconnect_backoff_max
+        # No retries inside redis-py: retrying a publish whose reply was lost could
+        # publish it twice. Callers get BrokerUnavailable and retry with their key.
+        # RESP2 unless the URL asks for 3: it saves the HELLO round trip on every
+        # connect, and the reader handles pub/sub replies in either protocol.
+        try:
+            self._redis: Redis = Redis.from_url(
+                url,
+                protocol=2,
+                socket_connect_timeout=_CONNECT_TIMEOUT,
+                socket_timeout=_COMMAND_TIMEOUT,
+                retry=Retry(NoBackoff(), 0),
+            )
+        except ValueError as exc:  # the message names the problem, never the password
+            raise ConfigError(f"invalid Redis URL: {exc}") from None
+        self._publish_script = self._redis.register_script(_PUBLISH_LUA)
+        self._history_script = self._redis.register_script(_HISTORY_LUA)
+        self._on_publication: PublicationHandler | None = None
+        self._tracks: dict[str, _Track] = {}
+        self._link: AbstractConnection | None = None
+        # Held while writing on the link, so that what was decided (under the lock)
+        # reaches Redis in that order: SUBSCRIBE/UNSUBSCRIBE races need it.
+        self._send_lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._first_attempt = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._available = False
+        self._closed = False
+
+    # -- keys -----------------------------------------------------------------
+
+    def _key(self, channel: str, suffix: str) -> str:
+        return f"{self._prefix}{{{channel}}}:{suffix}"
+
+    def _pubsub_name(self, channel: str) -> str:
+        return self._pubsub_prefix + channel
+
+    @staticmethod
+    def _new_epoch() -> str:
+        # Hex only: the payload and the idempotency value use ':' as separator.
+        return secrets.token_hex(6)
+
+    # -- lifecycle --------------------------------------------------------------
+
+    async def start(self, on_publication: PublicationHandler) -> None:
+        """Connect the pub/sub link and start its reader.
+
+        Does not raise when Redis is down: the broker then reports ``available``
+        false and keeps reconnecting in the background, so that a node started
+        before Redis becomes ready by itself instead of crash-looping.
+        """
+        if self._closed:
+            raise BrokerUnavailable("the Redis broker is closed")
+        self._on_publication = on_publication
+        if self._task is None:
+            self._task = asyncio.create_task(self._supervise(), name="staywire-redis-link")
+            await self._first_attempt.wait()
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._available = False
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        closed = BrokerUnavailable("the Redis broker is closed")
+        for channel, track in list(self._tracks.items()):
+            self._forget(channel, track, closed)
+        self._on_publication = None
+        await self._redis.aclose()
+
+    @property
+    def available(self) -> bool:
+        return self._available
+
+    async def ping(self) -> None:
+        with self._guard("ping"):
+            await self._redis.ping()
+        if self._link is None:
+            # Redis is back but the link waits out its backoff: cut the wait short.
+            self._wake.set()
+            raise BrokerUnavailable("ping: the pub/sub link to Redis is reconnecting")
+
+    @contextlib.contextmanager
+    def _guard(self, what: str) -> Iterator[None]:
+        """Translate redis-py errors; keep ``available`` in step with what was seen."""
+        if self._closed:
+            raise BrokerUnavailable(f"{what}: the Redis broker is closed")
+        try:
+            yield
+        except _UNAVAILABLE as exc:
+            # After a timeout the outcome is unknown (a publish may have happened);
+            # a retry with the same idempotency key is what makes that safe.
+            self._available = False
+            raise BrokerUnavailable(f"{what}: Redis unreachable: {exc}") from exc
+        except redis_errors.RedisError as exc:
+            raise BrokerError(f"{what}: {exc}") from exc
+        if self._link is not None:
+            self._available = True
+
+    # -- streams ----------------------------------------------------------------
+
+    async def publish(self, channel: str, data: bytes, *, key: str | None = None) -> PublishResult:
+        keys = [self._key(channel, "meta"), self._key(channel, "stream")]
+        if key is not None:
+            keys.append(self._key(channel, f"key:{key}"))
+        args: list[bytes | str | int] = [
+            data,
+            self._new_epoch(),
+            self._history_size,
+            self._history_ttl_ms,
+            self._meta_ttl_ms,
+            self._pubsub_name(channel),
+            channel,
+            self._dedupe_ms,
+        ]
+        with self._guard("publish"):
+            epoch, offset, duplicate = await self._publish_script(keys=keys, args=args)
+        return PublishResult(epoch.decode(), int(offset), duplicate=bool(duplicate))
+
+    async def history(self, channel: str, since: StreamPosition | None) -> HistoryResult:
+        with self._guard("history"):
+            return await self._read_history(channel, since)
+
+    async def _read_history(self, channel: str, since: StreamPosition | None) -> HistoryResult:
+        reply = await self._history_script(
+            keys=[self._key(channel, "meta"), self._key(channel, "stream")],
+            args=[
+                self._new_epoch(),
+                self._meta_ttl_ms,
+                since.epoch if since is not None else "",
+                max(since.offset, 0) + 1 if since is not None else 0,
+            ],
+        )
+        epoch = reply[0].decode()
+        position = StreamPosition(epoch, int(reply[1]))
+        entries: list[Any] = reply[2] if len(reply) > 2 else []
+        publications = []
+        for entry_id, fields in entries:
+            data = dict(zip(fields[::2], fields[1::2], strict=True))[b"d"]
+            publications.append(Publication(channel, epoch, int(entry_id.split(b"-")[0]), data))
+        return HistoryResult(position, publications)
+
+    # -- subscriptions ------------------------------------------------------------
+
+    async def subscribe(self, channel: str) -> None:
+        track = self._tracks.get(channel)
+        if track is None:
+            track = _Track(asyncio.get_running_loop().create_future())
+            self._tracks[channel] = track  # visible at once, so an unsubscribe can cancel it
+            try:
+                await self._start_tracking(channel, track)
+            except BaseException as exc:
+                self._forget(channel, track, exc)
+                raise
+        await self._wait_ready(channel, track)
+
+    async def _start_tracking(self, channel: str, track: _Track) -> None:
+        # Delivery starts after the position read *before* SUBSCRIBE: whatever is
+        # published after it reaches this node, live or, when it raced the
+        # SUBSCRIBE, from the stream when the subscription is confirmed.
+        with self._guard("subscribe"):
+            position = (await self._read_history(channel, None)).position
+        async with self._send_lock:
+            if self._tracks.get(channel) is not track:
+                return  # unsubscribed meanwhile: the later call wins
+            link = self._link
+            if link is None:
+                raise BrokerUnavailable("subscribe: the pub/sub link to Redis is down")
+            track.epoch, track.offset = position.epoch, position.offset
+            with self._guard("subscribe"):
+                await link.send_command("SUBSCRIBE", self._pubsub_name(channel), check_health=False)
+
+    async def _wait_ready(self, channel: str, track: _Track) -> None:
+        try:
+            await asyncio.wait_for(asyncio.shield(track.ready), _CONFIRM_TIMEOUT)
+        except TimeoutError:
+            if self._tracks.get(channel) is track:
+                await self.unsubscribe(channel)
+            raise BrokerUnavailable("subscribe: Redis did not confirm in time") from None
+        if track.failed is not None:
+            raise BrokerUnavailable(f"subscribe: {track.failed}") from track.failed
+
+    def _forget(self, channel: str, track: _Track, failed: BaseException | None = None) -> None:
+        if self._tracks.get(channel) is track:
+            del self._tracks[channel]
+        if not track.ready.done():
+            track.failed = failed
+            track.ready.set_result(None)
+
+    async def unsubscribe(self, channel: str) -> None:
+        """Stop delivery at once; never raises.
+
+        Deliveries stop when this returns, whatever the link's state. When the
+        link is down there is nothing to tell Redis: the next link subscribes
+        only the channels still tracked.
+        """
+        track = self._tracks.get(channel)
+        if track is None:
+            return
+        self._forget(channel, track)
+        async with self._send_lock:
+            link = self._link
+            if link is not None:
+                with contextlib.suppress(*_UNAVAILABLE):
+                    await link.send_command(
+                        "UNSUBSCRIBE", self._pubsub_name(channel), check_health=False
+                    )
+
+    # -- the pub/sub link -----------------------------------------------------------
+
+    async def _supervise(self) -> None:
+        """Keep one pub/sub link up: connect, read until it breaks, back off, again."""
+        attempt = 0
+        while not self._closed:
+            link: AbstractConnection | None = None
+            try:
+                link = await self._open_link()
+                if attempt:
+                    log.info("redis broker: pub/sub link restored")
+                attempt = 0
+                self._first_attempt.set()
+                await self._read(link)
+            except Exception as exc:
+                expected = isinstance(exc, (*_UNAVAILABLE, BrokerError))
+                log.warning(
+                    "redis broker: pub/sub link down (attempt %d): %s",
+                    attempt + 1,
+                    exc,
+                    exc_info=not expected,
+                )
+            finally:
+                await self._drop_link(link)
+                self._first_attempt.set()
+            delay = self._backoff(attempt)
+            attempt += 1
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+
+    def _backoff(self, attempt: int) -> float:
+        # Equal jitter: never zero, so a flapping Redis is not hammered, and spread,
+        # so that the nodes of a cluster do not all come back at the same instant.
+        ceiling = min(self._backoff_max, _BACKOFF_BASE * 2.0 ** min(attempt, 32))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+    async def _open_link(self) -> AbstractConnection:
+        # A connection of its own, outside the pool: it is in pub/sub mode for life.
+        # (redis-py leaves these two untyped.)
+        pool = self._redis.connection_pool
+        link: AbstractConnection = pool.make_connection()  # type: ignore[no-untyped-call]
+        try:
+            await link.connect()  # type: ignore[no-untyped-call]
+            await link.send_command("PING", check_health=False)
+            await link.read_response()
+            async with self._send_lock:
+                names = [self._pubsub_name(c) for c, t in self._tracks.items() if t.epoch]
+                for i in range(0, len(names), _SUBSCRIBE_BATCH):
+                    batch = names[i : i + _SUBSCRIBE_BATCH]
+                    await link.send_command("SUBSCRIBE", *batch, check_health=False)
+                self._link = link
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await link.disconnect(nowait=True)
+            raise
+        self._available = True
+        return link
+
+    async def _drop_link(self, link: AbstractConnection | None) -> None:
+        self._available = False
+        if link is None:
+            return
+        if self._link is link:
+            self._link = None
+        with contextlib.suppress(Exception):
+            await link.disconnect(nowait=True)
+
+    async def _read(self, link: AbstractConnection) -> None:
+        """Read the link until it fails; only this task delivers publications."""
+        pinged = False
+        while True:
+            reply = await link.read_response(
+                timeout=_IDLE_PING, disconnect_on_error=False, push_request=True
+            )
+            if reply is None:
+                if pinged:
+                    raise redis_errors.TimeoutError("no reply on the pub/sub link")
+                async with self._send_lock:
+                    await link.send_command("PING", check_health=False)
+                pinged = True
+                continue
+            pinged = False
+            await self._dispatch(reply)
+
+    async def _dispatch(self, reply: Any) -> None:
+        if not isinstance(reply, list):
+            self._available = True  # PONG while subscribed to nothing
+            return
+        kind = reply[0]
+        if kind == b"message":
+            try:
+                pub = _decode_payload(reply[2])
+            except (ValueError, UnicodeDecodeError):
+                log.warning("redis broker: ignoring a malformed payload on %r", reply[1])
+                return
+            await self._on_message(pub)
+        elif kind == b"subscribe":
+            channel = reply[1].decode()[len(self._pubsub_prefix) :]
+            await self._on_subscribed(channel)
+        elif kind == b"pong":
+            self._available = True
+
+    async def _on_subscribed(self, channel: str) -> None:
+        # Whatever was published since this node's last delivery (before the
+        # subscription, or while the link was down) is in the stream.
+        track = self._tracks.get(channel)
+        if track is None or track.epoch is None:
+            return
+        await self._catch_up(channel, track)
+        if not track.ready.done():
+            track.ready.set_result(None)
+
+    async def _on_message(self, pub: Publication) -> None:
+        track = self._tracks.get(pub.channel)
+        if track is None or track.epoch is None:
+            return
+        if pub.epoch != track.epoch or pub.offset > track.offset + 1:
+            await self._catch_up(pub.channel, track)
+        if pub.epoch == track.epoch and pub.offset > track.offset:
+            # Normally offset + 1; more only when the stream no longer had the gap.
+            self._deliver(pub.channel, track, pub)
+
+    async def _catch_up(self, channel: str, track: _Track) -> None:
+        assert track.epoch is not None
+        with self._guard("catch up"):
+            result = await self._read_history(channel, StreamPosition(track.epoch, track.offset))
+            if result.position.epoch != track.epoch:
+                # Redis lost the stream: the old offsets are gone for good. Continue
+                # with the new stream from its beginning, delivering nothing old.
+                track.epoch, track.offset = result.position.epoch, 0
+                result = await self._read_history(channel, StreamPosition(track.epoch, 0))
+        for pub in result.publications:
+            if pub.offset > track.offset:
+                self._deliver(channel, track, pub)
+
+    def _deliver(self, channel: str, track: _Track, pub: Publication) -> None:
+        if self._tracks.get(channel) is not track:
+            return
+        track.epoch, track.offset = pub.epoch, pub.offset
+        handler = self._on_publication
+        if handler is None:
+            return
+        try:
+            handler(pub)
+        except Exception:
+            log.exception("redis broker: on_publication failed for %s@%d", channel, pub.offset)
+
+    # -- sessions -------------------------------------------------------------------
+
+    def _session_key(self, session_id: str) -> str:
+        return f"{self._prefix}session:{session_id}"
+
+    async def save_session(self, session_id: str, record: bytes, ttl: float) -> None:
+        with self._guard("save_session"):
+            await self._redis.set(self._session_key(session_id), record, px=_ms(ttl))
+
+    async def load_session(self, session_id: str) -> bytes | None:
+        with self._guard("load_session"):
+            record = await self._redis.get(self._session_key(session_id))
+        return cast("bytes | None", record)  # bytes: the client does not decode
+
+    async def delete_session(self, session_id: str) -> None:
+        with self._guard("delete_session"):
+            await self._redis.delete(self._session_key(session_id))

@@ -1,0 +1,5 @@
+"""Fixtures of the broker tests: a real redis-server (see tests/support/redis_server.py)."""
+
+from tests.support.redis_server import fresh_redis_server, redis_server
+
+__all__ = ["fresh_redis_server", "redis_server"]
