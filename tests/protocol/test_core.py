@@ -63,6 +63,10 @@ def test_decode_typed_requests() -> None:
     (b'{"type":"sub","id":1,"channel":"' + b"x" * 129 + b'"}', ErrorCode.BAD_REQUEST),
     (b'{"type":"sub","id":1,"channel":"a","extra":1}', ErrorCode.BAD_REQUEST),
     (b'{"type":"pub","id":1,"channel":"a"}', ErrorCode.BAD_REQUEST),
+    # msgspec raises RecursionError past its depth limit: once a 1011 close.
+    (b'{"type":"pub","id":1,"channel":"a","data":' + b"[" * 5000 + b"]" * 5000 + b"}",
+     ErrorCode.BAD_REQUEST),
+    (b"[" * 5000, ErrorCode.BAD_REQUEST),
 ])
 def test_decode_rejects_what_the_contract_does_not_allow(payload: bytes, code: ErrorCode) -> None:
     from staywire.protocol.envelope import InvalidMessage

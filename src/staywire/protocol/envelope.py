@@ -108,7 +108,7 @@ def _salvage_id(payload: bytes) -> int | None:
     """The ``id`` of an invalid request, when there is a usable one, for the error reply."""
     try:
         obj = msgspec.json.decode(payload)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return None
     if isinstance(obj, dict):
         rid = obj.get("id")
@@ -131,6 +131,10 @@ def decode(payload: bytes) -> Inbound:
         raise InvalidMessage(ErrorCode.BAD_REQUEST, reason, rid) from None
     except msgspec.DecodeError:
         raise InvalidMessage(ErrorCode.BAD_REQUEST, "not a JSON object") from None
+    except RecursionError:
+        # msgspec refuses nesting deeper than its limit with RecursionError, not a
+        # DecodeError: a hostile client must get an error reply, not a 1011 close.
+        raise InvalidMessage(ErrorCode.BAD_REQUEST, "JSON nested too deeply") from None
 
 
 def _unknown_type(payload: bytes, rid: int | None) -> Inbound:

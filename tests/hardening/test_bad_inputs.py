@@ -1,0 +1,179 @@
+"""A corpus of bad inputs over real sockets. Each gets its documented answer, and a
+well-behaved client connected meanwhile sees no error and no delay beyond a bound."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import struct
+import time
+
+import jwt
+import pytest
+import websockets
+
+from tests.support.ws import RawSocket, closed_with, connect, expect, raw_frame
+
+pytestmark = pytest.mark.asyncio
+SECRET = "hardening-secret-0123456789abcdef0123"
+BOUND = 0.5  # seconds: the worst round trip the bystander may see while others misbehave
+
+
+class Bystander:
+    """Pings the server in a loop and records round trips and anything unexpected."""
+
+    def __init__(self, url: str, first: dict | None = None) -> None:
+        self.url = url
+        self.first = first
+        self.rtts: list[float] = []
+        self.problems: list[str] = []
+        self._task: asyncio.Task | None = None
+
+    async def __aenter__(self) -> Bystander:
+        self.ws = await connect(self.url).__aenter__()
+        if self.first is not None:
+            await self.ws.send(json.dumps(self.first))
+        await expect(self.ws, "welcome")
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def _run(self) -> None:
+        n = 0
+        while True:
+            n += 1
+            sent = time.monotonic()
+            await self.ws.send(json.dumps({"type": "ping", "t": n}))
+            msg = await expect(self.ws, timeout=5)
+            if msg != {"type": "pong", "t": n}:
+                self.problems.append(repr(msg))
+            self.rtts.append(time.monotonic() - sent)
+            await asyncio.sleep(0.02)
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        for _ in range(100):  # a few more round trips after the last bad input
+            if len(self.rtts) > 5 or self._task.done():
+                break
+            await asyncio.sleep(0.02)
+        done = self._task.done()
+        self._task.cancel()
+        await self.ws.close()
+        assert not done, f"bystander loop ended: {self._task.exception()!r}"
+        assert not self.problems, self.problems
+        assert len(self.rtts) > 5 and max(self.rtts) < BOUND, max(self.rtts)
+
+
+async def raw(srv, headers: dict | None = None) -> RawSocket:
+    sock, head = await RawSocket.open("127.0.0.1", srv.port, headers=headers)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return sock
+
+
+async def test_corpus_on_an_open_connection(server_factory) -> None:
+    srv = server_factory(allow_anonymous=True, anonymous_channels=["*"], max_message_size=4096,
+                         rate_messages=1000, rate_burst=1000)
+    async with Bystander(srv.url):
+        cases: list[tuple[str, bytes, object]] = [
+            ("invalid utf-8", raw_frame(1, b'{"type":"ping","t":"\xed\xa0\x80"}'), 1007),
+            ("oversized frame", raw_frame(1, b" " * 5000), 1009),
+            ("fragmented oversized", raw_frame(1, b"[" * 3000, fin=False)
+             + raw_frame(0, b"]" * 3000), 1009),
+            ("reserved opcode", raw_frame(3, b"x"), 1002),
+            ("rsv bits", raw_frame(1, b"{}", rsv=1), 1002),
+            ("continuation first", raw_frame(0, b"{}"), 1002),
+            ("control frame too long", raw_frame(9, b"p" * 126), 1002),
+            ("bad close code", raw_frame(8, struct.pack("!H", 999)), 1002),
+        ]
+        for name, data, code in cases:
+            sock = await raw(srv)
+            await sock.read_frame()  # welcome
+            sock.send(data)
+            assert await sock.close_code() == code, name
+            sock.abort()
+        errors = [
+            (b"\x00\xff binary junk", 2, "binary_unsupported"),
+            (b"[1,2,3]", 1, "bad_request"),
+            (b'"just a string"', 1, "bad_request"),
+            (b'{"type":"sub","id":"one","channel":"c"}', 1, "bad_request"),
+            (b'{"type":"sub","id":99999999999999999999,"channel":"c"}', 1, "bad_request"),
+            (b'{"type":"pub","id":1,"channel":"c","data":' + b"[" * 2000 + b"]" * 2000 + b"}",
+             1, "bad_request"),
+            (b'{"type":"nope"}', 1, "unknown_type"),
+            (b'{"type":"sub","id":1,"channel":"../../etc/passwd x"}', 1, "bad_request"),
+        ]
+        sock = await raw(srv)
+        await sock.read_frame()
+        for payload, opcode, code in errors:
+            sock.send(raw_frame(opcode, payload))
+            op, reply = await sock.read_frame()
+            assert json.loads(reply)["code"] == code, payload[:40]
+        sock.abort()
+
+
+async def test_flood_is_limited_without_hurting_others(server_factory) -> None:
+    srv = server_factory(allow_anonymous=True, anonymous_channels=["*"])
+    async with Bystander(srv.url):
+        sock = await raw(srv)
+        await sock.read_frame()
+        sock.send(raw_frame(1, b'{"type":"ping"}') * 2000)
+        seen = set()
+        async with asyncio.timeout(10):
+            while True:
+                op, payload = await sock.read_frame()
+                if op == 8:
+                    assert struct.unpack("!H", payload[:2])[0] == 4029
+                    break
+                seen.add(json.loads(payload)["type"])
+        assert seen == {"pong", "error"}
+        sock.abort()
+
+
+async def test_auth_corpus(server_factory) -> None:
+    srv = server_factory(jwt_secret=SECRET, auth_timeout=1.0)
+    good = jwt.encode({"sub": "ok", "exp": int(time.time()) + 60, "channels": ["*"]}, SECRET)
+    expired = jwt.encode({"sub": "ok", "exp": int(time.time()) - 1}, SECRET)
+    forged = jwt.encode({"sub": "admin", "channels": ["*"]}, "not-the-secret-but-long-enough!!")
+    none_alg = jwt.encode({"sub": "admin"}, None, algorithm="none")
+    async with Bystander(srv.url, {"type": "auth", "token": good}):
+        for query, code in [(f"token={expired}", 4401), (f"token={forged}", 4501),
+                            (f"token={none_alg}", 4501), ("token=%00%ff%fe", 4501),
+                            ("token=" + "A" * 5000, 4501)]:
+            async with connect(f"{srv.url}?{query}") as ws:
+                assert (await closed_with(ws))[0] == code, query[:30]
+        for query in ["%%%", "session=../../x&session=1", "a=" + "%" * 300, "token="]:
+            async with connect(f"{srv.url}?{query}") as ws:
+                # Garbage in the query is no credential: the connection waits for auth.
+                await ws.send(json.dumps({"type": "auth", "token": good}))
+                assert (await expect(ws, "welcome"))["resumed"] is False
+        async with connect(srv.url) as ws:  # an operation before auth
+            await ws.send(json.dumps({"type": "pub", "id": 1, "channel": "c", "data": 1}))
+            assert (await closed_with(ws))[0] == 4501
+        with pytest.raises(websockets.InvalidStatus) as info:
+            async with connect(srv.url, origin="https://attacker.example"):
+                pass
+        assert info.value.response.status_code == 403
+
+
+async def test_random_frames_fuzz(server_factory) -> None:
+    """Random and malformed frames from several sockets; the server must answer each
+    connection with a close (or an error reply) and go on serving the bystander."""
+    srv = server_factory(allow_anonymous=True, anonymous_channels=["*"], max_message_size=2048)
+    rng = random.Random(1234)
+    async with Bystander(srv.url):
+        for _ in range(60):
+            sock = await raw(srv)
+            await sock.read_frame()
+            for _ in range(rng.randint(1, 6)):
+                opcode = rng.choice([0, 1, 1, 2, 3, 8, 9, 10, 11, 15])
+                payload = rng.randbytes(rng.randint(0, 300))
+                if rng.random() < 0.3:
+                    payload = json.dumps({"type": rng.choice(["sub", "pub", "ping"]),
+                                          "id": rng.randint(-2, 5), "channel": "c",
+                                          "data": rng.random()}).encode()
+                sock.send(raw_frame(opcode, payload, fin=rng.random() < 0.8,
+                                    rsv=rng.choice([0, 0, 0, 1])))
+            if rng.random() < 0.5:
+                sock.send(rng.randbytes(rng.randint(1, 64)))  # not even a frame
+            sock.abort()
+        await asyncio.sleep(0.3)
