@@ -43,6 +43,8 @@ def _serve_parser(sub: Any) -> None:
     p.add_argument("--max-send-buffer", type=int)
     p.add_argument("--max-connections", type=int)
     p.add_argument("--max-connections-per-ip", type=int)
+    p.add_argument("--handshake-rate", type=float)
+    p.add_argument("--handshake-burst", type=float)
     p.add_argument("--rate-messages", type=float)
     p.add_argument("--rate-burst", type=float)
     p.add_argument("--history-size", type=int)

@@ -55,6 +55,8 @@ class Config:
     max_connections: int = 100_000
     max_connections_per_ip: int = 1_000
     max_subscriptions: int = 100
+    handshake_rate: float = 200.0  # new connections per second per client IP
+    handshake_burst: float = 1000.0
     max_invalid: int = 10  # invalid messages within invalid_window before 4500
     invalid_window: float = 60.0
     rate_messages: float = 100.0  # per second

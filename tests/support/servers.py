@@ -105,7 +105,8 @@ class ServerProcess:
         self.proc = subprocess.Popen(self.argv(), stdout=self._log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, env=env)
         try:
-            wait_http(f"{self.http}/healthz", timeout=15)
+            # The API port is plain HTTP even when the WebSocket port speaks TLS.
+            wait_http(f"{self.api}/healthz", timeout=15)
         except TimeoutError:
             self.kill()
             raise RuntimeError(f"server did not start:\n{self.log()}") from None

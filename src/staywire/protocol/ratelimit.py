@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["TokenBucket", "ViolationCounter"]
+__all__ = ["KeyedBuckets", "TokenBucket", "ViolationCounter"]
 
 
 class TokenBucket:
@@ -55,3 +55,41 @@ class ViolationCounter:
             self.count = 0
         self.count += 1
         return self.count >= self.limit
+
+
+class KeyedBuckets:
+    """One token bucket per key (client IP for handshakes), with bounded memory.
+
+    Buckets that have refilled completely carry no information and are dropped
+    when the table grows past ``max_keys``; if every bucket is busy (a flood from
+    many addresses), the oldest are dropped, which errs towards admitting.
+    """
+
+    __slots__ = ("rate", "burst", "max_keys", "_buckets")
+
+    def __init__(self, rate: float, burst: float, max_keys: int = 100_000) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.max_keys = max_keys
+        self._buckets: dict[str, TokenBucket] = {}
+
+    def take(self, key: str, now: float) -> bool:
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) >= self.max_keys:
+                self.prune(now)
+            bucket = self._buckets[key] = TokenBucket(self.rate, self.burst, now)
+        return bucket.take(now)
+
+    def prune(self, now: float) -> None:
+        full = [k for k, b in self._buckets.items()
+                if b.tokens + (now - b.stamp) * b.rate >= b.burst]
+        for k in full:
+            del self._buckets[k]
+        excess = len(self._buckets) - self.max_keys // 2
+        if excess > 0:
+            for k in list(self._buckets)[:excess]:
+                del self._buckets[k]
+
+    def __len__(self) -> int:
+        return len(self._buckets)

@@ -25,6 +25,7 @@ from staywire.exceptions import AuthError, BrokerUnavailable, ConfigError
 from staywire.protocol.codes import CloseCode, ErrorCode
 from staywire.protocol.envelope import CHANNEL_PATTERN
 from staywire.protocol.inbound import Limits
+from staywire.protocol.ratelimit import KeyedBuckets
 from staywire.protocol.state import ConnState
 from staywire.server import routes
 from staywire.server.auth import Authenticator, Identity, JWTAuthenticator, can_access
@@ -111,6 +112,7 @@ class Server:
         self.registry.register(StatsCollector(self.stats, self._gauges))
         self.connections: set[Connection] = set()
         self.per_ip: Counter[str] = Counter()
+        self.handshakes = KeyedBuckets(cfg.handshake_rate, cfg.handshake_burst)
         self.hub: Hub = None  # type: ignore[assignment]  # made in start(): needs the loop
         self.draining = False
         self.publish_nowait: Callable[[str, bytes, str | None], PublishResult] | None = getattr(
@@ -252,6 +254,9 @@ class Server:
             return ErrorCode.INTERNAL, "internal error"
 
     def connection_opened(self, conn: Connection) -> None:
+        # Counted once the upgrade completed: a handshake that fails after routing never
+        # reaches connection_closed, and would leak a count.
+        self.per_ip[conn.ip] += 1
         self.connections.add(conn)
         self.stats.connections_opened += 1
 
@@ -341,6 +346,8 @@ class Server:
                     conn.tick(now, wall)
                 except Exception:
                     log.exception("sweep failed conn=%s", conn.id)
+            if len(self.handshakes) > 1024:
+                self.handshakes.prune(now)
 
     async def drain(self) -> None:
         """Graceful shutdown: refuse new connections, spread the old ones' reconnects, close."""

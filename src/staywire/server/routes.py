@@ -16,6 +16,7 @@ import hmac
 import logging
 import mimetypes
 import re
+import time
 from importlib import resources
 from typing import TYPE_CHECKING
 
@@ -98,6 +99,8 @@ class Router:
                                 if origin else "")
         if server.draining:
             return self._refuse(503, "draining", ip, target)
+        if not server.handshakes.take(ip, time.monotonic()):
+            return self._refuse(429, "handshake_rate", ip, target)
         if len(server.connections) >= cfg.max_connections:
             return self._refuse(503, "capacity", ip, target)
         if server.per_ip[ip] >= cfg.max_connections_per_ip:
@@ -115,7 +118,6 @@ class Router:
         session = params.get("session")
         if session is not None and not re.fullmatch(r"[0-9a-f]{1,64}", session):
             session = None
-        server.per_ip[ip] += 1
         return accept(Connection(server, ip, token, session), subprotocol)
 
     def _file(self, path: str) -> tuple[bytes, str] | None:
