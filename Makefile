@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8765
 
-.PHONY: demo test venv install test-deps system-deps js-test lint bench conformance clean
+.PHONY: demo test install system-deps js-test bench conformance soak clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ js-test:
 
 bench: install
 	$(VENV)/bin/staywire bench
+
+# 5,000 connections with traffic and churn for 30 minutes; RSS and descriptors must stay flat.
+soak: install
+	$(PY) scripts/soak.py --connections 5000 --minutes 30 --json soak-result.json
 
 # Autobahn|Testsuite (cases 1-10) against the echo endpoint; writes docs/conformance.md.
 conformance: install
