@@ -101,7 +101,9 @@ class ServerProcess:
         return argv
 
     def start(self) -> ServerProcess:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        # STAYWIRE_* variables are server options; the suite's own knobs must not reach it.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("STAYWIRE_TEST_")}
+        env["PYTHONUNBUFFERED"] = "1"
         self.proc = subprocess.Popen(self.argv(), stdout=self._log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, env=env)
         try:
