@@ -1,0 +1,21 @@
+"""The Python client: ``async with Client(url) as client`` (see docs/client-python.md)."""
+
+from staywire.client.auth import AuthMode
+from staywire.client.client import Client
+from staywire.client.state import CloseInfo, ConnectionState, StateChange
+from staywire.client.subscription import Message, Recovery, Subscription
+from staywire.protocol.backoff import Backoff
+from staywire.protocol.positions import Position
+
+__all__ = [
+    "AuthMode",
+    "Backoff",
+    "Client",
+    "CloseInfo",
+    "ConnectionState",
+    "Message",
+    "Position",
+    "Recovery",
+    "StateChange",
+    "Subscription",
+]

@@ -1,0 +1,167 @@
+"""``staywire sub`` and ``staywire pub``: the Python client from a shell.
+
+``sub`` prints each message as one JSON line on stdout (so it pipes into
+``jq``), and everything about the connection (reconnects, recovery) on stderr,
+so a reconnect is visible without corrupting the data stream.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Coroutine
+from typing import Any
+
+from staywire.client.auth import AuthMode
+from staywire.client.client import Client
+from staywire.client.state import ConnectionState, StateChange
+from staywire.client.subscription import Message
+from staywire.exceptions import ClientError
+
+__all__ = ["register"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130
+
+
+def register(subparsers: Any) -> None:
+    """Add ``sub`` and ``pub`` to the ``staywire`` command."""
+    sub = subparsers.add_parser(
+        "sub",
+        help="print a channel's messages as JSON lines",
+        description="Subscribe and print each message as a JSON line; reconnects on stderr.",
+    )
+    sub.add_argument("url", help="ws://host:port/ws")
+    sub.add_argument("channel")
+    sub.add_argument("--count", type=int, help="exit after this many messages")
+    _common(sub)
+    sub.set_defaults(func=run_sub)
+
+    pub = subparsers.add_parser(
+        "pub",
+        help="publish one message and print its offset",
+        description="Publish DATA (JSON, or else sent as a string) and print the ack.",
+    )
+    pub.add_argument("url", help="ws://host:port/ws")
+    pub.add_argument("channel")
+    pub.add_argument("data", help='JSON such as \'{"text": "hi"}\'; anything else is a string')
+    pub.add_argument("--key", help="idempotency key (default: generated)")
+    pub.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the ack")
+    _common(pub)
+    pub.set_defaults(func=run_pub)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--token", help="credential (default: $STAYWIRE_TOKEN; none: anonymous)")
+    p.add_argument(
+        "--auth",
+        choices=[mode.value for mode in AuthMode],
+        default=AuthMode.FIRST_MESSAGE.value,
+        help="how the token is presented (default: first_message)",
+    )
+    p.add_argument(
+        "--max-retries", type=int, default=10, help="reconnects in a row before giving up"
+    )
+    p.add_argument("--ping-interval", type=float, default=30.0)
+    p.add_argument("--pong-timeout", type=float, default=10.0)
+    p.add_argument("--backoff-base", type=float, default=1.0)
+
+
+def _client(args: argparse.Namespace, **extra: Any) -> Client:
+    return Client(
+        args.url,
+        token=args.token or os.environ.get("STAYWIRE_TOKEN") or None,
+        auth=AuthMode(args.auth),
+        max_retries=args.max_retries,
+        ping_interval=args.ping_interval,
+        pong_timeout=args.pong_timeout,
+        backoff_base=args.backoff_base,
+        **extra,
+    )
+
+
+def _report(change: StateChange) -> None:
+    close = change.close
+    why = f" after {close.code} {close.reason}".rstrip() if close else ""
+    if change.state is ConnectionState.RECONNECTING:
+        print(
+            f"staywire: reconnecting in {change.delay or 0:.2f} s (attempt {change.attempt}){why}",
+            file=sys.stderr,
+            flush=True,
+        )
+    elif change.state is ConnectionState.OPEN and change.previous is ConnectionState.RECONNECTING:
+        print("staywire: reconnected", file=sys.stderr, flush=True)
+    elif change.state is ConnectionState.CLOSED and close is not None and close.code != 1000:
+        print(f"staywire: closed{why}", file=sys.stderr, flush=True)
+
+
+async def _sub(args: argparse.Namespace) -> int:
+    seen = 0
+    client = _client(args, on_state_change=_report)
+    async with client, client.subscribe(args.channel) as sub:
+        async for item in sub:
+            if isinstance(item, Message):
+                line = {
+                    "channel": item.channel,
+                    "epoch": item.epoch,
+                    "offset": item.offset,
+                    "data": item.data,
+                }
+                sys.stdout.write(json.dumps(line, separators=(",", ":")) + "\n")
+                sys.stdout.flush()
+                seen += 1
+                if args.count is not None and seen >= args.count:
+                    return EXIT_OK
+            else:
+                why = "stream recreated" if item.epoch_changed else "history incomplete"
+                print(
+                    f"staywire: {item.channel} not recovered ({why}): messages may be missing",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    return EXIT_OK
+
+
+async def _pub(args: argparse.Namespace) -> int:
+    try:
+        data = json.loads(args.data)
+    except ValueError:
+        data = args.data
+    async with _client(args) as client:
+        offset = await client.publish(args.channel, data, key=args.key, timeout=args.timeout)
+        print(
+            json.dumps({"channel": args.channel, "offset": offset}, separators=(",", ":")),
+            flush=True,
+        )
+    return EXIT_OK
+
+
+def _run(coro: Coroutine[Any, Any, int]) -> int:
+    try:
+        import uvloop
+
+        return uvloop.run(coro)
+    except ImportError:  # pragma: no cover - uvloop is a dependency
+        return asyncio.run(coro)
+
+
+def _main(coro: Coroutine[Any, Any, int]) -> int:
+    try:
+        return _run(coro)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except (ClientError, ValueError, TypeError) as exc:
+        print(f"staywire: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def run_sub(args: argparse.Namespace) -> int:
+    return _main(_sub(args))
+
+
+def run_pub(args: argparse.Namespace) -> int:
+    return _main(_pub(args))

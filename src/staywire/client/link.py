@@ -1,0 +1,182 @@
+"""One WebSocket connection over picows: frames in, bytes out, and how it ended.
+
+Why a thin wrapper: the client's logic (auth, requests, recovery) must not know
+about picows frames, fragmentation or close handshakes, and everything the
+client needs from a connection fits in five operations: send, close, abort,
+buffered bytes and the close that ended it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Mapping
+
+import picows
+from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
+
+from staywire.client.state import CloseInfo
+
+__all__ = ["SUBPROTOCOL", "Link", "open_link"]
+
+log = logging.getLogger("staywire.client")
+
+SUBPROTOCOL = "staywire.v1"
+NO_STATUS = 1005  # RFC 6455: a close frame without a code
+ABNORMAL = 1006  # RFC 6455: no close frame at all
+
+
+class Link:
+    """A connected WebSocket; ``closed`` resolves with the ``CloseInfo`` once it is gone."""
+
+    def __init__(
+        self,
+        on_text: Callable[[Link, bytes], None],
+        on_writable: Callable[[], None],
+    ) -> None:
+        self._on_text = on_text
+        self._on_writable = on_writable
+        self.transport: WSTransport | None = None
+        self.closed: asyncio.Future[CloseInfo] = asyncio.get_running_loop().create_future()
+        self._close: CloseInfo | None = None  # decided locally (abort, close) or received
+        self.writing_paused = False
+
+    @property
+    def is_open(self) -> bool:
+        return self.transport is not None and not self.closed.done() and self._close is None
+
+    @property
+    def buffered_amount(self) -> int:
+        """Bytes written but still in the socket's user-space write buffer."""
+        if self.transport is None or self.closed.done():
+            return 0
+        return int(self.transport.underlying_transport.get_write_buffer_size())
+
+    def send(self, payload: bytes) -> bool:
+        """Send one text frame; ``False`` when the link is closing or gone."""
+        if not self.is_open:
+            return False
+        assert self.transport is not None
+        self.transport.send(WSMsgType.TEXT, payload)
+        return True
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the close handshake; the transport is dropped when the server answers."""
+        if self.transport is None or self.closed.done():
+            return
+        if self._close is None:
+            self._close = CloseInfo(code, reason)
+        if not self.transport.is_close_frame_sent:
+            self.transport.send_close(WSCloseCode(code), reason.encode())
+
+    def abort(self, code: int = ABNORMAL, reason: str = "") -> None:
+        """Drop the connection now, without a close handshake and without waiting for TCP.
+
+        This is the only way out of a black-holed link: a graceful close would wait
+        for acknowledgements that will never come."""
+        if self._close is None:
+            self._close = CloseInfo(code, reason)
+        if self.transport is not None:
+            self.transport.disconnect(graceful=False)
+        elif not self.closed.done():
+            self.closed.set_result(self._close)
+
+    # -- called by the listener ------------------------------------------------------
+
+    def _connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+
+    def _received_close(self, code: int, reason: str) -> None:
+        if self._close is None:
+            self._close = CloseInfo(code, reason)
+
+    def _disconnected(self) -> None:
+        if not self.closed.done():
+            self.closed.set_result(self._close or CloseInfo(ABNORMAL, "connection lost"))
+        self._on_writable()  # wake publishers waiting for the buffer to drain
+
+    def _pause(self) -> None:
+        self.writing_paused = True
+
+    def _resume(self) -> None:
+        self.writing_paused = False
+        self._on_writable()
+
+
+class _Listener(WSListener):
+    """Feeds picows frames into a ``Link``: text (reassembled), close, flow control."""
+
+    def __init__(self, link: Link) -> None:
+        super().__init__()
+        self._link = link
+        self._fragments: list[bytes] | None = None
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self._link._connected(transport)
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        kind = frame.msg_type
+        if kind is WSMsgType.TEXT:
+            if frame.fin:
+                self._link._on_text(self._link, frame.get_payload_as_bytes())
+            else:
+                self._fragments = [frame.get_payload_as_bytes()]
+        elif kind is WSMsgType.CONTINUATION:
+            if self._fragments is None:
+                return  # a continuation of a binary message (reserved): ignored
+            self._fragments.append(frame.get_payload_as_bytes())
+            if frame.fin:
+                payload = b"".join(self._fragments)
+                self._fragments = None
+                self._link._on_text(self._link, payload)
+        elif kind is WSMsgType.CLOSE:
+            code = int(frame.get_close_code().value) if frame.payload_size >= 2 else NO_STATUS
+            try:
+                reason = frame.get_close_reason() or ""
+            except UnicodeDecodeError:
+                reason = ""
+            self._link._received_close(code, reason)
+            if not transport.is_close_frame_sent:
+                # Echo the code, as RFC 6455 section 5.5.1 asks.
+                echo = WSCloseCode(code) if frame.payload_size >= 2 else WSCloseCode.NO_INFO
+                transport.send_close(echo)
+            transport.disconnect()
+        # BINARY frames are reserved by the protocol; PING is answered by picows.
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self._link._disconnected()
+
+    def pause_writing(self) -> None:
+        self._link._pause()
+
+    def resume_writing(self) -> None:
+        self._link._resume()
+
+
+async def open_link(
+    url: str,
+    *,
+    on_text: Callable[[Link, bytes], None],
+    on_writable: Callable[[], None],
+    headers: Mapping[str, str],
+    timeout: float | None,
+    write_buffer_limits: tuple[int, int] | None,
+) -> Link:
+    """Connect and complete the WebSocket handshake within ``timeout`` seconds."""
+    link = Link(on_text, on_writable)
+    transport, _ = await picows.ws_connect(
+        lambda: _Listener(link),
+        url,
+        extra_headers={"Sec-WebSocket-Protocol": SUBPROTOCOL, **headers},
+        websocket_handshake_timeout=timeout,
+        enable_auto_pong=True,
+        logger_name="staywire.client.picows",
+    )
+    if link.transport is None:  # pragma: no cover - picows calls on_ws_connected first
+        link._connected(transport)
+    if write_buffer_limits is not None:
+        high, low = write_buffer_limits
+        with contextlib.suppress(AttributeError, NotImplementedError):
+            transport.underlying_transport.set_write_buffer_limits(high=high, low=low)
+    return link

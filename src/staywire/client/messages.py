@@ -1,0 +1,151 @@
+"""The client's side of the envelope codec (docs/protocol.md).
+
+Why a separate codec from the server's: the server must reject anything off
+contract, while a client must keep working against a newer server, so here
+unknown fields are ignored and an unknown ``type`` is skipped, not fatal.
+Outbound envelopes are built as dicts with only the fields that are set,
+because the server forbids unknown fields and ``null`` where a field is absent.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import msgspec
+
+__all__ = [
+    "Ack",
+    "Drain",
+    "Error",
+    "Msg",
+    "Ping",
+    "Pong",
+    "Result",
+    "ServerMessage",
+    "Welcome",
+    "decode",
+    "encode_auth",
+    "encode_ping",
+    "encode_pong",
+    "encode_pub",
+    "encode_rpc",
+    "encode_sub",
+    "encode_unsub",
+]
+
+MAX_ID: Final = 2**53 - 1
+
+
+class _Base(msgspec.Struct, frozen=True, tag_field="type"):
+    pass
+
+
+class SubPosition(msgspec.Struct, frozen=True):
+    channel: str
+    epoch: str
+    offset: int
+
+
+class Welcome(_Base, frozen=True, tag="welcome"):
+    client: str
+    session: str
+    ping_interval: float = 25.0
+    pong_timeout: float = 10.0
+    expires_at: float | None = None
+    resumed: bool = False
+    subs: list[SubPosition] = []
+
+
+class Ack(_Base, frozen=True, tag="ack"):
+    id: int
+    epoch: str | None = None
+    offset: int | None = None
+    recovered: bool | None = None
+    duplicate: bool = False
+
+
+class Result(_Base, frozen=True, tag="result"):
+    id: int
+    data: Any = None
+
+
+class Msg(_Base, frozen=True, tag="msg"):
+    channel: str
+    epoch: str
+    offset: int
+    data: Any = None
+
+
+class Ping(_Base, frozen=True, tag="ping"):
+    t: Any = None
+
+
+class Pong(_Base, frozen=True, tag="pong"):
+    t: Any = None
+
+
+class Error(_Base, frozen=True, tag="error"):
+    code: str
+    reason: str = ""
+    id: int | None = None
+
+
+class Drain(_Base, frozen=True, tag="drain"):
+    reconnect_in_ms: float = 0.0
+
+
+ServerMessage = Welcome | Ack | Result | Msg | Ping | Pong | Error | Drain
+_decoder: Final = msgspec.json.Decoder(ServerMessage)
+_encoder: Final = msgspec.json.Encoder()
+
+
+def decode(payload: bytes) -> ServerMessage | None:
+    """Decode one text frame; ``None`` for a message this client does not understand."""
+    try:
+        return _decoder.decode(payload)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+
+
+def encode_data(data: Any) -> bytes:
+    """Application data as JSON; raises ``TypeError`` for what JSON cannot hold, early."""
+    try:
+        return _encoder.encode(data)
+    except (TypeError, msgspec.EncodeError) as exc:
+        raise TypeError(f"data is not JSON-serializable: {exc}") from None
+
+
+def encode_auth(token: str) -> bytes:
+    return _encoder.encode({"type": "auth", "token": token})
+
+
+def encode_sub(request_id: int, channel: str, since: tuple[str, int] | None) -> bytes:
+    msg: dict[str, Any] = {"type": "sub", "id": request_id, "channel": channel}
+    if since is not None:
+        msg["since"] = {"epoch": since[0], "offset": since[1]}
+    return _encoder.encode(msg)
+
+
+def encode_unsub(request_id: int, channel: str) -> bytes:
+    return _encoder.encode({"type": "unsub", "id": request_id, "channel": channel})
+
+
+def encode_pub(request_id: int, channel: str, data: bytes, key: str) -> bytes:
+    """``data`` is already JSON (the outbox keeps encoded bytes): it is spliced in as is."""
+    return _encoder.encode(
+        {"type": "pub", "id": request_id, "channel": channel, "data": msgspec.Raw(data), "key": key}
+    )
+
+
+def encode_rpc(request_id: int, method: str, data: bytes) -> bytes:
+    return _encoder.encode(
+        {"type": "rpc", "id": request_id, "method": method, "data": msgspec.Raw(data)}
+    )
+
+
+def encode_ping(t: float) -> bytes:
+    return _encoder.encode({"type": "ping", "t": t})
+
+
+def encode_pong(t: Any) -> bytes:
+    return _encoder.encode({"type": "pong"} if t is None else {"type": "pong", "t": t})

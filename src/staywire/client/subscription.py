@@ -1,0 +1,161 @@
+"""What an application holds for one channel: ``async with client.subscribe(ch) as sub``.
+
+Why an iterator of items rather than callbacks: the order of deliveries is the
+contract (no gap, no duplicate, in offset order), and a queue read by the
+application keeps that order even when the application is slower than the
+network. A ``Recovery`` item sits in that same order, exactly where the
+stream stopped being complete, so the application knows which state to refetch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Protocol, Self
+
+from staywire.exceptions import ConnectionClosed
+from staywire.protocol.positions import Position
+
+__all__ = ["Message", "Recovery", "Subscription"]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A publication, delivered once, in offset order."""
+
+    channel: str
+    epoch: str
+    offset: int
+    data: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """Publications may have been missed here: refetch the state this channel feeds.
+
+    ``recovered`` is always False when the item is delivered (a complete recovery
+    is not news). ``epoch_changed``: the stream itself was recreated (a memory
+    broker restarted); the messages after this item are the new stream from its
+    start. ``previous`` is the last position delivered before."""
+
+    channel: str
+    recovered: bool
+    epoch_changed: bool
+    previous: Position | None
+    position: Position | None
+
+
+class _Host(Protocol):
+    def _attach(self, sub: Subscription) -> None: ...
+
+    def _detach(self, sub: Subscription) -> None: ...
+
+    def _position(self, channel: str) -> Position | None: ...
+
+
+_END = object()
+
+
+class Subscription:
+    """An async iterator of ``Message`` and ``Recovery`` items for one channel.
+
+    Entering the ``async with`` returns once the server acknowledged the
+    subscription (after a reconnect, if need be). Iteration raises the client's
+    terminal error (``ReconnectFailed``, ``Unauthorized``, ...) once everything
+    received before it has been consumed, and ends after ``Client.close()``.
+    """
+
+    def __init__(self, host: _Host, channel: str) -> None:
+        self._host = host
+        self.channel = channel
+        self._items: deque[Message | Recovery | object] = deque()
+        self._wakeup = asyncio.Event()
+        self._error: BaseException | None = None
+        self._ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._attached = False
+        self.delivered = 0  # messages handed to this subscription
+
+    @property
+    def position(self) -> Position | None:
+        """The channel's last delivered ``(epoch, offset)``."""
+        return self._host._position(self.channel)
+
+    @property
+    def pending(self) -> int:
+        """Items received but not yet consumed."""
+        return len(self._items)
+
+    async def __aenter__(self) -> Self:
+        self._host._attach(self)
+        self._attached = True
+        try:
+            await self._ready
+        except BaseException:
+            self._host._detach(self)
+            self._attached = False
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Stop receiving; the client unsubscribes when no local subscriber is left."""
+        if self._attached:
+            self._attached = False
+            self._host._detach(self)
+        self._end()
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Message | Recovery:
+        while not self._items:
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        item = self._items[0]
+        if item is _END:
+            if self._error is not None:
+                raise self._error
+            raise StopAsyncIteration
+        self._items.popleft()
+        assert isinstance(item, Message | Recovery)
+        return item
+
+    # -- called by the client ----------------------------------------------------------
+
+    def _push(self, item: Message | Recovery) -> None:
+        if self._items and self._items[-1] is _END:
+            return
+        if isinstance(item, Message):
+            self.delivered += 1
+        self._items.append(item)
+        self._wakeup.set()
+
+    def _subscribed(self) -> None:
+        if not self._ready.done():
+            self._ready.set_result(None)
+
+    def _fail(self, exc: BaseException) -> None:
+        """End with an error: raised by ``__aenter__`` or, after what is queued, by iteration."""
+        if not self._ready.done():
+            self._ready.set_exception(exc)
+            self._ready.exception()  # retrieved: no "never retrieved" warning if nobody awaits
+        if self._error is None:
+            self._error = exc
+        self._end()
+
+    def _end(self) -> None:
+        if not self._ready.done():
+            self._ready.set_exception(ConnectionClosed(1000, "subscription closed"))
+            self._ready.exception()
+        if not self._items or self._items[-1] is not _END:
+            self._items.append(_END)
+        self._wakeup.set()

@@ -1,0 +1,70 @@
+"""Tokens that expire: refreshed in band before ``exp``; after a 4401, a new one.
+
+The server runs with ``--jwt-secret``; tokens are real HS256 JWTs made with PyJWT."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from staywire.client import ConnectionState
+from staywire.exceptions import ConnectionClosed
+from tests.client.helpers import SECRET, eventually, make_token
+
+
+@pytest.fixture
+def jwt_server(server_factory):
+    return server_factory(jwt_secret=SECRET)
+
+
+async def test_expiring_token_is_refreshed_in_band_without_a_reconnect(jwt_server,
+                                                                       client_factory):
+    calls = 0
+
+    async def get_token() -> str:
+        nonlocal calls
+        calls += 1
+        return make_token("alice", ttl=2)  # exp has 1 s granularity: 1 to 2 s left
+
+    changes = []
+    client = client_factory(jwt_server.url, token_provider=get_token,
+                            on_state_change=changes.append)
+    await client.connect()
+    first_exp = client.welcome.expires_at
+    await asyncio.sleep(3.2)  # past the first token's exp, and the next one's
+    assert client.state is ConnectionState.OPEN
+    assert client.stats["connects"] == 1, "the connection was replaced, not refreshed"
+    refreshes = client.stats["refreshes"]
+    assert refreshes >= 1
+    assert calls - 1 - refreshes in (0, 1)  # the provider was asked for each (one may be due)
+    assert client.welcome.expires_at > first_exp
+    assert [c.state for c in changes] == [ConnectionState.CONNECTING, ConnectionState.OPEN]
+    assert await client.publish("room:1", "still authorized") >= 1
+
+
+async def test_4401_reconnects_with_a_new_token_but_a_fixed_token_is_final(jwt_server,
+                                                                          client_factory):
+    async def get_token() -> str:
+        if renewing.state is ConnectionState.OPEN:
+            return make_token("mallory")  # an in-band refresh for another user: refused
+        if renewing.stats["connects"] == 0:
+            return make_token("alice", ttl=1)  # the first connection: expires soon
+        return make_token("alice")  # after the 4401
+
+    changes = []
+    renewing = client_factory(jwt_server.url, token_provider=get_token,
+                              on_state_change=changes.append)
+    fixed = client_factory(jwt_server.url, token=make_token("bob", ttl=1))
+    await asyncio.gather(renewing.connect(), fixed.connect())
+
+    with pytest.raises(ConnectionClosed) as info:
+        await asyncio.wait_for(fixed.wait_closed(), 5)
+    assert info.value.code == 4401  # nothing can renew a fixed token: surfaced, not looped
+    assert fixed.state is ConnectionState.CLOSED
+
+    await eventually(lambda: renewing.stats["connects"] == 2, 5, "reconnect after 4401")
+    lost = [c for c in changes if c.state is ConnectionState.RECONNECTING]
+    assert len(lost) == 1 and lost[0].close.code == 4401
+    assert lost[0].delay == 0.0  # an expired token is not an outage: no backoff
+    assert renewing.state is ConnectionState.OPEN
