@@ -33,10 +33,17 @@ def test_in_order_messages_are_delivered_and_repeats_dropped():
     assert cursor.position == Position("e1", 43)
 
 
-def test_a_skipped_offset_is_delivered_but_flagged_as_a_gap():
+def test_a_live_gap_is_not_delivered_but_resubscribed_from_the_delivered_position():
     cursor = live_cursor(offset=1)
-    assert cursor.on_message("e1", 4) is Verdict.GAP
-    assert cursor.position.offset == 4
+    assert cursor.on_message("e1", 4) is Verdict.RESYNC
+    assert cursor.position.offset == 1 and cursor.state is CursorState.RESYNCING
+    assert cursor.on_message("e1", 5) is Verdict.STALE  # dropped until the resync's unsub ack
+    cursor.on_unsubscribed()
+    assert cursor.on_message("e1", 2) is Verdict.DELIVER  # the replay fills the gap in order
+    assert cursor.on_message("e1", 3) is Verdict.DELIVER
+    assert cursor.on_message("e1", 4) is Verdict.DELIVER
+    outcome = cursor.on_subscribed("e1", 5, recovered=True)
+    assert outcome.live and not outcome.unrecovered
 
 
 def test_resubscribe_asks_since_the_delivered_position_and_dedupes_the_replay():

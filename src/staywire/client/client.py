@@ -518,6 +518,12 @@ class Client:
         if not verdict.deliver:
             if verdict is Verdict.DUPLICATE:
                 self.stats["duplicates_dropped"] += 1
+            elif verdict is Verdict.RESYNC:
+                self.stats["gaps"] += 1
+                log.warning("offsets skipped before %d on %s: resubscribing from %d",
+                            msg.offset, msg.channel, previous.offset if previous else 0)
+                if self._link is not None:
+                    self._send_resync(self._link, channel, channel.cursor.position)
             return
         if verdict is Verdict.NEW_EPOCH:
             # The stream was recreated under a live subscription: tell, then deliver.

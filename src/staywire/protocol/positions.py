@@ -54,6 +54,7 @@ class Verdict(enum.Enum):
 
     DELIVER = "deliver"  # the next publication: deliver it
     GAP = "gap"  # deliver it, but offsets between the last one and it never arrived
+    RESYNC = "resync"  # a live subscription skipped offsets: drop it, resubscribe with since
     NEW_EPOCH = "new_epoch"  # deliver it: the stream was recreated while we were live
     DUPLICATE = "duplicate"  # at or below the delivered position: drop
     STALE = "stale"  # not for the current subscription (resyncing, or not subscribed): drop
@@ -131,6 +132,13 @@ class ChannelCursor:
             return Verdict.NEW_EPOCH
         if offset <= current.offset:
             return Verdict.DUPLICATE
+        if offset > current.offset + 1 and self.state is CursorState.LIVE:
+            # Offsets were skipped on a live subscription (a node that lost publications
+            # it could not refill). Delivering this one would break the order; asking the
+            # server again from the delivered position either replays the missing ones
+            # or says recovered=false, so nothing is lost silently.
+            self.state = CursorState.RESYNCING
+            return Verdict.RESYNC
         self.position = Position(epoch, offset)
         return Verdict.DELIVER if offset == current.offset + 1 else Verdict.GAP
 
