@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from redis import exceptions as redis_errors
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -60,6 +60,7 @@ _META_TTL_FACTOR = 10
 # Defaults for the client; query parameters of the URL take precedence.
 _CONNECT_TIMEOUT = 2.0
 _COMMAND_TIMEOUT = 5.0
+_POOL_SIZE = 64
 # Reconnect delays start here and double up to ``reconnect_backoff_max``.
 _BACKOFF_BASE = 0.05
 # A pub/sub link silent this long gets a PING; silent as long again, it is dead.
@@ -190,13 +191,19 @@ class RedisBroker(Broker):
         # RESP2 unless the URL asks for 3: it saves the HELLO round trip on every
         # connect, and the reader handles pub/sub replies in either protocol.
         try:
-            self._redis: Redis = Redis.from_url(
+            # A blocking pool: a burst of publishes (a reconnect storm replaying its
+            # outboxes) waits for one of max_connections instead of failing with "Too
+            # many connections", which would surface as spurious `unavailable` errors.
+            pool = BlockingConnectionPool.from_url(
                 url,
+                max_connections=_POOL_SIZE,
+                timeout=_COMMAND_TIMEOUT,
                 protocol=2,
                 socket_connect_timeout=_CONNECT_TIMEOUT,
                 socket_timeout=_COMMAND_TIMEOUT,
                 retry=Retry(NoBackoff(), 0),
             )
+            self._redis: Redis = Redis(connection_pool=pool)
         except ValueError as exc:  # the message names the problem, never the password
             raise ConfigError(f"invalid Redis URL: {exc}") from None
         self._publish_script = self._redis.register_script(_PUBLISH_LUA)

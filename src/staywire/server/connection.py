@@ -562,7 +562,8 @@ class Connection(WSListener):
             return
         try:
             result = await self.server.publish_raw(req.channel, bytes(req.data), key=req.key)
-        except BrokerUnavailable:
+        except BrokerUnavailable as exc:
+            log.warning("publish refused conn=%s channel=%s: %s", self.id, req.channel, exc)
             self.send_error(ErrorCode.UNAVAILABLE, "broker unavailable; nothing was published",
                             req.id)
             return
