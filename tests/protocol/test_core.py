@@ -67,6 +67,9 @@ def test_decode_typed_requests() -> None:
     (b'{"type":"pub","id":1,"channel":"a","data":' + b"[" * 5000 + b"]" * 5000 + b"}",
      ErrorCode.BAD_REQUEST),
     (b"[" * 5000, ErrorCode.BAD_REQUEST),
+    # A bad tag is seen before the truncation (found by hypothesis): once an exception leak.
+    (b'{"type":""', ErrorCode.BAD_REQUEST),
+    (b'{"type":"nope","id":', ErrorCode.BAD_REQUEST),
 ])
 def test_decode_rejects_what_the_contract_does_not_allow(payload: bytes, code: ErrorCode) -> None:
     from staywire.protocol.envelope import InvalidMessage

@@ -138,7 +138,12 @@ def decode(payload: bytes) -> Inbound:
 
 
 def _unknown_type(payload: bytes, rid: int | None) -> Inbound:
-    obj = msgspec.json.decode(payload)
+    # msgspec checks the tag as soon as it reads it, so the rest may still be broken
+    # JSON (`{"type":""` fails as a bad tag before it fails as truncated input).
+    try:
+        obj = msgspec.json.decode(payload)
+    except (msgspec.DecodeError, RecursionError):
+        raise InvalidMessage(ErrorCode.BAD_REQUEST, "not a JSON object", rid) from None
     kind = obj.get("type") if isinstance(obj, dict) else None
     if isinstance(kind, str) and kind not in _KNOWN_TYPES:
         raise InvalidMessage(ErrorCode.UNKNOWN_TYPE, f"unknown type {kind[:32]!r}", rid)

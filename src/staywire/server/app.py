@@ -29,10 +29,11 @@ from staywire.protocol.ratelimit import KeyedBuckets
 from staywire.protocol.state import ConnState
 from staywire.server import routes
 from staywire.server.auth import Authenticator, Identity, JWTAuthenticator, can_access
-from staywire.server.connection import Connection, decode_session
+from staywire.server.connection import Connection
 from staywire.server.hub import Hub
 from staywire.server.metrics import Stats, StatsCollector
 from staywire.server.origin import OriginPolicy
+from staywire.server.requests import decode_session
 from staywire.server.transport import listen
 
 __all__ = ["RpcContext", "Server"]

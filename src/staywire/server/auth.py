@@ -50,7 +50,9 @@ class Authenticator(Protocol):
 
 
 class JWTAuthenticator:
-    """HS256 with a shared secret or RS256 with a public key; claims ``sub``, ``exp``, ``channels``."""
+    """HS256 with a shared secret, or RS256 with a public key.
+
+    Claims: ``sub`` (required), ``exp``, ``channels`` (glob patterns)."""
 
     def __init__(
         self,
