@@ -15,7 +15,9 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-__all__ = ["CloseInfo", "ConnectionState", "StateChange", "StateWatch"]
+from staywire.protocol.codes import CloseCode
+
+__all__ = ["CLIENT_CLOSED", "CloseInfo", "ConnectionState", "StateChange", "StateWatch"]
 
 log = logging.getLogger("staywire.client")
 
@@ -33,6 +35,9 @@ class CloseInfo:
 
     code: int
     reason: str = ""
+
+
+CLIENT_CLOSED = CloseInfo(int(CloseCode.NORMAL), "client closed")  # how close() ends it
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,245 @@
+"""The publish path: the outbox of unacknowledged publishes, and backpressure before it.
+
+Every publish goes into the outbox (``protocol.outbox``, optionally backed by
+``SqliteOutboxStore``) and, when OPEN, onto the wire; it stays in the outbox
+until acknowledged (or refused) and is sent again, with the same idempotency
+key, on every new connection until then. While the connection's write buffer is over
+``high_water``, new publishes are held back in call order, before the outbox,
+until the buffer is back at or below ``low_water``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from staywire.client import messages as m
+from staywire.client.link import Link
+from staywire.client.requests import Requests
+from staywire.client.state import ConnectionState, StateWatch
+from staywire.client.store import SqliteOutboxStore
+from staywire.exceptions import ConnectionClosed, QueueFull, RequestError, RequestTimeout
+from staywire.protocol.outbox import Outbox, OutboxEntry
+
+__all__ = ["Publisher"]
+
+log = logging.getLogger("staywire.client")
+
+# Backpressure waits re-check at least this often, in case a transport never signals.
+_FLOW_POLL = 0.05
+
+
+@dataclass(slots=True)
+class _Held:
+    """A publish waiting for the write buffer to drain, not yet in the outbox."""
+
+    channel: str
+    data: bytes
+    key: str
+    future: asyncio.Future[int]
+
+
+class Publisher:
+    """Publishes from the call to the ack, across connections."""
+
+    def __init__(
+        self,
+        *,
+        max_messages: int | None,
+        max_bytes: int | None,
+        outbox_path: str | Path | None,
+        high_water: int | None,
+        low_water: int | None,
+        requests: Requests,
+        stats: dict[str, int],
+        watch: StateWatch,
+        current_link: Callable[[], Link | None],
+    ) -> None:
+        self._store = SqliteOutboxStore(outbox_path) if outbox_path is not None else None
+        self._outbox = Outbox(max_messages=max_messages, max_bytes=max_bytes, store=self._store)
+        self._high_water = high_water
+        self._low_water = low_water
+        self._requests = requests
+        self._stats = stats
+        self._watch = watch
+        self._current_link = current_link  # the welcomed connection, if any
+        self._key_prefix = secrets.token_hex(8)
+        self._next_key = 0
+        self._pub_waiters: dict[str, asyncio.Future[int]] = {}
+        self._flow: asyncio.Event | None = None
+        self._held: deque[_Held] = deque()  # publishes held back by backpressure, in order
+        self._throttled = False  # over the high-water mark, not yet back under the low one
+        self._pump_timer: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        self._flow = asyncio.Event()
+
+    @property
+    def write_buffer_limits(self) -> tuple[int, int] | None:
+        """The transport's ``(high, low)`` write buffer marks, or None when backpressure is off."""
+        if self._high_water is not None and self._low_water is not None:
+            return (self._high_water, self._low_water)
+        return None
+
+    @property
+    def size(self) -> int:
+        return len(self._outbox)
+
+    @property
+    def buffered_amount(self) -> int:
+        link = self._current_link()
+        in_transport = link.buffered_amount if link is not None else 0
+        return in_transport + self._outbox.unsent_bytes
+
+    async def publish(
+        self, channel: str, data: Any, *, key: str | None, timeout: float | None
+    ) -> int:
+        payload = m.encode_data(data)
+        if key is None:
+            self._next_key += 1
+            key = f"{self._key_prefix}-{self._next_key}"
+        elif not 1 <= len(key) <= 128:
+            raise ValueError("key must be 1 to 128 characters")
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        held = _Held(channel, payload, key, fut)
+        if self._watch.state is ConnectionState.OPEN and (self._held or self._over_high_water()):
+            # Over the high-water mark: wait, in call order, until below the low-water mark.
+            self._throttled = True
+            self._held.append(held)
+            self.pulse()
+        else:
+            self._enqueue(held)  # QueueFull propagates: nothing was queued
+        try:
+            if timeout is None:
+                return await asyncio.shield(fut)
+            return await asyncio.wait_for(asyncio.shield(fut), timeout)
+        except TimeoutError:
+            raise RequestTimeout(f"publish {key} not acknowledged within {timeout:g} s") from None
+        finally:
+            if not fut.done():
+                fut.cancel()  # nobody waits any more; an entry in the outbox still lands
+            if self._pub_waiters.get(key) is fut:
+                del self._pub_waiters[key]
+
+    async def drain(self, check_usable: Callable[[], None]) -> None:
+        check_usable()
+        assert self._flow is not None
+        low = self._low_water or 0
+        while self._held or self.buffered_amount > low:
+            check_usable()
+            self._flow.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._flow.wait(), _FLOW_POLL)
+
+    # -- flow control ---------------------------------------------------------------------
+
+    def pulse(self) -> None:
+        """Something publishers or drain() wait on changed: release held publishes in order."""
+        if self._flow is not None:
+            self._flow.set()
+        if not self._held:
+            return
+        open_ = self._watch.state is ConnectionState.OPEN and self._current_link() is not None
+        if open_ and self._throttled and self.buffered_amount <= (self._low_water or 0):
+            self._throttled = False
+        while self._held and (not open_ or not self._throttled):
+            held = self._held.popleft()
+            if held.future.done():
+                continue  # the caller stopped waiting before it was queued: dropped
+            try:
+                self._enqueue(held)
+            except QueueFull as exc:
+                held.future.set_exception(exc)
+                continue
+            if open_ and self._over_high_water():
+                self._throttled = True
+        if self._held and self._pump_timer is None:
+            # Transports signal resume_writing; this poll covers one that does not.
+            self._pump_timer = asyncio.get_running_loop().call_later(_FLOW_POLL, self._pump_tick)
+
+    def _pump_tick(self) -> None:
+        self._pump_timer = None
+        self.pulse()
+
+    def _over_high_water(self) -> bool:
+        return self._high_water is not None and self.buffered_amount > self._high_water
+
+    def _enqueue(self, held: _Held) -> None:
+        """Into the outbox (``QueueFull`` over its bound) and, when OPEN, onto the wire."""
+        entry = self._outbox.add(held.channel, held.data, held.key)
+        self._pub_waiters[held.key] = held.future
+        link = self._current_link()
+        if link is not None and link.is_open:
+            self._send(link, entry)
+
+    def _send(self, link: Link, entry: OutboxEntry) -> None:
+        rid = self._requests.new_id()
+        self._outbox.assign(entry, rid)
+        link.send(m.encode_pub(rid, entry.channel, entry.data, entry.key))
+
+    # -- connections come and go ----------------------------------------------------------
+
+    def replay(self, link: Link) -> None:
+        """A new connection was welcomed: send everything not acknowledged, in order."""
+        for entry in self._outbox.unsent():
+            self._stats["resent"] += 1
+            self._send(link, entry)
+
+    def connection_lost(self) -> None:
+        self._outbox.connection_lost()
+
+    def on_ack(self, ack: m.Ack) -> bool:
+        """Settle the publish ``ack`` answers; False when it answers no publish."""
+        entry = self._outbox.ack(ack.id)
+        if entry is None:
+            return False
+        self._requests.pop(ack.id)
+        if ack.duplicate:
+            self._stats["duplicate_acks"] += 1
+        fut = self._pub_waiters.pop(entry.key, None)
+        if fut is not None and not fut.done():
+            fut.set_result(ack.offset if ack.offset is not None else 0)
+        self.pulse()
+        return True
+
+    def on_error(self, rid: int, err: m.Error) -> bool:
+        """Fail the publish ``err`` (the reply to ``rid``) refuses; False when it refuses none."""
+        entry = self._outbox.reject(rid)
+        if entry is None:
+            return False
+        self._requests.pop(rid)
+        fut = self._pub_waiters.pop(entry.key, None)
+        if fut is not None and not fut.done():
+            fut.set_exception(RequestError(err.code, err.reason))
+        else:
+            log.warning("publish %s to %s rejected: %s", entry.key, entry.channel, err.code)
+        self.pulse()
+        return True
+
+    def fail(self, failure: ConnectionClosed) -> None:
+        """The client is CLOSED: fail every publish still waited for."""
+        for key, fut in list(self._pub_waiters.items()):
+            if not fut.done():
+                fut.set_exception(failure)
+                fut.exception()
+        self._pub_waiters.clear()
+        while self._held:
+            held = self._held.popleft()
+            if not held.future.done():
+                held.future.set_exception(failure)
+                held.future.exception()
+        if self._pump_timer is not None:
+            self._pump_timer.cancel()
+            self._pump_timer = None
+
+    def close_store(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None

@@ -1,0 +1,81 @@
+"""Requests waiting for their reply: ``sub``, ``unsub``, ``pub`` and ``rpc``.
+
+Replies are matched to requests by ``id``; ids are unique for the life of the
+client (a ``pub`` takes its id from here too, though the outbox tracks it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from staywire.client import messages as m
+from staywire.client.state import CloseInfo
+from staywire.exceptions import ConnectionClosed
+
+if TYPE_CHECKING:
+    from staywire.client.channels import Channel
+    from staywire.client.link import Link
+
+__all__ = ["Request", "Requests"]
+
+
+@dataclass(slots=True)
+class Request:
+    kind: str  # "sub", "unsub", "resync", "pub", "rpc"
+    channel: Channel | None = None
+    future: asyncio.Future[Any] | None = None
+
+
+class Requests:
+    """The id counter and the requests of the current connection still waiting for a reply."""
+
+    def __init__(self) -> None:
+        self._next_id = 0
+        self._pending: dict[int, Request] = {}
+
+    def new_id(self) -> int:
+        self._next_id += 1
+        return self._next_id
+
+    def add(self, request: Request) -> int:
+        """Wait for ``request``'s reply under a new id, and return that id."""
+        rid = self.new_id()
+        self._pending[rid] = request
+        return rid
+
+    def pop(self, rid: int) -> Request | None:
+        return self._pending.pop(rid, None)
+
+    def resolve(self, rid: int, data: Any) -> None:
+        """An rpc ``result`` arrived."""
+        request = self._pending.pop(rid, None)
+        if request is not None and request.future is not None and not request.future.done():
+            request.future.set_result(data)
+
+    async def call(self, link: Link, method: str, payload: bytes) -> Any:
+        """Send an ``rpc`` on ``link`` and wait for its result."""
+        rid = self.new_id()
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[rid] = Request("rpc", future=fut)
+        try:
+            link.send(m.encode_rpc(rid, method, payload))
+            return await fut
+        finally:
+            self._pending.pop(rid, None)
+
+    def connection_lost(self, close: CloseInfo) -> None:
+        """No reply comes over a lost connection: whoever waits gets ``ConnectionClosed``."""
+        requests, self._pending = self._pending, {}
+        for request in requests.values():
+            if request.future is not None and not request.future.done():
+                request.future.set_exception(ConnectionClosed(close.code, close.reason))
+
+    def fail(self, failure: ConnectionClosed) -> None:
+        """The client is CLOSED: fail every waiter with ``failure``."""
+        for request in self._pending.values():
+            if request.future is not None and not request.future.done():
+                request.future.set_exception(failure)
+                request.future.exception()
+        self._pending.clear()
