@@ -1,0 +1,154 @@
+// One tab's subscription to a channel: its delivered position, dedupe and ordering.
+//
+// The connection (hub.js) may be held by another tab and replays publications for whichever
+// tab needs them, so every tab keeps its own position: the (epoch, offset) of the last
+// publication it delivered. That position is its dedupe filter (an offset at or below it was
+// delivered already: drop it) and what it asks for when it (re)joins, so a replay never
+// shows a message twice and a leader change never loses one.
+//
+// While JOINING (first subscribe, or after the tab holding the connection changed) every
+// `msg` is held; the hub's `joined` answer names the position to deliver after, and the
+// held messages past it are delivered once, in offset order.
+
+import { Emitter } from './emitter.js';
+
+/** @typedef {{epoch: string, offset: number}} Position */
+/** @typedef {{channel: string, epoch: string, offset: number, data: any}} Publication */
+
+export const SubscriptionState = Object.freeze({
+  JOINING: 'joining',
+  LIVE: 'live',
+  CLOSED: 'closed',
+});
+
+export class Subscription extends Emitter {
+  /**
+   * @param {string} channel
+   * @param {{since?: Position|null, unsubscribe?: (sub: Subscription) => Promise<void>}} [options]
+   */
+  constructor(channel, options = {}) {
+    super();
+    this.channel = channel;
+    /** The position of the last publication delivered. @type {Position|null} */
+    this.position = options.since ? { epoch: options.since.epoch, offset: options.since.offset } : null;
+    /** @type {string} */
+    this.state = SubscriptionState.JOINING;
+    /** The id of the current join (answers to older joins are ignored). */
+    this._jid = 0;
+    /** @type {Publication[]} */
+    this._held = [];
+    /** Publications delivered (for the panel and tests). */
+    this.delivered = 0;
+    this._unsubscribe = options.unsubscribe;
+    /** @type {Promise<Subscription>} resolves at the first `joined` */
+    this.ready = new Promise((resolve, reject) => {
+      this._resolveReady = resolve;
+      this._rejectReady = reject;
+    });
+    this.ready.catch(() => {});
+    this._everJoined = false;
+  }
+
+  /** The `since` to (re)join with; starts holding messages until the answer. */
+  _beginJoin() {
+    if (this.state === SubscriptionState.CLOSED) return null;
+    this.state = SubscriptionState.JOINING;
+    this._held = [];
+    return this.position ? { ...this.position } : null;
+  }
+
+  /**
+   * One publication for this channel, from the connection.
+   * @param {Publication} msg
+   * @returns {boolean} whether it was delivered now
+   */
+  _message(msg) {
+    if (this.state === SubscriptionState.CLOSED) return false;
+    if (this.state === SubscriptionState.JOINING) {
+      this._held.push(msg);
+      return false;
+    }
+    return this._deliver(msg);
+  }
+
+  /**
+   * The hub's answer to our join.
+   * @param {{from: Position|null, recovered: boolean, unrecovered: boolean,
+   *          epochChanged?: boolean}} answer
+   *   `from`: deliver what comes after this position; `unrecovered`: tell the application
+   *   that publications may be missing (the `since` could not be recovered).
+   */
+  _joined(answer) {
+    if (this.state === SubscriptionState.CLOSED) return;
+    const previous = this.position;
+    let from = answer.from;
+    if (from && previous && previous.epoch === from.epoch && previous.offset > from.offset) {
+      from = previous; // we are ahead of what the hub offers: keep our own filter
+    }
+    if (from) this.position = { epoch: from.epoch, offset: from.offset };
+    this.state = SubscriptionState.LIVE;
+    const held = this._held;
+    this._held = [];
+    const epoch = this.position?.epoch;
+    held
+      .filter((m) => epoch === undefined || m.epoch === epoch)
+      .sort((a, b) => a.offset - b.offset)
+      .forEach((m) => this._deliver(m));
+    if (answer.unrecovered) {
+      this.emit('recovery', {
+        channel: this.channel,
+        recovered: false,
+        epochChanged: Boolean(answer.epochChanged),
+        previous,
+        position: this.position,
+      });
+    }
+    const first = !this._everJoined;
+    this._everJoined = true;
+    this.emit('joined', { channel: this.channel, recovered: answer.recovered, first });
+    if (first) this._resolveReady(this);
+  }
+
+  /**
+   * The live subscription could not be recovered after a reconnect.
+   * @param {{epochChanged?: boolean, previous?: Position|null}} info
+   */
+  _recovery(info) {
+    if (this.state !== SubscriptionState.LIVE) return;
+    this.emit('recovery', {
+      channel: this.channel,
+      recovered: false,
+      epochChanged: Boolean(info.epochChanged),
+      previous: this.position,
+      position: this.position,
+    });
+  }
+
+  /** The subscribe failed (forbidden, ...) or the client gave up. @param {Error} err */
+  _fail(err) {
+    if (this.state === SubscriptionState.CLOSED) return;
+    this.state = SubscriptionState.CLOSED;
+    this._held = [];
+    this.emit('error', err);
+    this._rejectReady(err);
+  }
+
+  /** @param {Publication} msg */
+  _deliver(msg) {
+    const p = this.position;
+    if (p && p.epoch === msg.epoch && msg.offset <= p.offset) return false; // delivered already
+    this.position = { epoch: msg.epoch, offset: msg.offset };
+    this.delivered += 1;
+    this.emit('message', msg.data, msg);
+    return true;
+  }
+
+  /** Stops delivery and leaves the channel (the connection unsubscribes when no tab is left). */
+  async unsubscribe() {
+    if (this.state === SubscriptionState.CLOSED) return;
+    this.state = SubscriptionState.CLOSED;
+    this._held = [];
+    this._rejectReady(new Error('unsubscribed'));
+    await this._unsubscribe?.(this);
+  }
+}

@@ -1,0 +1,96 @@
+// The browser client's errors: the same tree as the Python client's (staywire/exceptions.py).
+//
+//   StaywireError
+//   └── ClientError
+//       ├── ConnectionClosed      the connection ended; carries code and reason
+//       │   ├── Unauthorized      closed with 4501 (or 4503): needs new credentials
+//       │   └── ReconnectFailed   maxRetries reconnects failed in a row
+//       ├── RequestError          an `error` reply; carries its error code
+//       ├── RequestTimeout        no reply within the request's timeout
+//       └── QueueFull             the outbox is at its bound
+
+export class StaywireError extends Error {
+  /** @param {string} [message] */
+  constructor(message) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+export class ClientError extends StaywireError {}
+
+export class ConnectionClosed extends ClientError {
+  /** @param {number} code @param {string} [reason] */
+  constructor(code, reason = '') {
+    super(`connection closed: ${code} ${reason}`.trim());
+    /** @type {number} */
+    this.code = code;
+    /** @type {string} */
+    this.reason = reason;
+  }
+}
+
+export class Unauthorized extends ConnectionClosed {}
+
+export class ReconnectFailed extends ConnectionClosed {
+  /** @param {number} code @param {string} reason @param {number} attempts */
+  constructor(code, reason, attempts) {
+    super(code, reason);
+    /** @type {number} */
+    this.attempts = attempts;
+    this.message = `gave up after ${attempts} reconnect attempts; last close: ${code} ${reason}`.trim();
+  }
+}
+
+export class RequestError extends ClientError {
+  /** @param {string} code @param {string} [reason] */
+  constructor(code, reason = '') {
+    super(reason ? `${code}: ${reason}` : code);
+    /** @type {string} */
+    this.code = code;
+    /** @type {string} */
+    this.reason = reason;
+  }
+}
+
+export class RequestTimeout extends ClientError {}
+
+export class QueueFull extends ClientError {}
+
+/**
+ * Rebuilds an error sent between tabs (structured clone drops the class).
+ * @param {{name?: string, message?: string, code?: any, reason?: string, attempts?: number}} e
+ * @returns {Error}
+ */
+export function reviveError(e) {
+  switch (e?.name) {
+    case 'Unauthorized':
+      return new Unauthorized(e.code, e.reason);
+    case 'ReconnectFailed':
+      return new ReconnectFailed(e.code, e.reason ?? '', e.attempts ?? 0);
+    case 'ConnectionClosed':
+      return new ConnectionClosed(e.code, e.reason);
+    case 'RequestError':
+      return new RequestError(e.code, e.reason);
+    case 'RequestTimeout':
+      return new RequestTimeout(e.message);
+    case 'QueueFull':
+      return new QueueFull(e.message);
+    default:
+      return new ClientError(e?.message ?? String(e));
+  }
+}
+
+/**
+ * The cloneable form of an error, for BroadcastChannel.
+ * @param {any} err
+ */
+export function serializeError(err) {
+  return {
+    name: err?.name ?? 'ClientError',
+    message: err?.message ?? String(err),
+    code: err?.code,
+    reason: err?.reason,
+    attempts: err?.attempts,
+  };
+}

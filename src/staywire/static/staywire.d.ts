@@ -1,0 +1,280 @@
+// Types of the Staywire browser client (staywire.js). Hand-written beside the module, which
+// carries the same types as JSDoc; see docs/client-browser.md.
+
+/** The connection's states (the same four as the Python client). */
+export declare const State: Readonly<{
+  CONNECTING: 'CONNECTING';
+  OPEN: 'OPEN';
+  RECONNECTING: 'RECONNECTING';
+  CLOSED: 'CLOSED';
+}>;
+export type ConnectionState = 'CONNECTING' | 'OPEN' | 'RECONNECTING' | 'CLOSED';
+
+export declare const SubscriptionState: Readonly<{ JOINING: 'joining'; LIVE: 'live'; CLOSED: 'closed' }>;
+
+/** Close codes and error codes, generated from the server's enum (codes.js). */
+export declare const CloseCode: Readonly<{
+  NORMAL: 1000; GOING_AWAY: 1001; PROTOCOL_ERROR: 1002; ABNORMAL: 1006; INVALID_TEXT: 1007;
+  POLICY_VIOLATION: 1008; MESSAGE_TOO_BIG: 1009; INTERNAL_ERROR: 1011; SERVICE_RESTART: 1012;
+  TRY_AGAIN_LATER: 1013; HEARTBEAT_TIMEOUT: 4000; SLOW_CONSUMER: 4008; RATE_LIMITED: 4029;
+  TOKEN_EXPIRED: 4401; PROTOCOL_VIOLATION: 4500; UNAUTHORIZED: 4501; FORBIDDEN: 4503;
+  AUTH_TIMEOUT: 4508;
+}>;
+export declare const ErrorCode: Readonly<Record<
+  'BAD_REQUEST' | 'UNKNOWN_TYPE' | 'BINARY_UNSUPPORTED' | 'RATE_LIMITED' | 'FORBIDDEN' |
+  'NOT_SUBSCRIBED' | 'ALREADY_SUBSCRIBED' | 'TOO_MANY_SUBSCRIPTIONS' | 'UNKNOWN_METHOD' |
+  'INVALID_PARAMS' | 'ALREADY_AUTHENTICATED' | 'UNAUTHORIZED' | 'UNAVAILABLE' | 'INTERNAL',
+  string>>;
+/** What a client does after a close with `code`. */
+export declare function reconnectPolicy(code: number): 'never' | 'backoff' | 'new_token';
+
+export declare const VERSION: string;
+
+/** A position in a channel's stream: the last publication delivered. */
+export interface Position {
+  epoch: string;
+  offset: number;
+}
+
+export interface Publication<T = unknown> {
+  channel: string;
+  epoch: string;
+  offset: number;
+  data: T;
+}
+
+export interface PublishAck {
+  epoch: string;
+  offset: number;
+  /** The key was seen before: this is the ack of the first publish, nothing was published again. */
+  duplicate: boolean;
+}
+
+export interface RecoveryEvent {
+  channel: string;
+  /** Always false: the event only fires when publications may be missing. */
+  recovered: false;
+  /** The stream was recreated (a server restart): the new one is delivered from its start. */
+  epochChanged: boolean;
+  previous: Position | null;
+  position: Position | null;
+}
+
+export type TokenProvider = () => string | null | undefined | Promise<string | null | undefined>;
+
+export interface ClientOptions {
+  /** A token, or a function called on every (re)connect and before `exp` to refresh. */
+  token?: string | null | TokenProvider;
+  /** 'message' (default): `{type: "auth"}` as the first frame; 'query': `?token=` (proxies may log it). */
+  tokenIn?: 'message' | 'query';
+  /** Extra query parameters of the handshake (say, `client` for sticky routing). */
+  params?: Record<string, string>;
+  /** One connection for all tabs of the origin (default true, where Web Locks and BroadcastChannel exist). */
+  share?: boolean;
+  /** Keep unacknowledged publishes in IndexedDB (default true). */
+  persist?: boolean;
+  /** Where the outbox is kept (default: IndexedDB, or memory without it). */
+  store?: OutboxStore;
+  /** Failed reconnects in a row before giving up (default 10; Infinity: never). */
+  maxRetries?: number;
+  /** The reconnect policy (default: 1 s doubling to 30 s, times 0.5 + random()). */
+  backoff?: Backoff;
+  /** Heartbeat ping interval, ms (default 30000). */
+  pingInterval?: number;
+  /** Nothing back within this long after a ping: the link is dead, ms (default 10000). */
+  pongTimeout?: number;
+  /** A heartbeat timer firing later than this is "very late": the link gets a fresh chance, ms (default 1000). */
+  lateSlack?: number;
+  /** Refresh the token this long before `expires_at`, ms (default 30000). */
+  refreshMargin?: number;
+  /** How long to wait for `welcome` after the upgrade, ms (default 15000). */
+  welcomeTimeout?: number;
+  /** Send-side backpressure on WebSocket.bufferedAmount, bytes (default 1 MiB and 256 KiB). */
+  highWaterMark?: number;
+  lowWaterMark?: number;
+  /** Timeout of sub/unsub/rpc requests, ms (default 10000). */
+  timeout?: number;
+  /** Outbox bound: messages (default 10000) and bytes (default 16 MiB), as the Python client. */
+  maxQueue?: number;
+  maxQueueBytes?: number;
+  /** This tab's id (default: random). */
+  tabId?: string;
+  /** Replacements for the browser's WebSocket, navigator.locks and BroadcastChannel (tests). */
+  WebSocket?: unknown;
+  locks?: unknown;
+  BroadcastChannel?: unknown;
+}
+
+export interface ClientStatus {
+  state: ConnectionState;
+  tabId: string;
+  /** The tab holding the connection. */
+  leader: string | null;
+  isLeader: boolean;
+  shared: boolean;
+  /** Unique per connection; changes on every reconnect. */
+  connId: string | null;
+  /** Round-trip time of the last heartbeat, ms. */
+  rtt: number | null;
+  /** Failed reconnects in a row. */
+  attempts: number;
+  /** When the next reconnect runs (ms since the epoch), or null. */
+  retryAt: number | null;
+  retryDelay: number | null;
+  /** Publishes of this tab not yet acknowledged. */
+  queued: number;
+  /** The send buffer is over its high-water mark. */
+  paused: boolean;
+  bufferedAmount: number;
+  /** Times a late heartbeat timer gave the link a fresh chance. */
+  lateFires: number;
+  /** Publishes of closed tabs (or earlier page loads) sent by this connection. */
+  adopted: number;
+  lastClose: { code: number; reason: string } | null;
+  session: string | null;
+  error: Error | null;
+}
+
+export interface ClientEvents {
+  state: (state: ConnectionState, previous: ConnectionState) => void;
+  status: (status: ClientStatus) => void;
+  open: (connId: string) => void;
+  leader: (info: { leader: string; isLeader: boolean }) => void;
+  rtt: (ms: number | null) => void;
+  recovery: (info: RecoveryEvent) => void;
+  outbox: (size: number) => void;
+  /** Terminal: ConnectionClosed, Unauthorized or ReconnectFailed. */
+  error: (err: Error) => void;
+  warning: (message: string) => void;
+}
+
+declare class Emitter<Events extends { [K in keyof Events]: (...args: any[]) => void }> {
+  on<K extends keyof Events>(event: K, listener: Events[K]): () => void;
+  once<K extends keyof Events>(event: K, listener: Events[K]): () => void;
+  off<K extends keyof Events>(event: K, listener: Events[K]): void;
+}
+
+export interface SubscriptionEvents {
+  message: (data: any, msg: Publication) => void;
+  recovery: (info: RecoveryEvent) => void;
+  joined: (info: { channel: string; recovered: boolean; first: boolean }) => void;
+  error: (err: Error) => void;
+}
+
+export declare class Subscription extends Emitter<SubscriptionEvents> {
+  readonly channel: string;
+  /** The last publication delivered in this tab. */
+  readonly position: Position | null;
+  readonly state: 'joining' | 'live' | 'closed';
+  readonly delivered: number;
+  /** Resolves at the first ack. */
+  readonly ready: Promise<Subscription>;
+  unsubscribe(): Promise<void>;
+}
+
+export declare class Client extends Emitter<ClientEvents> {
+  constructor(url: string, options?: ClientOptions);
+  readonly url: string;
+  readonly tabId: string;
+  readonly shared: boolean;
+  readonly state: ConnectionState;
+  readonly leader: string | null;
+  readonly isLeader: boolean;
+  readonly status: ClientStatus;
+  readonly error: Error | null;
+  /** Resolves when first OPEN; rejects on a terminal close or when the retry budget is spent. */
+  connect(): Promise<void>;
+  subscribe<T = any>(
+    channel: string,
+    handler?: (data: T, msg: Publication<T>) => void,
+    options?: { since?: Position | null },
+  ): Promise<Subscription>;
+  subscription(channel: string): Subscription | undefined;
+  /** Exactly once: kept (in IndexedDB) with an idempotency key until acknowledged. */
+  publish(channel: string, data: unknown, options?: { key?: string }): Promise<PublishAck>;
+  /** Resolves when the send buffer is under its low-water mark. */
+  writable(): Promise<void>;
+  rpc<T = any>(method: string, data: unknown, options?: { timeout?: number }): Promise<T>;
+  /** Drops the connection as a network failure would; it reconnects with backoff. */
+  cut(): void;
+  close(): Promise<void>;
+}
+
+/** Creates a client and starts connecting. */
+export declare function connect(url: string, options?: ClientOptions): Client;
+
+export declare class Backoff {
+  constructor(options?: {
+    base?: number; factor?: number; cap?: number; maxRetries?: number; jitter?: boolean;
+    random?: () => number;
+  });
+  nominal(attempt: number): number;
+  /** The delay before the 1-based attempt, or null when the budget is spent. */
+  delay(attempt: number): number | null;
+}
+export declare function jittered(ms: number, random?: () => number): number;
+
+export interface OutboxRecord {
+  key: string;
+  seq: number;
+  channel: string;
+  /** The JSON text of the data. */
+  data: string;
+  size: number;
+  owner: string;
+  target: string;
+  createdAt: number;
+}
+export interface OutboxStore {
+  add(record: OutboxRecord): Promise<void>;
+  remove(key: string): Promise<void>;
+  all(): Promise<OutboxRecord[]>;
+}
+export declare class MemoryStore implements OutboxStore {
+  add(record: OutboxRecord): Promise<void>;
+  remove(key: string): Promise<void>;
+  all(): Promise<OutboxRecord[]>;
+}
+export declare class IdbStore implements OutboxStore {
+  constructor(name?: string);
+  static available(): boolean;
+  add(record: OutboxRecord): Promise<void>;
+  remove(key: string): Promise<void>;
+  all(): Promise<OutboxRecord[]>;
+  close(): void;
+}
+export declare class Outbox {
+  constructor(options?: {
+    maxMessages?: number; maxBytes?: number; store?: OutboxStore | null; owner?: string;
+    target?: string; now?: () => number;
+  });
+  readonly size: number;
+  readonly bytes: number;
+}
+
+/** Whether this page can share one connection with its other tabs. */
+export declare function sharingSupported(env?: { locks?: unknown; BroadcastChannel?: unknown }): boolean;
+
+export declare class StaywireError extends Error {}
+export declare class ClientError extends StaywireError {}
+export declare class ConnectionClosed extends ClientError {
+  constructor(code: number, reason?: string);
+  readonly code: number;
+  readonly reason: string;
+}
+/** Closed with 4501 or 4503: do not retry without new credentials. */
+export declare class Unauthorized extends ConnectionClosed {}
+/** `maxRetries` reconnects failed in a row. */
+export declare class ReconnectFailed extends ConnectionClosed {
+  constructor(code: number, reason: string, attempts: number);
+  readonly attempts: number;
+}
+/** The server answered `error`; the connection stays open. */
+export declare class RequestError extends ClientError {
+  constructor(code: string, reason?: string);
+  readonly code: string;
+  readonly reason: string;
+}
+export declare class RequestTimeout extends ClientError {}
+/** The outbox is at its bound: nothing was queued. */
+export declare class QueueFull extends ClientError {}

@@ -1,0 +1,553 @@
+// Staywire browser client: an ES module, no build step.
+//
+//   import { Client } from '/staywire.js';
+//   const client = new Client('/ws', { token: () => fetchToken() });
+//   client.connect();
+//   const room = await client.subscribe('room:1', (data) => render(data));
+//   await client.publish('room:1', { text: 'hi' });
+//
+// One concept per file, as in Phoenix JS:
+//   socket.js      transport, heartbeat, reconnect, send-side backpressure
+//   heartbeat.js   application-level ping/pong, tolerant of throttled background timers
+//   backoff.js     backoff with jitter and the retry timer
+//   push.js        a request with a timeout
+//   cursor.js      a channel's position on the connection (recovery, resync)
+//   channel.js     one tab's subscription: dedupe and ordering
+//   outbox.js      unacknowledged publishes with idempotency keys (idb-store.js: in IndexedDB)
+//   hub.js         the shared connection, multiplexing the channels of every tab
+//   tab-leader.js  leader election (Web Locks) and the channel between tabs (BroadcastChannel)
+//   codes.js       close codes and error codes, generated from the server's enum
+
+import { Emitter } from './emitter.js';
+import { Hub } from './hub.js';
+import { State, websocketUrl } from './socket.js';
+import { Subscription, SubscriptionState } from './channel.js';
+import { MemoryStore, Outbox, newKey } from './outbox.js';
+import { IdbStore } from './idb-store.js';
+import { TabGroup, locksSupported, newTabId, sharingSupported } from './tab-leader.js';
+import {
+  ClientError, ConnectionClosed, QueueFull, ReconnectFailed, RequestError, RequestTimeout,
+  StaywireError, Unauthorized, reviveError,
+} from './errors.js';
+
+export { CloseCode, ErrorCode, reconnectPolicy } from './codes.js';
+export { Backoff, jittered } from './backoff.js';
+export { MemoryStore, Outbox } from './outbox.js';
+export { IdbStore } from './idb-store.js';
+export { sharingSupported } from './tab-leader.js';
+export {
+  ClientError, ConnectionClosed, QueueFull, ReconnectFailed, RequestError, RequestTimeout,
+  StaywireError, Unauthorized, State, Subscription, SubscriptionState,
+};
+
+export const VERSION = '0.1.0';
+
+/**
+ * @typedef {import('./socket.js').TokenOption} TokenOption
+ * @typedef {import('./cursor.js').Position} Position
+ * @typedef {{epoch: string, offset: number, duplicate: boolean}} PublishAck
+ * @typedef {{
+ *   token?: TokenOption, tokenIn?: 'message'|'query', params?: Record<string, string>,
+ *   share?: boolean, persist?: boolean, store?: import('./outbox.js').OutboxStore,
+ *   maxRetries?: number, backoff?: import('./backoff.js').Backoff,
+ *   pingInterval?: number, pongTimeout?: number, lateSlack?: number, welcomeTimeout?: number,
+ *   refreshMargin?: number, highWaterMark?: number, lowWaterMark?: number, timeout?: number,
+ *   maxQueue?: number, maxQueueBytes?: number, tabId?: string,
+ *   WebSocket?: any, locks?: any, BroadcastChannel?: any,
+ * }} ClientOptions
+ *   `WebSocket`, `locks`, `BroadcastChannel`: replacements for the browser's (tests)
+ */
+
+export class Client extends Emitter {
+  /** @param {string} url the WebSocket endpoint (`/ws`, `wss://host/ws`) @param {ClientOptions} [options] */
+  constructor(url, options = {}) {
+    super();
+    this.url = websocketUrl(url);
+    this.options = options;
+    this.tabId = options.tabId ?? newTabId();
+    /** Whether this tab shares one connection with the other tabs of its origin. */
+    this._env = { locks: options.locks, BroadcastChannel: options.BroadcastChannel };
+    this.shared = options.share !== false && sharingSupported(this._env);
+    let store = options.store ?? null;
+    if (!store && options.persist !== false) store = IdbStore.available() ? new IdbStore() : new MemoryStore();
+    this._store = store;
+    this.outbox = new Outbox({
+      maxMessages: options.maxQueue ?? 10000, // the Python client's defaults
+      maxBytes: options.maxQueueBytes ?? 16 << 20,
+      store,
+      owner: this.tabId,
+      target: this.url,
+    });
+    /** @type {string} */
+    this.state = State.CONNECTING;
+    /** @type {Map<string, Subscription>} */
+    this._subs = new Map();
+    /** The tab holding the connection. @type {string|null} */
+    this.leader = null;
+    /** @type {Hub|null} set while this tab holds the connection */
+    this._hub = null;
+    /** @type {TabGroup|null} */
+    this._group = null;
+    /** The last status of the connection. @type {any} */
+    this._remote = null;
+    /** The id of the open connection, or null. @type {string|null} */
+    this._connId = null;
+    this._jid = 0;
+    this._rid = 0;
+    /** The term of the newest leader seen. */
+    this._term = 0;
+    /** @type {Map<number, {resolve: (v: any) => void, reject: (e: Error) => void, timer: any}>} */
+    this._rpcs = new Map();
+    /** @type {Map<string, {resolve: (v: PublishAck) => void, reject: (e: Error) => void}>} */
+    this._pubs = new Map();
+    /** @type {Array<() => void>} */
+    this._writableWaiters = [];
+    this._closed = false;
+    /** @type {Error|null} */
+    this.error = null;
+    /** @type {Promise<void>|null} */
+    this._ready = null;
+    this._onPageHide = () => {
+      if (!this._hub) this._up({ t: 'bye' });
+    };
+  }
+
+  get isLeader() {
+    return this._hub !== null;
+  }
+
+  /** Everything the connection panel shows. */
+  get status() {
+    const r = this._remote ?? {};
+    return {
+      state: this.state,
+      tabId: this.tabId,
+      leader: this.leader,
+      isLeader: this.isLeader,
+      shared: this.shared,
+      connId: this._connId,
+      rtt: r.rtt ?? null,
+      attempts: r.attempts ?? 0,
+      retryAt: r.retryAt ?? null,
+      retryDelay: r.retryDelay ?? null,
+      queued: this.outbox.size,
+      paused: Boolean(r.paused),
+      bufferedAmount: r.bufferedAmount ?? 0,
+      lateFires: r.lateFires ?? 0,
+      adopted: r.adopted ?? 0,
+      lastClose: r.lastClose ?? null,
+      session: r.session ?? null,
+      error: this.error,
+    };
+  }
+
+  /**
+   * Starts connecting (or joins the tab that holds the shared connection). Resolves when the
+   * connection is first OPEN; rejects on a terminal close or when the retry budget is spent.
+   * @returns {Promise<void>}
+   */
+  connect() {
+    if (!this._ready) {
+      this._ready = new Promise((resolve, reject) => {
+        this._resolveReady = resolve;
+        this._rejectReady = reject;
+      });
+      this._ready.catch(() => {});
+      this._start().catch((err) => this._fail(err));
+    }
+    return this._ready;
+  }
+
+  async _start() {
+    if (this.shared || locksSupported(this._env)) {
+      this._group = new TabGroup(this.url, this.tabId, { share: this.shared, ...this._env });
+      await this._group.holdTabLock();
+    }
+    if (this._closed) return;
+    if (typeof addEventListener === 'function') addEventListener('pagehide', this._onPageHide);
+    const group = this._group;
+    if (this.shared && group) {
+      group.open();
+      group.onMessage((msg) => {
+        if (msg?.dir === 'up') this._hub?.handle(msg);
+        else this._down(msg);
+      });
+      this._up({ t: 'hello' });
+      group.elect(() => this._lead());
+    } else {
+      this._lead();
+    }
+  }
+
+  /** This tab won the leader lock (or does not share): run the connection. */
+  _lead() {
+    if (this._closed) return;
+    const o = this.options;
+    const group = this._group;
+    const hub = new Hub({
+      url: this.url,
+      tabId: this.tabId,
+      timeout: o.timeout,
+      store: this._store,
+      liveTabs: async () => (group ? group.liveTabs() : null),
+      socket: {
+        token: o.token, tokenIn: o.tokenIn, params: o.params, WebSocket: o.WebSocket,
+        backoff: o.backoff, maxRetries: o.maxRetries, pingInterval: o.pingInterval,
+        pongTimeout: o.pongTimeout, lateSlack: o.lateSlack, welcomeTimeout: o.welcomeTimeout,
+        refreshMargin: o.refreshMargin,
+        highWaterMark: o.highWaterMark, lowWaterMark: o.lowWaterMark,
+      },
+      emit: (msg) => {
+        const local = msg.to === undefined || msg.to === this.tabId;
+        if (local) queueMicrotask(() => this._down(msg));
+        if (!local || msg.to === undefined) group?.post({ ...msg, dir: 'down' });
+      },
+    });
+    this._hub = hub;
+    this._setLeader(this.tabId);
+    hub.start();
+  }
+
+  /** A message to the hub, wherever it runs. @param {any} msg */
+  _up(msg) {
+    const m = { ...msg, from: this.tabId };
+    const hub = this._hub;
+    if (hub) queueMicrotask(() => hub.handle(m));
+    else if (this.shared) this._group?.post({ ...m, dir: 'up' });
+  }
+
+  /** A message from the hub. @param {any} msg */
+  _down(msg) {
+    if (!msg || this._closed) return;
+    if (msg.to !== undefined && msg.to !== this.tabId) return;
+    switch (msg.t) {
+      case 'leader':
+        if (this._current(msg)) this._setLeader(msg.leader);
+        return;
+      case 'resign':
+        if (msg.leader === this.leader) {
+          this.leader = null;
+          this._connId = null;
+          this._setState(State.RECONNECTING);
+          this._changed();
+        }
+        return;
+      case 'status':
+        if (!this._current(msg)) return;
+        if (msg.leader !== this.leader) this._setLeader(msg.leader);
+        this._onStatus(msg);
+        return;
+      case 'msg':
+        this._subs.get(msg.channel)?._message(msg);
+        return;
+      case 'joined': {
+        const sub = this._subs.get(msg.channel);
+        if (sub && sub._jid === msg.rid && sub.state === SubscriptionState.JOINING) sub._joined(msg);
+        return;
+      }
+      case 'recovery':
+        this._subs.get(msg.channel)?._recovery(msg);
+        return;
+      case 'subfail': {
+        const sub = this._subs.get(msg.channel);
+        if (sub) {
+          this._subs.delete(msg.channel);
+          sub._fail(reviveError(msg.error));
+        }
+        return;
+      }
+      case 'puback':
+        this._onPuback(msg);
+        return;
+      case 'reply': {
+        const rpc = this._rpcs.get(msg.rid);
+        if (!rpc) return;
+        this._rpcs.delete(msg.rid);
+        clearTimeout(rpc.timer);
+        if (msg.ok) rpc.resolve(msg.value);
+        else rpc.reject(reviveError(msg.error));
+        return;
+      }
+      case 'warning':
+        this.emit('warning', msg.message);
+        return;
+      default:
+    }
+  }
+
+  /**
+   * Whether a `leader` or `status` message comes from the current leader or a newer one (a
+   * message of a tab that crashed may arrive after its successor's).
+   * @param {{leader: string, term?: number}} msg
+   */
+  _current(msg) {
+    const term = typeof msg.term === 'number' ? msg.term : 0;
+    if (msg.leader === this.leader) {
+      this._term = Math.max(this._term, term);
+      return true;
+    }
+    if (term < this._term) return false;
+    this._term = term;
+    return true;
+  }
+
+  /** @param {string} leader */
+  _setLeader(leader) {
+    if (leader === this.leader) return;
+    this.leader = leader;
+    this._connId = null; // a new tab holds it: a new connection
+    for (const [rid, rpc] of this._rpcs) {
+      clearTimeout(rpc.timer);
+      rpc.reject(new ConnectionClosed(1006, 'the tab holding the connection changed'));
+      this._rpcs.delete(rid);
+    }
+    for (const sub of this._subs.values()) this._join(sub);
+    this.emit('leader', { leader, isLeader: this.isLeader });
+    this._changed();
+  }
+
+  /** @param {Subscription} sub */
+  _join(sub) {
+    const since = sub._beginJoin();
+    if (sub.state === SubscriptionState.CLOSED) return;
+    this._jid += 1;
+    sub._jid = this._jid;
+    this._up({ t: 'join', channel: sub.channel, since, rid: this._jid });
+  }
+
+  /** @param {any} s */
+  _onStatus(s) {
+    this._remote = s;
+    if (s.state === State.OPEN && s.connId) {
+      if (s.connId !== this._connId) {
+        this._connId = s.connId;
+        this._flushOutbox();
+        this.emit('open', s.connId);
+      }
+    } else {
+      this._connId = null;
+    }
+    if (!s.paused || s.state !== State.OPEN) this._releaseWriters();
+    this._setState(s.state);
+    if (s.state === State.OPEN) this._resolveReady?.();
+    if (s.state === State.CLOSED && s.error) this._fail(reviveError(s.error));
+    this.emit('rtt', s.rtt);
+    this._changed();
+  }
+
+  /** @param {string} state */
+  _setState(state) {
+    if (state === this.state) return;
+    const previous = this.state;
+    this.state = state;
+    this.emit('state', state, previous);
+  }
+
+  _changed() {
+    this.emit('status', this.status);
+  }
+
+  // ------------------------------------------------------------------ channels
+
+  /**
+   * Subscribes to `channel`; resolves with the Subscription once the server acked it.
+   * `since`: a position delivered earlier (say, saved before a reload): what was published
+   * after it is delivered first, once, in order.
+   * @param {string} channel
+   * @param {(data: any, msg: {channel: string, epoch: string, offset: number, data: any}) => void} [handler]
+   * @param {{since?: Position|null}} [options]
+   * @returns {Promise<Subscription>}
+   */
+  subscribe(channel, handler, options = {}) {
+    if (this._closed) return Promise.reject(new ConnectionClosed(1000, 'client closed'));
+    let sub = this._subs.get(channel);
+    if (!sub || sub.state === SubscriptionState.CLOSED) {
+      sub = new Subscription(channel, { since: options.since, unsubscribe: (s) => this._unsubscribe(s) });
+      this._subs.set(channel, sub);
+      sub.on('recovery', (/** @type {any} */ info) => this.emit('recovery', info));
+      if (this.leader) this._join(sub);
+    }
+    if (handler) sub.on('message', handler);
+    return sub.ready;
+  }
+
+  /** The subscription to `channel` in this tab, if any. @param {string} channel */
+  subscription(channel) {
+    return this._subs.get(channel);
+  }
+
+  /** @param {Subscription} sub */
+  async _unsubscribe(sub) {
+    if (this._subs.get(sub.channel) !== sub) return;
+    this._subs.delete(sub.channel);
+    this._up({ t: 'leave', channel: sub.channel });
+  }
+
+  // ------------------------------------------------------------------ publishing
+
+  /**
+   * Publishes `data` on `channel`, exactly once. The publish is kept (in IndexedDB) with an
+   * idempotency key until the server acknowledges it, and sent again after every reconnect,
+   * leader change or page reload. Waits first while the socket's send buffer is over the
+   * high-water mark. Resolves with the ack; rejects with RequestError (the server refused
+   * it), QueueFull (the outbox is at its bound), or ConnectionClosed/ReconnectFailed.
+   * @param {string} channel @param {any} data @param {{key?: string}} [options]
+   * @returns {Promise<PublishAck>}
+   */
+  async publish(channel, data, options = {}) {
+    if (this._closed || this.error) throw this.error ?? new ConnectionClosed(1000, 'client closed');
+    await this.writable();
+    const key = options.key ?? newKey();
+    if (this._pubs.has(key)) throw new Error(`idempotency key already in the outbox: ${key}`);
+    const done = new Promise((resolve, reject) => this._pubs.set(key, { resolve, reject }));
+    let entry;
+    try {
+      entry = await this.outbox.add(channel, data, key);
+    } catch (err) {
+      this._pubs.delete(key);
+      throw err;
+    }
+    this.emit('outbox', this.outbox.size);
+    this._changed();
+    if (this._connId && this.outbox.has(key) && entry.sent !== this._connId) this._sendPub(entry);
+    return /** @type {Promise<PublishAck>} */ (done);
+  }
+
+  /** Resolves when the connection's send buffer is under its low-water mark. */
+  writable() {
+    if (this._hub) return this._hub.socket.writable();
+    if (!this._remote?.paused || this.state !== State.OPEN) return Promise.resolve();
+    return new Promise((resolve) => this._writableWaiters.push(() => resolve(undefined)));
+  }
+
+  _releaseWriters() {
+    const waiters = this._writableWaiters;
+    this._writableWaiters = [];
+    waiters.forEach((w) => w());
+  }
+
+  /** @param {import('./outbox.js').OutboxEntry} entry */
+  _sendPub(entry) {
+    this.outbox.markSent(entry.key, /** @type {string} */ (this._connId));
+    this._up({ t: 'pub', key: entry.key, channel: entry.channel, data: entry.data });
+  }
+
+  _flushOutbox() {
+    for (const entry of this.outbox.unsent(/** @type {string} */ (this._connId))) this._sendPub(entry);
+  }
+
+  /** @param {any} msg */
+  _onPuback(msg) {
+    const waiter = this._pubs.get(msg.key);
+    if (!this.outbox.has(msg.key) && !waiter) return;
+    this._pubs.delete(msg.key);
+    if (msg.ok) {
+      this.outbox.ack(msg.key);
+      waiter?.resolve(msg.ack);
+    } else {
+      this.outbox.reject(msg.key);
+      waiter?.reject(reviveError(msg.error));
+    }
+    this.emit('outbox', this.outbox.size);
+    this._changed();
+  }
+
+  // ------------------------------------------------------------------ rpc and control
+
+  /**
+   * Calls an RPC method registered by the application on the server.
+   * @param {string} method @param {any} data @param {{timeout?: number}} [options]
+   */
+  rpc(method, data, options = {}) {
+    if (this._closed) return Promise.reject(this.error ?? new ConnectionClosed(1000, 'client closed'));
+    if (!this._connId) return Promise.reject(new ConnectionClosed(1006, 'not connected'));
+    const timeout = options.timeout ?? this.options.timeout ?? 10000;
+    this._rid += 1;
+    const rid = this._rid;
+    return new Promise((resolve, reject) => {
+      // A guard in this tab too: the tab holding the connection may vanish with the request.
+      const timer = setTimeout(() => {
+        this._rpcs.delete(rid);
+        reject(new RequestTimeout(`no reply to rpc ${method} within ${timeout} ms`));
+      }, timeout + 1000);
+      this._rpcs.set(rid, { resolve, reject, timer });
+      this._up({ t: 'rpc', rid, method, data, timeout });
+    });
+  }
+
+  /** Drops the connection as a network failure would (it reconnects with backoff). */
+  cut() {
+    this._up({ t: 'cut' });
+  }
+
+  /** @param {Error} err */
+  _fail(err) {
+    if (this.error) return;
+    this.error = err;
+    this._rejectReady?.(err);
+    for (const sub of this._subs.values()) sub._fail(err);
+    this._subs.clear();
+    for (const [key, waiter] of this._pubs) {
+      this.outbox.discard(key);
+      waiter.reject(err);
+    }
+    this._pubs.clear();
+    for (const rpc of this._rpcs.values()) {
+      clearTimeout(rpc.timer);
+      rpc.reject(err);
+    }
+    this._rpcs.clear();
+    // Terminal: this tab is done until the application (or the user) starts again. It
+    // leaves the group, so that a tab opened later elects a leader and tries afresh.
+    this._closed = true;
+    this._hub?.stop();
+    this._hub = null;
+    this._group?.leave();
+    this._setState(State.CLOSED);
+    this.emit('error', err);
+    this._changed();
+  }
+
+  /**
+   * Leaves: this tab's subscriptions end; when it held the shared connection another tab
+   * takes it over. Publishes not yet acknowledged stay in IndexedDB and are sent by the
+   * next client of this origin (their promises here reject with ConnectionClosed 1000).
+   */
+  async close() {
+    if (this._closed) {
+      this._setState(State.CLOSED);
+      return;
+    }
+    if (!this._hub) this._up({ t: 'bye' });
+    this._closed = true;
+    const err = new ConnectionClosed(1000, 'client closed');
+    for (const sub of this._subs.values()) sub._fail(err);
+    this._subs.clear();
+    for (const waiter of this._pubs.values()) waiter.reject(err);
+    this._pubs.clear();
+    for (const rpc of this._rpcs.values()) {
+      clearTimeout(rpc.timer);
+      rpc.reject(err);
+    }
+    this._rpcs.clear();
+    this._rejectReady?.(err);
+    if (this._hub) {
+      this._hub.stop({ handover: this.shared });
+      this._hub = null;
+    }
+    this._group?.leave();
+    if (typeof removeEventListener === 'function') removeEventListener('pagehide', this._onPageHide);
+    this._setState(State.CLOSED);
+    this._changed();
+  }
+}
+
+/**
+ * Creates a client and starts connecting.
+ * @param {string} url @param {ClientOptions} [options]
+ */
+export function connect(url, options) {
+  const client = new Client(url, options);
+  client.connect();
+  return client;
+}
