@@ -73,7 +73,7 @@ def test_guard_never_crashes_and_bounds_buffering(seq: list) -> None:
             guard.feed(opcode, fin, rsv, payload, now)
         except (Reject, CloseConnection):
             pass
-        assert guard._parts_size <= limits.max_message_size
+        assert guard.assembler.buffered <= limits.max_message_size
 
 
 @given(st.lists(st.sampled_from(list(ConnState)), max_size=20))

@@ -67,3 +67,21 @@ async def test_publish_api(server_factory) -> None:
 
 async def test_publish_api_is_off_without_a_key(anon_server) -> None:
     assert http(f"{anon_server.api}/api/publish", {"channel": "a", "data": 1}, "x")[0] == 403
+
+
+async def test_static_client_files(server_factory) -> None:
+    srv = server_factory(**{"allow_anonymous": True, "demo": True})
+    status, body = http(f"{srv.http}/staywire.js")
+    assert status == 200 and b"export" in body
+    req = urllib.request.urlopen(f"{srv.http}/staywire.js")
+    assert "javascript" in req.headers["Content-Type"]
+    assert http(f"{srv.http}/staywire.d.ts")[0] == 200
+    assert http(f"{srv.http}/codes.js")[0] == 200
+    status, body = http(f"{srv.http}/")
+    assert status == 200 and b"<html" in body.lower()
+    for bad in ["/../pyproject.toml", "/%2e%2e/pyproject.toml", "/nope.js", "/static/codes.js"]:
+        assert http(f"{srv.http}{bad}")[0] == 404, bad
+
+
+async def test_demo_page_is_off_by_default(anon_server) -> None:
+    assert http(f"{anon_server.http}/")[0] == 404

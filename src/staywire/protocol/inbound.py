@@ -13,24 +13,13 @@ websockets parser does), so the server cannot answer the same fault two ways.
 
 from __future__ import annotations
 
-from typing import Final
-
 from staywire.protocol.codes import CloseCode, ErrorCode
 from staywire.protocol.envelope import Inbound, InvalidMessage, decode
+from staywire.protocol.framing import OP_BINARY, CloseConnection, MessageAssembler
 from staywire.protocol.ratelimit import TokenBucket, ViolationCounter
 
 __all__ = ["CloseConnection", "InboundGuard", "Limits", "Reject"]
 
-OP_CONTINUATION: Final = 0x0
-OP_TEXT: Final = 0x1
-OP_BINARY: Final = 0x2
-
-
-class CloseConnection(Exception):
-    def __init__(self, code: CloseCode, reason: str | None = None) -> None:
-        self.code = code
-        self.reason = reason if reason is not None else code.reason
-        super().__init__(code, self.reason)
 
 
 class Reject(Exception):
@@ -87,14 +76,11 @@ class Limits:
 class InboundGuard:
     """Reassembly, size limit, UTF-8, rate limits, decoding and the invalid-message budget."""
 
-    __slots__ = ("limits", "_parts", "_parts_size", "_parts_op", "_msgs", "_bytes",
-                 "_rate_violations", "_invalid")
+    __slots__ = ("limits", "assembler", "_msgs", "_bytes", "_rate_violations", "_invalid")
 
     def __init__(self, limits: Limits, now: float) -> None:
         self.limits = limits
-        self._parts: list[bytes] | None = None
-        self._parts_size = 0
-        self._parts_op = OP_TEXT
+        self.assembler = MessageAssembler(limits.max_message_size)
         self._msgs = TokenBucket(limits.rate_messages, limits.rate_burst, now)
         self._bytes = TokenBucket(limits.rate_bytes, max(limits.rate_bytes_burst,
                                                           limits.max_message_size), now)
@@ -111,49 +97,8 @@ class InboundGuard:
 
     def assemble(self, opcode: int, fin: bool, rsv: bool, payload: bytes
                  ) -> tuple[int, bytes] | None:
-        """RFC 6455 framing rules only: (opcode, payload) of a whole, valid message."""
-        if rsv:
-            # RFC 6455 5.2: RSV bits must be 0 unless an extension defines them; none is
-            # negotiated.
-            raise CloseConnection(CloseCode.PROTOCOL_ERROR, "RSV bits set without an extension")
-        if opcode == OP_CONTINUATION:
-            if self._parts is None:
-                raise CloseConnection(CloseCode.PROTOCOL_ERROR, "continuation without a start")
-            self._append(payload)
-            if not fin:
-                return None
-            payload = b"".join(self._parts)
-            opcode = self._parts_op
-            self._parts = None
-            self._parts_size = 0
-        elif opcode in (OP_TEXT, OP_BINARY):
-            if self._parts is not None:
-                raise CloseConnection(CloseCode.PROTOCOL_ERROR,
-                                      "new message before the fragmented one ended")
-            if not fin:
-                self._parts = []
-                self._parts_size = 0
-                self._parts_op = opcode
-                self._append(payload)
-                return None
-            if len(payload) > self.limits.max_message_size:
-                raise CloseConnection(CloseCode.MESSAGE_TOO_BIG)
-        else:
-            raise CloseConnection(CloseCode.PROTOCOL_ERROR, f"unknown opcode {opcode}")
-        if opcode == OP_TEXT:
-            try:
-                payload.decode("utf-8")
-            except UnicodeDecodeError:
-                # RFC 6455 8.1: a text message that is not UTF-8 fails the connection.
-                raise CloseConnection(CloseCode.INVALID_TEXT) from None
-        return opcode, payload
-
-    def _append(self, payload: bytes) -> None:
-        assert self._parts is not None
-        self._parts_size += len(payload)
-        if self._parts_size > self.limits.max_message_size:
-            raise CloseConnection(CloseCode.MESSAGE_TOO_BIG)
-        self._parts.append(payload)
+        """RFC 6455 framing rules only (see ``MessageAssembler``)."""
+        return self.assembler.assemble(opcode, fin, rsv, payload)
 
     def _message(self, opcode: int, payload: bytes, now: float) -> Inbound:
         # Rate limits count every message, valid or not, before any work is done on it.

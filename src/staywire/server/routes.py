@@ -39,7 +39,8 @@ __all__ = ["Router", "start_api"]
 log = logging.getLogger("staywire.server")
 
 SUBPROTOCOL = "staywire.v1"
-_STATIC_NAME = re.compile(r"^/([A-Za-z0-9_\-]+\.(?:js|mjs|css|html|ts|svg|png|ico|json))$")
+_STATIC_NAME = re.compile(
+    r"^/([A-Za-z0-9_\-]+(?:\.d)?\.(?:js|mjs|css|html|ts|svg|png|ico|json))$")
 
 
 class Router:
@@ -131,7 +132,9 @@ class Router:
             except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
                 body = None
             if body is not None:
-                ctype = mimetypes.guess_type(match.group(1))[0] or "application/octet-stream"
+                name = match.group(1)
+                ctype = ("application/typescript" if name.endswith(".ts") else
+                         mimetypes.guess_type(name)[0] or "application/octet-stream")
                 if ctype.startswith("text/") or ctype.endswith("javascript"):
                     ctype += "; charset=utf-8"
                 entry = (body, ctype)
