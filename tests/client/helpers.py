@@ -19,7 +19,8 @@ FAST: dict[str, Any] = {"backoff_base": 0.05, "backoff_cap": 0.5, "connect_timeo
 
 def make_token(sub: str = "alice", *, ttl: float = 60.0, channels: list[str] | None = None,
                secret: str = SECRET) -> str:
-    claims = {"sub": sub, "exp": int(time.time() + ttl), "channels": channels or ["*"]}
+    # A float exp: int() would make a ttl of 1 s anything between 0 and 1 s (flaky).
+    claims = {"sub": sub, "exp": time.time() + ttl, "channels": channels or ["*"]}
     return jwt.encode(claims, secret, algorithm="HS256")
 
 

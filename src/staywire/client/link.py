@@ -17,6 +17,8 @@ import picows
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
 from staywire.client.state import CloseInfo
+from staywire.protocol.codes import CloseCode, valid_close_code
+from staywire.protocol.framing import OP_TEXT, CloseConnection, MessageAssembler
 
 __all__ = ["SUBPROTOCOL", "Link", "open_link"]
 
@@ -24,6 +26,7 @@ log = logging.getLogger("staywire.client")
 
 SUBPROTOCOL = "staywire.v1"
 NO_STATUS = 1005  # RFC 6455: a close frame without a code
+DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024  # what the client accepts from a server
 ABNORMAL = 1006  # RFC 6455: no close frame at all
 
 
@@ -34,8 +37,10 @@ class Link:
         self,
         on_text: Callable[[Link, bytes], None],
         on_writable: Callable[[], None],
+        on_binary: Callable[[Link, bytes], None] | None = None,
     ) -> None:
         self._on_text = on_text
+        self._on_binary = on_binary
         self._on_writable = on_writable
         self.transport: WSTransport | None = None
         self.closed: asyncio.Future[CloseInfo] = asyncio.get_running_loop().create_future()
@@ -105,44 +110,69 @@ class Link:
 
 
 class _Listener(WSListener):
-    """Feeds picows frames into a ``Link``: text (reassembled), close, flow control."""
+    """Feeds picows frames into a ``Link``: whole messages, close, pings, flow control.
 
-    def __init__(self, link: Link) -> None:
+    Data frames go through ``MessageAssembler``, the same RFC 6455 message rules the
+    server runs (reassembly within ``max_message_size``, UTF-8, RSV bits, continuation
+    order); a violation closes the connection with the code it names."""
+
+    def __init__(self, link: Link, max_message_size: int) -> None:
         super().__init__()
         self._link = link
-        self._fragments: list[bytes] | None = None
+        self._assembler = MessageAssembler(max_message_size)
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self._link._connected(transport)
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         kind = frame.msg_type
-        if kind is WSMsgType.TEXT:
-            if frame.fin:
-                self._link._on_text(self._link, frame.get_payload_as_bytes())
-            else:
-                self._fragments = [frame.get_payload_as_bytes()]
-        elif kind is WSMsgType.CONTINUATION:
-            if self._fragments is None:
-                return  # a continuation of a binary message (reserved): ignored
-            self._fragments.append(frame.get_payload_as_bytes())
-            if frame.fin:
-                payload = b"".join(self._fragments)
-                self._fragments = None
-                self._link._on_text(self._link, payload)
-        elif kind is WSMsgType.CLOSE:
-            code = int(frame.get_close_code().value) if frame.payload_size >= 2 else NO_STATUS
-            try:
-                reason = frame.get_close_reason() or ""
-            except UnicodeDecodeError:
-                reason = ""
-            self._link._received_close(code, reason)
-            if not transport.is_close_frame_sent:
-                # Echo the code, as RFC 6455 section 5.5.1 asks.
-                echo = WSCloseCode(code) if frame.payload_size >= 2 else WSCloseCode.NO_INFO
-                transport.send_close(echo)
+        if kind is WSMsgType.CLOSE:
+            self._on_close(transport, frame)
+            return
+        if transport.is_close_frame_sent:
+            return  # closing: nothing more is answered or delivered (RFC 6455 5.5.1)
+        if kind is WSMsgType.PING:
+            transport.send_pong(frame.get_payload_as_bytes())
+            return
+        if kind is WSMsgType.PONG:
+            return
+        try:
+            message = self._assembler.assemble(
+                kind.value, frame.fin, bool(frame.rsv1 or frame.rsv2 or frame.rsv3),
+                frame.get_payload_as_bytes())
+        except CloseConnection as exc:
+            self._link._received_close(int(exc.code), exc.reason)
+            transport.send_close(WSCloseCode(int(exc.code)), exc.reason.encode())
             transport.disconnect()
-        # BINARY frames are reserved by the protocol; PING is answered by picows.
+            return
+        if message is None:
+            return
+        opcode, payload = message
+        if opcode == OP_TEXT:
+            self._link._on_text(self._link, payload)
+        elif self._link._on_binary is not None:
+            self._link._on_binary(self._link, payload)
+        # Otherwise binary messages are reserved by the protocol and ignored.
+
+    def _on_close(self, transport: WSTransport, frame: WSFrame) -> None:
+        code = int(frame.get_close_code().value) if frame.payload_size >= 2 else NO_STATUS
+        try:
+            reason = frame.get_close_reason() or ""
+        except UnicodeDecodeError:
+            reason = ""
+        if frame.payload_size >= 2 and not valid_close_code(code):
+            # 1005, 1006, 1015 and unassigned codes never travel on the wire (RFC 6455 7.4).
+            self._link._received_close(int(CloseCode.PROTOCOL_ERROR), "invalid close code")
+            if not transport.is_close_frame_sent:
+                transport.send_close(WSCloseCode.PROTOCOL_ERROR)
+            transport.disconnect()
+            return
+        self._link._received_close(code, reason)
+        if not transport.is_close_frame_sent:
+            # Echo the code, as RFC 6455 section 5.5.1 asks.
+            echo = WSCloseCode(code) if frame.payload_size >= 2 else WSCloseCode.NO_INFO
+            transport.send_close(echo)
+        transport.disconnect()
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         self._link._disconnected()
@@ -162,15 +192,22 @@ async def open_link(
     headers: Mapping[str, str],
     timeout: float | None,
     write_buffer_limits: tuple[int, int] | None,
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    on_binary: Callable[[Link, bytes], None] | None = None,
+    subprotocol: str | None = SUBPROTOCOL,
 ) -> Link:
     """Connect and complete the WebSocket handshake within ``timeout`` seconds."""
-    link = Link(on_text, on_writable)
+    link = Link(on_text, on_writable, on_binary)
+    offer = {"Sec-WebSocket-Protocol": subprotocol} if subprotocol else {}
     transport, _ = await picows.ws_connect(
-        lambda: _Listener(link),
+        lambda: _Listener(link, max_message_size),
         url,
-        extra_headers={"Sec-WebSocket-Protocol": SUBPROTOCOL, **headers},
+        extra_headers={**offer, **headers},
         websocket_handshake_timeout=timeout,
-        enable_auto_pong=True,
+        # Pings are answered by the listener: picows' auto-pong would also answer
+        # pings that arrive after a close frame.
+        enable_auto_pong=False,
+        max_frame_size=max_message_size,
         logger_name="staywire.client.picows",
     )
     if link.transport is None:  # pragma: no cover - picows calls on_ws_connected first
