@@ -52,21 +52,30 @@ def main() -> int:
         srv.close()
     elapsed = time.monotonic() - started
     index = json.loads((work / "reports" / "servers" / "index.json").read_text())
-    results = index["staywire"]
+    failed = summarise(index["staywire"], args.cases, elapsed, Path(args.out),
+                       title="Protocol conformance of the server: Autobahn|Testsuite",
+                       intro=["`make conformance` runs the Autobahn|Testsuite fuzzing client "
+                              "(wstest 25.10.1, in a",
+                              "Python 2.7 virtualenv) against the server's raw echo endpoint "
+                              "(`--echo-path`), which",
+                              "runs the same framing code as every Staywire connection."])
+    return 1 if failed else 0
+
+
+def summarise(results: dict, cases: str, elapsed: float, out: Path, *, title: str,
+              intro: list[str], notes: list[str] | None = None) -> list[str]:
+    """Write the markdown summary of one wstest report; the FAILED case ids."""
     by_behavior = collections.Counter(r["behavior"] for r in results.values())
     by_close = collections.Counter(r["behaviorClose"] for r in results.values())
     failed = sorted((c for c, r in results.items() if r["behavior"] == "FAILED"),
                     key=lambda c: [int(x) for x in c.split(".")])
     lines = [
-        "# Protocol conformance: Autobahn|Testsuite",
+        f"# {title}",
         "",
-        "`make conformance` runs the Autobahn|Testsuite fuzzing client (wstest 25.10.1, in a",
-        "Python 2.7 virtualenv) against the server's raw echo endpoint (`--echo-path`), which",
-        "runs the same framing code as every Staywire connection.",
+        *intro,
         "",
-        f"Cases: `{args.cases}` ({len(results)} cases; 12 and 13, permessage-deflate, are",
-        "excluded: Staywire does not offer compression). Run time: "
-        f"{elapsed:.0f} s.",
+        f"Cases: `{cases}` ({len(results)} cases; 12 and 13, permessage-deflate, are",
+        f"excluded: Staywire does not offer compression). Run time: {elapsed:.0f} s.",
         "",
         "| behaviour | cases |",
         "|---|---|",
@@ -78,10 +87,11 @@ def main() -> int:
         "",
         f"FAILED: {len(failed)}" + (f" ({', '.join(failed)})" if failed else ""),
         "",
+        *(notes or []),
     ]
-    Path(args.out).write_text("\n".join(lines))
+    out.write_text("\n".join(lines))
     print("\n".join(lines))
-    return 1 if failed else 0
+    return failed
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Autobahn|Testsuite against Staywire: the fuzzing client against the server's raw echo
-# endpoint (the same framing code as every connection). Writes docs/conformance.md.
+# endpoint, and its fuzzing server against the Python client's connection layer (both run
+# the same framing code). Writes docs/conformance.md and docs/conformance-client.md.
 # wstest is Python 2 code: it runs in a Python 2.7 virtualenv made from pyenv's 2.7.18.
 # Exits 0 with a notice when no Python 2.7 is available; non-zero when a case FAILED.
 set -euo pipefail
@@ -29,5 +30,9 @@ if [ ! -x "$ENV/bin/wstest" ]; then
     unittest2==1.1.0 six==1.16.0 'autobahn[accelerate,twisted]==0.10.9' 2>&1 | grep -v -i "deprecat\|warning" || true
   PIP_CONSTRAINT= "$ENV/bin/pip" install -q --no-cache-dir --no-deps autobahntestsuite==25.10.1 2>&1 | grep -v -i "deprecat\|warning" || true
 fi
-exec .venv/bin/python scripts/conformance.py --wstest "$PWD/$ENV/bin/wstest" --cases "$CASES" \
-  --out "${CONFORMANCE_OUT:-docs/conformance.md}"
+status=0
+.venv/bin/python scripts/conformance.py --wstest "$PWD/$ENV/bin/wstest" --cases "$CASES" \
+  --out "${CONFORMANCE_OUT:-docs/conformance.md}" || status=1
+.venv/bin/python scripts/conformance_client.py --wstest "$PWD/$ENV/bin/wstest" --cases "$CASES" \
+  --out "${CONFORMANCE_CLIENT_OUT:-docs/conformance-client.md}" || status=1
+exit $status

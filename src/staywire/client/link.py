@@ -66,6 +66,14 @@ class Link:
         self.transport.send(WSMsgType.TEXT, payload)
         return True
 
+    def send_binary(self, payload: bytes) -> bool:
+        """Send one binary frame (reserved by protocol v1; used by conformance runs)."""
+        if not self.is_open:
+            return False
+        assert self.transport is not None
+        self.transport.send(WSMsgType.BINARY, payload)
+        return True
+
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Start the close handshake; the transport is dropped when the server answers."""
         if self.transport is None or self.closed.done():
@@ -212,6 +220,10 @@ async def open_link(
     )
     if link.transport is None:  # pragma: no cover - picows calls on_ws_connected first
         link._connected(transport)
+    # picows stores a protocol error on the transport's disconnect future; nobody else
+    # awaits it, so retrieve it here (else asyncio logs "exception was never retrieved").
+    watcher = asyncio.ensure_future(transport.wait_disconnected())
+    watcher.add_done_callback(lambda f: f.cancelled() or f.exception())
     if write_buffer_limits is not None:
         high, low = write_buffer_limits
         with contextlib.suppress(AttributeError, NotImplementedError):
