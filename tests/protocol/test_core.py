@@ -167,6 +167,12 @@ def test_rate_limit_rejects_then_closes_4029_when_persistent() -> None:
         with pytest.raises(Reject) as info:
             g.feed(TEXT, True, False, ping, 0.0)
         assert info.value.code is ErrorCode.RATE_LIMITED
+    # The refusal names the request, so the client knows which one to send again.
+    g2 = guard(rate_messages=10, rate_burst=1)
+    g2.feed(TEXT, True, False, ping, 0.0)
+    with pytest.raises(Reject) as info:
+        g2.feed(TEXT, True, False, b'{"type":"pub","id":77,"channel":"c","data":1}', 0.0)
+    assert info.value.request_id == 77
     with pytest.raises(CloseConnection) as close:
         g.feed(TEXT, True, False, ping, 0.0)
     assert close.value.code is CloseCode.RATE_LIMITED

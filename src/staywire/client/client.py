@@ -137,6 +137,7 @@ class Client:
             stats=self.stats,
             watch=self._watch,
             current_link=self._current_link,
+            random=self._random,
         )
         self._channels = Channels(
             requests=self._requests,

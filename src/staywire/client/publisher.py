@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random as _random
 import secrets
 from collections import deque
 from collections.abc import Callable
@@ -26,6 +27,8 @@ from staywire.client.requests import Requests
 from staywire.client.state import ConnectionState, StateWatch
 from staywire.client.store import SqliteOutboxStore
 from staywire.exceptions import ConnectionClosed, QueueFull, RequestError, RequestTimeout
+from staywire.protocol.backoff import jittered
+from staywire.protocol.codes import ErrorCode
 from staywire.protocol.outbox import Outbox, OutboxEntry
 
 __all__ = ["Publisher"]
@@ -34,6 +37,11 @@ log = logging.getLogger("staywire.client")
 
 # Backpressure waits re-check at least this often, in case a transport never signals.
 _FLOW_POLL = 0.05
+
+
+# Refusals that say "nothing was published, not now": the key makes a retry safe.
+_RETRY_LATER = frozenset({ErrorCode.RATE_LIMITED, ErrorCode.UNAVAILABLE})
+MAX_REFUSALS = 8  # about 15 s of pauses (0.1 s doubling to 5 s, jittered), then fail
 
 
 @dataclass(slots=True)
@@ -61,7 +69,9 @@ class Publisher:
         stats: dict[str, int],
         watch: StateWatch,
         current_link: Callable[[], Link | None],
+        random: Callable[[], float] = _random.random,
     ) -> None:
+        self._random = random
         self._store = SqliteOutboxStore(outbox_path) if outbox_path is not None else None
         self._outbox = Outbox(max_messages=max_messages, max_bytes=max_bytes, store=self._store)
         self._high_water = high_water
@@ -210,7 +220,21 @@ class Publisher:
         return True
 
     def on_error(self, rid: int, err: m.Error) -> bool:
-        """Fail the publish ``err`` (the reply to ``rid``) refuses; False when it refuses none."""
+        """Settle the publish ``err`` (the reply to ``rid``) refuses; False when it refuses none.
+
+        ``rate_limited`` and ``unavailable`` mean "nothing was published, not now": the
+        entry is sent again with its key after a jittered, growing pause, up to
+        ``MAX_REFUSALS`` times. Any other error fails the publish."""
+        if err.code in _RETRY_LATER:
+            refused = self._outbox.refused(rid)
+            if refused is not None and refused.refusals <= MAX_REFUSALS:
+                self._requests.pop(rid)
+                self._stats["refused_retried"] = self._stats.get("refused_retried", 0) + 1
+                delay = jittered(min(5.0, 0.1 * 2 ** (refused.refusals - 1)), self._random)
+                asyncio.get_running_loop().call_later(delay, self._resend, refused)
+                return True
+            if refused is not None:  # out of retries: fail it like any other error
+                self._outbox.assign(refused, rid)
         entry = self._outbox.reject(rid)
         if entry is None:
             return False
@@ -222,6 +246,13 @@ class Publisher:
             log.warning("publish %s to %s rejected: %s", entry.key, entry.channel, err.code)
         self.pulse()
         return True
+
+    def _resend(self, entry: OutboxEntry) -> None:
+        """Send a refused entry again on the current connection (a new one replays it)."""
+        link = self._current_link()
+        if link is None or entry.request_id is not None or entry.key not in self._outbox:
+            return
+        self._send(link, entry)
 
     def fail(self, failure: ConnectionClosed) -> None:
         """The client is CLOSED: fail every publish still waited for."""

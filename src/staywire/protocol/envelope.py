@@ -104,7 +104,7 @@ class InvalidMessage(Exception):
         self.request_id = request_id
 
 
-def _salvage_id(payload: bytes) -> int | None:
+def salvage_id(payload: bytes) -> int | None:
     """The ``id`` of an invalid request, when there is a usable one, for the error reply."""
     try:
         obj = msgspec.json.decode(payload)
@@ -123,7 +123,7 @@ def decode(payload: bytes) -> Inbound:
         return _decoder.decode(payload)
     except msgspec.ValidationError as exc:
         reason = str(exc)
-        rid = _salvage_id(payload)
+        rid = salvage_id(payload)
         if "Invalid value" in reason and "$.type" in reason:
             return _unknown_type(payload, rid)
         if reason.startswith("Object missing required field `type`"):

@@ -41,6 +41,7 @@ class OutboxEntry:
     channel: str
     data: bytes
     request_id: int | None = None  # the ``pub`` id on the current connection; None: not sent
+    refusals: int = 0  # transient refusals (rate_limited, unavailable) so far
 
     @property
     def size(self) -> int:
@@ -163,6 +164,18 @@ class Outbox:
     def reject(self, request_id: int) -> OutboxEntry | None:
         """The server answered ``error``: the publish will never land; forget it and return it."""
         return self._remove_request(request_id)
+
+    def refused(self, request_id: int) -> OutboxEntry | None:
+        """The server refused ``pub`` ``request_id`` for now (rate limited, broker down):
+        nothing was published, so the entry stays, unsent, to be sent again with its key."""
+        key = self._by_request.pop(request_id, None)
+        entry = self._entries.get(key) if key is not None else None
+        if entry is None:
+            return None
+        entry.request_id = None
+        entry.refusals += 1
+        self._unsent_bytes += entry.size
+        return entry
 
     def discard(self, key: str) -> OutboxEntry | None:
         """Drop an entry whatever its state (the application gave up on it)."""
