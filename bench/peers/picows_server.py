@@ -1,0 +1,78 @@
+"""Bare picows peer for ``staywire bench``: echo plus a single broadcast room, on uvloop.
+
+The floor Staywire is measured against: the same transport with the same settings, and
+no protocol work beyond parsing JSON text frames with the standard library, as a small
+application would.
+
+    {"type":"echo",...}      -> the same frame back
+    {"type":"sub"}           -> join the room, answer {"type":"ack"}
+    {"type":"pub","data":X}  -> {"type":"msg","data":X} to every room member
+
+Usage: python bench/peers/picows_server.py PORT
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+
+import uvloop
+from picows import WSListener, WSMsgType, WSTransport, ws_create_server
+
+TEXT = WSMsgType.TEXT
+CLOSE = WSMsgType.CLOSE
+ACK = b'{"type":"ack"}'
+_log = logging.LoggerAdapter(logging.getLogger("peer.picows"), {})
+room: set[WSTransport] = set()
+
+
+class Peer(WSListener):
+    def on_ws_frame(self, transport: WSTransport, frame) -> None:  # type: ignore[no-untyped-def]
+        if frame.msg_type is CLOSE:
+            transport.send_close(frame.get_close_code(), frame.get_close_message())
+            transport.disconnect()
+            return
+        if frame.msg_type is not TEXT:
+            return
+        payload = frame.get_payload_as_bytes()
+        try:
+            msg = json.loads(payload)
+            kind = msg["type"]
+        except (ValueError, KeyError, TypeError):
+            return
+        if kind == "echo":
+            transport.send(TEXT, payload)
+        elif kind == "sub":
+            room.add(transport)
+            transport.send(TEXT, ACK)
+        elif kind == "pub":
+            out = json.dumps({"type": "msg", "data": msg.get("data")},
+                             separators=(",", ":")).encode()
+            for member in room:
+                member.send(TEXT, out)
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        room.discard(transport)
+
+
+async def main(port: int) -> None:
+    # The transport settings of Staywire's own (src/staywire/server/transport.py): uvloop's
+    # server (not aiofastnet), a 1 KiB initial read buffer, a LoggerAdapter (no Logger built
+    # per connection). What Staywire costs on top of this is its protocol layer.
+    server = await ws_create_server(lambda _request: Peer(), "127.0.0.1", port,
+                                    backlog=4096, reuse_address=True, use_aiofastnet=False,
+                                    read_buffer_init_size=1024, logger_name=_log)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"listening {port}", flush=True)
+    await stop.wait()
+    server.close()
+
+
+if __name__ == "__main__":
+    uvloop.run(main(int(sys.argv[1])))

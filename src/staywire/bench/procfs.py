@@ -1,0 +1,56 @@
+"""What /proc says about a process: resident memory and CPU time (no psutil)."""
+
+from __future__ import annotations
+
+import os
+
+__all__ = ["CLK_TCK", "core_times", "cpu_seconds", "rss_kib"]
+
+CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def rss_kib(pid: int) -> int | None:
+    """VmRSS of ``pid`` in KiB, None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"VmRSS:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def cpu_seconds(pid: int | str = "self") -> float | None:
+    """User plus system CPU time of ``pid`` (``"self"``: this process), None when gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            raw = fh.read()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+    fields = raw[raw.rfind(b")") + 2:].split()
+    try:
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14, 15)
+    except (IndexError, ValueError):
+        return None
+
+
+def core_times() -> dict[str, tuple[float, float]]:
+    """Per core (``"cpu0"``...): (busy seconds, steal seconds) since boot, from /proc/stat."""
+    out: dict[str, tuple[float, float]] = {}
+    try:
+        with open("/proc/stat", "rb") as fh:
+            for line in fh:
+                if not line.startswith(b"cpu") or line.startswith(b"cpu "):
+                    continue
+                parts = line.split()
+                v = [int(x) for x in parts[1:9]]
+                # user nice system idle iowait irq softirq steal. Interrupt time is left
+                # out: the loopback traffic of the benchmark itself lands there, and it is
+                # charged to no process.
+                busy = v[0] + v[1] + v[2]
+                out[parts[0].decode()] = (busy / CLK_TCK, v[7] / CLK_TCK)
+    except (OSError, ValueError, IndexError):
+        return {}
+    return out

@@ -1,0 +1,78 @@
+"""Smoke test of ``staywire bench``: the harness end to end on a tiny workload.
+
+Staywire and the bare picows peer (both Python, so nothing to install), a few
+connections and messages, one round: every workload runs, every process is
+stopped, and the JSON, markdown and PNG outputs exist with positive figures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytest.importorskip("rich")
+pytest.importorskip("matplotlib")
+
+
+def test_quick_bench_writes_json_markdown_and_chart(tmp_path: Path) -> None:
+    out_json = tmp_path / "bench.json"
+    out_md = tmp_path / "bench.md"
+    out_png = tmp_path / "bench.png"
+    argv = [
+        sys.executable, "-m", "staywire", "bench", "--quick",
+        "--servers", "staywire,picows", "-k", "100", "-m", "5", "--echo-duration", "0.3",
+        "--retry-noisy", "0", "--no-progress",
+        "--json", str(out_json), "--markdown", str(out_md), "--chart", str(out_png),
+    ]
+    started = time.monotonic()
+    proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, PYTHONUNBUFFERED="1"), stdin=subprocess.DEVNULL)
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    # Under 20 s on an idle machine; the suite's knob scales it on a slow or busy one.
+    factor = float(os.environ.get("STAYWIRE_TEST_TIMEOUT_FACTOR", "1"))
+    assert elapsed < 20 * factor, f"the quick bench took {elapsed:.1f} s"
+
+    results = json.loads(out_json.read_text())
+    assert set(results["servers"]) == {"staywire", "picows"}
+    workloads = {(r["server"], r["workload"]) for r in results["records"]}
+    for server in ("staywire", "picows"):
+        for workload in ("echo1", "echo100", "connrate", "idle", "fanout", "storm"):
+            assert (server, workload) in workloads, (server, workload, results["warnings"])
+    for server in ("staywire", "picows"):
+        row = results["summary"][server]
+        for key in ("echo1_rate", "echo1_p50", "echo100_rate", "fanout_rate", "fanout_p99",
+                    "idle_kib", "connrate", "storm_s", "storm_peak"):
+            assert row[key] is not None and row[key] > 0, (server, key, row[key])
+    fanout = next(r["metrics"] for r in results["records"]
+                  if r["server"] == "staywire" and r["workload"] == "fanout")
+    assert fanout["delivered"] == fanout["expected"] == 100 * 5
+    assert results["issue2"]["fanout_rate"]["ratio"] > 0
+
+    text = out_md.read_text()
+    assert "## Results (medians)" in text and "Staywire (memory)" in text
+    assert "staywire bench --quick" in text
+    assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # Every process the run started (servers, generators, redis) was stopped by PID.
+    pids = results["meta"]["pids"]
+    assert pids
+    alive = [pid for pid in pids if _alive(pid)]
+    assert not alive, f"left running: {alive}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            state = fh.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != b"Z"  # a zombie has exited
