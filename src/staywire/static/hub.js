@@ -16,8 +16,9 @@
 //   a `sub` sent after the join covers its position, so it never misses an offset.
 // * Publishes: each tab keeps its own outbox and sends every unacknowledged publish again on
 //   each new connection (a new `connId` in `status`); the hub forwards them with their keys.
-//   Entries left in IndexedDB by tabs that are gone (a reload, a crash) are adopted and sent
-//   by the hub, so each lands exactly once.
+//   Entries left by tabs that are gone (a reload, a crash), in IndexedDB or still in the
+//   localStorage write-ahead whose IndexedDB write the reload cut short (write-ahead.js:
+//   `store.all()` merges both), are adopted and sent by the hub, so each lands exactly once.
 
 import { Socket, State } from './socket.js';
 import { ChannelCursor, CursorState, Verdict, delivers } from './cursor.js';

@@ -11,9 +11,11 @@
 //                  └──── connectionLost() ─────┘     (replayed in seq order)
 //
 // The bound (`maxMessages`, `maxBytes`) counts every entry held, sent or not; over it `add`
-// throws QueueFull and keeps nothing. Entries are written to the store (IndexedDB in the
-// browser, see idb-store.js) before they are held, so a reload finds them and sends them
-// again with the same keys. `data` is kept as its JSON text so a replay sends the same bytes.
+// rejects with QueueFull and keeps nothing. Entries are written to the store before they are
+// sent, so a reload finds them and sends them again with the same keys. A store with a
+// synchronous `write` (write-ahead.js: localStorage in front of IndexedDB) makes the entry
+// durable inside `add` itself, before it returns: nothing a reload can interrupt is left.
+// `data` is kept as its JSON text so a replay sends the same bytes.
 
 import { QueueFull } from './errors.js';
 
@@ -24,7 +26,10 @@ import { QueueFull } from './errors.js';
  * @typedef {OutboxRecord & {sent: string|null, stored: boolean}} OutboxEntry
  *   `sent`: the connection it was written to; `stored`: it is in the store (only then is it sent)
  * @typedef {{add(r: OutboxRecord): Promise<void>, remove(key: string): Promise<void>,
- *            all(): Promise<OutboxRecord[]>}} OutboxStore
+ *            all(): Promise<OutboxRecord[]>, write?(r: OutboxRecord): boolean,
+ *            flush?(): Promise<void>}} OutboxStore
+ *   `write`: optional, synchronous: true once the record is durable (the store then keeps
+ *   it by itself), false when it cannot do that here (`add` is used); throws to refuse it.
  */
 
 const encoder = typeof TextEncoder === 'function' ? new TextEncoder() : null;
@@ -126,12 +131,49 @@ export class Outbox {
   }
 
   /**
-   * Queues a publish; throws QueueFull (keeping nothing) when it would exceed the bound.
-   * Resolves once the entry is in the store.
+   * Queues a publish. Synchronously, before it returns: checks the bound (QueueFull), holds
+   * the entry, and with a store that has `write`, makes it durable. The promise resolves
+   * once the entry is in the store (at once after a `write`), or rejects keeping nothing:
+   * QueueFull, a duplicate key, or the store's error.
    * @param {string} channel @param {any} data @param {string} key
    * @returns {Promise<OutboxEntry>}
    */
-  async add(channel, data, key) {
+  add(channel, data, key) {
+    /** @type {OutboxEntry} */
+    let entry;
+    try {
+      entry = this._hold(channel, data, key);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const store = this.store;
+    const { sent, stored, ...record } = entry;
+    if (store?.write) {
+      try {
+        if (store.write(record)) {
+          entry.stored = true;
+          return Promise.resolve(entry);
+        }
+      } catch (err) {
+        this._drop(entry);
+        return Promise.reject(err);
+      }
+    }
+    if (!store) {
+      entry.stored = true;
+      return Promise.resolve(entry);
+    }
+    return store.add(record).then(() => {
+      entry.stored = true;
+      return entry;
+    }, (err) => {
+      this._drop(entry);
+      throw err;
+    });
+  }
+
+  /** @param {string} channel @param {any} data @param {string} key @returns {OutboxEntry} */
+  _hold(channel, data, key) {
     if (this._entries.has(key)) throw new Error(`idempotency key already in the outbox: ${key}`);
     const text = JSON.stringify(data === undefined ? null : data);
     const size = byteLength(text);
@@ -148,16 +190,6 @@ export class Outbox {
     // Held at once so concurrent adds respect the bound; released if the store fails.
     this._entries.set(key, entry);
     this._bytes += size;
-    if (this.store) {
-      try {
-        const { sent, stored, ...record } = entry;
-        await this.store.add(record);
-      } catch (err) {
-        this._drop(entry);
-        throw err;
-      }
-    }
-    entry.stored = true;
     return entry;
   }
 

@@ -71,9 +71,9 @@ export interface ClientOptions {
   params?: Record<string, string>;
   /** One connection for all tabs of the origin (default true, where Web Locks and BroadcastChannel exist). */
   share?: boolean;
-  /** Keep unacknowledged publishes in IndexedDB (default true). */
+  /** Keep unacknowledged publishes in IndexedDB, written ahead to localStorage (default true). */
   persist?: boolean;
-  /** Where the outbox is kept (default: IndexedDB, or memory without it). */
+  /** Where the outbox is kept (default: a WriteAheadStore over an IdbStore, or memory without IndexedDB). */
   store?: OutboxStore;
   /** Failed reconnects in a row before giving up (default 10; Infinity: never). */
   maxRetries?: number;
@@ -190,7 +190,11 @@ export declare class Client extends Emitter<ClientEvents> {
     options?: { since?: Position | null },
   ): Promise<Subscription>;
   subscription(channel: string): Subscription | undefined;
-  /** Exactly once: kept (in IndexedDB) with an idempotency key until acknowledged. */
+  /**
+   * Exactly once: kept with an idempotency key until acknowledged. Accepted before it returns:
+   * written to localStorage synchronously (then IndexedDB), so a reload cannot lose it;
+   * rejects with QueueFull, keeping nothing, over the outbox's or the write-ahead's bound.
+   */
   publish(channel: string, data: unknown, options?: { key?: string }): Promise<PublishAck>;
   /** Resolves when the send buffer is under its low-water mark. */
   writable(): Promise<void>;
@@ -229,6 +233,21 @@ export interface OutboxStore {
   add(record: OutboxRecord): Promise<void>;
   remove(key: string): Promise<void>;
   all(): Promise<OutboxRecord[]>;
+  /**
+   * Optional, synchronous: true once `record` is durable (the store then keeps it by itself),
+   * false when it cannot be done here (`add` is used instead); throws to refuse it.
+   */
+  write?(record: OutboxRecord): boolean;
+  /** Optional: hands whatever is buffered to durable storage now. */
+  flush?(): Promise<void>;
+}
+/** The part of localStorage the write-ahead uses. */
+export interface SyncStorage {
+  getItem(key: string): string | null;
+  setItem(key: string, value: string): void;
+  removeItem(key: string): void;
+  key(index: number): string | null;
+  readonly length: number;
 }
 export declare class MemoryStore implements OutboxStore {
   add(record: OutboxRecord): Promise<void>;
@@ -238,9 +257,42 @@ export declare class MemoryStore implements OutboxStore {
 export declare class IdbStore implements OutboxStore {
   constructor(name?: string);
   static available(): boolean;
+  readonly name: string;
+  /** Resolves once the database is open. */
+  ready(): Promise<void>;
+  add(record: OutboxRecord): Promise<void>;
+  /** One transaction; resolves once it has committed. */
+  addMany(records: OutboxRecord[]): Promise<void>;
+  remove(key: string): Promise<void>;
+  all(): Promise<OutboxRecord[]>;
+  close(): void;
+}
+/**
+ * localStorage in front of a slower store (IndexedDB): `write` makes a record durable
+ * synchronously, a microtask later it is copied to `backing` in one transaction per batch and
+ * removed from localStorage once that committed (or once `remove`d). `all` merges both.
+ */
+export declare class WriteAheadStore implements OutboxStore {
+  constructor(backing: OutboxStore & { name?: string; addMany?(records: OutboxRecord[]): Promise<void>;
+    ready?(): Promise<void> }, options?: {
+    /** Default: the page's localStorage; null: no write-ahead. */
+    storage?: SyncStorage | null;
+    /** Items are `<name>:wal:<key>` (default: the backing store's name, or "staywire"). */
+    name?: string;
+    /** Bound of this tab's records not yet committed: messages (default 10000), UTF-16 code units (default 1 MiB). */
+    maxMessages?: number;
+    maxBytes?: number;
+    /** After a failed copy, try again this much later, ms (default 1000). */
+    retryDelay?: number;
+  });
+  /** This tab's records in localStorage, and their size. */
+  readonly size: number;
+  readonly bytes: number;
+  write(record: OutboxRecord): boolean;
   add(record: OutboxRecord): Promise<void>;
   remove(key: string): Promise<void>;
   all(): Promise<OutboxRecord[]>;
+  flush(): Promise<void>;
   close(): void;
 }
 export declare class Outbox {

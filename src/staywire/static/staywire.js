@@ -14,6 +14,7 @@
 //   cursor.js      a channel's position on the connection (recovery, resync)
 //   channel.js     one tab's subscription: dedupe and ordering
 //   outbox.js      unacknowledged publishes with idempotency keys (idb-store.js: in IndexedDB)
+//   write-ahead.js localStorage in front of IndexedDB: durable the moment publish() returns
 //   hub.js         the shared connection, multiplexing the channels of every tab
 //   tab-leader.js  leader election (Web Locks) and the channel between tabs (BroadcastChannel)
 //   codes.js       close codes and error codes, generated from the server's enum
@@ -24,6 +25,7 @@ import { State, websocketUrl } from './socket.js';
 import { Subscription, SubscriptionState } from './channel.js';
 import { MemoryStore, Outbox, newKey } from './outbox.js';
 import { IdbStore } from './idb-store.js';
+import { WriteAheadStore } from './write-ahead.js';
 import { TabGroup, locksSupported, newTabId, sharingSupported } from './tab-leader.js';
 import {
   ClientError, ConnectionClosed, QueueFull, ReconnectFailed, RequestError, RequestTimeout,
@@ -34,6 +36,7 @@ export { CloseCode, ErrorCode, reconnectPolicy } from './codes.js';
 export { Backoff, jittered } from './backoff.js';
 export { MemoryStore, Outbox } from './outbox.js';
 export { IdbStore } from './idb-store.js';
+export { WriteAheadStore } from './write-ahead.js';
 export { sharingSupported } from './tab-leader.js';
 export {
   ClientError, ConnectionClosed, QueueFull, ReconnectFailed, RequestError, RequestTimeout,
@@ -69,7 +72,12 @@ export class Client extends Emitter {
     this._env = { locks: options.locks, BroadcastChannel: options.BroadcastChannel };
     this.shared = options.share !== false && sharingSupported(this._env);
     let store = options.store ?? null;
-    if (!store && options.persist !== false) store = IdbStore.available() ? new IdbStore() : new MemoryStore();
+    if (!store && options.persist !== false) {
+      // IndexedDB, with a synchronous write-ahead in localStorage in front of it: a publish is
+      // durable before publish() returns, whatever the page does next.
+      store = IdbStore.available() ? new WriteAheadStore(new IdbStore()) : new MemoryStore();
+    }
+    /** @type {import('./outbox.js').OutboxStore|null} */
     this._store = store;
     this.outbox = new Outbox({
       maxMessages: options.maxQueue ?? 10000, // the Python client's defaults
@@ -108,7 +116,12 @@ export class Client extends Emitter {
     /** @type {Promise<void>|null} */
     this._ready = null;
     this._onPageHide = () => {
+      this._store?.flush?.().catch(() => {});
       if (!this._hub) this._up({ t: 'bye' });
+    };
+    // A hidden tab may be frozen or discarded next: hand what is written ahead to IndexedDB now.
+    this._onVisibility = () => {
+      if (document.visibilityState === 'hidden') this._store?.flush?.().catch(() => {});
     };
   }
 
@@ -165,6 +178,7 @@ export class Client extends Emitter {
     }
     if (this._closed) return;
     if (typeof addEventListener === 'function') addEventListener('pagehide', this._onPageHide);
+    if (typeof document !== 'undefined') document.addEventListener('visibilitychange', this._onVisibility);
     const group = this._group;
     if (this.shared && group) {
       group.open();
@@ -386,31 +400,42 @@ export class Client extends Emitter {
   // ------------------------------------------------------------------ publishing
 
   /**
-   * Publishes `data` on `channel`, exactly once. The publish is kept (in IndexedDB) with an
-   * idempotency key until the server acknowledges it, and sent again after every reconnect,
-   * leader change or page reload. Waits first while the socket's send buffer is over the
-   * high-water mark. Resolves with the ack; rejects with RequestError (the server refused
-   * it), QueueFull (the outbox is at its bound), or ConnectionClosed/ReconnectFailed.
+   * Publishes `data` on `channel`, exactly once. The publish is accepted before publish()
+   * returns: given an idempotency key, counted against the bound, and (with the default
+   * store) written to localStorage synchronously, then to IndexedDB, so a reload right after
+   * cannot lose it. It is kept until the server acknowledges it, and sent again after every
+   * reconnect, leader change or page reload. It is written to the socket once the send
+   * buffer is under its low-water mark. Resolves with the ack; rejects with RequestError (the
+   * server refused it), QueueFull (the outbox is at its bound: nothing kept), or
+   * ConnectionClosed/ReconnectFailed.
    * @param {string} channel @param {any} data @param {{key?: string}} [options]
    * @returns {Promise<PublishAck>}
    */
-  async publish(channel, data, options = {}) {
-    if (this._closed || this.error) throw this.error ?? new ConnectionClosed(1000, 'client closed');
-    await this.writable();
-    const key = options.key ?? newKey();
-    if (this._pubs.has(key)) throw new Error(`idempotency key already in the outbox: ${key}`);
-    const done = new Promise((resolve, reject) => this._pubs.set(key, { resolve, reject }));
-    let entry;
-    try {
-      entry = await this.outbox.add(channel, data, key);
-    } catch (err) {
-      this._pubs.delete(key);
-      throw err;
+  publish(channel, data, options = {}) {
+    if (this._closed || this.error) {
+      return Promise.reject(this.error ?? new ConnectionClosed(1000, 'client closed'));
     }
-    this.emit('outbox', this.outbox.size);
-    this._changed();
-    if (this._connId && this.outbox.has(key) && entry.sent !== this._connId) this._sendPub(entry);
-    return /** @type {Promise<PublishAck>} */ (done);
+    const key = options?.key ?? newKey();
+    if (this._pubs.has(key)) return Promise.reject(new Error(`idempotency key already in the outbox: ${key}`));
+    // Synchronous: when this returns, the entry is held and (with a write-ahead) durable.
+    const added = this.outbox.add(channel, data, key);
+    if (!this.outbox.has(key)) return /** @type {Promise<any>} */ (added); // refused: nothing kept
+    /** @type {Promise<PublishAck>} */
+    const done = new Promise((resolve, reject) => this._pubs.set(key, { resolve, reject }));
+    added.then((entry) => {
+      this.emit('outbox', this.outbox.size);
+      this._changed();
+      return this.writable().then(() => {
+        if (this._connId && this.outbox.get(key) === entry && entry.sent !== this._connId) this._sendPub(entry);
+      });
+    }, (err) => { // the store failed: nothing kept
+      const waiter = this._pubs.get(key);
+      this._pubs.delete(key);
+      waiter?.reject(err);
+      this.emit('outbox', this.outbox.size);
+      this._changed();
+    }).catch((err) => this.emit('warning', `publish ${key}: ${err?.message ?? err}`));
+    return done;
   }
 
   /** Resolves when the connection's send buffer is under its low-water mark. */
@@ -518,6 +543,9 @@ export class Client extends Emitter {
       this._setState(State.CLOSED);
       return;
     }
+    // What is written ahead goes to IndexedDB before this tab's lock is released (and its
+    // entries become orphans that the tab holding the connection adopts): at most a second.
+    const flushed = this._store?.flush?.().catch(() => {});
     if (!this._hub) this._up({ t: 'bye' });
     this._closed = true;
     const err = new ConnectionClosed(1000, 'client closed');
@@ -535,11 +563,19 @@ export class Client extends Emitter {
       this._hub.stop({ handover: this.shared });
       this._hub = null;
     }
-    this._group?.leave();
+    this._group?.leave(flushed ? withTimeout(flushed, 1000) : null);
     if (typeof removeEventListener === 'function') removeEventListener('pagehide', this._onPageHide);
+    if (typeof document !== 'undefined') document.removeEventListener('visibilitychange', this._onVisibility);
     this._setState(State.CLOSED);
     this._changed();
   }
+}
+
+/** `promise`, or undefined after `ms`, whichever is first. @param {Promise<any>} promise @param {number} ms */
+function withTimeout(promise, ms) {
+  let timer;
+  const late = new Promise((resolve) => { timer = setTimeout(resolve, ms); });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
 }
 
 /**

@@ -148,15 +148,23 @@ export class TabGroup {
     resign?.();
   }
 
-  /** Leaves the group: resigns, stops queueing, releases the tab lock, closes the channel. */
-  leave() {
+  /**
+   * Leaves the group: resigns, stops queueing, closes the channel and releases the tab lock,
+   * once `until` has settled when given (so that this tab's entries are not orphans, and not
+   * adopted, before it is done writing them).
+   * @param {Promise<any>|null} [until]
+   */
+  leave(until = null) {
     if (this._left) return;
     this._left = true;
     this.resign();
     this._abort?.abort();
     this._bus?.close();
     this._bus = null;
-    this._releaseTab?.();
+    const release = this._releaseTab;
     this._releaseTab = null;
+    if (!release) return;
+    if (until) until.then(release, release);
+    else release();
   }
 }
