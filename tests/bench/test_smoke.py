@@ -76,3 +76,58 @@ def _alive(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state != b"Z"  # a zombie has exited
+
+
+@pytest.mark.redis
+@pytest.mark.nginx
+def test_quick_scaleout_keeps_the_peer_results(tmp_path: Path) -> None:
+    """``--workloads scaleout`` alone: every topology runs (one node on memory, one on
+    Redis, one and two behind nginx, the cross-node latency), its section is added to
+    the results and the page, the peer part of the results file it rewrites is kept, and
+    every process (nodes, redis-server, nginx master and workers) was stopped by PID."""
+    import shutil
+
+    from staywire.bench.proxy import nginx_binary
+
+    if shutil.which("redis-server") is None or nginx_binary() is None:
+        pytest.skip("redis-server and nginx are needed")
+    out_json = tmp_path / "bench.json"
+    out_md = tmp_path / "bench.md"
+    out_png = tmp_path / "bench.png"
+    peers = json.loads((ROOT / "bench" / "results" / "latest.json").read_text())
+    peers.pop("scaleout", None)
+    out_json.write_text(json.dumps(peers))
+    argv = [
+        sys.executable, "-m", "staywire", "bench", "--quick", "--workloads", "scaleout",
+        "-k", "60", "-m", "4", "--retry-noisy", "0", "--no-progress",
+        "--json", str(out_json), "--markdown", str(out_md), "--chart", str(out_png),
+    ]
+    proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, PYTHONUNBUFFERED="1"), stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    results = json.loads(out_json.read_text())
+    # The peer part of the file is kept as it was.
+    assert results["meta"] == peers["meta"] and results["summary"] == peers["summary"]
+    so = results["scaleout"]
+    rows = so["summary"]
+    for topo in ("memory-1", "redis-1", "redis-1-nginx", "redis-2-nginx"):
+        assert rows[topo]["rate"] > 0, (topo, so["warnings"])
+    two = next(r["metrics"] for r in so["records"] if r["topology"] == "redis-2-nginx")
+    assert two["delivered"] == two["expected"] == 60 * 4
+    # Subscribers went through nginx to both nodes, and both delivered.
+    assert all(n["connections"] > 0 and n["messages_out"] > 0 for n in two["nodes"])
+    assert sum(n["connections"] for n in two["nodes"]) == 60 + 1  # + the publisher on A
+    lat = rows["latency-2"]
+    assert lat["p50_ms"] > 0 and lat["p99_ms"] >= lat["p50_ms"] and lat["near_p50_ms"] > 0
+    assert so["target"]["measured"] > 0 and so["ratios"]["two_vs_one_redis"] > 0
+
+    text = out_md.read_text()
+    assert "## Results (medians)" in text and "Node ws" in text
+    assert "## Scale-out: two nodes on one Redis behind nginx" in text
+    assert "staywire bench --quick --workloads scaleout" in text
+
+    pids = so["meta"]["pids"]
+    assert len(pids) >= 10  # nodes, generators, redis-server, nginx master and workers
+    alive = [pid for pid in pids if _alive(pid)]
+    assert not alive, f"left running: {alive}"

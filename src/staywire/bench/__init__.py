@@ -1,11 +1,23 @@
 """``staywire bench``: Staywire against other WebSocket servers, one load generator for all.
 
-* ``harness``: rounds, processes (every one stopped by PID), medians;
-* ``loadgen``: the load generator process (picows clients on uvloop);
-* ``protocols``: what each server speaks, seen from the generator;
-* ``servers``: how each server is started (peers live in ``bench/peers/``);
-* ``report``: JSON, markdown and the PNG chart.
+Harness side (the ``staywire bench`` process):
+
+* ``config``: what a run is asked to do; ``catalog``: the names, importable at no cost;
+* ``harness``: rounds, noisy reruns, medians (every process stopped by PID);
+* ``groups``: one group: a fresh server, a generator, the JSON-lines pipe between them;
+* ``servers``: how each server is started (peers live in ``bench/peers/``); ``proxy``:
+  nginx in front of Staywire nodes;
+* ``scaleout``: the Staywire-only scale-out topologies (1 node, Redis, 2 nodes + nginx);
+* ``machine``, ``ui``: the machine and the progress display;
+* ``report`` and ``scaleout_report``: JSON, markdown and the PNG chart.
+
+Load generator side (``python -m staywire.bench.loadgen``, picows clients on uvloop):
+
+* ``loadgen``: entry point and plan; ``generator``: connections and the harness link;
+* ``phases``: echo, open, subscribe, fan-out, storm; ``scaleload``: the scale-out plans;
+* ``protocols``: what each server speaks; ``windows``, ``procfs``, ``stats``: measuring.
 
 Optional dependencies: the ``bench`` extra (rich, matplotlib, python-socketio,
-aiohttp), Node and npm for the Node peers, redis-server for the Redis broker.
+aiohttp), Node and npm for the Node peers, redis-server for the Redis broker,
+nginx for the scale-out.
 """

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-__all__ = ["SERVERS", "WORKLOADS"]
+__all__ = ["EXTRA_WORKLOADS", "SERVERS", "WORKLOADS"]
 
 #: Servers, in report order (the Node ws peer is the reference of the ratios).
 SERVERS = ("staywire", "staywire-redis", "picows", "websockets", "python-socketio", "node-ws",
@@ -11,3 +11,7 @@ SERVERS = ("staywire", "staywire-redis", "picows", "websockets", "python-socketi
 
 #: Workloads, in the order they run.
 WORKLOADS = ("echo1", "echo100", "fanout", "idle", "connrate", "storm")
+
+#: Staywire-only workloads, run only when named (``--workloads scaleout``): not part of the
+#: default run and not run against the peers.
+EXTRA_WORKLOADS = ("scaleout",)

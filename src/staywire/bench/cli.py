@@ -17,6 +17,7 @@ def _csv(text: str) -> list[str]:
 def register(subparsers: Any) -> None:
     # Only the catalog: the harness is imported when the command runs, not by every
     # `staywire serve` that builds the parser.
+    from staywire.bench.catalog import EXTRA_WORKLOADS
     from staywire.bench.catalog import SERVERS as ALL_SERVERS
     from staywire.bench.catalog import WORKLOADS as ALL_WORKLOADS
 
@@ -30,7 +31,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--servers", type=_csv, metavar="A,B",
                    help=f"servers to run (default: all): {','.join(ALL_SERVERS)}")
     p.add_argument("--workloads", type=_csv, metavar="A,B",
-                   help=f"workloads to run (default: all): {','.join(ALL_WORKLOADS)}")
+                   help=f"workloads to run (default: all): {','.join(ALL_WORKLOADS)}; "
+                        f"{','.join(EXTRA_WORKLOADS)} (Staywire only: one node on memory, "
+                        "one on Redis, two on Redis behind nginx) runs only when named")
     p.add_argument("--rounds", type=int, help="rounds; medians are reported (default 3)")
     p.add_argument("-k", "--subscribers", dest="k", type=int,
                    help="fan-out subscribers = idle connections = storm clients (default 5000)")
@@ -148,6 +151,13 @@ def _command(args: argparse.Namespace) -> str:
 
 
 def _print_summary(results: dict[str, Any], cfg: Any) -> None:
+    from staywire.bench.catalog import WORKLOADS
+
+    if "scaleout" in cfg.workloads and results.get("scaleout"):
+        _print_scaleout(results["scaleout"])
+    if not any(w in WORKLOADS for w in cfg.workloads):
+        print(f"wrote {cfg.json_path}, {cfg.markdown_path}, {cfg.chart_path}")
+        return
     from staywire.bench.report import METRICS, _fmt, _fmt_ratio
 
     summary = results["summary"]
@@ -181,3 +191,20 @@ def _print_summary(results: dict[str, Any], cfg: Any) -> None:
     for w in results["warnings"][:20]:
         console.print(f"[yellow]warning:[/] {w}")
     console.print(f"wrote {cfg.json_path}, {cfg.markdown_path}, {cfg.chart_path}")
+
+
+def _print_scaleout(so: dict[str, Any]) -> None:
+    rows = so["summary"]
+    print("scaleout (medians):")
+    for name, row in rows.items():
+        if "p50_ms" in row and row.get("first_p50_ms") is not None:
+            print(f"  {name:14} cross-node p50 {row['p50_ms']:.2f} ms, p99 "
+                  f"{row['p99_ms']:.2f} ms; same node p50 {row['near_p50_ms']:.2f} ms")
+        elif row.get("rate") is not None:
+            print(f"  {name:14} {row['rate']:>10,.0f} deliveries/s  p99 {row['p99_ms']:.1f} ms")
+    t = so["target"]
+    met = {True: "met", False: "not met", None: "n/a"}[t["met"]]
+    ratio = "n/a" if t["measured"] is None else f"{t['measured']:.2f}x"
+    print(f"target: {t['target']}: {ratio} -> {met}")
+    for w in so.get("warnings", [])[:20]:
+        print(f"warning: {w}")

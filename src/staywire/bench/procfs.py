@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["CLK_TCK", "core_times", "cpu_seconds", "rss_kib"]
+__all__ = ["CLK_TCK", "core_times", "cpu_seconds", "machine_busy", "rss_kib"]
 
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
@@ -54,3 +54,16 @@ def core_times() -> dict[str, tuple[float, float]]:
     except (OSError, ValueError, IndexError):
         return {}
     return out
+
+
+def machine_busy() -> float | None:
+    """Seconds all cores together spent busy since boot, interrupt handling included
+    (user, nice, system, irq, softirq: the loopback traffic's softirq time is CPU the
+    machine does not have for anything else), from the first line of /proc/stat."""
+    try:
+        with open("/proc/stat", "rb") as fh:
+            parts = fh.readline().split()
+        v = [int(x) for x in parts[1:8]]
+    except (OSError, ValueError, IndexError):
+        return None
+    return (v[0] + v[1] + v[2] + v[5] + v[6]) / CLK_TCK

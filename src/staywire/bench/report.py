@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from staywire.bench.profiles import summarize_profile
 from staywire.bench.stats import median
 
 __all__ = ["METRICS", "summarize", "summarize_profile", "write_outputs"]
@@ -185,6 +186,11 @@ def markdown(results: dict[str, Any]) -> str:
     add(meta["command"])
     add("```")
     add("")
+    if results.get("scaleout"):
+        add("Scale-out (two Staywire nodes on one Redis behind nginx) is measured separately, "
+            "with its own command: [its section](#scale-out-two-nodes-on-one-redis-behind-nginx)"
+            " is at the end of this page.")
+        add("")
     quick = " (**quick mode**: small numbers, one round; not for comparison)" \
         if meta.get("quick") else ""
     add(f"Run {meta['started']}, {meta['duration_s']:.0f} s{quick}. "
@@ -387,6 +393,10 @@ def markdown(results: dict[str, Any]) -> str:
     add("Raw data: `bench/results/latest.json` (every round of every workload, with the "
         "generator's and the server's CPU use).")
     add("")
+    if results.get("scaleout"):
+        from staywire.bench.scaleout_report import markdown_section
+
+        lines += markdown_section(results["scaleout"])
     return "\n".join(lines)
 
 
@@ -516,47 +526,6 @@ def _short(value: float, _pos: int) -> str:
     return f"{value:g}"
 
 
-# ---------------------------------------------------------------------- profile
-
-
-def summarize_profile(raw: str, top: int = 25) -> dict[str, Any]:
-    """Self and total shares per function from py-spy's raw (collapsed stack) output."""
-    self_counts: dict[str, int] = defaultdict(int)
-    total_counts: dict[str, int] = defaultdict(int)
-    samples = 0
-    for line in raw.splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        try:
-            count = int(count_text)
-        except ValueError:
-            continue
-        frames = [_frame_name(f) for f in stack.split(";") if f]
-        if not frames:
-            continue
-        samples += count
-        self_counts[frames[-1]] += count
-        for name in set(frames):
-            total_counts[name] += count
-    if not samples:
-        return {"samples": 0, "top_self": [], "top_total": []}
-
-    def ranked(counts: dict[str, int]) -> list[tuple[str, float]]:
-        items = sorted(counts.items(), key=lambda kv: -kv[1])[:top]
-        return [(name, 100.0 * c / samples) for name, c in items]
-
-    return {"samples": samples, "top_self": ranked(self_counts),
-            "top_total": ranked(total_counts)}
-
-
-def _frame_name(frame: str) -> str:
-    """``func (path/to/file.py:123)`` -> ``func (file.py)``: lines are merged."""
-    name, _, where = frame.partition(" (")
-    where = where.rstrip(")")
-    path = where.rsplit(":", 1)[0]
-    short = "/".join(path.split("/")[-2:]) if path else ""
-    return f"{name} ({short})" if short else name
-
-
 # ---------------------------------------------------------------------- outputs
 
 
@@ -566,6 +535,12 @@ def write_outputs(results: dict[str, Any], cfg: Any, root: Path) -> None:
     png_path = _resolve(root, cfg.chart_path)
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(results, indent=1, default=str) + "\n")
+    if "meta" not in results:  # a scale-out run with no peer results to keep
+        from staywire.bench.scaleout_report import standalone_page
+
+        md_path.parent.mkdir(parents=True, exist_ok=True)
+        md_path.write_text(standalone_page(results))
+        return
     text = markdown(results)
     if png_path.parent != md_path.parent or png_path.name != "bench-chart.png":
         text = text.replace("](bench-chart.png)", f"]({_rel(png_path, md_path.parent)})")
