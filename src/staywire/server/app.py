@@ -309,7 +309,7 @@ class Server:
         """Connect the broker and start listening; returns once the ports are bound."""
         loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
-        self.hub = Hub(loop, self.stats)
+        self.hub = Hub(loop, self.stats, self.config.max_send_buffer)
         await self.broker.start(self.hub.on_publication)
         cfg = self.config
         ssl_ctx = None

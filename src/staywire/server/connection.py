@@ -90,6 +90,11 @@ class Connection(RequestHandlers, WSListener):
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
+        # picows keeps the upgrade request and response (headers included) for the
+        # connection's whole life; everything needed from them was read by the router.
+        # Dropping the headers saves about 1.5 KiB per idle connection.
+        transport.request.headers.clear()
+        transport.response.headers.clear()
         now = time.monotonic()
         self.opened_at = now
         self.hb = Heartbeat(self.server.config.ping_interval, self.server.config.pong_timeout, now)
@@ -174,7 +179,7 @@ class Connection(RequestHandlers, WSListener):
         out.append(frame)
         self.out_size += len(frame)
         if self.out_size > self.server.config.max_send_buffer:
-            self._slow_consumer()
+            self.slow_consumer()
 
     def flush(self) -> None:
         out = self.out
@@ -191,7 +196,7 @@ class Connection(RequestHandlers, WSListener):
             return
         tr.write(data)
         if tr.get_write_buffer_size() > self.server.config.max_send_buffer:
-            self._slow_consumer()
+            self.slow_consumer()
 
     def send(self, obj: dict[str, Any]) -> None:
         if self.sm.state >= ConnState.CLOSING:
@@ -206,18 +211,7 @@ class Connection(RequestHandlers, WSListener):
         msg["reason"] = reason
         self.send(msg)
 
-    def deliver(self, pub: Publication, frame: bytes) -> None:
-        """Fan-out entry point: the frame is shared by every subscriber."""
-        recovering = self.recovering
-        if recovering is not None:
-            buffered = recovering.get(pub.channel)
-            if buffered is not None:
-                buffered.append(pub)
-                return
-        if self.sm.state < ConnState.CLOSING:
-            self.enqueue(frame)
-
-    def _slow_consumer(self) -> None:
+    def slow_consumer(self) -> None:
         if self.sm.state >= ConnState.CLOSING:
             return
         self.server.stats.slow_consumer_closes += 1
@@ -276,7 +270,8 @@ class Connection(RequestHandlers, WSListener):
 
         The session record is saved first, with the channels and positions it had, so a
         reconnect within ``session_ttl`` (to any node) can resume it."""
-        if self.session and not self.final_saved and self.identity is not None:
+        if (self.session and not self.final_saved and self.identity is not None
+                and (self.subs or self.resumed)):
             self.final_saved = True
             self.server.save_session_later(self.session, self.session_record())
         if self.subs:

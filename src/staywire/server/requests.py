@@ -212,7 +212,8 @@ class RequestHandlers:
         self.auth_deadline = None
         self._send_welcome(previous)
         server.log_open(self)
-        await server.save_session(self)
+        # No record yet: a session is worth keeping once it has subscriptions (saved at
+        # each sub and when the connection ends). Idle connections cost the broker nothing.
 
     def _send_welcome(self, previous: dict[str, tuple[str, int]] | None = None) -> None:
         cfg = self.server.config

@@ -118,11 +118,37 @@ Router = Callable[[WSUpgradeRequest, str], Any]
 
 
 class _PeerProtocol(WSProtocol):  # type: ignore[misc]
-    peer_cell: list[str]
+    """picows' protocol, knowing its TCP peer so the router can see it.
+
+    Slots, and the router called through a bound method that picows drops after the
+    handshake: a per-connection closure and ``__dict__`` cost memory on every idle
+    connection."""
+
+    __slots__ = ("peer", "router")
+
+    def __init__(self, router: Router, logger: Any, handshake_timeout: float,
+                 max_frame_size: int, read_buffer_size: int) -> None:
+        self.peer = "?"
+        self.router = router
+        super().__init__(
+            None, None, False, self._route, logger,
+            True,  # disconnect_on_exception: the listener maps its own failures to 1011
+            handshake_timeout,
+            False, 20.0, 20.0, WSAutoPingStrategy.PING_WHEN_IDLE,  # heartbeats are ours
+            # No auto-pong: picows would answer pings that arrive after a close frame (RFC
+            # 6455 5.5.1 forbids it); the listeners answer them while the connection is open.
+            False,
+            max_frame_size,
+            None,
+            read_buffer_size,
+        )
+
+    def _route(self, request: WSUpgradeRequest) -> Any:
+        return self.router(request, self.peer)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         addr = transport.get_extra_info("peername")
-        self.peer_cell[0] = addr[0] if isinstance(addr, tuple) else str(addr)
+        self.peer = addr[0] if isinstance(addr, tuple) else str(addr)
         super().connection_made(transport)
 
 
@@ -144,25 +170,8 @@ async def listen(
     loop = asyncio.get_running_loop()
 
     def protocol_factory() -> WSProtocol:
-        peer = ["?"]
-
-        def factory(request: WSUpgradeRequest) -> Any:
-            return router(request, peer[0])
-
-        proto = _PeerProtocol(
-            None, None, False, factory, _picows_log,
-            True,  # disconnect_on_exception: the listener maps its own failures to 1011
-            handshake_timeout,
-            False, 20.0, 20.0, WSAutoPingStrategy.PING_WHEN_IDLE,  # heartbeats are ours
-            # No auto-pong: picows would answer pings that arrive after a close frame (RFC
-            # 6455 5.5.1 forbids it); the listeners answer them while the connection is open.
-            False,
-            max_frame_size,
-            None,
-            read_buffer_size,
-        )
-        proto.peer_cell = peer
-        return proto
+        return _PeerProtocol(router, _picows_log, handshake_timeout, max_frame_size,
+                             read_buffer_size)
 
     return await loop.create_server(protocol_factory, host, port, ssl=ssl_context,
                                     reuse_address=True, backlog=4096)
