@@ -47,6 +47,8 @@ def _serve_parser(sub: Any) -> None:
     p.add_argument("--handshake-burst", type=float)
     p.add_argument("--rate-messages", type=float)
     p.add_argument("--rate-burst", type=float)
+    p.add_argument("--rate-bytes", type=float, help="per-connection bytes per second")
+    p.add_argument("--rate-bytes-burst", type=float)
     p.add_argument("--history-size", type=int)
     p.add_argument("--history-ttl", type=float)
     p.add_argument("--drain-window", type=float)
@@ -117,11 +119,15 @@ def _raise_fd_limit() -> None:
         pass
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; for ``serve`` only its own, so a server restart does not import the
+    client, the bench and their dependencies (restart time is reconnect-storm time)."""
     parser = argparse.ArgumentParser(prog="staywire",
                                      description="Staywire real-time WebSocket server and tools")
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
+    if command == "serve":
+        return parser
     for name in _PROVIDERS:
         try:
             module = importlib.import_module(name)
@@ -134,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(argv[0] if argv else None).parse_args(argv)
     return int(args.func(args) or 0)
 
 

@@ -16,8 +16,6 @@ from http.cookies import CookieError, SimpleCookie
 from typing import Protocol
 from urllib.parse import parse_qs, urlsplit
 
-import jwt
-
 from staywire.exceptions import AuthError, ConfigError, TokenExpired
 
 __all__ = [
@@ -66,6 +64,9 @@ class JWTAuthenticator:
     ) -> None:
         if (secret is None) == (public_key is None):
             raise ConfigError("JWTAuthenticator needs exactly one of secret or public_key")
+        import jwt  # here, not at module level: a server without JWT auth starts faster
+
+        self._jwt = jwt
         if public_key is not None and not public_key.lstrip().startswith("-----BEGIN"):
             try:
                 with open(public_key) as fh:
@@ -80,6 +81,7 @@ class JWTAuthenticator:
         self._clock = clock
 
     def __call__(self, token: str) -> Identity:
+        jwt = self._jwt
         try:
             # Expiry is checked below against our own clock, so tests can move it.
             claims = jwt.decode(
