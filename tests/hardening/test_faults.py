@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 import urllib.request
 
@@ -53,14 +52,7 @@ async def test_consumer_that_never_reads_keeps_server_memory_bounded(server_fact
     cfg.write_text('allow_anonymous = true\nanonymous_channels = ["*"]\napi_key = "k"\n'
                    "max_send_buffer = 1048576\nclose_timeout = 1.0\n")
     srv = server_factory(config=str(cfg))
-    stuck = socket.socket()
-    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    stuck.connect(("127.0.0.1", srv.port))
-    reader, writer = await asyncio.open_connection(sock=stuck)
-    raw = RawSocket(reader, writer)
-    writer.write(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                 b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-    await reader.readuntil(b"\r\n\r\n")
+    raw, _ = await RawSocket.open("127.0.0.1", srv.port, rcvbuf=4096)  # never reads
     await raw.read_frame()
     raw.send(raw_frame(1, b'{"type":"sub","id":1,"channel":"big"}'))
     await raw.read_frame()

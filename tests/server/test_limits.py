@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import struct
 import urllib.request
 
@@ -143,14 +142,7 @@ async def test_slow_consumer_closed_4008_and_others_unaffected(server_factory, t
                        max_send_buffer=256 * 1024, api_key="k", close_timeout=5.0)
     srv = server_factory(config=cfg)
     # A client with a tiny receive window that never reads.
-    raw = socket.socket()
-    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    raw.connect(("127.0.0.1", srv.port))
-    reader, writer = await asyncio.open_connection(sock=raw)
-    slow = RawSocket(reader, writer)
-    writer.write(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                 b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-    await reader.readuntil(b"\r\n\r\n")
+    slow, _ = await RawSocket.open("127.0.0.1", srv.port, rcvbuf=4096)
     await slow.read_frame()
     slow.send(raw_frame(0x1, b'{"type":"sub","id":1,"channel":"flood"}'))
     await slow.read_frame()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import struct
 import weakref
 from collections import deque
@@ -98,8 +99,16 @@ class RawSocket:
 
     @classmethod
     async def open(cls, host: str, port: int, path: str = "/ws",
-                   headers: dict[str, str] | None = None) -> tuple[RawSocket, bytes]:
-        reader, writer = await asyncio.open_connection(host, port)
+                   headers: dict[str, str] | None = None,
+                   rcvbuf: int | None = None) -> tuple[RawSocket, bytes]:
+        """``rcvbuf``: a small receive window, for a client that reads slowly or never."""
+        if rcvbuf is None:
+            reader, writer = await asyncio.open_connection(host, port)
+        else:
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            sock.connect((host, port))
+            reader, writer = await asyncio.open_connection(sock=sock)
         lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}", "Upgrade: websocket",
                  "Connection: Upgrade", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
                  "Sec-WebSocket-Version: 13"]
