@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from staywire.bench.profiles import summarize_profile
+from staywire.bench.findings import FINDINGS
 from staywire.bench.stats import median
 
 __all__ = ["METRICS", "summarize", "summarize_profile", "write_outputs"]
@@ -380,6 +381,7 @@ def markdown(results: dict[str, Any]) -> str:
     for name, why in meta.get("skipped", {}).items():
         add(f"| `{name}` | | | skipped: {why} |")
     add("")
+    add(FINDINGS)
     add(METHOD.format(staywire_cmd=meta.get("staywire_command", "staywire serve"), **cfg))
     warnings = results.get("warnings") or []
     if warnings:
