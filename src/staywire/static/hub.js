@@ -5,31 +5,22 @@
 // `msg`, `joined`, `puback`, `status` ... back. With sharing off, every tab runs its own hub
 // with itself as its only tab: one code path.
 //
-// * Channels: one server subscription per channel, whatever the number of tabs on it. Its
-//   ChannelCursor (cursor.js) judges every `msg` exactly as the Python client does; what it
-//   delivers goes to every tab, and each tab keeps only the channels it joined and drops
-//   offsets it has delivered (channel.js).
-// * Joins: a tab joins with the position it has delivered (`since`). When the connection's
-//   position is ahead of it (say, the tab that held the connection crashed and the new one
-//   started from another tab's position) the hub rewinds: `unsub`, then `sub` with the older
-//   `since`, and the replay reaches every tab. A tab's join is answered (`joined`) only once
-//   a `sub` sent after the join covers its position, so it never misses an offset.
-// * Publishes: each tab keeps its own outbox and sends every unacknowledged publish again on
-//   each new connection (a new `connId` in `status`); the hub forwards them with their keys.
-//   Entries left by tabs that are gone (a reload, a crash), in IndexedDB or still in the
-//   localStorage write-ahead whose IndexedDB write the reload cut short (write-ahead.js:
-//   `store.all()` merges both), are adopted and sent by the hub, so each lands exactly once.
+// This file holds the connection and routes between it and the tabs: their messages, the
+// requests in flight and their answers, `rpc`, the status every tab sees, and the sweep for
+// tabs that are gone. The two halves of the bookkeeping have a file each:
+//   channel-mux.js  channels and joins: one server subscription per channel, rewinds
+//   pub-queue.js    publishes: each key once in flight, paced; adopting those of gone tabs
 
 import { Socket, State } from './socket.js';
-import { ChannelCursor, CursorState, Verdict, delivers } from './cursor.js';
+import { ChannelMux } from './channel-mux.js';
+import { PubQueue } from './pub-queue.js';
 import { Push } from './push.js';
-import { ConnectionClosed, RequestError, RequestTimeout, serializeError } from './errors.js';
+import { ConnectionClosed, serializeError } from './errors.js';
 import { compareRecords } from './outbox.js';
-import { jittered } from './backoff.js';
 
 /** @typedef {import('./cursor.js').Position} Position */
-/** @typedef {{tab: string, rid: number, since: Position|null, covered: number|null, unrecovered: boolean}} Waiter */
-/** @typedef {{name: string, tabs: Set<string>, cursor: ChannelCursor, waiting: Waiter[], seq: number}} ChannelState */
+/** @typedef {import('./channel-mux.js').ChannelState} ChannelState */
+/** @typedef {import('./pub-queue.js').QueuedPub} QueuedPub */
 
 /** @param {Position|null|undefined} p */
 function validPosition(p) {
@@ -66,26 +57,18 @@ export class Hub {
       clock: options.clock ?? options.socket?.clock,
       connPrefix: `${this.tabId}:`,
     });
-    /** @type {Map<string, ChannelState>} */
-    this._channels = new Map();
-    /** @type {Map<number, {push: Push, kind: string, channel?: string, seq?: number, ch?: ChannelState, tab?: string, rid?: number, key?: string, adopted?: boolean}>} */
+    /** @type {Map<number, {push: Push, kind: string, channel?: string, seq?: number, ch?: ChannelState, tab?: string, rid?: number, key?: string, adopted?: boolean, pub?: QueuedPub}>} */
     this._pushes = new Map();
-    /** pub keys in flight on this connection -> the tabs waiting for their ack */
-    /** @type {Map<string, Set<string>>} */
-    this._pubKeys = new Map();
-    /** Publishes waiting to be written, oldest first. @type {Array<{seq: number, key: string, channel: string, data: string, adopted: boolean}>} */
-    this._pubQueue = [];
-    this._pubSeq = 0;
-    this._pubInFlight = 0;
-    this._pubPausedUntil = 0;
-    /** @type {any} */
-    this._pubTimer = null;
-    /** At most this many publishes wait for their ack at once (a rate limit then rejects few). */
-    this.maxPubsInFlight = options.maxPubsInFlight ?? 64;
-    this._pubWindow = this.maxPubsInFlight;
-    this._pubBatchRefused = false;
-    this._pubSingles = 0;
     this._now = clock.now ?? (() => Date.now());
+    const emit = (/** @type {any} */ msg) => this._emit(msg);
+    /** @type {import('./channel-mux.js').SendRequest} */
+    const request = (type, payload, meta, onTimeout, raw) => this._request(type, payload, meta, onTimeout, raw);
+    this._mux = new ChannelMux({ socket: this.socket, emit, request });
+    this._pubs = new PubQueue({
+      socket: this.socket, emit, request, status: () => this._status(), store: this._store,
+      maxInFlight: options.maxPubsInFlight ?? 64,
+      now: this._now, setTimeout: this._setTimeout, clearTimeout: this._clearTimeout,
+    });
     this._nextId = 0;
     this._sweepTimer = null;
     this._stopped = false;
@@ -94,9 +77,25 @@ export class Hub {
      * message of a leader that is gone. */
     this.term = (clock.now ?? (() => Date.now()))();
     this._adopting = false;
-    /** Publications adopted from tabs that are gone, and acknowledged. */
-    this.adopted = 0;
     this._wire();
+  }
+
+  /** At most this many publishes wait for their ack at once (a rate limit then rejects few). */
+  get maxPubsInFlight() {
+    return this._pubs.maxInFlight;
+  }
+
+  set maxPubsInFlight(n) {
+    this._pubs.maxInFlight = n;
+  }
+
+  /** Publications adopted from tabs that are gone, and acknowledged. */
+  get adopted() {
+    return this._pubs.adopted;
+  }
+
+  set adopted(n) {
+    this._pubs.adopted = n;
   }
 
   _wire() {
@@ -131,8 +130,8 @@ export class Hub {
     this._stopped = true;
     this._handover = handover;
     if (this._sweepTimer !== null) this._clearTimeout(this._sweepTimer);
-    if (this._pubTimer !== null) this._clearTimeout(this._pubTimer);
-    this._sweepTimer = this._pubTimer = null;
+    this._pubs.stop();
+    this._sweepTimer = null;
     if (handover) this._emit({ t: 'resign', leader: this.tabId });
     this.socket.close(code, reason);
     for (const { push } of this._pushes.values()) push.cancelTimeout();
@@ -158,7 +157,7 @@ export class Hub {
       lateFires: s.lateFires,
       lastClose: s.lastClose,
       session: s.session,
-      channels: this._channels.size,
+      channels: this._mux.channels.size,
       adopted: this.adopted,
       error: s.error ? serializeError(s.error) : null,
     };
@@ -183,13 +182,13 @@ export class Hub {
         this._status(tab);
         return;
       case 'join':
-        this._join(tab, String(msg.channel), validPosition(msg.since), Number(msg.rid));
+        this._mux.join(tab, String(msg.channel), validPosition(msg.since), Number(msg.rid));
         return;
       case 'leave':
-        this._leave(tab, String(msg.channel));
+        this._mux.leave(tab, String(msg.channel));
         return;
       case 'pub':
-        this._publish(tab, msg);
+        this._pubs.publish(tab, msg);
         return;
       case 'rpc':
         this._rpc(tab, msg);
@@ -198,7 +197,7 @@ export class Hub {
         this.socket.drop(`connection cut (tab ${tab})`);
         return;
       case 'bye':
-        this._forgetTab(tab);
+        this._mux.forgetTab(tab);
         return;
       case 'status':
         this._status(tab);
@@ -207,195 +206,8 @@ export class Hub {
     }
   }
 
-  /** @param {string} name @returns {ChannelState} */
-  _channel(name) {
-    let ch = this._channels.get(name);
-    if (!ch) {
-      ch = { name, tabs: new Set(), cursor: new ChannelCursor(name), waiting: [], seq: 0 };
-      this._channels.set(name, ch);
-    }
-    return ch;
-  }
-
   get _open() {
     return this.socket.state === State.OPEN;
-  }
-
-  /** @param {string} tab @param {string} name @param {Position|null} since @param {number} rid */
-  _join(tab, name, since, rid) {
-    const ch = this._channel(name);
-    ch.tabs.add(tab);
-    ch.waiting = ch.waiting.filter((w) => w.tab !== tab);
-    /** @type {Waiter} */
-    const w = { tab, rid, since, covered: null, unrecovered: false };
-    const cursor = ch.cursor;
-    if (this._open && cursor.state === CursorState.LIVE) {
-      if (this._answerIfCovered(ch, w)) return;
-      ch.waiting.push(w);
-      this._rewind(ch);
-      return;
-    }
-    ch.waiting.push(w);
-    if (cursor.state === CursorState.IDLE || cursor.state === CursorState.RESYNCING) {
-      this._lowerFor(ch, w);
-    }
-    if (this._open && cursor.state === CursorState.IDLE) this._subscribe(ch);
-    // SUBSCRIBING: evaluated at the ack. RESYNCING: the follow-up `sub` asks from the lowered position.
-  }
-
-  /**
-   * Answers `w` at once when the live subscription covers it. @param {ChannelState} ch @param {Waiter} w
-   * @returns {boolean}
-   */
-  _answerIfCovered(ch, w) {
-    const pos = ch.cursor.position;
-    if (w.since === null) {
-      this._answer(ch, w, { from: pos, recovered: false, unrecovered: false });
-      return true;
-    }
-    if (pos === null) return false;
-    if (w.since.epoch !== pos.epoch) {
-      // The tab's stream is gone (a server restart): like the Python client, deliver the new
-      // stream from its start, and report recovered: false.
-      w.unrecovered = true;
-      w.since = { epoch: pos.epoch, offset: 0 };
-    }
-    if (w.since.offset >= pos.offset) {
-      this._answer(ch, w, { from: w.since, recovered: !w.unrecovered, unrecovered: w.unrecovered,
-        epochChanged: w.unrecovered });
-      return true;
-    }
-    return false;
-  }
-
-  /**
-   * @param {ChannelState} ch @param {Waiter} w
-   * @param {{from: Position|null, recovered: boolean, unrecovered: boolean, epochChanged?: boolean}} answer
-   */
-  _answer(ch, w, answer) {
-    ch.waiting = ch.waiting.filter((x) => x !== w);
-    this._emit({ t: 'joined', to: w.tab, channel: ch.name, rid: w.rid, ...answer });
-  }
-
-  /** Lowers a not-yet-sent `sub`'s position so that it covers `w`. @param {ChannelState} ch @param {Waiter} w */
-  _lowerFor(ch, w) {
-    const pos = ch.cursor.position;
-    if (w.since === null) return;
-    if (pos === null || (pos.epoch === w.since.epoch && w.since.offset < pos.offset)) {
-      ch.cursor.rewind(w.since);
-    }
-  }
-
-  /** The live subscription is ahead of a waiting tab: restart it from the oldest position. @param {ChannelState} ch */
-  _rewind(ch) {
-    const pos = ch.cursor.position;
-    let target = null;
-    for (const w of ch.waiting) {
-      if (w.since && pos && w.since.epoch === pos.epoch && (!target || w.since.offset < target.offset)) {
-        target = w.since;
-      }
-    }
-    if (target && ch.cursor.rewind(target)) this._sendUnsub(ch, true);
-  }
-
-  /** Sends `sub` for `ch` from its cursor's position. @param {ChannelState} ch */
-  _subscribe(ch) {
-    if (!this._open) return;
-    const cursor = ch.cursor;
-    for (const w of ch.waiting) if (w.covered === null) this._lowerFor(ch, w);
-    let since;
-    if (cursor.state === CursorState.RESYNCING) {
-      cursor.onUnsubscribed(); // the resync's unsub was acked: ask from the (lowered) position
-      since = cursor.asked;
-    } else {
-      since = cursor.subscribe();
-    }
-    ch.seq += 1;
-    const seq = ch.seq;
-    for (const w of ch.waiting) {
-      if (w.covered !== null) continue;
-      if (w.since === null) w.covered = seq;
-      else if (since && w.since.epoch === since.epoch && w.since.offset >= since.offset) w.covered = seq;
-      else if (since && since.offset === 0 && w.since.epoch !== since.epoch) {
-        w.covered = seq; // the start of a new stream covers a position of a stream that is gone
-        w.unrecovered = true;
-      }
-    }
-    const payload = since ? { channel: ch.name, since } : { channel: ch.name };
-    this._request('sub', payload, { channel: ch.name, seq, ch }, (push) => {
-      // A `sub` with no answer: the link is not what it seems; reconnect and resubscribe.
-      this.socket.drop(`no answer to sub ${ch.name} within ${push.timeout} ms`, 4000);
-    });
-  }
-
-  /** @param {ChannelState} ch @param {boolean} resync */
-  _sendUnsub(ch, resync) {
-    if (!this._open) return;
-    this._request('unsub', { channel: ch.name },
-      { channel: resync ? ch.name : undefined, kind: resync ? 'resync' : 'unsub', ch },
-      resync ? (push) => this.socket.drop(`no answer to unsub ${ch.name} within ${push.timeout} ms`, 4000) : null);
-  }
-
-  /** @param {string} tab @param {string} name */
-  _leave(tab, name) {
-    const ch = this._channels.get(name);
-    if (!ch) return;
-    ch.tabs.delete(tab);
-    ch.waiting = ch.waiting.filter((w) => w.tab !== tab);
-    if (ch.tabs.size > 0) return;
-    this._channels.delete(name);
-    if (ch.cursor.state !== CursorState.IDLE) this._sendUnsub(ch, false);
-  }
-
-  /** @param {string} tab */
-  _forgetTab(tab) {
-    for (const name of [...this._channels.keys()]) this._leave(tab, name);
-  }
-
-  /** @param {string} tab @param {any} msg */
-  _publish(tab, msg) {
-    const key = String(msg.key);
-    if (!this._open) return; // the tab sends it again on the next connection
-    const waiting = this._pubKeys.get(key);
-    if (waiting) {
-      waiting.add(tab); // already queued or in flight on this connection
-      return;
-    }
-    this._pubKeys.set(key, new Set([tab]));
-    this._enqueuePub(key, String(msg.channel), String(msg.data), false);
-  }
-
-  /** @param {string} key @param {string} channel @param {string} data @param {boolean} adopted */
-  _enqueuePub(key, channel, data, adopted) {
-    this._pubSeq += 1;
-    this._pubQueue.push({ seq: this._pubSeq, key, channel, data, adopted });
-    this._pumpPubs();
-  }
-
-  /**
-   * Writes queued publishes, in order, in batches: the next batch goes when every publish
-   * of the last one has its answer, so one that a rate limit refused is sent again before
-   * any publish queued after it. After a refusal, a pause of about a second, then one
-   * publish at a time until 32 in a row went through (so a server's rate limit sees about
-   * one refusal a second, far from its close at 100 in 10 s), then doubling batches again.
-   */
-  _pumpPubs() {
-    if (this._pubTimer !== null || this._pubInFlight > 0) return;
-    const wait = this._pubPausedUntil - this._now();
-    if (wait > 0) {
-      this._pubTimer = this._setTimeout(() => {
-        this._pubTimer = null;
-        this._pumpPubs();
-      }, wait);
-      return;
-    }
-    while (this._open && this._pubQueue.length > 0 && this._pubInFlight < this._pubWindow) {
-      const p = this._pubQueue[0];
-      this._pubQueue.shift();
-      this._pubInFlight += 1;
-      this._request('pub', { channel: p.channel, key: p.key }, { key: p.key, adopted: p.adopted, pub: p },
-        null, p.data);
-    }
   }
 
   /** @param {string} tab @param {any} msg */
@@ -439,30 +251,17 @@ export class Hub {
 
   _onOpen() {
     const connId = this.socket.connId;
-    for (const ch of this._channels.values()) {
-      if (ch.tabs.size > 0 && ch.cursor.state === CursorState.IDLE) this._subscribe(ch);
-    }
+    this._mux.connected();
     this._status(); // tabs see the new connId and send their unacknowledged publishes
     this._sweep(connId);
   }
 
   /** @param {{code: number, reason: string}} info */
   _onClosed(info) {
-    for (const ch of this._channels.values()) {
-      ch.cursor.connectionLost();
-      for (const w of ch.waiting) w.covered = null;
-    }
+    this._mux.connectionLost();
     const pushes = [...this._pushes.values()];
     this._pushes.clear();
-    this._pubKeys.clear();
-    this._pubQueue = [];
-    this._pubInFlight = 0;
-    this._pubPausedUntil = 0;
-    this._pubWindow = this.maxPubsInFlight;
-    this._pubBatchRefused = false;
-    this._pubSingles = 0;
-    if (this._pubTimer !== null) this._clearTimeout(this._pubTimer);
-    this._pubTimer = null;
+    this._pubs.connectionLost();
     for (const p of pushes) {
       p.push.cancelTimeout();
       if (p.kind === 'rpc') {
@@ -475,26 +274,7 @@ export class Hub {
   /** @param {any} msg */
   _onServerMessage(msg) {
     if (msg.type === 'msg') {
-      const ch = this._channels.get(msg.channel);
-      if (!ch || typeof msg.epoch !== 'string' || !Number.isInteger(msg.offset)) return;
-      const previous = ch.cursor.position;
-      const verdict = ch.cursor.onMessage(msg.epoch, msg.offset);
-      if (verdict === Verdict.RESYNC) {
-        this._emit({ t: 'warning', message: `offsets skipped before ${msg.offset} on ${msg.channel}: resubscribing from ${previous?.offset ?? 0}` });
-        this._sendUnsub(ch, true);
-        return;
-      }
-      if (!delivers(verdict)) return;
-      if (verdict === Verdict.GAP) {
-        this._emit({ t: 'warning', message: `gap in ${msg.channel} before offset ${msg.offset}` });
-      }
-      if (verdict === Verdict.NEW_EPOCH) {
-        // The stream was recreated under a live subscription: tell, then deliver.
-        for (const tab of ch.tabs) {
-          this._emit({ t: 'recovery', to: tab, channel: ch.name, epochChanged: true });
-        }
-      }
-      this._emit({ t: 'msg', channel: msg.channel, epoch: msg.epoch, offset: msg.offset, data: msg.data });
+      this._mux.onMessage(msg);
       return;
     }
     if ((msg.type === 'ack' || msg.type === 'result' || msg.type === 'error') && msg.id !== undefined) {
@@ -514,18 +294,13 @@ export class Hub {
     this._pushes.delete(id);
     switch (entry.kind) {
       case 'sub':
-        // Only for the channel record that sent it: one left and joined again is another.
-        if (this._channels.get(/** @type {string} */ (entry.channel)) !== entry.ch) return;
-        this._onSubReply(/** @type {string} */ (entry.channel), /** @type {number} */ (entry.seq), reply, err);
+        this._mux.subAnswered(entry, reply, err);
         return;
-      case 'resync': {
-        const ch = this._channels.get(/** @type {string} */ (entry.channel));
-        if (!ch || ch !== entry.ch) return;
-        if (ch.cursor.state === CursorState.RESYNCING) this._subscribe(ch);
+      case 'resync':
+        this._mux.resyncAnswered(entry);
         return;
-      }
       case 'pub':
-        this._onPubReply(/** @type {any} */ (entry).pub, reply, err);
+        this._pubs.onReply(/** @type {QueuedPub} */ (entry.pub), reply, err);
         return;
       case 'rpc':
         this._emit(err
@@ -533,103 +308,6 @@ export class Hub {
           : { t: 'reply', to: entry.tab, rid: entry.rid, ok: true, value: reply.data });
         return;
       default: // a leave's unsub: nothing waits for it
-    }
-  }
-
-  /** @param {string} name @param {number} seq @param {any} ack @param {Error|null} err */
-  _onSubReply(name, seq, ack, err) {
-    const ch = this._channels.get(name);
-    if (!ch || ch.cursor.state !== CursorState.SUBSCRIBING) return;
-    if (err) {
-      if (err instanceof RequestError && err.code === 'already_subscribed') {
-        ch.cursor.beginResync(); // say, a resumed session kept it: restart from our position
-        this._sendUnsub(ch, true);
-        return;
-      }
-      if (err instanceof RequestTimeout) return;
-      // forbidden, too_many_subscriptions, ...: every tab on the channel learns it.
-      this._channels.delete(name);
-      for (const tab of ch.tabs) {
-        this._emit({ t: 'subfail', to: tab, channel: name, error: serializeError(err) });
-      }
-      return;
-    }
-    const out = ch.cursor.onSubscribed(String(ack.epoch), Number(ack.offset), Boolean(ack.recovered));
-    const waitingTabs = new Set(ch.waiting.map((w) => w.tab));
-    if (out.unrecovered) {
-      for (const tab of ch.tabs) {
-        if (!waitingTabs.has(tab)) {
-          this._emit({ t: 'recovery', to: tab, channel: name, epochChanged: out.epochChanged });
-        }
-      }
-    }
-    if (out.resyncFrom) {
-      // A new epoch: restart from its start (unsub, then sub since {epoch, 0}).
-      for (const w of ch.waiting) {
-        if (w.covered !== null && w.covered <= seq && w.since !== null) w.unrecovered = true;
-        w.covered = null;
-      }
-      this._sendUnsub(ch, true);
-      return;
-    }
-    if (!out.live) return;
-    const pos = /** @type {Position} */ (ch.cursor.position);
-    for (const w of [...ch.waiting]) {
-      if (w.covered === null || w.covered > seq) continue;
-      if (w.since === null) {
-        this._answer(ch, w, { from: pos, recovered: false, unrecovered: false });
-      } else if (w.since.epoch === pos.epoch) {
-        const unrecovered = w.unrecovered || !ack.recovered;
-        this._answer(ch, w, { from: w.since, recovered: !unrecovered, unrecovered,
-          epochChanged: w.unrecovered });
-      } else {
-        const from = out.asked && out.asked.epoch === pos.epoch ? out.asked : pos;
-        this._answer(ch, w, { from, recovered: false, unrecovered: true, epochChanged: true });
-      }
-    }
-    for (const w of [...ch.waiting]) this._answerIfCovered(ch, w);
-    if (ch.waiting.length > 0) this._rewind(ch);
-  }
-
-  /**
-   * @param {{seq: number, key: string, channel: string, data: string, adopted: boolean}} pub
-   * @param {any} ack @param {Error|null} err
-   */
-  _onPubReply(pub, ack, err) {
-    this._pubInFlight -= 1;
-    const { key, adopted } = pub;
-    const retry = err instanceof RequestError && (err.code === 'rate_limited' || err.code === 'unavailable');
-    if (retry) {
-      // Not published, and worth trying again: over the rate limit, or the broker is
-      // unreachable. Back in the queue, in its place.
-      const i = this._pubQueue.findIndex((q) => q.seq > pub.seq);
-      this._pubQueue.splice(i < 0 ? this._pubQueue.length : i, 0, pub);
-      this._pubBatchRefused = true;
-    }
-    if (this._pubInFlight === 0) {
-      if (this._pubBatchRefused) {
-        this._pubWindow = 1;
-        this._pubSingles = 0;
-        this._pubPausedUntil = this._now() + jittered(1000);
-      } else if (this._pubWindow > 1 || (this._pubSingles += 1) >= 32) {
-        this._pubWindow = Math.min(this.maxPubsInFlight, this._pubWindow * 2);
-      }
-      this._pubBatchRefused = false;
-      this._pumpPubs();
-    }
-    if (retry) return;
-    const tabs = this._pubKeys.get(key) ?? new Set();
-    this._pubKeys.delete(key);
-    if (adopted) {
-      if (!err) this.adopted += 1;
-      this._store?.remove(key).catch(() => {});
-      if (!err) this._status();
-    }
-    for (const tab of tabs) {
-      this._emit(err
-        ? { t: 'puback', to: tab, key, ok: false, error: serializeError(err) }
-        : { t: 'puback', to: tab, key, ok: true,
-          ack: { epoch: ack.epoch, offset: ack.offset, duplicate: Boolean(ack.duplicate) } });
     }
   }
 
@@ -654,8 +332,8 @@ export class Hub {
       const live = await this._liveTabs();
       if (live) {
         live.add(this.tabId);
-        for (const ch of [...this._channels.values()]) {
-          for (const tab of [...ch.tabs]) if (!live.has(tab)) this._leave(tab, ch.name);
+        for (const ch of [...this._mux.channels.values()]) {
+          for (const tab of [...ch.tabs]) if (!live.has(tab)) this._mux.leave(tab, ch.name);
         }
       }
       if (!this._store || !this._open || this.socket.connId !== connId) return;
@@ -664,9 +342,7 @@ export class Hub {
       for (const r of records) {
         if (!this._open || this.socket.connId !== connId) return;
         const orphan = live ? !live.has(r.owner) : r.owner !== this.tabId;
-        if (!orphan || this._pubKeys.has(r.key)) continue;
-        this._pubKeys.set(r.key, new Set());
-        this._enqueuePub(r.key, r.channel, r.data, true);
+        if (orphan) this._pubs.adopt(r);
       }
     } catch (err) {
       this._emit({ t: 'warning', message: `outbox sweep failed: ${/** @type {any} */ (err)?.message ?? err}` });

@@ -16,6 +16,8 @@
 //   outbox.js      unacknowledged publishes with idempotency keys (idb-store.js: in IndexedDB)
 //   write-ahead.js localStorage in front of IndexedDB: durable the moment publish() returns
 //   hub.js         the shared connection, multiplexing the channels of every tab
+//   channel-mux.js the hub's channels: one server subscription for every tab on it, rewinds
+//   pub-queue.js   the hub's publishes: each key once in flight, paced; adopting orphans
 //   tab-leader.js  leader election (Web Locks) and the channel between tabs (BroadcastChannel)
 //   codes.js       close codes and error codes, generated from the server's enum
 

@@ -1,0 +1,171 @@
+// The hub's publishes (hub.js): each key once in flight, in order, paced under a rate limit.
+//
+// Each tab keeps its own outbox and sends every unacknowledged publish again on each new
+// connection (a new `connId` in `status`); the hub forwards them with their keys. Entries
+// left by tabs that are gone (a reload, a crash), in IndexedDB or still in the localStorage
+// write-ahead whose IndexedDB write the reload cut short (write-ahead.js: `store.all()`
+// merges both), are adopted and sent by the hub, so each lands exactly once.
+
+import { State } from './socket.js';
+import { RequestError, serializeError } from './errors.js';
+import { jittered } from './backoff.js';
+
+/** @typedef {{seq: number, key: string, channel: string, data: string, adopted: boolean}} QueuedPub */
+
+export class PubQueue {
+  /**
+   * @param {{
+   *   socket: import('./socket.js').Socket, emit: (msg: any) => void,
+   *   request: import('./channel-mux.js').SendRequest, status: () => void,
+   *   store: {remove(key: string): Promise<void>}|null, maxInFlight: number,
+   *   now: () => number, setTimeout: (fn: () => void, ms: number) => any, clearTimeout: (id: any) => void,
+   * }} hub
+   *   the hub's socket, its way to the tabs and to send a request, its status to every tab
+   *   (sent when an adopted publish lands), the outbox store and the hub's clock
+   */
+  constructor(hub) {
+    this._socket = hub.socket;
+    this._emit = hub.emit;
+    this._request = hub.request;
+    this._status = hub.status;
+    this._store = hub.store;
+    this._now = hub.now;
+    this._setTimeout = hub.setTimeout;
+    this._clearTimeout = hub.clearTimeout;
+    /** pub keys in flight on this connection -> the tabs waiting for their ack */
+    /** @type {Map<string, Set<string>>} */
+    this._keys = new Map();
+    /** Publishes waiting to be written, oldest first. @type {QueuedPub[]} */
+    this._queue = [];
+    this._seq = 0;
+    this._inFlight = 0;
+    this._pausedUntil = 0;
+    /** @type {any} */
+    this._timer = null;
+    /** At most this many publishes wait for their ack at once (a rate limit then rejects few). */
+    this.maxInFlight = hub.maxInFlight;
+    this._window = this.maxInFlight;
+    this._batchRefused = false;
+    this._singles = 0;
+    /** Publications adopted from tabs that are gone, and acknowledged. */
+    this.adopted = 0;
+  }
+
+  get _open() {
+    return this._socket.state === State.OPEN;
+  }
+
+  /** A tab's `pub`. @param {string} tab @param {any} msg */
+  publish(tab, msg) {
+    const key = String(msg.key);
+    if (!this._open) return; // the tab sends it again on the next connection
+    const waiting = this._keys.get(key);
+    if (waiting) {
+      waiting.add(tab); // already queued or in flight on this connection
+      return;
+    }
+    this._keys.set(key, new Set([tab]));
+    this._enqueue(key, String(msg.channel), String(msg.data), false);
+  }
+
+  /**
+   * Sends a publish that a tab that is gone left in the outbox, unless it is already queued
+   * or in flight on this connection.
+   * @param {import('./outbox.js').OutboxRecord} r
+   */
+  adopt(r) {
+    if (this._keys.has(r.key)) return;
+    this._keys.set(r.key, new Set());
+    this._enqueue(r.key, r.channel, r.data, true);
+  }
+
+  /** @param {string} key @param {string} channel @param {string} data @param {boolean} adopted */
+  _enqueue(key, channel, data, adopted) {
+    this._seq += 1;
+    this._queue.push({ seq: this._seq, key, channel, data, adopted });
+    this._pump();
+  }
+
+  /**
+   * Writes queued publishes, in order, in batches: the next batch goes when every publish
+   * of the last one has its answer, so one that a rate limit refused is sent again before
+   * any publish queued after it. After a refusal, a pause of about a second, then one
+   * publish at a time until 32 in a row went through (so a server's rate limit sees about
+   * one refusal a second, far from its close at 100 in 10 s), then doubling batches again.
+   */
+  _pump() {
+    if (this._timer !== null || this._inFlight > 0) return;
+    const wait = this._pausedUntil - this._now();
+    if (wait > 0) {
+      this._timer = this._setTimeout(() => {
+        this._timer = null;
+        this._pump();
+      }, wait);
+      return;
+    }
+    while (this._open && this._queue.length > 0 && this._inFlight < this._window) {
+      const p = this._queue[0];
+      this._queue.shift();
+      this._inFlight += 1;
+      this._request('pub', { channel: p.channel, key: p.key }, { key: p.key, adopted: p.adopted, pub: p },
+        null, p.data);
+    }
+  }
+
+  /** The answer to a `pub`. @param {QueuedPub} pub @param {any} ack @param {Error|null} err */
+  onReply(pub, ack, err) {
+    this._inFlight -= 1;
+    const { key, adopted } = pub;
+    const retry = err instanceof RequestError && (err.code === 'rate_limited' || err.code === 'unavailable');
+    if (retry) {
+      // Not published, and worth trying again: over the rate limit, or the broker is
+      // unreachable. Back in the queue, in its place.
+      const i = this._queue.findIndex((q) => q.seq > pub.seq);
+      this._queue.splice(i < 0 ? this._queue.length : i, 0, pub);
+      this._batchRefused = true;
+    }
+    if (this._inFlight === 0) {
+      if (this._batchRefused) {
+        this._window = 1;
+        this._singles = 0;
+        this._pausedUntil = this._now() + jittered(1000);
+      } else if (this._window > 1 || (this._singles += 1) >= 32) {
+        this._window = Math.min(this.maxInFlight, this._window * 2);
+      }
+      this._batchRefused = false;
+      this._pump();
+    }
+    if (retry) return;
+    const tabs = this._keys.get(key) ?? new Set();
+    this._keys.delete(key);
+    if (adopted) {
+      if (!err) this.adopted += 1;
+      this._store?.remove(key).catch(() => {});
+      if (!err) this._status();
+    }
+    for (const tab of tabs) {
+      this._emit(err
+        ? { t: 'puback', to: tab, key, ok: false, error: serializeError(err) }
+        : { t: 'puback', to: tab, key, ok: true,
+          ack: { epoch: ack.epoch, offset: ack.offset, duplicate: Boolean(ack.duplicate) } });
+    }
+  }
+
+  /** The connection is gone, and with it every publish in flight: the tabs send theirs again. */
+  connectionLost() {
+    this._keys.clear();
+    this._queue = [];
+    this._inFlight = 0;
+    this._pausedUntil = 0;
+    this._window = this.maxInFlight;
+    this._batchRefused = false;
+    this._singles = 0;
+    this.stop();
+  }
+
+  /** Cancels a paused pump's timer. */
+  stop() {
+    if (this._timer !== null) this._clearTimeout(this._timer);
+    this._timer = null;
+  }
+}
