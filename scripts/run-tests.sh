@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the whole suite: the JS unit tests on Node's test runner, then pytest.
+# Runs the whole suite: JS unit tests (node --test), static checks, then pytest.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 status=0
@@ -7,6 +7,9 @@ if [ -d js/test ] && command -v node >/dev/null 2>&1; then
   echo "== JS unit tests (node --test)"
   node --test js/test/ || status=1
 fi
+echo "== Static checks (ruff; mypy --strict on src/)"
+.venv/bin/ruff check src tests scripts || status=1
+.venv/bin/mypy src/staywire || status=1
 echo "== Python tests (pytest)"
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@" || status=1
 exit $status

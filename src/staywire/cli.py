@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib
 import logging
 import sys
@@ -93,11 +92,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         import uvloop
 
-        runner = uvloop.run
-    except ImportError:  # pragma: no cover - uvloop is a dependency
-        runner = asyncio.run
-    try:
-        runner(server.serve())
+        uvloop.run(server.serve())
     except OSError as exc:
         print(f"staywire: cannot listen: {exc.strerror}", file=sys.stderr)
         return 1

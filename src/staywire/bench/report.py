@@ -284,7 +284,7 @@ def markdown(results: dict[str, Any]) -> str:
                 f"{_fmt(row.get(w))}%" if row.get(w) is not None else "n/a" for w in wl) + " |")
         add("")
 
-    other = defaultdict(lambda: defaultdict(list))
+    other: defaultdict[str, defaultdict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in results["records"]:
         v = r["metrics"].get("other_cpu_pct")
         if v is not None:

@@ -267,10 +267,11 @@ class ScaleOut:
             drive(gen, ui=ui, timeout=self.cfg.group_timeout, name=f"scaleout {topo.name}",
                   what="topology", on_result=on_result)
         finally:
-            for proc in (gen, *reversed(started)):
-                if proc is not None:
-                    proc.stop()
-                    self.registry.forget(proc)
+            leftover: list[Proc | None] = [gen, *reversed(started)]
+            for left in leftover:
+                if left is not None:
+                    left.stop()
+                    self.registry.forget(left)
             if nginx is not None:
                 nginx.stop()
             for node in nodes:

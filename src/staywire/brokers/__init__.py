@@ -15,10 +15,10 @@ __all__ = ["Broker", "MemoryBroker", "create_broker"]
 
 def create_broker(config: Config) -> Broker:
     """The broker named by ``config.broker``: ``memory`` or a ``redis://`` URL."""
-    opts = dict(history_size=config.history_size, history_ttl=config.history_ttl,
-                dedupe_window=config.dedupe_window)
     if config.broker == "memory":
-        return MemoryBroker(**opts)
+        return MemoryBroker(history_size=config.history_size, history_ttl=config.history_ttl,
+                            dedupe_window=config.dedupe_window)
     from staywire.brokers.redis import RedisBroker
 
-    return RedisBroker(config.broker, **opts)
+    return RedisBroker(config.broker, history_size=config.history_size,
+                       history_ttl=config.history_ttl, dedupe_window=config.dedupe_window)

@@ -53,39 +53,39 @@ class Since(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     offset: Offset
 
 
-class Auth(_Base, tag="auth"):
+class Auth(_Base, tag="auth", frozen=True):
     token: Token
 
 
-class Sub(_Base, tag="sub"):
+class Sub(_Base, tag="sub", frozen=True):
     id: Id
     channel: Channel
     since: Since | None = None
 
 
-class Unsub(_Base, tag="unsub"):
+class Unsub(_Base, tag="unsub", frozen=True):
     id: Id
     channel: Channel
 
 
-class Pub(_Base, tag="pub"):
+class Pub(_Base, tag="pub", frozen=True):
     id: Id
     channel: Channel
     data: msgspec.Raw
     key: Key | None = None
 
 
-class Rpc(_Base, tag="rpc"):
+class Rpc(_Base, tag="rpc", frozen=True):
     id: Id
     method: Method
     data: msgspec.Raw = msgspec.Raw(b"null")
 
 
-class Ping(_Base, tag="ping"):
+class Ping(_Base, tag="ping", frozen=True):
     t: Stamp = None
 
 
-class Pong(_Base, tag="pong"):
+class Pong(_Base, tag="pong", frozen=True):
     t: Stamp = None
 
 

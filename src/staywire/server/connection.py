@@ -31,6 +31,7 @@ from staywire.server.transport import (
     WSMsgType,
     WSTransport,
     close_frame,
+    code_value,
     data_frame,
     text_frame,
 )
@@ -157,8 +158,7 @@ class Connection(RequestHandlers, WSListener):
             if handshake is not None:
                 info = handshake.sent or handshake.recv
             if info is not None:
-                self.close_code = int(info.code.value if hasattr(info.code, "value")
-                                      else info.code)
+                self.close_code = code_value(info.code)
                 self.close_reason = info.reason
             else:
                 self.close_code = int(CloseCode.ABNORMAL)
@@ -247,8 +247,7 @@ class Connection(RequestHandlers, WSListener):
             # The answer to our close: the server closes TCP first (RFC 6455 7.1.1).
             self.transport.disconnect()
             return
-        code = frame.get_close_code()
-        code_int = int(code.value if hasattr(code, "value") else code)
+        code_int = code_value(frame.get_close_code())
         if code_int and not valid_close_code(code_int):
             self.close(CloseCode.PROTOCOL_ERROR, f"invalid close code {code_int}")
             self.transport.disconnect()

@@ -20,6 +20,7 @@ from staywire.server.transport import (
     WSMsgType,
     WSTransport,
     close_frame,
+    code_value,
     data_frame,
 )
 
@@ -42,8 +43,7 @@ class EchoConnection(WSListener):
         if op is WSMsgType.CLOSE:
             if not self.closing:
                 self.closing = True
-                code = frame.get_close_code()
-                code_int = int(code.value if hasattr(code, "value") else code)
+                code_int = code_value(frame.get_close_code())
                 if code_int and not valid_close_code(code_int):
                     tr.write(close_frame(int(CloseCode.PROTOCOL_ERROR), "invalid close code"))
                 else:

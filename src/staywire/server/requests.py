@@ -16,7 +16,7 @@ import logging
 import secrets
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
 
@@ -42,6 +42,7 @@ from staywire.server.transport import text_frame
 
 if TYPE_CHECKING:
     from staywire.protocol.inbound import InboundGuard
+    from staywire.server.connection import Connection
     from staywire.protocol.state import ConnectionStateMachine
     from staywire.server.app import Server
 
@@ -63,7 +64,12 @@ _session_decoder = msgspec.json.Decoder(_SessionRecord)
 class RequestHandlers:
     """The request half of ``Connection`` (a mixin: it uses the connection's state)."""
 
-    __slots__ = ()
+    if not TYPE_CHECKING:  # at run time: no __dict__ (Connection declares the slots)
+        __slots__ = ()
+
+    @property
+    def _conn(self) -> Connection:
+        return cast("Connection", self)
 
     if TYPE_CHECKING:  # what it uses of Connection, for the type checker
         server: Server
@@ -187,13 +193,13 @@ class RequestHandlers:
         # Channels the new token no longer grants are left.
         for channel in [c for c in self.subs if not self.server.may_access(identity, c, "sub")]:
             self.subs.pop(channel, None)
-            self.server.leave(channel, self)
+            self.server.leave(channel, self._conn)
         self._send_welcome()
 
     async def _welcome(self, identity: Identity) -> None:
         server = self.server
         self.identity = identity
-        if not await server.run_connect_hook(self):
+        if not await server.run_connect_hook(self._conn):
             self.close(CloseCode.FORBIDDEN)
             return
         record = None
@@ -211,7 +217,7 @@ class RequestHandlers:
         self.sm.advance(ConnState.OPEN)
         self.auth_deadline = None
         self._send_welcome(previous)
-        server.log_open(self)
+        server.log_open(self._conn)
         # No record yet: a session is worth keeping once it has subscriptions (saved at
         # each sub and when the connection ends). Idle connections cost the broker nothing.
 
@@ -251,7 +257,7 @@ class RequestHandlers:
         self.recovering[channel] = []
         self.subs[channel] = RECOVERING
         try:
-            await server.join(channel, self)
+            await server.join(channel, self._conn)
             result = await server.broker.history(channel, since)
         except BrokerUnavailable:
             self._abort_sub(channel)
@@ -273,7 +279,7 @@ class RequestHandlers:
         for pub in merge_live(top.offset, top.epoch, buffered):
             self.enqueue(text_frame(_msg(pub)))
         self.subs[channel] = (top.epoch, top.offset)
-        await server.save_session(self)
+        await server.save_session(self._conn)
 
     def _abort_sub(self, channel: str) -> None:
         self.subs.pop(channel, None)
@@ -281,7 +287,7 @@ class RequestHandlers:
             self.recovering.pop(channel, None)
             if not self.recovering:
                 self.recovering = None
-        self.server.leave(channel, self)
+        self.server.leave(channel, self._conn)
 
     def _unsub(self, req: Unsub) -> None:
         if req.channel not in self.subs:
@@ -331,7 +337,7 @@ class RequestHandlers:
                                     % (rid, epoch.encode(), offset)))
 
     async def _rpc(self, req: Rpc) -> None:
-        outcome = await self.server.call_rpc(self, req.method, bytes(req.data))
+        outcome = await self.server.call_rpc(self._conn, req.method, bytes(req.data))
         if isinstance(outcome, tuple):
             code, reason = outcome
             if code is ErrorCode.INVALID_PARAMS or code is ErrorCode.UNKNOWN_METHOD:

@@ -43,6 +43,7 @@ __all__ = [
     "WSTransport",
     "accept",
     "close_frame",
+    "code_value",
     "data_frame",
     "listen",
     "reject",
@@ -80,6 +81,13 @@ def data_frame(opcode: int, payload: bytes) -> bytes:
     if n < 65536:
         return _pack_h(b0, 126, n) + payload
     return _pack_q(b0, 127, n) + payload
+
+
+def code_value(code: object) -> int:
+    """A close code as an int: picows gives a ``WSCloseCode`` for known codes, an int
+    for the others."""
+    value = getattr(code, "value", code)
+    return value if isinstance(value, int) else 0
 
 
 def close_frame(code: int, reason: str) -> bytes:
