@@ -125,6 +125,7 @@ class Server:
         self._sweeper: asyncio.Task[None] | None = None
         self._stopped: asyncio.Event | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        self._joining: dict[str, asyncio.Future[None]] = {}
         self.port: int | None = None
         self.api_port: int | None = None
 
@@ -176,12 +177,30 @@ class Server:
         return can_access(identity, channel)
 
     async def join(self, channel: str, conn: Connection) -> None:
+        """Add a local subscriber; the first one subscribes this node at the broker.
+
+        Every subscriber that joins while that is in flight waits for it: it must not read
+        history before the node receives the channel's live publications (or it could miss
+        some), and if the broker subscription fails, it fails for all of them."""
         if self.hub.add(channel, conn):
+            pending: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            pending.add_done_callback(lambda f: f.cancelled() or f.exception())
+            self._joining[channel] = pending
             try:
                 await self.broker.subscribe(channel)
-            except BrokerUnavailable:
-                self.hub.remove(channel, conn)
+            except BrokerUnavailable as exc:
+                for other in list(self.hub.channels.get(channel, ())):
+                    self.hub.remove(channel, other)
+                pending.set_exception(exc)
                 raise
+            finally:
+                del self._joining[channel]
+                if not pending.done():
+                    pending.set_result(None)
+            return
+        joining = self._joining.get(channel)
+        if joining is not None:
+            await asyncio.shield(joining)
 
     def leave(self, channel: str, conn: Connection) -> None:
         if self.hub.remove(channel, conn):
@@ -374,6 +393,9 @@ class Server:
             srv.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
+        await asyncio.sleep(0)  # let the last disconnects schedule their session saves
+        if self._background:  # final session saves: a resume after a restart needs them
+            await asyncio.wait(list(self._background), timeout=2.0)
         for task in list(self._background):
             task.cancel()
         await self.broker.close()

@@ -57,7 +57,7 @@ class Connection(RequestHandlers, WSListener):
         "server", "transport", "ip", "id", "session", "requested_session", "token",
         "identity", "sm", "hb", "guard", "subs", "recovering", "out", "out_size",
         "queue", "worker", "opened_at", "auth_deadline", "close_deadline", "close_code",
-        "close_reason", "resumed", "user_data", "final_saved",
+        "close_reason", "resumed", "user_data", "final_saved", "allowance",
     )
 
     def __init__(self, server: Server, ip: str, token: str | None, session: str | None) -> None:
@@ -86,6 +86,9 @@ class Connection(RequestHandlers, WSListener):
         self.resumed = False
         self.user_data: dict[str, Any] = {}  # for the application's hooks
         self.final_saved = False
+        # Bytes a recovery replay may add above max_send_buffer: history is bounded, and a
+        # client must be able to recover a channel whose history is larger than the bound.
+        self.allowance = 0
 
     # ------------------------------------------------------------------ picows callbacks
 
@@ -172,13 +175,18 @@ class Connection(RequestHandlers, WSListener):
     # ------------------------------------------------------------------ output
 
     def enqueue(self, frame: bytes) -> None:
-        """Queue a whole frame; it is written at the end of this event-loop tick."""
+        """Queue a whole frame; it is written at the end of this event-loop tick.
+
+        Nothing is queued once the close frame is out (RFC 6455 5.5.1): a worker still
+        finishing a request of a closing connection must not write after it."""
+        if self.sm.state >= ConnState.CLOSING:
+            return
         out = self.out
         if not out:
             self.server.hub.mark_dirty(self)
         out.append(frame)
         self.out_size += len(frame)
-        if self.out_size > self.server.config.max_send_buffer:
+        if self.out_size > self.server.config.max_send_buffer + self.allowance:
             self.slow_consumer()
 
     def flush(self) -> None:
@@ -195,12 +203,14 @@ class Connection(RequestHandlers, WSListener):
         if tr.is_closing():
             return
         tr.write(data)
-        if tr.get_write_buffer_size() > self.server.config.max_send_buffer:
+        buffered = tr.get_write_buffer_size()
+        limit = self.server.config.max_send_buffer
+        if buffered > limit + self.allowance:
             self.slow_consumer()
+        elif buffered <= limit:
+            self.allowance = 0  # any recovery replay has left the buffer
 
     def send(self, obj: dict[str, Any]) -> None:
-        if self.sm.state >= ConnState.CLOSING:
-            return
         self.enqueue(text_frame(encode(obj)))
 
     def send_error(self, code: ErrorCode, reason: str, request_id: int | None = None) -> None:

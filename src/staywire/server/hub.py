@@ -12,6 +12,7 @@ closed (4008), it cannot delay the others.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import TYPE_CHECKING
 
 from staywire.brokers.base import Publication
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
     from staywire.server.connection import Connection
 
 __all__ = ["Hub"]
+
+log = logging.getLogger("staywire.server")
 
 
 # A publication that arrives within this long of the previous fan-out flush waits for
@@ -100,7 +103,7 @@ class Hub:
             out.append(frame)
             size = conn.out_size + n
             conn.out_size = size
-            if size > limit:
+            if size > limit and size > limit + conn.allowance:
                 if slow is None:
                     slow = []
                 slow.append(conn)
@@ -133,4 +136,11 @@ class Hub:
         dirty = self._dirty
         self._dirty = []
         for conn in dirty:
-            conn.flush()
+            try:
+                conn.flush()
+            except Exception:
+                # One connection's failure must not leave the others unflushed: their
+                # output would never be written (they are only re-queued when empty).
+                log.exception("flush failed conn=%s", conn.id)
+                conn.out.clear()
+                conn.out_size = 0

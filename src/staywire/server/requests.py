@@ -81,6 +81,7 @@ class RequestHandlers:
         guard: InboundGuard | None
         subs: dict[str, Any]
         recovering: dict[str, list[Publication]] | None
+        allowance: int
         queue: deque[Inbound] | None
         worker: asyncio.Task[None] | None
         auth_deadline: float | None
@@ -266,10 +267,13 @@ class RequestHandlers:
         if self.recovering is None or channel not in self.recovering:
             return  # closed or unsubscribed meanwhile
         top = result.position
-        replay = result.publications
-        for pub in replay:
-            self.enqueue(text_frame(_msg(pub)))
-        recovered = is_recovered(since, top, replay)
+        replay = [text_frame(_msg(pub)) for pub in result.publications]
+        self.allowance += sum(len(frame) for frame in replay)
+        for frame in replay:
+            self.enqueue(frame)
+        if self.recovering is None or channel not in self.recovering:
+            return  # closed while replaying
+        recovered = is_recovered(since, top, result.publications)
         ack: dict[str, Any] = {"type": "ack", "id": req.id, "epoch": top.epoch,
                                "offset": top.offset, "recovered": recovered}
         self.send(ack)
