@@ -11,7 +11,7 @@ from staywire.brokers.memory import MemoryBroker
 from staywire.config import Config
 from staywire.exceptions import BrokerUnavailable
 from staywire.server.app import RpcContext, Server
-from tests.support.ws import RawSocket, closed_with, connect, expect, raw_frame, request
+from tests.support.ws import RawSocket, connect, expect, raw_frame, request
 
 
 async def test_recovery_larger_than_the_send_buffer_still_recovers(server_factory) -> None:
