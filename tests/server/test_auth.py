@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import urllib.request
 
 import jwt
 import pytest
@@ -63,7 +64,8 @@ async def test_bad_token_closes_4501_and_never_reaches_logs(jwt_server) -> None:
     log = jwt_server.log()
     assert "code=4501" in log
     assert secret_value not in log and secret_value[:20] not in log
-    metrics = __import__("urllib.request").request.urlopen(f"{jwt_server.api}/metrics").read()
+    with urllib.request.urlopen(f"{jwt_server.api}/metrics") as resp:
+        metrics = resp.read()
     assert secret_value.encode()[:20] not in metrics
 
 

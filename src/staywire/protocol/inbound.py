@@ -13,6 +13,8 @@ websockets parser does), so the server cannot answer the same fault two ways.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
+
 from staywire.protocol.codes import CloseCode, ErrorCode
 from staywire.protocol.envelope import Inbound, InvalidMessage, decode, salvage_id
 from staywire.protocol.framing import OP_BINARY, CloseConnection, MessageAssembler
@@ -30,47 +32,23 @@ class Reject(Exception):
         super().__init__(code, reason)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Limits:
     """The per-connection limits the guard enforces (a view of the server config)."""
 
-    __slots__ = (
-        "max_message_size",
-        "max_invalid",
-        "invalid_window",
-        "rate_messages",
-        "rate_burst",
-        "rate_bytes",
-        "rate_bytes_burst",
-        "rate_max_violations",
-        "rate_violation_window",
-    )
-
-    def __init__(
-        self,
-        *,
-        max_message_size: int = 64 * 1024,
-        max_invalid: int = 10,
-        invalid_window: float = 60.0,
-        rate_messages: float = 100.0,
-        rate_burst: float = 200.0,
-        rate_bytes: float = 1024 * 1024.0,
-        rate_bytes_burst: float = 2 * 1024 * 1024.0,
-        rate_max_violations: int = 100,
-        rate_violation_window: float = 10.0,
-    ) -> None:
-        self.max_message_size = max_message_size
-        self.max_invalid = max_invalid
-        self.invalid_window = invalid_window
-        self.rate_messages = rate_messages
-        self.rate_burst = rate_burst
-        self.rate_bytes = rate_bytes
-        self.rate_bytes_burst = rate_bytes_burst
-        self.rate_max_violations = rate_max_violations
-        self.rate_violation_window = rate_violation_window
+    max_message_size: int = 64 * 1024
+    max_invalid: int = 10
+    invalid_window: float = 60.0
+    rate_messages: float = 100.0
+    rate_burst: float = 200.0
+    rate_bytes: float = 1024 * 1024.0
+    rate_bytes_burst: float = 2 * 1024 * 1024.0
+    rate_max_violations: int = 100
+    rate_violation_window: float = 10.0
 
     @classmethod
     def from_config(cls, config: object) -> Limits:
-        return cls(**{name: getattr(config, name) for name in cls.__slots__})
+        return cls(**{f.name: getattr(config, f.name) for f in fields(cls)})
 
 
 class InboundGuard:

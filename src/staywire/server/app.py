@@ -236,13 +236,8 @@ class Server:
         return decode_session(raw) if raw is not None else None
 
     async def save_session(self, conn: Connection) -> None:
-        if not conn.session:
-            return
-        try:
-            await self.broker.save_session(conn.session, conn.session_record(),
-                                           self.config.session_ttl)
-        except BrokerUnavailable:
-            pass  # a session is a convenience: the client holds its own positions
+        if conn.session:
+            await self._save_record(conn.session, conn.session_record())
 
     def save_session_later(self, session: str, record: bytes) -> None:
         self._spawn(self._save_record(session, record))
@@ -251,7 +246,7 @@ class Server:
         try:
             await self.broker.save_session(session, record, self.config.session_ttl)
         except BrokerUnavailable:
-            pass
+            pass  # a session is a convenience: the client holds its own positions
 
     async def call_rpc(self, conn: Connection, method: str, data: bytes
                        ) -> bytes | tuple[ErrorCode, str]:
@@ -328,7 +323,7 @@ class Server:
         """Connect the broker and start listening; returns once the ports are bound."""
         loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
-        self.hub = Hub(loop, self.stats, self.config.max_send_buffer)
+        self.hub = Hub(loop, self.config.max_send_buffer)
         await self.broker.start(self.hub.on_publication)
         cfg = self.config
         ssl_ctx = None

@@ -31,6 +31,7 @@ from staywire.server.transport import (
     WSMsgType,
     WSTransport,
     close_frame,
+    close_reply,
     code_value,
     data_frame,
     text_frame,
@@ -259,18 +260,17 @@ class Connection(RequestHandlers, WSListener):
             return
         code_int = code_value(frame.get_close_code())
         if code_int and not valid_close_code(code_int):
-            self.close(CloseCode.PROTOCOL_ERROR, f"invalid close code {code_int}")
-            self.transport.disconnect()
-            return
-        self.close_code = code_int if code_int else int(CloseCode.NORMAL)
-        try:
-            self.close_reason = frame.get_close_reason()
-        except UnicodeDecodeError:  # pragma: no cover - picows rejects it before us
-            self.close_reason = ""
+            self.close_code = int(CloseCode.PROTOCOL_ERROR)
+            self.close_reason = f"invalid close code {code_int}"
+        else:
+            self.close_code = code_int or int(CloseCode.NORMAL)
+            try:
+                self.close_reason = frame.get_close_reason()
+            except UnicodeDecodeError:  # pragma: no cover - picows rejects it before us
+                self.close_reason = ""
         self.sm.advance(ConnState.CLOSING)
         self._detach()
-        # Echo the code (RFC 6455 5.5.1); a close without a code gets an empty close.
-        self.out.append(close_frame(code_int, "") if code_int else b"\x88\x00")
+        self.out.append(close_reply(code_int))
         self.flush()
         self.transport.disconnect()
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from staywire.protocol.codes import CloseCode, valid_close_code
+from staywire.protocol.codes import CloseCode
 from staywire.protocol.inbound import CloseConnection, InboundGuard
 from staywire.server.transport import (
     OP_PONG,
@@ -20,6 +20,7 @@ from staywire.server.transport import (
     WSMsgType,
     WSTransport,
     close_frame,
+    close_reply,
     code_value,
     data_frame,
 )
@@ -43,11 +44,7 @@ class EchoConnection(WSListener):
         if op is WSMsgType.CLOSE:
             if not self.closing:
                 self.closing = True
-                code_int = code_value(frame.get_close_code())
-                if code_int and not valid_close_code(code_int):
-                    tr.write(close_frame(int(CloseCode.PROTOCOL_ERROR), "invalid close code"))
-                else:
-                    tr.write(close_frame(code_int, "") if code_int else b"\x88\x00")
+                tr.write(close_reply(code_value(frame.get_close_code())))
             transport.disconnect()
             return
         if self.closing or op is WSMsgType.PONG:

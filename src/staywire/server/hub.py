@@ -37,9 +37,9 @@ COALESCE_WINDOW = 0.001
 
 class Hub:
     __slots__ = ("channels", "_dirty", "_loop", "_flush_soon", "_flush_timer", "_last_fanout",
-                 "stats", "max_send_buffer")
+                 "max_send_buffer")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, stats: object,
+    def __init__(self, loop: asyncio.AbstractEventLoop,
                  max_send_buffer: int = 1024 * 1024) -> None:
         self.channels: dict[str, set[Connection]] = {}
         self._dirty: list[Connection] = []
@@ -47,7 +47,6 @@ class Hub:
         self._flush_soon = False
         self._flush_timer: asyncio.TimerHandle | None = None
         self._last_fanout = 0.0
-        self.stats = stats
         self.max_send_buffer = max_send_buffer
 
     def add(self, channel: str, conn: Connection) -> bool:

@@ -30,6 +30,8 @@ from picows import (
 )
 from picows.picows import WSProtocol  # type: ignore[attr-defined]
 
+from staywire.protocol.codes import valid_close_code
+
 __all__ = [
     "OP_BINARY",
     "OP_CLOSE",
@@ -43,6 +45,7 @@ __all__ = [
     "WSTransport",
     "accept",
     "close_frame",
+    "close_reply",
     "code_value",
     "data_frame",
     "listen",
@@ -88,6 +91,18 @@ def code_value(code: object) -> int:
     for the others."""
     value = getattr(code, "value", code)
     return value if isinstance(value, int) else 0
+
+
+def close_reply(code: int) -> bytes:
+    """The close frame that answers a received close with ``code`` (0: it had none).
+
+    RFC 6455 5.5.1: echo the code; a close without a code gets an empty close; a code
+    reserved for reporting or unassigned (7.4) gets 1002."""
+    if not code:
+        return b"\x88\x00"
+    if not valid_close_code(code):
+        return close_frame(1002, "invalid close code")
+    return close_frame(code, "")
 
 
 def close_frame(code: int, reason: str) -> bytes:
