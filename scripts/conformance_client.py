@@ -21,15 +21,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from scripts.conformance import summarise  # noqa: E402
+from staywire.bench.ports import free_port  # noqa: E402
 from staywire.client.link import Link, open_link  # noqa: E402
 
 AGENT = "staywire-client"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def run_case(base: str, path: str, echo: bool = True) -> list[bytes]:

@@ -26,18 +26,14 @@ from typing import Self
 
 import pytest
 
+from staywire.bench.ports import free_port
+
 __all__ = ["REDIS_SERVER", "RedisServer", "fresh_redis_server", "redis_server"]
 
 REDIS_SERVER = "/usr/bin/redis-server"
 
 # The knob the rest of the suite uses to scale timeouts on a slow machine.
 TIMEOUT_FACTOR = float(os.environ.get("STAYWIRE_TEST_TIMEOUT_FACTOR", "1"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _answers_ping(port: int) -> bool:
@@ -55,7 +51,7 @@ class RedisServer:
     def __init__(self, port: int | None = None, *, binary: str = REDIS_SERVER) -> None:
         self.binary = binary
         self._fixed_port = port is not None
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self._dir = tempfile.mkdtemp(prefix="staywire-redis-")
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -107,7 +103,7 @@ class RedisServer:
             self.stop()
             if self._fixed_port:
                 break
-            self.port = _free_port()
+            self.port = free_port()
         raise RuntimeError(f"redis-server did not start on port {self.port}:\n{self.log()}")
 
     def _wait_ready(self, timeout: float) -> bool:

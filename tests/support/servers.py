@@ -15,15 +15,16 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
+
+from staywire.bench.ports import free_port
 
 __all__ = ["ServerProcess", "free_port", "metric", "start_server", "wait_http"]
 
@@ -33,16 +34,12 @@ TIMEOUT_FACTOR = float(os.environ.get("STAYWIRE_TEST_TIMEOUT_FACTOR", "1"))
 _LIST_FLAGS = {"allowed_origins": "--allowed-origin", "anonymous_channels": "--anonymous-channel"}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_http(url: str, timeout: float = 10.0, expect: int = 200) -> None:
+def wait_http(url: str, timeout: float = 10.0, expect: int = 200,
+              alive: Callable[[], bool] = lambda: True) -> None:
+    """Wait until ``url`` answers ``expect``; stop early once ``alive()`` says the server died."""
     deadline = time.monotonic() + timeout * TIMEOUT_FACTOR
     last: object = None
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and alive():
         try:
             with urllib.request.urlopen(url, timeout=1) as resp:
                 if resp.status == expect:
@@ -72,14 +69,13 @@ class ServerProcess:
     def __init__(self, options: dict[str, Any], port: int | None = None,
                  api_port: int | None = None) -> None:
         self.options = options
+        self._fixed_ports = port is not None or api_port is not None
         self.port = port or free_port()
         self.api_port = api_port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self._log = tempfile.NamedTemporaryFile(prefix="staywire-server-", suffix=".log",
                                                 delete=False)
-        self.url = f"ws://127.0.0.1:{self.port}/ws"
-        self.http = f"http://127.0.0.1:{self.port}"
-        self.api = f"http://127.0.0.1:{self.api_port}"
+        self._set_ports(self.port, self.api_port)
 
     @property
     def pid(self) -> int:
@@ -104,15 +100,29 @@ class ServerProcess:
         # STAYWIRE_* variables are server options; the suite's own knobs must not reach it.
         env = {k: v for k, v in os.environ.items() if not k.startswith("STAYWIRE_TEST_")}
         env["PYTHONUNBUFFERED"] = "1"
-        self.proc = subprocess.Popen(self.argv(), stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, env=env)
-        try:
-            # The API port is plain HTTP even when the WebSocket port speaks TLS.
-            wait_http(f"{self.api}/healthz", timeout=15)
-        except TimeoutError:
-            self.kill()
-            raise RuntimeError(f"server did not start:\n{self.log()}") from None
-        return self
+        for attempt in range(3):  # bounded: a port taken by another process gets new ports
+            self.proc = subprocess.Popen(self.argv(), stdout=self._log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, env=env)
+            try:
+                # The API port is plain HTTP even when the WebSocket port speaks TLS.
+                wait_http(f"{self.api}/healthz", timeout=15,
+                          alive=lambda: self.proc is not None and self.proc.poll() is None)
+            except TimeoutError:
+                self.kill()
+                if (self._fixed_ports or attempt == 2
+                        or "address already in use" not in self.log()):
+                    raise RuntimeError(f"server did not start:\n{self.log()}") from None
+                self._set_ports(free_port(), free_port())
+                continue
+            self._fixed_ports = True  # restarts come back on the same ports
+            return self
+        raise AssertionError("unreachable")
+
+    def _set_ports(self, port: int, api_port: int) -> None:
+        self.port, self.api_port = port, api_port
+        self.url = f"ws://127.0.0.1:{port}/ws"
+        self.http = f"http://127.0.0.1:{port}"
+        self.api = f"http://127.0.0.1:{api_port}"
 
     def signal(self, sig: int) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from staywire.bench.catalog import SERVERS
+from staywire.bench.ports import free_port
 
 __all__ = [
     "ALL_SERVERS",
@@ -36,12 +37,6 @@ __all__ = [
 ]
 
 NODE_DEPS = {"ws": "8.23.0", "socket.io": "4.8.4"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_port(port: int, timeout: float, alive: Callable[[], bool]) -> bool:
