@@ -99,14 +99,14 @@ def main() -> int:
                               "against the Python client's connection layer (`Link`: picows "
                               "frames through the",
                               "shared `MessageAssembler`), which echoes every message back."],
-                       notes=["7.1.2 (two close frames arriving in one read) is the one known "
-                              "failure: picows parses",
-                              "the next frame before it delivers the current one, and the "
-                              "second close frame fails",
-                              "that look-ahead (\"Received CLOSE for the second time\") "
-                              "before the first reaches the",
-                              "listener, which would have echoed 1000. It is below anything "
-                              "Staywire sees. The same case passed in the server run.",
+                       notes=["7.1.2 sends two close frames that the client reads at once. "
+                              "picows parses one frame",
+                              "ahead of the one it delivers and fails a second close "
+                              "(\"Received CLOSE for the second time\",",
+                              "1002) before the first is echoed, so the client reads "
+                              "through a `CloseFence`",
+                              "(staywire/protocol/framing.py) that hands the parser nothing "
+                              "after the first close.",
                               ""])
     return 1 if failed else 0
 

@@ -13,12 +13,14 @@ import contextlib
 import logging
 from collections.abc import Callable, Mapping
 
-import picows
-from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
+from picows import WSAutoPingStrategy, WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
+# Not in picows' public API (nor its stubs); pinned with picows in pyproject.toml.
+from picows.picows import WSProtocol  # type: ignore[attr-defined]
+from picows.url import parse_url
 
 from staywire.client.state import CloseInfo
 from staywire.protocol.codes import CloseCode, valid_close_code
-from staywire.protocol.framing import OP_TEXT, CloseConnection, MessageAssembler
+from staywire.protocol.framing import OP_TEXT, CloseConnection, CloseFence, MessageAssembler
 
 __all__ = ["SUBPROTOCOL", "Link", "open_link"]
 
@@ -177,9 +179,12 @@ class _Listener(WSListener):
             return
         self._link._received_close(code, reason)
         if not transport.is_close_frame_sent:
-            # Echo the code, as RFC 6455 section 5.5.1 asks.
-            echo = WSCloseCode(code) if frame.payload_size >= 2 else WSCloseCode.NO_INFO
-            transport.send_close(echo)
+            # Echo the code, as RFC 6455 section 5.5.1 asks; a close without a code gets
+            # an empty close (picows' send_close always writes a code: NO_INFO is 0).
+            if frame.payload_size >= 2:
+                transport.send_close(WSCloseCode(code))
+            else:
+                transport.send(WSMsgType.CLOSE, b"")
         transport.disconnect()
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
@@ -190,6 +195,56 @@ class _Listener(WSListener):
 
     def resume_writing(self) -> None:
         self._link._resume()
+
+
+class _FencedProtocol(WSProtocol):  # type: ignore[misc]
+    """picows' client protocol behind a ``CloseFence``: the frame parser never sees bytes
+    after the server's close frame (a second close in the same read would fail picows'
+    one-frame look-ahead with 1002 before the first close is echoed)."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+        self._fence = CloseFence()
+        self._view = memoryview(b"")
+
+    def get_buffer(self, size_hint: int) -> memoryview:
+        self._view = super().get_buffer(size_hint)
+        return self._view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        admitted = self._fence.admit(self._view[:nbytes])
+        if admitted:
+            super().buffer_updated(admitted)
+
+
+async def _ws_connect(url: str, listener: Callable[[], WSListener], *,
+                      headers: Mapping[str, str], timeout: float | None,
+                      max_frame_size: int) -> WSTransport:
+    """What ``picows.ws_connect`` does for a direct connection, with ``_FencedProtocol``."""
+    parsed = parse_url(url)
+    logger = logging.getLogger("staywire.client.picows")
+
+    def protocol() -> _FencedProtocol:
+        return _FencedProtocol(
+            parsed.netloc, parsed.resource_name, True, listener, logger,
+            True,  # disconnect when a listener callback raises
+            timeout,
+            False, 10.0, 10.0, WSAutoPingStrategy.PING_WHEN_IDLE,  # the client pings itself
+            # Pings are answered by the listener: picows' auto-pong would also answer
+            # pings that arrive after a close frame.
+            False,
+            max_frame_size, dict(headers), 16 * 1024)
+
+    loop = asyncio.get_running_loop()
+    raw, proto = await loop.create_connection(protocol, parsed.host, parsed.port,
+                                              ssl=True if parsed.is_secure else None)
+    try:
+        await proto.wait_until_handshake_complete()
+    except BaseException:
+        raw.abort()
+        raise
+    transport: WSTransport = proto.transport
+    return transport
 
 
 async def open_link(
@@ -207,17 +262,9 @@ async def open_link(
     """Connect and complete the WebSocket handshake within ``timeout`` seconds."""
     link = Link(on_text, on_writable, on_binary)
     offer = {"Sec-WebSocket-Protocol": subprotocol} if subprotocol else {}
-    transport, _ = await picows.ws_connect(
-        lambda: _Listener(link, max_message_size),
-        url,
-        extra_headers={**offer, **headers},
-        websocket_handshake_timeout=timeout,
-        # Pings are answered by the listener: picows' auto-pong would also answer
-        # pings that arrive after a close frame.
-        enable_auto_pong=False,
-        max_frame_size=max_message_size,
-        logger_name="staywire.client.picows",
-    )
+    transport = await _ws_connect(url, lambda: _Listener(link, max_message_size),
+                                  headers={**offer, **headers}, timeout=timeout,
+                                  max_frame_size=max_message_size)
     if link.transport is None:  # pragma: no cover - picows calls on_ws_connected first
         link._connected(transport)
     # picows stores a protocol error on the transport's disconnect future; nobody else
