@@ -52,6 +52,13 @@ class FakeServer {
     if (key) this.keys.set(k, result);
     return { ...result, duplicate: false };
   }
+  /** A refreshed token that no longer grants `channel`: as the server does it. */
+  revoke(channel) {
+    for (const conn of this.conns) {
+      if (!conn.subs.delete(channel)) continue;
+      conn.push({ type: 'error', code: 'forbidden', channel, reason: 'the refreshed token does not grant this channel' });
+    }
+  }
   restart() {
     this.life += 1;
     this.streams.clear();
@@ -498,6 +505,20 @@ describe('Client, tabs sharing one connection', { timeout: 30000 }, () => {
     assert.deepEqual(world.server.texts('room'), ['before', ...texts]);
     assert.deepEqual(await world.store.all(), []);
     assert.ok(b.status.adopted >= 5, `${b.status.adopted}`);
+  });
+
+  it('ends a channel the server revoked in every tab on it, and only that channel', async () => {
+    newWorld();
+    const [a, b] = [tab('a'), tab('b')];
+    await Promise.all([a.join('room'), b.join('room'), b.join('other')]);
+    const errors = [];
+    for (const t of [a, b]) t.subscription('room').on('error', (e) => errors.push([t.tabId, e.code]));
+    world.server.revoke('room');
+    await until(() => errors.length === 2, 'both tabs told');
+    assert.deepEqual(errors.sort(), [['a', 'forbidden'], ['b', 'forbidden']]);
+    assert.equal(a.subscription('room'), undefined);
+    world.server.publish('other', { text: 'still' });
+    await until(() => b.got('other').length === 1, 'the other channel carries on');
   });
 
   it('hands the connection over when the leader closes', async () => {

@@ -9,7 +9,7 @@ import asyncio
 import pytest
 
 from staywire.client import ConnectionState
-from staywire.exceptions import ConnectionClosed
+from staywire.exceptions import ConnectionClosed, RequestError
 from tests.client.helpers import SECRET, eventually, make_token
 
 
@@ -68,3 +68,28 @@ async def test_4401_reconnects_with_a_new_token_but_a_fixed_token_is_final(jwt_s
     assert len(lost) == 1 and lost[0].close.code == 4401
     assert lost[0].delay == 0.0  # an expired token is not an outage: no backoff
     assert renewing.state is ConnectionState.OPEN
+
+
+async def test_a_refresh_that_revokes_a_channel_ends_its_subscription_with_forbidden(
+        jwt_server, client_factory):
+    calls = 0
+
+    async def get_token() -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return make_token("alice", ttl=2, channels=["room:1", "room:2"])
+        return make_token("alice", channels=["room:1"])  # room:2 is no longer granted
+
+    client = client_factory(jwt_server.url, token_provider=get_token)
+    await client.connect()
+    async with client.subscribe("room:1") as kept, client.subscribe("room:2") as revoked:
+        with pytest.raises(RequestError) as info:
+            async with asyncio.timeout(5):
+                async for _ in revoked:
+                    pass
+        assert info.value.code == "forbidden"
+        assert client.stats["connects"] == 1 and client.state is ConnectionState.OPEN
+        await client.publish("room:1", "still here")
+        async with asyncio.timeout(5):
+            assert (await anext(aiter(kept))).data == "still here"

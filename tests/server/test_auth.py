@@ -127,6 +127,30 @@ async def test_refresh_with_bad_token_is_an_error_not_a_close(jwt_server) -> Non
         assert (await request(ws, {"type": "sub", "id": 1, "channel": "room:1"}))["type"] == "ack"
 
 
+async def test_refresh_that_narrows_the_channels_ends_those_subscriptions_out_loud(
+        jwt_server) -> None:
+    """A subscription never ends in silence: each channel the new token no longer grants
+    gets ``error {code: forbidden, channel}`` (no id) before the new ``welcome``."""
+    async with connect(jwt_server.url) as ws, connect(jwt_server.url) as pub:
+        await ws.send(json.dumps({"type": "auth", "token": token(channels=["room:*"])}))
+        await expect(ws, "welcome")
+        await pub.send(json.dumps({"type": "auth", "token": token(channels=["room:*"])}))
+        await expect(pub, "welcome")
+        for rid, channel in ((1, "room:1"), (2, "room:2")):
+            assert (await request(ws, {"type": "sub", "id": rid, "channel": channel}))["type"] \
+                == "ack"
+        await ws.send(json.dumps({"type": "auth", "token": token(channels=["room:1"])}))
+        assert await expect(ws) == {"type": "error", "code": "forbidden", "channel": "room:2",
+                                    "reason": "the refreshed token does not grant this channel"}
+        assert (await expect(ws))["type"] == "welcome"
+        for rid, channel in ((3, "room:2"), (4, "room:1")):
+            await request(pub, {"type": "pub", "id": rid, "channel": channel, "data": channel})
+        msg = await expect(ws, "msg")
+        assert (msg["channel"], msg["data"]) == ("room:1", "room:1")  # nothing of room:2
+        assert (await request(ws, {"type": "sub", "id": 5, "channel": "room:2"}))["code"] \
+            == "forbidden"
+
+
 async def test_anonymous_refused_without_allow_anonymous(jwt_server) -> None:
     # No token, no allow_anonymous: the connection waits for auth (and times out, 4508).
     async with connect(jwt_server.url) as ws:

@@ -202,6 +202,15 @@ class Channels:
             for sub in channel.subs:
                 sub._fail(RequestError(err.code, err.reason))
 
+    def revoked(self, name: str, err: m.Error) -> None:
+        """The server ended the channel's subscription: every local one ends with ``err``."""
+        channel = self._channels.pop(name, None)
+        if channel is None:
+            return
+        log.warning("subscription to %s ended by the server: %s", name, err.reason)
+        for sub in channel.subs:
+            sub._fail(RequestError(err.code, err.reason))
+
     def _retry_sub(self, link: Link, channel: Channel) -> None:
         if (
             link is self._current_link()

@@ -94,6 +94,9 @@ class Router:
             self._channels.on_ack(link, request, ack)
 
     def _on_error(self, link: Link, err: m.Error) -> None:
+        if err.id is None and err.channel is not None:
+            self._channels.revoked(err.channel, err)  # a refreshed token no longer grants it
+            return
         if err.id is None:
             if not self._keepalive.answer(err):
                 log.warning("server error: %s %s", err.code, err.reason)

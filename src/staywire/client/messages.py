@@ -88,6 +88,7 @@ class Error(_Base, frozen=True, tag="error"):
     code: str
     reason: str = ""
     id: int | None = None
+    channel: str | None = None  # without an id: the server ended this subscription
 
 
 class Drain(_Base, frozen=True, tag="drain"):

@@ -214,12 +214,16 @@ class Connection(RequestHandlers, WSListener):
     def send(self, obj: dict[str, Any]) -> None:
         self.enqueue(text_frame(encode(obj)))
 
-    def send_error(self, code: ErrorCode, reason: str, request_id: int | None = None) -> None:
+    def send_error(self, code: ErrorCode, reason: str, request_id: int | None = None,
+                   channel: str | None = None) -> None:
+        """An ``error`` reply: to the request ``request_id``, or about ``channel``."""
         msg: dict[str, Any] = {"type": "error"}
         if request_id is not None:
             msg["id"] = request_id
         msg["code"] = code.value
         msg["reason"] = reason
+        if channel is not None:
+            msg["channel"] = channel
         self.send(msg)
 
     def slow_consumer(self) -> None:

@@ -88,8 +88,8 @@ class RequestHandlers:
         resumed: bool
 
         def send(self, obj: dict[str, Any]) -> None: ...
-        def send_error(self, code: ErrorCode, reason: str,
-                       request_id: int | None = None) -> None: ...
+        def send_error(self, code: ErrorCode, reason: str, request_id: int | None = None,
+                       channel: str | None = None) -> None: ...
         def enqueue(self, frame: bytes) -> None: ...
         def close(self, code: CloseCode | int, reason: str | None = None) -> None: ...
 
@@ -191,10 +191,13 @@ class RequestHandlers:
             self.send_error(ErrorCode.FORBIDDEN, "a refreshed token must be for the same user")
             return
         self.identity = identity
-        # Channels the new token no longer grants are left.
+        # Channels the new token no longer grants are left, and the client is told which:
+        # a subscription must never end in silence.
         for channel in [c for c in self.subs if not self.server.may_access(identity, c, "sub")]:
             self.subs.pop(channel, None)
             self.server.leave(channel, self._conn)
+            self.send_error(ErrorCode.FORBIDDEN, "the refreshed token does not grant this channel",
+                            channel=channel)
         self._send_welcome()
 
     async def _welcome(self, identity: Identity) -> None:

@@ -239,6 +239,19 @@ export class ChannelMux {
     if (ch.cursor.state === CursorState.RESYNCING) this.subscribe(ch);
   }
 
+  /**
+   * The server ended the channel's subscription: every tab on it learns why.
+   * @param {string} name @param {Error} err
+   */
+  revoked(name, err) {
+    const ch = this.channels.get(name);
+    if (!ch) return;
+    this.channels.delete(name);
+    for (const tab of ch.tabs) {
+      this._emit({ t: 'subfail', to: tab, channel: name, error: serializeError(err) });
+    }
+  }
+
   /** @param {string} name @param {number} seq @param {any} ack @param {Error|null} err */
   _onSubReply(name, seq, ack, err) {
     const ch = this.channels.get(name);
@@ -250,11 +263,7 @@ export class ChannelMux {
         return;
       }
       if (err instanceof RequestTimeout) return;
-      // forbidden, too_many_subscriptions, ...: every tab on the channel learns it.
-      this.channels.delete(name);
-      for (const tab of ch.tabs) {
-        this._emit({ t: 'subfail', to: tab, channel: name, error: serializeError(err) });
-      }
+      this.revoked(name, err); // forbidden, too_many_subscriptions, ...: every tab learns it
       return;
     }
     const out = ch.cursor.onSubscribed(String(ack.epoch), Number(ack.offset), Boolean(ack.recovered));

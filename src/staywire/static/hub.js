@@ -15,7 +15,7 @@ import { Socket, State } from './socket.js';
 import { ChannelMux } from './channel-mux.js';
 import { PubQueue } from './pub-queue.js';
 import { Push } from './push.js';
-import { ConnectionClosed, serializeError } from './errors.js';
+import { ConnectionClosed, RequestError, serializeError } from './errors.js';
 import { compareRecords } from './outbox.js';
 
 /** @typedef {import('./cursor.js').Position} Position */
@@ -280,6 +280,11 @@ export class Hub {
     if ((msg.type === 'ack' || msg.type === 'result' || msg.type === 'error') && msg.id !== undefined) {
       const entry = this._pushes.get(msg.id);
       if (entry) entry.push.reply(msg);
+      return;
+    }
+    if (msg.type === 'error' && typeof msg.channel === 'string') {
+      // The server ended this subscription (a refreshed token no longer grants it).
+      this._mux.revoked(msg.channel, new RequestError(msg.code, msg.reason ?? ''));
       return;
     }
     if (msg.type === 'error') {
