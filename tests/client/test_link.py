@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import time
 from collections.abc import Awaitable, Callable
+
+import pytest
 
 from staywire.client.link import Link, open_link
 
@@ -27,8 +30,10 @@ def unmask(frame: bytes) -> tuple[int, bytes]:
     return frame[0] & 0x0F, bytes(b ^ key[i % 4] for i, b in enumerate(payload))
 
 
-async def raw_server(after_handshake: bytes,
-                     got: asyncio.Queue[bytes]) -> tuple[asyncio.Server, str]:
+async def raw_server(after_handshake: bytes, got: asyncio.Queue[bytes], *,
+                     then: bytes = b"") -> tuple[asyncio.Server, str]:
+    """A server that answers the upgrade, writes ``after_handshake`` in the same write and,
+    0.1 s later, ``then``; everything the client sends goes into ``got``."""
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         request = await reader.readuntil(b"\r\n\r\n")
         writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
@@ -36,6 +41,9 @@ async def raw_server(after_handshake: bytes,
                      b"Sec-WebSocket-Accept: " + accept_key(request) + b"\r\n\r\n"
                      + after_handshake)  # one write: the client reads it all at once
         await writer.drain()
+        if then:
+            await asyncio.sleep(0.1)
+            writer.write(then)
         while data := await reader.read(65536):
             await got.put(data)
         await got.put(b"")
@@ -88,3 +96,39 @@ async def test_frames_after_the_handshake_in_the_same_read_are_delivered() -> No
     assert texts == [b"a", b"bc"]
     assert link.closed.result().code == 1005  # a close without a code
     assert unmask(sent) == (0x8, b"")
+
+
+async def test_nothing_is_sent_after_the_empty_close_that_answers_a_codeless_close() -> None:
+    """RFC 6455 5.5.1: one close frame per side. The empty answer goes out through
+    picows' plain send, which does not mark the close as sent: Link keeps track."""
+    got: asyncio.Queue[bytes] = asyncio.Queue()
+    server, url = await raw_server(b"", got, then=b"\x88\x00")
+    async with server:
+        link = await connect(url)
+        # The application closes between the answer and the end of the connection: run
+        # link.close() in the loop's next step after the close frame arrived, which comes
+        # before the transport's connection_lost.
+        received_close = link._received_close
+
+        def close_soon(code: int, reason: str) -> None:
+            received_close(code, reason)
+            asyncio.get_running_loop().call_soon(link.close, 1000, "bye")
+
+        link._received_close = close_soon  # type: ignore[method-assign]
+        sent = await received(got, lambda: asyncio.shield(link.closed))
+    assert unmask(sent) == (0x8, b"") and len(sent) == 6
+
+
+async def test_a_server_that_hangs_up_before_the_upgrade_response_fails_the_connect_at_once(
+        ) -> None:
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.close()
+
+    server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        started = time.monotonic()
+        with pytest.raises(ConnectionResetError):
+            await connect(f"ws://127.0.0.1:{port}/ws")
+        assert time.monotonic() - started < 2  # not the handshake timeout (5 s here)

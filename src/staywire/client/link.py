@@ -47,6 +47,7 @@ class Link:
         self.transport: WSTransport | None = None
         self.closed: asyncio.Future[CloseInfo] = asyncio.get_running_loop().create_future()
         self._close: CloseInfo | None = None  # decided locally (abort, close) or received
+        self._close_sent = False
         self.writing_paused = False
 
     @property
@@ -82,8 +83,7 @@ class Link:
             return
         if self._close is None:
             self._close = CloseInfo(code, reason)
-        if not self.transport.is_close_frame_sent:
-            self.transport.send_close(WSCloseCode(code), reason.encode())
+        self._send_close(code, reason)
 
     def abort(self, code: int = ABNORMAL, reason: str = "") -> None:
         """Drop the connection now, without a close handshake and without waiting for TCP.
@@ -96,6 +96,25 @@ class Link:
             self.transport.disconnect(graceful=False)
         elif not self.closed.done():
             self.closed.set_result(self._close)
+
+    @property
+    def close_sent(self) -> bool:
+        """This side's close frame is out (by us, or by picows on a parser error)."""
+        return self._close_sent or (self.transport is not None
+                                    and self.transport.is_close_frame_sent)
+
+    def _send_close(self, code: int | None, reason: str = "") -> None:
+        """The one close frame this side sends: nothing may follow it (RFC 6455 5.5.1).
+
+        ``None``: an empty close, the answer to a close without a code (picows'
+        ``send_close`` always writes a code, and its NO_INFO is 0)."""
+        if self.close_sent or self.transport is None:
+            return
+        self._close_sent = True
+        if code is None:
+            self.transport.send(WSMsgType.CLOSE, b"")
+        else:
+            self.transport.send_close(WSCloseCode(code), reason.encode())
 
     # -- called by the listener ------------------------------------------------------
 
@@ -139,7 +158,7 @@ class _Listener(WSListener):
         if kind is WSMsgType.CLOSE:
             self._on_close(transport, frame)
             return
-        if transport.is_close_frame_sent:
+        if self._link.close_sent:
             return  # closing: nothing more is answered or delivered (RFC 6455 5.5.1)
         if kind is WSMsgType.PING:
             transport.send_pong(frame.get_payload_as_bytes())
@@ -152,7 +171,7 @@ class _Listener(WSListener):
                 frame.get_payload_as_bytes())
         except CloseConnection as exc:
             self._link._received_close(int(exc.code), exc.reason)
-            transport.send_close(WSCloseCode(int(exc.code)), exc.reason.encode())
+            self._link._send_close(int(exc.code), exc.reason)
             transport.disconnect()
             return
         if message is None:
@@ -173,18 +192,12 @@ class _Listener(WSListener):
         if frame.payload_size >= 2 and not valid_close_code(code):
             # 1005, 1006, 1015 and unassigned codes never travel on the wire (RFC 6455 7.4).
             self._link._received_close(int(CloseCode.PROTOCOL_ERROR), "invalid close code")
-            if not transport.is_close_frame_sent:
-                transport.send_close(WSCloseCode.PROTOCOL_ERROR)
+            self._link._send_close(int(CloseCode.PROTOCOL_ERROR))
             transport.disconnect()
             return
         self._link._received_close(code, reason)
-        if not transport.is_close_frame_sent:
-            # Echo the code, as RFC 6455 section 5.5.1 asks; a close without a code gets
-            # an empty close (picows' send_close always writes a code: NO_INFO is 0).
-            if frame.payload_size >= 2:
-                transport.send_close(WSCloseCode(code))
-            else:
-                transport.send(WSMsgType.CLOSE, b"")
+        # Echo the code, as RFC 6455 section 5.5.1 asks; no code gets an empty close.
+        self._link._send_close(code if frame.payload_size >= 2 else None)
         transport.disconnect()
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
@@ -220,9 +233,12 @@ class _FencedProtocol(WSProtocol):  # type: ignore[misc]
 async def _ws_connect(url: str, listener: Callable[[], WSListener], *,
                       headers: Mapping[str, str], timeout: float | None,
                       max_frame_size: int) -> WSTransport:
-    """What ``picows.ws_connect`` does for a direct connection, with ``_FencedProtocol``."""
+    """What ``picows.ws_connect`` does for a direct connection, with ``_FencedProtocol``.
+
+    Not carried over: HTTP redirects (a 30x fails the connect like any other status),
+    proxies, and aiofastnet (the loop's own transport is used)."""
     parsed = parse_url(url)
-    logger = logging.getLogger("staywire.client.picows")
+    logger = logging.getLogger("picows.staywire.client.picows")  # the name ws_connect gave it
 
     def protocol() -> _FencedProtocol:
         return _FencedProtocol(
@@ -240,6 +256,8 @@ async def _ws_connect(url: str, listener: Callable[[], WSListener], *,
                                               ssl=True if parsed.is_secure else None)
     try:
         await proto.wait_until_handshake_complete()
+        if proto.listener is None:  # the server hung up before it answered the upgrade
+            raise ConnectionResetError("connection closed before the upgrade response")
     except BaseException:
         raw.abort()
         raise
