@@ -8,6 +8,7 @@ import datetime
 import ipaddress
 import json
 import ssl
+import sys
 import urllib.error
 import urllib.request
 
@@ -18,7 +19,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from staywire.client import Client
 from staywire.config import Config
+from staywire.exceptions import ReconnectFailed
 from staywire.protocol.ratelimit import KeyedBuckets
 from staywire.server import routes
 from staywire.server.app import Server
@@ -63,6 +66,33 @@ async def test_wss_with_a_certificate_the_test_made(server_factory, tmp_path) ->
                         EOFError)):
         async with connect(srv.url, open_timeout=2):  # plain ws:// to a TLS port
             pass
+
+
+async def test_python_client_over_wss_trusts_the_ssl_context_it_is_given(server_factory,
+                                                                         tmp_path) -> None:
+    cert, key = make_cert(tmp_path)
+    srv = server_factory(**ANON, tls_cert=cert, tls_key=key)
+    url = srv.url.replace("ws://", "wss://")
+    trusted = ssl.create_default_context(cafile=cert)
+    async with Client(url, ssl_context=trusted, connect_timeout=5) as client:
+        async with client.subscribe("tls") as sub:
+            await client.publish("tls", "secret")
+            async with asyncio.timeout(5):
+                assert (await anext(aiter(sub))).data == "secret"
+    # Without it, the default trust store refuses the test's certificate; the client
+    # reports why instead of retrying forever.
+    untrusted = Client(url, connect_timeout=5, max_retries=0)
+    with pytest.raises(ReconnectFailed) as err:
+        await untrusted.connect()
+    assert "CERTIFICATE_VERIFY_FAILED" in err.value.reason, err.value.reason
+    await untrusted.close()
+    # The CLI takes the same trust as --cafile.
+    pub = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "staywire", "pub", url, "tls", "from the shell", "--cafile", cert,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, errout = await asyncio.wait_for(pub.communicate(), 30)
+    assert pub.returncode == 0, errout.decode()
+    assert json.loads(out)["offset"] == 2
 
 
 async def test_handshake_rate_per_ip(server_factory) -> None:

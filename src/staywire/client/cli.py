@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import os
+import ssl
 import sys
 from collections.abc import Coroutine
 from typing import Any
@@ -69,6 +70,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ping-interval", type=float, default=30.0)
     p.add_argument("--pong-timeout", type=float, default=10.0)
     p.add_argument("--backoff-base", type=float, default=1.0)
+    p.add_argument("--cafile", help="PEM certificates to trust for wss:// (default: the system's)")
 
 
 def _client(args: argparse.Namespace, **extra: Any) -> Client:
@@ -80,6 +82,7 @@ def _client(args: argparse.Namespace, **extra: Any) -> Client:
         ping_interval=args.ping_interval,
         pong_timeout=args.pong_timeout,
         backoff_base=args.backoff_base,
+        ssl_context=ssl.create_default_context(cafile=args.cafile) if args.cafile else None,
         **extra,
     )
 

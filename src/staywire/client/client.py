@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import random as _random
+import ssl
 from collections.abc import AsyncIterator, Callable, Generator
 from pathlib import Path
 from types import TracebackType
@@ -83,6 +84,7 @@ class Client:
         on_state_change: Callable[[StateChange], None] | None = None,
         client_id: str | None = None,
         resume_session: bool = True,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         if high_water is not None:
             low_water = high_water // 4 if low_water is None else low_water
@@ -160,6 +162,7 @@ class Client:
             client_id=client_id,
             connect_timeout=connect_timeout,
             write_buffer_limits=self._publisher.write_buffer_limits,
+            ssl_context=ssl_context,
         )
         self._router = Router(
             dialer=self._dialer,

@@ -8,6 +8,7 @@ and the reconnect loop counts a connection that closes first as a failed attempt
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -32,12 +33,14 @@ class Dialer:
         client_id: str | None,
         connect_timeout: float | None,
         write_buffer_limits: tuple[int, int] | None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._auth = auth
         self._cookie_name = cookie_name
         self._client_id = client_id
         self._connect_timeout = connect_timeout
         self._write_buffer_limits = write_buffer_limits
+        self._ssl_context = ssl_context
         self.link: Link | None = None  # a connection waiting for its welcome
         self._welcome_waiter: asyncio.Future[m.Welcome] | None = None
 
@@ -80,6 +83,7 @@ class Dialer:
                     headers=headers,
                     timeout=self._connect_timeout,
                     write_buffer_limits=self._write_buffer_limits,
+                    ssl_context=self._ssl_context,
                 )
                 self.link = link
                 if token is not None and self._auth is AuthMode.FIRST_MESSAGE:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import Callable, Mapping
 
 from picows import WSAutoPingStrategy, WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
@@ -232,7 +233,7 @@ class _FencedProtocol(WSProtocol):  # type: ignore[misc]
 
 async def _ws_connect(url: str, listener: Callable[[], WSListener], *,
                       headers: Mapping[str, str], timeout: float | None,
-                      max_frame_size: int) -> WSTransport:
+                      max_frame_size: int, ssl_context: ssl.SSLContext | None) -> WSTransport:
     """What ``picows.ws_connect`` does for a direct connection, with ``_FencedProtocol``.
 
     Not carried over: HTTP redirects (a 30x fails the connect like any other status),
@@ -252,8 +253,10 @@ async def _ws_connect(url: str, listener: Callable[[], WSListener], *,
             max_frame_size, dict(headers), 16 * 1024)
 
     loop = asyncio.get_running_loop()
-    raw, proto = await loop.create_connection(protocol, parsed.host, parsed.port,
-                                              ssl=True if parsed.is_secure else None)
+    tls: ssl.SSLContext | bool | None = None
+    if parsed.is_secure:
+        tls = ssl_context if ssl_context is not None else True  # True: the default context
+    raw, proto = await loop.create_connection(protocol, parsed.host, parsed.port, ssl=tls)
     try:
         await proto.wait_until_handshake_complete()
         if proto.listener is None:  # the server hung up before it answered the upgrade
@@ -276,13 +279,14 @@ async def open_link(
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     on_binary: Callable[[Link, bytes], None] | None = None,
     subprotocol: str | None = SUBPROTOCOL,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> Link:
     """Connect and complete the WebSocket handshake within ``timeout`` seconds."""
     link = Link(on_text, on_writable, on_binary)
     offer = {"Sec-WebSocket-Protocol": subprotocol} if subprotocol else {}
     transport = await _ws_connect(url, lambda: _Listener(link, max_message_size),
                                   headers={**offer, **headers}, timeout=timeout,
-                                  max_frame_size=max_message_size)
+                                  max_frame_size=max_message_size, ssl_context=ssl_context)
     if link.transport is None:  # pragma: no cover - picows calls on_ws_connected first
         link._connected(transport)
     # picows stores a protocol error on the transport's disconnect future; nobody else
