@@ -86,8 +86,11 @@ class FakeServer {
           server.opened += 1;
           this.readyState = 1;
           this.onopen?.({});
+          const rateLimit = server.limit && server.announce
+            ? { messages: 1000 / server.limit.refillMs, burst: server.limit.burst, bytes: 1e9, bytes_burst: 1e9 }
+            : undefined;
           this.push({ type: 'welcome', client: 'c', session: 'abcd', ping_interval: 25,
-            pong_timeout: 10, expires_at: null, resumed: false, subs: [] });
+            pong_timeout: 10, expires_at: null, resumed: false, subs: [], rate_limit: rateLimit });
         });
       }
       push(msg) {
@@ -416,6 +419,21 @@ describe('Client, tabs sharing one connection', { timeout: 30000 }, () => {
     // The first batch of 64 meets the limit at 20; after that about one refusal a pause.
     assert.ok(world.server.rejected >= 44 && world.server.rejected <= 50, `${world.server.rejected}`);
     await until(() => a.got('room').length === 80, 'every message delivered');
+  });
+
+  it('paces under the rate limit the welcome announces: nothing refused, all in order', async () => {
+    newWorld();
+    world.server.limit = { burst: 20, refillMs: 2 }; // 500/s
+    world.server.announce = true;
+    const a = tab('a', { share: false });
+    await a.join('room');
+    const acks = [];
+    for (let i = 0; i < 150; i += 1) acks.push(a.publish('room', { text: `m${i}` }));
+    await Promise.all(acks);
+    assert.equal(world.server.rejected, 0);
+    assert.deepEqual(world.server.texts('room'), Array.from({ length: 150 }, (_, i) => `m${i}`));
+    assert.ok(a._hub._pubs.paced > 0, 'the pacer held some back');
+    await until(() => a.got('room').length === 150, 'every message delivered');
   });
 
   it('refills a live gap by resubscribing: every tab gets every offset once, in order', async () => {

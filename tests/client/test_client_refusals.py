@@ -9,13 +9,37 @@ import pytest
 
 from staywire.exceptions import RequestError
 from tests.client.helpers import Collector, eventually
+from tests.support.servers import metric
+
+
+async def test_publishes_are_paced_under_the_announced_rate_limit_and_land_in_order(
+        server_factory, client_factory) -> None:
+    """The welcome announces the server's limits; the client waits for its turn instead of
+    being refused, so a burst far over the limit lands whole and in call order."""
+    srv = server_factory(allow_anonymous=True, anonymous_channels=["*"], rate_messages=20,
+                         rate_burst=5)
+    client = client_factory(srv.url)
+    await client.connect()
+    assert client.welcome is not None and client.welcome.rate_limit is not None
+    assert (client.welcome.rate_limit.messages, client.welcome.rate_limit.burst) == (20, 5)
+    async with client.subscribe("paced") as sub:
+        collector = Collector(sub)
+        offsets = await asyncio.wait_for(
+            asyncio.gather(*(client.publish("paced", {"i": i}) for i in range(40))), 20)
+        assert offsets == list(range(1, 41))  # publish i landed i-th: order kept
+        assert client.stats.get("refused_retried", 0) == 0  # nothing was refused
+        assert client.stats["paced"] > 0  # the pacer really held some back
+        await eventually(lambda: len(collector.messages) == 40, 5)
+        assert [m.data["i"] for m in collector.messages] == list(range(40))
+        await collector.stop()
+    assert metric(srv.api, "staywire_rate_limited_total") == 0
 
 
 async def test_rate_limited_publishes_are_retried_and_land_once(server_factory,
                                                                 client_factory) -> None:
     srv = server_factory(allow_anonymous=True, anonymous_channels=["*"], rate_messages=20,
                          rate_burst=5)
-    client = client_factory(srv.url)
+    client = client_factory(srv.url, pace_publishes=False)  # over the limit on purpose
     await client.connect()
     async with client.subscribe("rl") as sub:
         collector = Collector(sub)

@@ -9,7 +9,7 @@ from staywire.protocol.codes import CloseCode, ErrorCode, Reconnect, js_module, 
 from staywire.protocol.envelope import Pub, Sub, decode, msg_envelope
 from staywire.protocol.heartbeat import Heartbeat, HeartbeatAction
 from staywire.protocol.inbound import CloseConnection, InboundGuard, Limits, Reject
-from staywire.protocol.ratelimit import TokenBucket, ViolationCounter
+from staywire.protocol.ratelimit import Pacer, TokenBucket, ViolationCounter
 from staywire.protocol.recovery import is_recovered, merge_live
 from staywire.protocol.state import ConnectionStateMachine, ConnState, InvalidTransition
 
@@ -205,6 +205,37 @@ def test_token_bucket_with_fake_clock() -> None:
     assert not b.take(100.5)
     assert b.take(110.0) and b.tokens == 3  # refills only up to burst
     assert not TokenBucket(1, 1, 5.0).take(4.0, cost=2)  # a clock going backwards adds nothing
+
+
+def test_token_bucket_delay_says_when_without_taking() -> None:
+    b = TokenBucket(rate=2, burst=4, now=0.0)
+    assert b.delay(0.0, 4) == 0.0 and b.tokens == 4  # nothing taken
+    assert b.take(0.0, 4)
+    assert b.delay(0.0) == 0.5 and b.delay(0.25) == 0.25
+    assert b.delay(0.5) == 0.0 and b.take(0.5)
+
+
+def test_pacer_keeps_a_client_under_the_servers_buckets() -> None:
+    """Whatever a client asks to send, what the pacer lets out never empties the server's
+    own buckets (the same limits at full rate and burst)."""
+    server_msgs = TokenBucket(10, 20, 0.0)
+    server_bytes = TokenBucket(1000, 2000, 0.0)
+    pacer = Pacer(messages=10, burst=20, bytes_rate=1000, bytes_burst=2000, now=0.0)
+    # 2000: over the pacer's byte burst (half the server's), within the server's.
+    now, sent, sizes = 0.0, 0, [50, 300, 2000, 10, 900] * 40
+    for size in sizes:
+        for _ in range(3):  # one wait is always enough; bounded all the same
+            wait = pacer.wait(now, size)
+            if wait == 0:
+                break
+            now += wait
+        assert wait == 0
+        assert server_msgs.take(now) and server_bytes.take(now, size), (sent, now)
+        sent += 1
+    assert sent == len(sizes)
+    # No slower than its share of the byte rate (the tighter of the two here).
+    assert now <= sum(sizes) / (1000 * Pacer.RATE_SHARE) + 1
+    assert pacer.wait(now, 10) > 0  # spent: the next one waits
 
 
 def test_violation_counter_window() -> None:

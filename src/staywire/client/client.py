@@ -85,6 +85,7 @@ class Client:
         client_id: str | None = None,
         resume_session: bool = True,
         ssl_context: ssl.SSLContext | None = None,
+        pace_publishes: bool = True,
     ) -> None:
         if high_water is not None:
             low_water = high_water // 4 if low_water is None else low_water
@@ -140,6 +141,7 @@ class Client:
             watch=self._watch,
             current_link=self._current_link,
             random=self._random,
+            pace=pace_publishes,
         )
         self._channels = Channels(
             requests=self._requests,
@@ -325,7 +327,7 @@ class Client:
         self.stats["connects"] += 1
         self._keepalive.start(link, welcome)
         self._channels.resubscribe(link)
-        self._publisher.replay(link)
+        self._publisher.replay(link, welcome.rate_limit)
         self._watch.set(ConnectionState.OPEN)
         self._publisher.pulse()
 

@@ -46,6 +46,15 @@ class SubPosition(msgspec.Struct, frozen=True):
     offset: int
 
 
+class RateLimit(msgspec.Struct, frozen=True):
+    """The server's per-connection limits: messages and bytes per second, and bursts."""
+
+    messages: float
+    burst: float
+    bytes: float
+    bytes_burst: float
+
+
 class Welcome(_Base, frozen=True, tag="welcome"):
     client: str
     session: str
@@ -54,6 +63,7 @@ class Welcome(_Base, frozen=True, tag="welcome"):
     expires_at: float | None = None
     resumed: bool = False
     subs: list[SubPosition] = []
+    rate_limit: RateLimit | None = None
 
 
 class Ack(_Base, frozen=True, tag="ack"):

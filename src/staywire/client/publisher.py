@@ -6,6 +6,11 @@ until acknowledged (or refused) and is sent again, with the same idempotency
 key, on every new connection until then. While the connection's write buffer is over
 ``high_water``, new publishes are held back in call order, before the outbox,
 until the buffer is back at or below ``low_water``.
+
+Publishes go out paced under the rate limits the server's ``welcome`` announces
+(``protocol.ratelimit.Pacer``): waiting for a turn keeps them in order, where a
+refused and retried publish could land after later ones. Paced entries count as
+unsent, so a long wait shows in ``buffered_amount`` and holds ``publish()`` back.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from staywire.exceptions import ConnectionClosed, QueueFull, RequestError, Reque
 from staywire.protocol.backoff import jittered
 from staywire.protocol.codes import ErrorCode
 from staywire.protocol.outbox import Outbox, OutboxEntry
+from staywire.protocol.ratelimit import Pacer
 
 __all__ = ["Publisher"]
 
@@ -37,6 +43,8 @@ log = logging.getLogger("staywire.client")
 
 # Backpressure waits re-check at least this often, in case a transport never signals.
 _FLOW_POLL = 0.05
+# A pub frame's bytes beyond its data, channel and key (type, id, field names).
+_PUB_OVERHEAD = 64
 
 
 # Refusals that say "nothing was published, not now": the key makes a retry safe.
@@ -70,6 +78,7 @@ class Publisher:
         watch: StateWatch,
         current_link: Callable[[], Link | None],
         random: Callable[[], float] = _random.random,
+        pace: bool = True,
     ) -> None:
         self._random = random
         self._store = SqliteOutboxStore(outbox_path) if outbox_path is not None else None
@@ -87,6 +96,10 @@ class Publisher:
         self._held: deque[_Held] = deque()  # publishes held back by backpressure, in order
         self._throttled = False  # over the high-water mark, not yet back under the low one
         self._pump_timer: asyncio.TimerHandle | None = None
+        self._pace = pace
+        self._pacer: Pacer | None = None  # the current connection's, when it announced limits
+        self._paced: deque[OutboxEntry] = deque()  # waiting for the pacer, in order
+        self._pace_timer: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
         self._flow = asyncio.Event()
@@ -190,20 +203,61 @@ class Publisher:
             self._send(link, entry)
 
     def _send(self, link: Link, entry: OutboxEntry) -> None:
+        if self._pacer is None:
+            self._write(link, entry)
+            return
+        self._paced.append(entry)
+        if self._pace_timer is None:
+            self._release_paced()
+
+    def _write(self, link: Link, entry: OutboxEntry) -> None:
         rid = self._requests.new_id()
         self._outbox.assign(entry, rid)
         link.send(m.encode_pub(rid, entry.channel, entry.data, entry.key))
 
+    def _release_paced(self) -> None:
+        """Write paced entries, in order, while the pacer allows; then wait for the next turn."""
+        self._pace_timer = None
+        link = self._current_link()
+        if link is None or not link.is_open or self._pacer is None:
+            return  # connection_lost() forgets them; the next welcome replays them
+        loop = asyncio.get_running_loop()
+        while self._paced:
+            entry = self._paced[0]
+            if entry.request_id is not None or entry.key not in self._outbox:
+                self._paced.popleft()  # written or settled meanwhile
+                continue
+            size = len(entry.data) + len(entry.channel) + len(entry.key) + _PUB_OVERHEAD
+            wait = self._pacer.wait(loop.time(), size)
+            if wait > 0:
+                self._stats["paced"] = self._stats.get("paced", 0) + 1
+                self._pace_timer = loop.call_later(wait, self._release_paced)
+                return
+            self._paced.popleft()
+            self._write(link, entry)
+
     # -- connections come and go ----------------------------------------------------------
 
-    def replay(self, link: Link) -> None:
-        """A new connection was welcomed: send everything not acknowledged, in order."""
+    def replay(self, link: Link, rate_limit: m.RateLimit | None) -> None:
+        """A new connection was welcomed: send everything not acknowledged, in order, paced
+        under the ``rate_limit`` it announced (if any, and unless pacing is off)."""
+        self._pacer = None
+        if self._pace and rate_limit is not None:
+            self._pacer = Pacer(rate_limit.messages, rate_limit.burst, rate_limit.bytes,
+                                rate_limit.bytes_burst, asyncio.get_running_loop().time())
         for entry in self._outbox.unsent():
             self._stats["resent"] += 1
             self._send(link, entry)
 
     def connection_lost(self) -> None:
         self._outbox.connection_lost()
+        self._stop_pacing()
+
+    def _stop_pacing(self) -> None:
+        self._paced.clear()
+        if self._pace_timer is not None:
+            self._pace_timer.cancel()
+            self._pace_timer = None
 
     def on_ack(self, ack: m.Ack) -> bool:
         """Settle the publish ``ack`` answers; False when it answers no publish."""
@@ -269,6 +323,7 @@ class Publisher:
         if self._pump_timer is not None:
             self._pump_timer.cancel()
             self._pump_timer = None
+        self._stop_pacing()
 
     def close_store(self) -> None:
         if self._store is not None:

@@ -50,6 +50,16 @@ class Limits:
     def from_config(cls, config: object) -> Limits:
         return cls(**{f.name: getattr(config, f.name) for f in fields(cls)})
 
+    @property
+    def bytes_burst(self) -> float:
+        """The byte bucket's burst: never below one message of the largest size."""
+        return max(self.rate_bytes_burst, float(self.max_message_size))
+
+    def announced(self) -> dict[str, float]:
+        """The rate limits as ``welcome.rate_limit`` tells them (clients pace under them)."""
+        return {"messages": self.rate_messages, "burst": self.rate_burst,
+                "bytes": self.rate_bytes, "bytes_burst": self.bytes_burst}
+
 
 class InboundGuard:
     """Reassembly, size limit, UTF-8, rate limits, decoding and the invalid-message budget."""
@@ -60,8 +70,7 @@ class InboundGuard:
         self.limits = limits
         self.assembler = MessageAssembler(limits.max_message_size)
         self._msgs = TokenBucket(limits.rate_messages, limits.rate_burst, now)
-        self._bytes = TokenBucket(limits.rate_bytes, max(limits.rate_bytes_burst,
-                                                          limits.max_message_size), now)
+        self._bytes = TokenBucket(limits.rate_bytes, limits.bytes_burst, now)
         self._rate_violations = ViolationCounter(limits.rate_max_violations,
                                                  limits.rate_violation_window, now)
         self._invalid = ViolationCounter(limits.max_invalid, limits.invalid_window, now)

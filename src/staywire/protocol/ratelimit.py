@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-__all__ = ["KeyedBuckets", "TokenBucket", "ViolationCounter"]
+__all__ = ["KeyedBuckets", "Pacer", "TokenBucket", "ViolationCounter"]
+
+
+# Refills are floating point: waiting exactly delay() seconds may leave a bucket an ulp
+# short of the token it waited for.
+_EPSILON = 1e-9
 
 
 class TokenBucket:
@@ -23,14 +28,57 @@ class TokenBucket:
 
     def take(self, now: float, cost: float = 1.0) -> bool:
         """Take ``cost`` tokens if there are enough; say whether it did."""
+        self._refill(now)
+        if self.tokens + _EPSILON >= cost:
+            self.tokens -= cost
+            return True
+        return False
+
+    def delay(self, now: float, cost: float = 1.0) -> float:
+        """Seconds until ``cost`` tokens are there (0.0: now); takes nothing."""
+        self._refill(now)
+        short = cost - self.tokens
+        return short / self.rate if short > _EPSILON else 0.0
+
+    def _refill(self, now: float) -> None:
         elapsed = now - self.stamp
         if elapsed > 0:  # a clock that went backwards refills nothing
             self.tokens = min(self.burst, self.tokens + elapsed * self.rate)
         self.stamp = now
-        if self.tokens >= cost:
-            self.tokens -= cost
-            return True
-        return False
+
+
+class Pacer:
+    """A client's own pace under the server's per-connection rate limits (``welcome``
+    carries them): a publish waits for its turn instead of being refused.
+
+    A refusal costs a round trip and a retry, and a retried publish can land after
+    later ones; a client that never goes over the limit keeps its publishes in order.
+    It takes ``RATE_SHARE`` of each rate and ``BURST_SHARE`` of each burst, leaving
+    the rest for what else it sends (subscribes, pings, RPCs) and for arrivals that
+    the network bunches together."""
+
+    RATE_SHARE = 0.8
+    BURST_SHARE = 0.5
+
+    __slots__ = ("_msgs", "_bytes")
+
+    def __init__(self, messages: float, burst: float, bytes_rate: float, bytes_burst: float,
+                 now: float) -> None:
+        share, room = self.RATE_SHARE, self.BURST_SHARE
+        self._msgs = TokenBucket(messages * share, max(1.0, burst * room), now)
+        self._bytes = TokenBucket(bytes_rate * share, max(1.0, bytes_burst * room), now)
+
+    def wait(self, now: float, size: int) -> float:
+        """0.0 when a message of ``size`` bytes may go now (its tokens are taken), else the
+        seconds until it may. A message larger than the byte burst goes once the bucket is
+        full and is paid in full: the bucket owes the rest, and the next message waits."""
+        need = min(float(size), self._bytes.burst)
+        wait = max(self._msgs.delay(now), self._bytes.delay(now, need))
+        if wait > 0:
+            return wait
+        self._msgs.take(now)
+        self._bytes.tokens -= size  # below zero for a message over the burst
+        return 0.0
 
 
 class ViolationCounter:

@@ -108,6 +108,7 @@ class Server:
         self.authenticator: Authenticator = authenticator or _refuse_tokens
         self._authorize = authorize
         self.limits = Limits.from_config(cfg)
+        self.rate_limit = self.limits.announced()  # in every welcome
         self.stats = Stats()
         self.registry = CollectorRegistry()
         self.registry.register(StatsCollector(self.stats, self._gauges))

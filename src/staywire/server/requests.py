@@ -239,6 +239,7 @@ class RequestHandlers:
             "resumed": self.resumed,
             "subs": [{"channel": c, "epoch": e, "offset": o}
                      for c, (e, o) in (previous or {}).items()],
+            "rate_limit": self.server.rate_limit,
         })
 
     async def _sub(self, req: Sub) -> None:

@@ -36,7 +36,7 @@ export class Hub {
    *   emit: (msg: any) => void,
    *   store?: {all(): Promise<import('./outbox.js').OutboxRecord[]>, remove(key: string): Promise<void>}|null,
    *   liveTabs?: () => Promise<Set<string>|null>,
-   *   timeout?: number, sweepInterval?: number, maxPubsInFlight?: number,
+   *   timeout?: number, sweepInterval?: number, maxPubsInFlight?: number, pacing?: boolean,
    *   clock?: {setTimeout?: (fn: () => void, ms: number) => any, clearTimeout?: (id: any) => void, now?: () => number},
    * }} options
    *   `emit` delivers a message to the tabs: to one tab when it has `to`, else to all.
@@ -66,7 +66,7 @@ export class Hub {
     this._mux = new ChannelMux({ socket: this.socket, emit, request });
     this._pubs = new PubQueue({
       socket: this.socket, emit, request, status: () => this._status(), store: this._store,
-      maxInFlight: options.maxPubsInFlight ?? 64,
+      maxInFlight: options.maxPubsInFlight ?? 64, pacing: options.pacing,
       now: this._now, setTimeout: this._setTimeout, clearTimeout: this._clearTimeout,
     });
     this._nextId = 0;
@@ -105,7 +105,10 @@ export class Hub {
     s.on('reconnect', () => this._status());
     s.on('backpressure', () => this._status());
     s.on('late', () => this._status());
-    s.on('welcome', () => this._onOpen());
+    s.on('welcome', (/** @type {any} */ welcome) => {
+      this._pubs.pace(welcome?.rate_limit);
+      this._onOpen();
+    });
     s.on('close', (/** @type {{code: number, reason: string}} */ info) => this._onClosed(info));
     s.on('message', (/** @type {any} */ msg) => this._onServerMessage(msg));
     s.on('error', () => this._status());

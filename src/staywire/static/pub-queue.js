@@ -1,4 +1,5 @@
-// The hub's publishes (hub.js): each key once in flight, in order, paced under a rate limit.
+// The hub's publishes (hub.js): each key once in flight, in order, paced under the rate
+// limit the server announces (pacer.js), and sent again in their place when refused.
 //
 // Each tab keeps its own outbox and sends every unacknowledged publish again on each new
 // connection (a new `connId` in `status`); the hub forwards them with their keys. Entries
@@ -9,6 +10,7 @@
 import { State } from './socket.js';
 import { RequestError, serializeError } from './errors.js';
 import { jittered } from './backoff.js';
+import { Pacer } from './pacer.js';
 
 /** @typedef {{seq: number, key: string, channel: string, data: string, adopted: boolean}} QueuedPub */
 
@@ -17,7 +19,7 @@ export class PubQueue {
    * @param {{
    *   socket: import('./socket.js').Socket, emit: (msg: any) => void,
    *   request: import('./channel-mux.js').SendRequest, status: () => void,
-   *   store: {remove(key: string): Promise<void>}|null, maxInFlight: number,
+   *   store: {remove(key: string): Promise<void>}|null, maxInFlight: number, pacing?: boolean,
    *   now: () => number, setTimeout: (fn: () => void, ms: number) => any, clearTimeout: (id: any) => void,
    * }} hub
    *   the hub's socket, its way to the tabs and to send a request, its status to every tab
@@ -49,6 +51,16 @@ export class PubQueue {
     this._singles = 0;
     /** Publications adopted from tabs that are gone, and acknowledged. */
     this.adopted = 0;
+    this._pacing = hub.pacing !== false;
+    /** @type {Pacer|null} */
+    this._pacer = null;
+    /** How often a publish waited for the pacer. */
+    this.paced = 0;
+  }
+
+  /** A new connection's `welcome`: pace under the limits it announces (if any). @param {any} rateLimit */
+  pace(rateLimit) {
+    this._pacer = this._pacing ? Pacer.from(rateLimit, this._now() / 1000) : null;
   }
 
   get _open() {
@@ -105,6 +117,16 @@ export class PubQueue {
     }
     while (this._open && this._queue.length > 0 && this._inFlight < this._window) {
       const p = this._queue[0];
+      const size = p.data.length + p.channel.length + p.key.length + 64; // the pub frame, about
+      const turn = this._pacer ? this._pacer.wait(this._now() / 1000, size) : 0;
+      if (turn > 0) {
+        this.paced += 1;
+        this._timer = this._setTimeout(() => {
+          this._timer = null;
+          this._pump();
+        }, turn * 1000);
+        return;
+      }
       this._queue.shift();
       this._inFlight += 1;
       this._request('pub', { channel: p.channel, key: p.key }, { key: p.key, adopted: p.adopted, pub: p },

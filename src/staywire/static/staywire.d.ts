@@ -92,6 +92,9 @@ export interface ClientOptions {
   /** Send-side backpressure on WebSocket.bufferedAmount, bytes (default 1 MiB and 256 KiB). */
   highWaterMark?: number;
   lowWaterMark?: number;
+  /** Pace publishes under the rate limit the server's `welcome` announces, so they wait
+   * instead of being refused and land in order (default true). */
+  pacing?: boolean;
   /** Timeout of sub/unsub/rpc requests, ms (default 10000). */
   timeout?: number;
   /** Outbox bound: messages (default 10000) and bytes (default 16 MiB), as the Python client. */

@@ -204,6 +204,7 @@ export class Client extends Emitter {
       url: this.url,
       tabId: this.tabId,
       timeout: o.timeout,
+      pacing: o.pacing,
       store: this._store,
       liveTabs: async () => (group ? group.liveTabs() : null),
       socket: {
