@@ -426,7 +426,7 @@ describe('Client, tabs sharing one connection', { timeout: 30000 }, () => {
     world.server.limit = { burst: 20, refillMs: 2 }; // 500/s
     world.server.announce = true;
     const a = tab('a', { share: false });
-    await a.join('room');
+    await Promise.all([a.join('room'), a.join('other:1'), a.join('other:2')]); // their share too
     const acks = [];
     for (let i = 0; i < 150; i += 1) acks.push(a.publish('room', { text: `m${i}` }));
     await Promise.all(acks);

@@ -2,7 +2,7 @@
 // buckets (the same limits at full rate and burst), as the Python client's Pacer test.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { Pacer, TokenBucket, RATE_SHARE } from '../../src/staywire/static/pacer.js';
+import { Pacer, TokenBucket, RATE_SHARE, utf8Length } from '../../src/staywire/static/pacer.js';
 
 class ServerBucket extends TokenBucket {
   take(now, cost = 1) {
@@ -42,6 +42,20 @@ describe('Pacer', () => {
     const total = sizes.reduce((a, b) => a + b, 0);
     assert.ok(now <= total / (1000 * RATE_SHARE) + 1, `${now}`);
     assert.ok(pacer.wait(now, 10) > 0);
+  });
+
+  it('charges what else was sent: a publish right after waits its turn', () => {
+    const pacer = new Pacer({ messages: 10, burst: 20, bytes: 1e6, bytes_burst: 1e6 }, 0);
+    assert.equal(pacer.inFlight, 10); // half the burst awaits its ack at most
+    for (let i = 0; i < 12; i += 1) pacer.charge(0, 30); // subscribes: never wait, may overdraw
+    assert.ok(Math.abs(pacer.delay(0, 30) - 3 / 8) < 1e-9); // 3 tokens short at 8/s
+  });
+
+  it('counts UTF-8 bytes, as the server does', () => {
+    assert.equal(utf8Length('abc'), 3);
+    assert.equal(utf8Length('é'), 2);
+    assert.equal(utf8Length('日本'), 6);
+    assert.equal(utf8Length('😀'), 4);
   });
 
   it('paces nothing without a well-formed announcement', () => {

@@ -15,14 +15,16 @@ from tests.support.servers import metric
 async def test_publishes_are_paced_under_the_announced_rate_limit_and_land_in_order(
         server_factory, client_factory) -> None:
     """The welcome announces the server's limits; the client waits for its turn instead of
-    being refused, so a burst far over the limit lands whole and in call order."""
+    being refused, so a burst far over the limit lands whole and in call order, even right
+    after other requests (subscribes) took their share of the same bucket."""
     srv = server_factory(allow_anonymous=True, anonymous_channels=["*"], rate_messages=20,
                          rate_burst=5)
     client = client_factory(srv.url)
     await client.connect()
     assert client.welcome is not None and client.welcome.rate_limit is not None
     assert (client.welcome.rate_limit.messages, client.welcome.rate_limit.burst) == (20, 5)
-    async with client.subscribe("paced") as sub:
+    async with (client.subscribe("paced") as sub, client.subscribe("other:1"),
+                client.subscribe("other:2")):
         collector = Collector(sub)
         offsets = await asyncio.wait_for(
             asyncio.gather(*(client.publish("paced", {"i": i}) for i in range(40))), 20)

@@ -238,6 +238,16 @@ def test_pacer_keeps_a_client_under_the_servers_buckets() -> None:
     assert pacer.wait(now, 10) > 0  # spent: the next one waits
 
 
+def test_pacer_charges_what_else_was_sent_and_bounds_publishes_in_flight() -> None:
+    pacer = Pacer(messages=10, burst=20, bytes_rate=1e6, bytes_burst=1e6, now=0.0)
+    assert pacer.in_flight == 10  # half the burst awaits its ack at most
+    for _ in range(12):
+        pacer.charge(0.0, 30)  # subscribes: they never wait, and may overdraw
+    assert abs(pacer.delay(0.0, 30) - 3 / 8) < 1e-9  # 3 tokens short at 8/s
+    assert Pacer.announced(0, 20, 1, 1, 0.0) is None  # nonsense limits: no pacing
+    assert Pacer.announced(10, 20, 1, 1, 0.0) is not None
+
+
 def test_violation_counter_window() -> None:
     c = ViolationCounter(limit=2, window=10, now=0)
     assert not c.hit(1) and c.hit(2)

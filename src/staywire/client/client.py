@@ -43,6 +43,7 @@ from staywire.client.subscription import Subscription
 from staywire.exceptions import ClientError, ConnectionClosed, RequestTimeout
 from staywire.protocol.backoff import Backoff, ReconnectPolicy
 from staywire.protocol.positions import Position
+from staywire.protocol.ratelimit import Pacer
 
 __all__ = ["Client"]
 
@@ -141,8 +142,8 @@ class Client:
             watch=self._watch,
             current_link=self._current_link,
             random=self._random,
-            pace=pace_publishes,
         )
+        self._pace = pace_publishes
         self._channels = Channels(
             requests=self._requests,
             stats=self.stats,
@@ -325,9 +326,14 @@ class Client:
         self.welcome = welcome
         self.session = welcome.session
         self.stats["connects"] += 1
+        limit = welcome.rate_limit
+        if self._pace and limit is not None:
+            # Every frame from here on pays into it; publishes wait for their turn.
+            link.pacer = Pacer.announced(limit.messages, limit.burst, limit.bytes,
+                                         limit.bytes_burst, asyncio.get_running_loop().time())
         self._keepalive.start(link, welcome)
         self._channels.resubscribe(link)
-        self._publisher.replay(link, welcome.rate_limit)
+        self._publisher.replay(link)
         self._watch.set(ConnectionState.OPEN)
         self._publisher.pulse()
 

@@ -22,6 +22,7 @@ from picows.url import parse_url
 from staywire.client.state import CloseInfo
 from staywire.protocol.codes import CloseCode, valid_close_code
 from staywire.protocol.framing import OP_TEXT, CloseConnection, CloseFence, MessageAssembler
+from staywire.protocol.ratelimit import Pacer
 
 __all__ = ["SUBPROTOCOL", "Link", "open_link"]
 
@@ -50,6 +51,9 @@ class Link:
         self._close: CloseInfo | None = None  # decided locally (abort, close) or received
         self._close_sent = False
         self.writing_paused = False
+        # Pays for every frame sent, under the limits the server's welcome announced; the
+        # publisher waits on it (None: no pacing).
+        self.pacer: Pacer | None = None
 
     @property
     def is_open(self) -> bool:
@@ -67,6 +71,8 @@ class Link:
         if not self.is_open:
             return False
         assert self.transport is not None
+        if self.pacer is not None:
+            self.pacer.charge(asyncio.get_running_loop().time(), len(payload))
         self.transport.send(WSMsgType.TEXT, payload)
         return True
 
@@ -75,6 +81,8 @@ class Link:
         if not self.is_open:
             return False
         assert self.transport is not None
+        if self.pacer is not None:
+            self.pacer.charge(asyncio.get_running_loop().time(), len(payload))
         self.transport.send(WSMsgType.BINARY, payload)
         return True
 

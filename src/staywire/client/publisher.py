@@ -8,9 +8,10 @@ key, on every new connection until then. While the connection's write buffer is 
 until the buffer is back at or below ``low_water``.
 
 Publishes go out paced under the rate limits the server's ``welcome`` announces
-(``protocol.ratelimit.Pacer``): waiting for a turn keeps them in order, where a
-refused and retried publish could land after later ones. Paced entries count as
-unsent, so a long wait shows in ``buffered_amount`` and holds ``publish()`` back.
+(the connection's ``Pacer``, which every frame pays into): waiting for a turn keeps
+them in order, where a refused and retried publish could land after later ones.
+Paced entries count as unsent, so a long wait shows in ``buffered_amount`` and
+holds ``publish()`` back.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ from staywire.exceptions import ConnectionClosed, QueueFull, RequestError, Reque
 from staywire.protocol.backoff import jittered
 from staywire.protocol.codes import ErrorCode
 from staywire.protocol.outbox import Outbox, OutboxEntry
-from staywire.protocol.ratelimit import Pacer
 
 __all__ = ["Publisher"]
 
@@ -78,7 +78,6 @@ class Publisher:
         watch: StateWatch,
         current_link: Callable[[], Link | None],
         random: Callable[[], float] = _random.random,
-        pace: bool = True,
     ) -> None:
         self._random = random
         self._store = SqliteOutboxStore(outbox_path) if outbox_path is not None else None
@@ -96,9 +95,7 @@ class Publisher:
         self._held: deque[_Held] = deque()  # publishes held back by backpressure, in order
         self._throttled = False  # over the high-water mark, not yet back under the low one
         self._pump_timer: asyncio.TimerHandle | None = None
-        self._pace = pace
-        self._pacer: Pacer | None = None  # the current connection's, when it announced limits
-        self._paced: deque[OutboxEntry] = deque()  # waiting for the pacer, in order
+        self._paced: deque[OutboxEntry] = deque()  # waiting for the link's pacer, in order
         self._pace_timer: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
@@ -203,7 +200,7 @@ class Publisher:
             self._send(link, entry)
 
     def _send(self, link: Link, entry: OutboxEntry) -> None:
-        if self._pacer is None:
+        if link.pacer is None:
             self._write(link, entry)
             return
         self._paced.append(entry)
@@ -216,35 +213,41 @@ class Publisher:
         link.send(m.encode_pub(rid, entry.channel, entry.data, entry.key))
 
     def _release_paced(self) -> None:
-        """Write paced entries, in order, while the pacer allows; then wait for the next turn."""
+        """Write paced entries, in order, while the pacer allows; then wait for the next turn
+        (a timer), or for an ack when as many publishes as the pacer allows await theirs."""
         self._pace_timer = None
         link = self._current_link()
-        if link is None or not link.is_open or self._pacer is None:
+        if link is None or not link.is_open or link.pacer is None:
             return  # connection_lost() forgets them; the next welcome replays them
+        pacer = link.pacer
         loop = asyncio.get_running_loop()
         while self._paced:
             entry = self._paced[0]
-            if entry.request_id is not None or entry.key not in self._outbox:
+            if entry.request_id is not None or self._outbox.get(entry.key) is not entry:
                 self._paced.popleft()  # written or settled meanwhile
                 continue
-            size = len(entry.data) + len(entry.channel) + len(entry.key) + _PUB_OVERHEAD
-            wait = self._pacer.wait(loop.time(), size)
+            if self._outbox.in_flight >= pacer.in_flight:
+                return  # the next ack (or refusal) calls again
+            size = (len(entry.data) + len(entry.channel) + len(entry.key.encode())
+                    + _PUB_OVERHEAD)
+            wait = pacer.delay(loop.time(), size)
             if wait > 0:
                 self._stats["paced"] = self._stats.get("paced", 0) + 1
                 self._pace_timer = loop.call_later(wait, self._release_paced)
                 return
             self._paced.popleft()
-            self._write(link, entry)
+            self._write(link, entry)  # Link.send charges the pacer
+
+    def _answered(self) -> None:
+        """A publish was answered: one more may be in flight."""
+        if self._paced and self._pace_timer is None:
+            self._release_paced()
 
     # -- connections come and go ----------------------------------------------------------
 
-    def replay(self, link: Link, rate_limit: m.RateLimit | None) -> None:
-        """A new connection was welcomed: send everything not acknowledged, in order, paced
-        under the ``rate_limit`` it announced (if any, and unless pacing is off)."""
-        self._pacer = None
-        if self._pace and rate_limit is not None:
-            self._pacer = Pacer(rate_limit.messages, rate_limit.burst, rate_limit.bytes,
-                                rate_limit.bytes_burst, asyncio.get_running_loop().time())
+    def replay(self, link: Link) -> None:
+        """A new connection was welcomed: send everything not acknowledged, in order (paced
+        when the link has a pacer)."""
         for entry in self._outbox.unsent():
             self._stats["resent"] += 1
             self._send(link, entry)
@@ -270,6 +273,7 @@ class Publisher:
         fut = self._pub_waiters.pop(entry.key, None)
         if fut is not None and not fut.done():
             fut.set_result(ack.offset if ack.offset is not None else 0)
+        self._answered()
         self.pulse()
         return True
 
@@ -286,6 +290,7 @@ class Publisher:
                 self._stats["refused_retried"] = self._stats.get("refused_retried", 0) + 1
                 delay = jittered(min(5.0, 0.1 * 2 ** (refused.refusals - 1)), self._random)
                 asyncio.get_running_loop().call_later(delay, self._resend, refused)
+                self._answered()
                 return True
             if refused is not None:  # out of retries: fail it like any other error
                 self._outbox.assign(refused, rid)
@@ -298,13 +303,20 @@ class Publisher:
             fut.set_exception(RequestError(err.code, err.reason))
         else:
             log.warning("publish %s to %s rejected: %s", entry.key, entry.channel, err.code)
+        self._answered()
         self.pulse()
         return True
 
     def _resend(self, entry: OutboxEntry) -> None:
         """Send a refused entry again on the current connection (a new one replays it)."""
         link = self._current_link()
-        if link is None or entry.request_id is not None or entry.key not in self._outbox:
+        if link is None or entry.request_id is not None or self._outbox.get(entry.key) is not entry:
+            return
+        if link.pacer is not None:
+            # Back in its place among the publishes waiting for their turn.
+            self._paced = deque(self._outbox.unsent())
+            if self._pace_timer is None:
+                self._release_paced()
             return
         self._send(link, entry)
 

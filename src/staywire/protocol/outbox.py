@@ -115,6 +115,14 @@ class Outbox:
         """Bytes of entries not yet written to the current connection."""
         return self._unsent_bytes
 
+    @property
+    def in_flight(self) -> int:
+        """Entries written to the current connection and not yet answered."""
+        return len(self._by_request)
+
+    def get(self, key: str) -> OutboxEntry | None:
+        return self._entries.get(key)
+
     def unsent(self) -> list[OutboxEntry]:
         """Entries not sent on the current connection, oldest first: the next to send."""
         return [e for e in self._entries.values() if e.request_id is None]

@@ -52,33 +52,54 @@ class Pacer:
     carries them): a publish waits for its turn instead of being refused.
 
     A refusal costs a round trip and a retry, and a retried publish can land after
-    later ones; a client that never goes over the limit keeps its publishes in order.
-    It takes ``RATE_SHARE`` of each rate and ``BURST_SHARE`` of each burst, leaving
-    the rest for what else it sends (subscribes, pings, RPCs) and for arrivals that
-    the network bunches together."""
+    later ones; a client that stays under the limit keeps its publishes in order.
+    Every frame the client sends is ``charge``d (subscribes and RPCs too, which never
+    wait: they may take the buckets below zero); publishes wait until ``delay`` says
+    their turn has come. The pace is ``RATE_SHARE`` of each rate and ``BURST_SHARE``
+    of each burst, so arrivals the network bunches together still fit the server's
+    buckets, and ``in_flight`` (half the message burst) bounds the publishes awaiting
+    an ack: a stalled link cannot pile up more than that for one burst at the server.
+    """
 
     RATE_SHARE = 0.8
     BURST_SHARE = 0.5
 
-    __slots__ = ("_msgs", "_bytes")
+    __slots__ = ("_msgs", "_bytes", "in_flight")
 
     def __init__(self, messages: float, burst: float, bytes_rate: float, bytes_burst: float,
                  now: float) -> None:
         share, room = self.RATE_SHARE, self.BURST_SHARE
         self._msgs = TokenBucket(messages * share, max(1.0, burst * room), now)
         self._bytes = TokenBucket(bytes_rate * share, max(1.0, bytes_burst * room), now)
+        self.in_flight = max(1, int(burst * room))
+
+    @classmethod
+    def announced(cls, messages: float, burst: float, bytes_rate: float, bytes_burst: float,
+                  now: float) -> Pacer | None:
+        """A pacer for limits a server announced; None (no pacing) when they make no sense."""
+        if min(messages, burst, bytes_rate, bytes_burst) <= 0:
+            return None
+        return cls(messages, burst, bytes_rate, bytes_burst, now)
+
+    def delay(self, now: float, size: int) -> float:
+        """Seconds until a message of ``size`` bytes may go (0.0: now); takes nothing. A
+        message larger than the byte burst may go once the bucket is full."""
+        need = min(float(size), self._bytes.burst)
+        return max(self._msgs.delay(now), self._bytes.delay(now, need))
+
+    def charge(self, now: float, size: int) -> None:
+        """A message of ``size`` bytes went out: pay for it, below zero if need be."""
+        self._msgs.delay(now)  # refill up to now
+        self._bytes.delay(now)
+        self._msgs.tokens -= 1
+        self._bytes.tokens -= size
 
     def wait(self, now: float, size: int) -> float:
-        """0.0 when a message of ``size`` bytes may go now (its tokens are taken), else the
-        seconds until it may. A message larger than the byte burst goes once the bucket is
-        full and is paid in full: the bucket owes the rest, and the next message waits."""
-        need = min(float(size), self._bytes.burst)
-        wait = max(self._msgs.delay(now), self._bytes.delay(now, need))
-        if wait > 0:
-            return wait
-        self._msgs.take(now)
-        self._bytes.tokens -= size  # below zero for a message over the burst
-        return 0.0
+        """``delay``, and when it is 0.0 the message is charged: it goes now."""
+        wait = self.delay(now, size)
+        if wait == 0:
+            self.charge(now, size)
+        return wait
 
 
 class ViolationCounter:

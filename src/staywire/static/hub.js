@@ -245,7 +245,9 @@ export class Hub {
       (reply) => this._onReply(id, reply, null),
       (err) => this._onReply(id, null, err),
     );
-    this.socket.send(push.encode(id));
+    const frame = push.encode(id);
+    this._pubs.charge(frame); // every request pays into the publishes' pacer
+    this.socket.send(frame);
     push._startTimeout();
     return push;
   }

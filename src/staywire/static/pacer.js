@@ -1,8 +1,12 @@
 // Pacing publishes under the server's per-connection rate limits, which `welcome.rate_limit`
 // announces: a publish waits for its turn instead of being refused. A refused publish costs
 // a round trip and a retry, and can land after later ones; a client that stays under the
-// limit keeps its publishes in order. The same rules as the Python client's
-// `staywire/protocol/ratelimit.py` (TokenBucket, Pacer); time is passed in, in seconds.
+// limit keeps its publishes in order. Every request the hub sends is charged (subscribes
+// and RPCs never wait: they may take the buckets below zero); publishes wait until `delay`
+// says their turn has come, and at most `inFlight` (half the message burst) await their
+// ack, so a stalled link cannot pile up more than that for one burst at the server. The
+// same rules as the Python client's `staywire/protocol/ratelimit.py`; time is passed in,
+// in seconds, from a monotonic clock.
 
 /** The share of each rate and of each burst the publishes take; the rest is left for the
  * client's other messages (subscribes, pings, RPCs) and for arrivals the network bunches. */
@@ -45,6 +49,7 @@ export class Pacer {
   constructor(limit, now) {
     this._msgs = new TokenBucket(limit.messages * RATE_SHARE, Math.max(1, limit.burst * BURST_SHARE), now);
     this._bytes = new TokenBucket(limit.bytes * RATE_SHARE, Math.max(1, limit.bytes_burst * BURST_SHARE), now);
+    this.inFlight = Math.max(1, Math.floor(limit.burst * BURST_SHARE));
   }
 
   /** A pacer for `limit` when it is a well-formed announcement, else null (no pacing). @param {any} limit @param {number} now */
@@ -54,17 +59,39 @@ export class Pacer {
   }
 
   /**
-   * 0 when a message of `size` bytes may go now (its tokens are taken), else the seconds
-   * until it may. A message larger than the byte burst goes once the bucket is full and is
-   * paid in full: the bucket owes the rest, and the next message waits.
+   * Seconds until a message of `size` bytes may go (0: now); takes nothing. A message
+   * larger than the byte burst may go once the bucket is full.
    * @param {number} now seconds @param {number} size
    */
-  wait(now, size) {
-    const need = Math.min(size, this._bytes.burst);
-    const wait = Math.max(this._msgs.delay(now), this._bytes.delay(now, need));
-    if (wait > 0) return wait;
+  delay(now, size) {
+    return Math.max(this._msgs.delay(now), this._bytes.delay(now, Math.min(size, this._bytes.burst)));
+  }
+
+  /** A message of `size` bytes went out: pay for it, below zero if need be. @param {number} now @param {number} size */
+  charge(now, size) {
+    this._msgs.delay(now); // refill up to now
+    this._bytes.delay(now);
     this._msgs.tokens -= 1;
     this._bytes.tokens -= size;
-    return 0;
   }
+
+  /** `delay`, and when it is 0 the message is charged: it goes now. @param {number} now @param {number} size */
+  wait(now, size) {
+    const wait = this.delay(now, size);
+    if (wait === 0) this.charge(now, size);
+    return wait;
+  }
+}
+
+/** Bytes of `text` in UTF-8 (what the server's byte bucket counts). @param {string} text */
+export function utf8Length(text) {
+  let n = 0;
+  for (let i = 0; i < text.length; i += 1) {
+    const c = text.charCodeAt(i);
+    if (c < 0x80) n += 1;
+    else if (c < 0x800) n += 2;
+    else if (c >= 0xd800 && c < 0xdc00 && i + 1 < text.length) { n += 4; i += 1; } // a pair
+    else n += 3;
+  }
+  return n;
 }

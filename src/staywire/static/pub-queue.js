@@ -10,7 +10,7 @@
 import { State } from './socket.js';
 import { RequestError, serializeError } from './errors.js';
 import { jittered } from './backoff.js';
-import { Pacer } from './pacer.js';
+import { Pacer, utf8Length } from './pacer.js';
 
 /** @typedef {{seq: number, key: string, channel: string, data: string, adopted: boolean}} QueuedPub */
 
@@ -20,7 +20,7 @@ export class PubQueue {
    *   socket: import('./socket.js').Socket, emit: (msg: any) => void,
    *   request: import('./channel-mux.js').SendRequest, status: () => void,
    *   store: {remove(key: string): Promise<void>}|null, maxInFlight: number, pacing?: boolean,
-   *   now: () => number, setTimeout: (fn: () => void, ms: number) => any, clearTimeout: (id: any) => void,
+   *   now: () => number, monotonic?: () => number, setTimeout: (fn: () => void, ms: number) => any, clearTimeout: (id: any) => void,
    * }} hub
    *   the hub's socket, its way to the tabs and to send a request, its status to every tab
    *   (sent when an adopted publish lands), the outbox store and the hub's clock
@@ -54,13 +54,20 @@ export class PubQueue {
     this._pacing = hub.pacing !== false;
     /** @type {Pacer|null} */
     this._pacer = null;
+    // The pacer's clock: monotonic, as the server's buckets (a wall clock may jump).
+    this._mono = hub.monotonic ?? (globalThis.performance ? () => globalThis.performance.now() : this._now);
     /** How often a publish waited for the pacer. */
     this.paced = 0;
   }
 
   /** A new connection's `welcome`: pace under the limits it announces (if any). @param {any} rateLimit */
   pace(rateLimit) {
-    this._pacer = this._pacing ? Pacer.from(rateLimit, this._now() / 1000) : null;
+    this._pacer = this._pacing ? Pacer.from(rateLimit, this._mono() / 1000) : null;
+  }
+
+  /** The hub sent a frame of `text` (any request): it pays into the pacer. @param {string} text */
+  charge(text) {
+    this._pacer?.charge(this._mono() / 1000, utf8Length(text));
   }
 
   get _open() {
@@ -115,10 +122,12 @@ export class PubQueue {
       }, wait);
       return;
     }
-    while (this._open && this._queue.length > 0 && this._inFlight < this._window) {
+    const cap = this._pacer ? Math.min(this._window, this._pacer.inFlight) : this._window;
+    while (this._open && this._queue.length > 0 && this._inFlight < cap) {
       const p = this._queue[0];
-      const size = p.data.length + p.channel.length + p.key.length + 64; // the pub frame, about
-      const turn = this._pacer ? this._pacer.wait(this._now() / 1000, size) : 0;
+      // The pub frame, about; the hub charges the pacer with the real one when it sends.
+      const size = utf8Length(p.data) + p.channel.length + utf8Length(p.key) + 64;
+      const turn = this._pacer ? this._pacer.delay(this._mono() / 1000, size) : 0;
       if (turn > 0) {
         this.paced += 1;
         this._timer = this._setTimeout(() => {
