@@ -113,6 +113,11 @@ class FakeServer {
       handle(m) {
         if (this.readyState !== 1) return;
         if (m.type === 'ping') this.push({ type: 'pong', t: m.t });
+        if (server.limit && server.limitAll && m.id !== undefined && !server.take()) {
+          server.rejected += 1; // as the real server: every request counts
+          this.push({ type: 'error', id: m.id, code: 'rate_limited', reason: 'slow down' });
+          return;
+        }
         if (m.type === 'sub') {
           if (this.subs.has(m.channel)) {
             this.push({ type: 'error', id: m.id, code: 'already_subscribed', reason: '' });
@@ -132,7 +137,7 @@ class FakeServer {
           this.push({ type: 'ack', id: m.id });
         }
         if (m.type === 'pub') {
-          if (server.limit && !server.take()) {
+          if (server.limit && !server.limitAll && !server.take()) {
             server.rejected += 1;
             this.push({ type: 'error', id: m.id, code: 'rate_limited', reason: 'slow down' });
             return;
@@ -434,6 +439,21 @@ describe('Client, tabs sharing one connection', { timeout: 30000 }, () => {
     assert.deepEqual(world.server.texts('room'), Array.from({ length: 150 }, (_, i) => `m${i}`));
     assert.ok(a._hub._pubs.paced > 0, 'the pacer held some back');
     await until(() => a.got('room').length === 150, 'every message delivered');
+  });
+
+  it('paces subscribes too: more channels than the burst, joined and rejoined after a restart, none refused', async () => {
+    newWorld();
+    Object.assign(world.server, { limit: { burst: 20, refillMs: 2 }, announce: true, limitAll: true });
+    const a = tab('a', { share: false });
+    const names = Array.from({ length: 30 }, (_, i) => `ch:${i}`);
+    await Promise.all(names.map((n) => a.join(n)));
+    world.server.restart();
+    await until(() => world.server.opened === 2 && a.state === State.OPEN, 'the reconnect');
+    await until(() => world.server.conns.size === 1 && [...world.server.conns][0].subs.size === 30,
+      'every channel resubscribed');
+    world.server.publish('ch:29', { text: 'after' });
+    await until(() => a.got('ch:29').includes('after'), 'a message after the restart');
+    assert.equal(world.server.rejected, 0);
   });
 
   it('refills a live gap by resubscribing: every tab gets every offset once, in order', async () => {

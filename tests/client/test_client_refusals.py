@@ -4,9 +4,11 @@ their keys and land once; other refusals fail the publish."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
+from staywire.client import ConnectionState
 from staywire.exceptions import RequestError
 from tests.client.helpers import Collector, eventually
 from tests.support.servers import metric
@@ -62,3 +64,28 @@ async def test_other_refusals_fail_the_publish(server_factory, client_factory) -
     with pytest.raises(RequestError) as info:
         await client.publish("admin", 1)
     assert info.value.code == "forbidden"
+
+
+async def test_resubscribing_to_many_channels_after_a_restart_is_paced_not_refused(
+        server_factory, client_factory) -> None:
+    """100 channels (the default max_subscriptions) after a server restart: every one is
+    resubscribed, and resynced to the new epoch (unsub, then sub), which is more requests
+    at once than the server's burst. Sent at the announced pace, none is refused; before,
+    the burst earned the client a 4029 close on every restart."""
+    srv = server_factory(allow_anonymous=True, anonymous_channels=["*"])
+    changes = []
+    client = client_factory(srv.url, on_state_change=changes.append)
+    await client.connect()
+    async with contextlib.AsyncExitStack() as stack:
+        subs = [await stack.enter_async_context(client.subscribe(f"ch:{i}")) for i in range(100)]
+        await asyncio.gather(*(client.publish(f"ch:{i}", i) for i in range(100)))
+        srv.restart()
+        await eventually(lambda: client.stats["connects"] == 2 and
+                         client.state is ConnectionState.OPEN, 10, "the reconnect")
+        await client.publish("ch:99", "after")  # paced behind the resubscribes
+        async with asyncio.timeout(10):
+            while getattr(await anext(aiter(subs[99])), "data", None) != "after":
+                pass  # skips the Recovery item the new epoch brings
+    assert [c.close.code for c in changes if c.close is not None] == [1006]  # no 4029
+    assert metric(srv.api, "staywire_rate_limited_total") == 0
+    assert client.stats["connects"] == 2

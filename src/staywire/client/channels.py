@@ -82,7 +82,7 @@ class Channels:
         link = self._current_link()
         if link is not None and channel.cursor.state is not CursorState.IDLE:
             rid = self._requests.add(Request("unsub", channel))
-            link.send(m.encode_unsub(rid, sub.channel))
+            link.send_paced(m.encode_unsub(rid, sub.channel))
 
     def position(self, channel: str) -> Position | None:
         state = self._channels.get(channel)
@@ -228,15 +228,15 @@ class Channels:
     def _send_sub(self, link: Link, channel: Channel) -> None:
         since = channel.cursor.subscribe()
         rid = self._requests.add(Request("sub", channel))
-        link.send(m.encode_sub(rid, channel.cursor.channel, None if since is None else _pos(since)))
+        link.send_paced(m.encode_sub(rid, channel.cursor.channel, None if since is None else _pos(since)))
 
     def _send_resync(self, link: Link, channel: Channel, since: Position | None) -> None:
         """``unsub`` then ``sub`` with ``since``; the cursor drops msgs until the unsub ack."""
         name = channel.cursor.channel
         rid = self._requests.add(Request("resync", channel))
-        link.send(m.encode_unsub(rid, name))
+        link.send_paced(m.encode_unsub(rid, name))
         rid = self._requests.add(Request("sub", channel))
-        link.send(m.encode_sub(rid, name, None if since is None else _pos(since)))
+        link.send_paced(m.encode_sub(rid, name, None if since is None else _pos(since)))
 
 
 def _pos(position: Position) -> tuple[str, int]:

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+from collections import deque
 from collections.abc import Callable, Mapping
 
 from picows import WSAutoPingStrategy, WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
@@ -54,6 +55,8 @@ class Link:
         # Pays for every frame sent, under the limits the server's welcome announced; the
         # publisher waits on it (None: no pacing).
         self.pacer: Pacer | None = None
+        self._waiting: deque[bytes] = deque()  # send_paced frames waiting for their turn
+        self._wait_timer: asyncio.TimerHandle | None = None
 
     @property
     def is_open(self) -> bool:
@@ -75,6 +78,31 @@ class Link:
             self.pacer.charge(asyncio.get_running_loop().time(), len(payload))
         self.transport.send(WSMsgType.TEXT, payload)
         return True
+
+    def send_paced(self, payload: bytes) -> None:
+        """Send one text frame when the pacer allows, after those already waiting: for
+        requests a burst of which would be refused (resubscribing to many channels after
+        a reconnect). Frames still waiting when the link ends go with it."""
+        if self.pacer is None or (not self._waiting and self._turn(len(payload)) == 0):
+            self.send(payload)
+            return
+        self._waiting.append(payload)
+        if self._wait_timer is None:
+            self._release_waiting()
+
+    def _turn(self, size: int) -> float:
+        assert self.pacer is not None
+        return self.pacer.delay(asyncio.get_running_loop().time(), size)
+
+    def _release_waiting(self) -> None:
+        self._wait_timer = None
+        while self._waiting and self.is_open:
+            wait = self._turn(len(self._waiting[0]))
+            if wait > 0:
+                self._wait_timer = asyncio.get_running_loop().call_later(
+                    wait, self._release_waiting)
+                return
+            self.send(self._waiting.popleft())
 
     def send_binary(self, payload: bytes) -> bool:
         """Send one binary frame (reserved by protocol v1; used by conformance runs)."""
@@ -135,6 +163,10 @@ class Link:
             self._close = CloseInfo(code, reason)
 
     def _disconnected(self) -> None:
+        self._waiting.clear()
+        if self._wait_timer is not None:
+            self._wait_timer.cancel()
+            self._wait_timer = None
         if not self.closed.done():
             self.closed.set_result(self._close or CloseInfo(ABNORMAL, "connection lost"))
         self._on_writable()  # wake publishers waiting for the buffer to drain

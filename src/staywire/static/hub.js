@@ -246,9 +246,15 @@ export class Hub {
       (err) => this._onReply(id, null, err),
     );
     const frame = push.encode(id);
-    this._pubs.charge(frame); // every request pays into the publishes' pacer
-    this.socket.send(frame);
-    push._startTimeout();
+    const send = () => {
+      this._pubs.charge(frame); // every request pays into the pacer
+      this.socket.send(frame);
+      push._startTimeout();
+    };
+    // Publishes have their own turn (pub-queue.js); the rest (a resubscribe of many
+    // channels after a reconnect) waits for the pacer in order rather than be refused.
+    if (type === 'pub') send();
+    else this._pubs.sendPaced(frame, send);
     return push;
   }
 

@@ -58,6 +58,40 @@ export class PubQueue {
     this._mono = hub.monotonic ?? (globalThis.performance ? () => globalThis.performance.now() : this._now);
     /** How often a publish waited for the pacer. */
     this.paced = 0;
+    /** Other requests waiting for the pacer, in order. @type {{frame: string, send: () => void}[]} */
+    this._waiting = [];
+    /** @type {any} */
+    this._waitTimer = null;
+  }
+
+  /**
+   * Sends a request other than a publish when the pacer allows and nothing waits before it,
+   * else queues it, in order. @param {string} frame @param {() => void} send
+   */
+  sendPaced(frame, send) {
+    if (!this._pacer || (this._waiting.length === 0 && this._pacer.delay(this._mono() / 1000, utf8Length(frame)) === 0)) {
+      send();
+      return;
+    }
+    this._waiting.push({ frame, send });
+    this._releaseWaiting();
+  }
+
+  _releaseWaiting() {
+    if (this._waitTimer !== null) return;
+    while (this._open && this._waiting.length > 0) {
+      const w = this._waiting[0];
+      const turn = this._pacer ? this._pacer.delay(this._mono() / 1000, utf8Length(w.frame)) : 0;
+      if (turn > 0) {
+        this._waitTimer = this._setTimeout(() => {
+          this._waitTimer = null;
+          this._releaseWaiting();
+        }, turn * 1000);
+        return;
+      }
+      this._waiting.shift();
+      w.send();
+    }
   }
 
   /** A new connection's `welcome`: pace under the limits it announces (if any). @param {any} rateLimit */
@@ -194,9 +228,12 @@ export class PubQueue {
     this.stop();
   }
 
-  /** Cancels a paused pump's timer. */
+  /** Cancels the timers: a paused pump's, and the waiting requests' (which are dropped). */
   stop() {
     if (this._timer !== null) this._clearTimeout(this._timer);
     this._timer = null;
+    if (this._waitTimer !== null) this._clearTimeout(this._waitTimer);
+    this._waitTimer = null;
+    this._waiting = [];
   }
 }
