@@ -456,6 +456,16 @@ describe('Client, tabs sharing one connection', { timeout: 30000 }, () => {
     assert.equal(world.server.rejected, 0);
   });
 
+  it('sends a subscribe refused for now again, as the Python client does', async () => {
+    newWorld();
+    Object.assign(world.server, { limit: { burst: 4, refillMs: 20 }, limitAll: true }); // no announcement
+    const a = tab('a', { share: false });
+    const names = Array.from({ length: 10 }, (_, i) => `ch:${i}`);
+    await Promise.all(names.map((n) => a.join(n)));
+    assert.ok(world.server.rejected > 0, 'the limiter refused some');
+    assert.equal([...world.server.conns][0].subs.size, 10);
+  });
+
   it('refills a live gap by resubscribing: every tab gets every offset once, in order', async () => {
     newWorld();
     const [a, b] = [tab('a'), tab('b')];

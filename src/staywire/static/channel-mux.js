@@ -13,10 +13,15 @@
 import { State } from './socket.js';
 import { ChannelCursor, CursorState, Verdict, delivers } from './cursor.js';
 import { RequestError, RequestTimeout, serializeError } from './errors.js';
+import { jittered } from './backoff.js';
+
+// `sub` refusals that say "not now": sent again (5 times at most, as the Python client).
+const TRANSIENT = new Set(['rate_limited', 'unavailable', 'internal']);
+const MAX_SUB_RETRIES = 5;
 
 /** @typedef {import('./cursor.js').Position} Position */
 /** @typedef {{tab: string, rid: number, since: Position|null, covered: number|null, unrecovered: boolean}} Waiter */
-/** @typedef {{name: string, tabs: Set<string>, cursor: ChannelCursor, waiting: Waiter[], seq: number}} ChannelState */
+/** @typedef {{name: string, tabs: Set<string>, cursor: ChannelCursor, waiting: Waiter[], seq: number, retries: number}} ChannelState */
 /**
  * The hub's way to send a request (Hub._request).
  * @typedef {(type: string, payload: Record<string, any>, meta: Record<string, any>,
@@ -25,13 +30,15 @@ import { RequestError, RequestTimeout, serializeError } from './errors.js';
 
 export class ChannelMux {
   /**
-   * @param {{socket: import('./socket.js').Socket, emit: (msg: any) => void, request: SendRequest}} hub
-   *   the hub's socket, its way to the tabs, and its way to send a request
+   * @param {{socket: import('./socket.js').Socket, emit: (msg: any) => void, request: SendRequest,
+   *   setTimeout?: (fn: () => void, ms: number) => any}} hub
+   *   the hub's socket, its way to the tabs, its way to send a request, and its timer
    */
-  constructor({ socket, emit, request }) {
+  constructor({ socket, emit, request, setTimeout: later }) {
     this._socket = socket;
     this._emit = emit;
     this._request = request;
+    this._later = later ?? ((/** @type {() => void} */ fn, /** @type {number} */ ms) => setTimeout(fn, ms));
     /** @type {Map<string, ChannelState>} */
     this.channels = new Map();
   }
@@ -44,7 +51,7 @@ export class ChannelMux {
   _channel(name) {
     let ch = this.channels.get(name);
     if (!ch) {
-      ch = { name, tabs: new Set(), cursor: new ChannelCursor(name), waiting: [], seq: 0 };
+      ch = { name, tabs: new Set(), cursor: new ChannelCursor(name), waiting: [], seq: 0, retries: 0 };
       this.channels.set(name, ch);
     }
     return ch;
@@ -263,9 +270,19 @@ export class ChannelMux {
         return;
       }
       if (err instanceof RequestTimeout) return;
+      if (err instanceof RequestError && TRANSIENT.has(err.code) && ch.retries < MAX_SUB_RETRIES) {
+        ch.retries += 1; // not now: again after a jittered pause, from the same position
+        ch.cursor.connectionLost();
+        for (const w of ch.waiting) w.covered = null;
+        this._later(() => {
+          if (this.channels.get(name) === ch && ch.cursor.state === CursorState.IDLE) this.subscribe(ch);
+        }, jittered(500 * ch.retries));
+        return;
+      }
       this.revoked(name, err); // forbidden, too_many_subscriptions, ...: every tab learns it
       return;
     }
+    ch.retries = 0;
     const out = ch.cursor.onSubscribed(String(ack.epoch), Number(ack.offset), Boolean(ack.recovered));
     const waitingTabs = new Set(ch.waiting.map((w) => w.tab));
     if (out.unrecovered) {

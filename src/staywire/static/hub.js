@@ -63,7 +63,7 @@ export class Hub {
     const emit = (/** @type {any} */ msg) => this._emit(msg);
     /** @type {import('./channel-mux.js').SendRequest} */
     const request = (type, payload, meta, onTimeout, raw) => this._request(type, payload, meta, onTimeout, raw);
-    this._mux = new ChannelMux({ socket: this.socket, emit, request });
+    this._mux = new ChannelMux({ socket: this.socket, emit, request, setTimeout: this._setTimeout });
     this._pubs = new PubQueue({
       socket: this.socket, emit, request, status: () => this._status(), store: this._store,
       maxInFlight: options.maxPubsInFlight ?? 64, pacing: options.pacing,
