@@ -69,7 +69,7 @@ export class PubQueue {
    * else queues it, in order. @param {string} frame @param {() => void} send
    */
   sendPaced(frame, send) {
-    if (!this._pacer || (this._waiting.length === 0 && this._pacer.delay(this._mono() / 1000, utf8Length(frame)) === 0)) {
+    if (this._waiting.length === 0 && this._turn(utf8Length(frame)) === 0) {
       send();
       return;
     }
@@ -77,11 +77,16 @@ export class PubQueue {
     this._releaseWaiting();
   }
 
+  /** Seconds until a frame of `size` bytes may go (0: now, or no pacing). @param {number} size */
+  _turn(size) {
+    return this._pacer ? this._pacer.delay(this._mono() / 1000, size) : 0;
+  }
+
   _releaseWaiting() {
     if (this._waitTimer !== null) return;
     while (this._open && this._waiting.length > 0) {
       const w = this._waiting[0];
-      const turn = this._pacer ? this._pacer.delay(this._mono() / 1000, utf8Length(w.frame)) : 0;
+      const turn = this._turn(utf8Length(w.frame));
       if (turn > 0) {
         this._waitTimer = this._setTimeout(() => {
           this._waitTimer = null;
@@ -161,7 +166,7 @@ export class PubQueue {
       const p = this._queue[0];
       // The pub frame, about; the hub charges the pacer with the real one when it sends.
       const size = utf8Length(p.data) + p.channel.length + utf8Length(p.key) + 64;
-      const turn = this._pacer ? this._pacer.delay(this._mono() / 1000, size) : 0;
+      const turn = this._turn(size);
       if (turn > 0) {
         this.paced += 1;
         this._timer = this._setTimeout(() => {
