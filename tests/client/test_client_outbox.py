@@ -50,8 +50,10 @@ async def test_publish_waits_over_the_high_water_mark_and_keeps_order(
         monkeypatch.setenv(f"STAYWIRE_{name}", "1000000000")
     srv = server_factory(allow_anonymous=True, anonymous_channels=["*"])
     proxy = await proxy_factory(srv.port)
+    # No client heartbeat: the proxy is paused on purpose, and a stall of the machine
+    # (a CI run once lost 40 s here) must not turn into a heartbeat drop and retries.
     client = client_factory(proxy.url, high_water=64 * 1024, low_water=16 * 1024,
-                            max_queued_bytes=None)
+                            max_queued_bytes=None, ping_interval=None)
     await client.connect()
     proxy.pause()  # nothing is read: the kernel buffers fill, then the transport's
     tasks = []
