@@ -224,18 +224,15 @@ def test_pacer_keeps_a_client_under_the_servers_buckets() -> None:
     # 2000: over the pacer's byte burst (half the server's), within the server's.
     now, sent, sizes = 0.0, 0, [50, 300, 2000, 10, 900] * 40
     for size in sizes:
-        for _ in range(3):  # one wait is always enough; bounded all the same
-            wait = pacer.wait(now, size)
-            if wait == 0:
-                break
-            now += wait
-        assert wait == 0
+        now += pacer.delay(now, size)  # wait for the turn, as the client does
+        assert pacer.delay(now, size) == 0  # one wait is always enough
+        pacer.charge(now, size)
         assert server_msgs.take(now) and server_bytes.take(now, size), (sent, now)
         sent += 1
     assert sent == len(sizes)
     # No slower than its share of the byte rate (the tighter of the two here).
     assert now <= sum(sizes) / (1000 * Pacer.RATE_SHARE) + 1
-    assert pacer.wait(now, 10) > 0  # spent: the next one waits
+    assert pacer.delay(now, 10) > 0  # spent: the next one waits
 
 
 def test_pacer_charges_what_else_was_sent_and_bounds_publishes_in_flight() -> None:

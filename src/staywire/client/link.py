@@ -71,13 +71,7 @@ class Link:
 
     def send(self, payload: bytes) -> bool:
         """Send one text frame; ``False`` when the link is closing or gone."""
-        if not self.is_open:
-            return False
-        assert self.transport is not None
-        if self.pacer is not None:
-            self.pacer.charge(asyncio.get_running_loop().time(), len(payload))
-        self.transport.send(WSMsgType.TEXT, payload)
-        return True
+        return self._write(WSMsgType.TEXT, payload)
 
     def send_paced(self, payload: bytes) -> None:
         """Send one text frame when the pacer allows, after those already waiting: for
@@ -106,12 +100,15 @@ class Link:
 
     def send_binary(self, payload: bytes) -> bool:
         """Send one binary frame (reserved by protocol v1; used by conformance runs)."""
+        return self._write(WSMsgType.BINARY, payload)
+
+    def _write(self, kind: WSMsgType, payload: bytes) -> bool:
         if not self.is_open:
             return False
         assert self.transport is not None
-        if self.pacer is not None:
+        if self.pacer is not None:  # every frame pays, whether or not it waited its turn
             self.pacer.charge(asyncio.get_running_loop().time(), len(payload))
-        self.transport.send(WSMsgType.BINARY, payload)
+        self.transport.send(kind, payload)
         return True
 
     def close(self, code: int = 1000, reason: str = "") -> None:

@@ -94,13 +94,6 @@ class Pacer:
         self._msgs.tokens -= 1
         self._bytes.tokens -= size
 
-    def wait(self, now: float, size: int) -> float:
-        """``delay``, and when it is 0.0 the message is charged: it goes now."""
-        wait = self.delay(now, size)
-        if wait == 0:
-            self.charge(now, size)
-        return wait
-
 
 class ViolationCounter:
     """Counts events in a fixed window; ``hit`` says when ``limit`` is reached.

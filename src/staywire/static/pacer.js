@@ -74,13 +74,6 @@ export class Pacer {
     this._msgs.tokens -= 1;
     this._bytes.tokens -= size;
   }
-
-  /** `delay`, and when it is 0 the message is charged: it goes now. @param {number} now @param {number} size */
-  wait(now, size) {
-    const wait = this.delay(now, size);
-    if (wait === 0) this.charge(now, size);
-    return wait;
-  }
 }
 
 /** Bytes of `text` in UTF-8 (what the server's byte bucket counts). @param {string} text */
