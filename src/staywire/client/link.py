@@ -22,6 +22,7 @@ from picows.url import parse_url
 
 from staywire.client.state import CloseInfo
 from staywire.protocol.codes import CloseCode, valid_close_code
+from staywire.protocol.envelope import SUBPROTOCOL
 from staywire.protocol.framing import OP_TEXT, CloseConnection, CloseFence, MessageAssembler
 from staywire.protocol.ratelimit import Pacer
 
@@ -29,7 +30,6 @@ __all__ = ["SUBPROTOCOL", "Link", "open_link"]
 
 log = logging.getLogger("staywire.client")
 
-SUBPROTOCOL = "staywire.v1"
 NO_STATUS = 1005  # RFC 6455: a close frame without a code
 DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024  # what the client accepts from a server
 ABNORMAL = 1006  # RFC 6455: no close frame at all

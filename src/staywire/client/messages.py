@@ -33,8 +33,6 @@ __all__ = [
     "encode_unsub",
 ]
 
-MAX_ID: Final = 2**53 - 1
-
 
 class _Base(msgspec.Struct, frozen=True, tag_field="type"):
     pass

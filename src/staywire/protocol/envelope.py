@@ -31,7 +31,8 @@ __all__ = [
     "msg_envelope",
 ]
 
-MAX_ID: Final = 2**53 - 1
+SUBPROTOCOL: Final = "staywire.v1"  # Sec-WebSocket-Protocol of protocol v1
+MAX_ID: Final = 2**53 - 1  # the largest integer a JavaScript number holds exactly
 CHANNEL_PATTERN: Final = r"^[A-Za-z0-9_\-:.@/=]{1,128}$"
 
 Id = Annotated[int, msgspec.Meta(ge=1, le=MAX_ID)]

@@ -24,7 +24,7 @@ import h11
 import msgspec
 
 from staywire.exceptions import BrokerUnavailable
-from staywire.protocol.envelope import Channel, Key
+from staywire.protocol.envelope import SUBPROTOCOL, Channel, Key
 from staywire.server.auth import cookie_token, query_params, redact
 from staywire.server.connection import Connection
 from staywire.server.echo import EchoConnection
@@ -38,7 +38,6 @@ __all__ = ["Router", "start_api"]
 
 log = logging.getLogger("staywire.server")
 
-SUBPROTOCOL = "staywire.v1"
 _STATIC_NAME = re.compile(
     r"^/([A-Za-z0-9_\-]+(?:\.d)?\.(?:js|mjs|css|html|ts|svg|png|ico|json))$")
 
