@@ -23,7 +23,7 @@ from staywire.client import Client
 from staywire.config import Config
 from staywire.exceptions import ReconnectFailed
 from staywire.protocol.ratelimit import KeyedBuckets
-from staywire.server import routes
+from staywire.server import api as api_module
 from staywire.server.app import Server
 from tests.conftest import ANON
 from tests.support.ws import connect, expect, request
@@ -121,13 +121,13 @@ def test_keyed_buckets_stay_bounded() -> None:
 
 async def test_api_key_is_compared_in_constant_time(monkeypatch) -> None:
     calls: list[tuple[bytes, bytes]] = []
-    real = routes.hmac.compare_digest
+    real = api_module.hmac.compare_digest
 
     def spy(a: bytes, b: bytes) -> bool:
         calls.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr(routes.hmac, "compare_digest", spy)
+    monkeypatch.setattr(api_module.hmac, "compare_digest", spy)
     server = Server(Config(port=0, api_key="k" * 32))  # port 0: the API port is ephemeral too
     await server.start()
     try:

@@ -2,9 +2,10 @@
 
 It moves bytes and calls the protocol core: frames go through ``InboundGuard``
 (limits, validation), transitions through ``ConnectionStateMachine``, deadlines
-through ``Heartbeat``. What each request does is in ``requests.py``; there is
-no task per connection (see ``RequestHandlers``), so an idle connection costs
-its objects and buffers only.
+through ``Heartbeat``. What each request does is decided by the node's request
+handlers (``requests.py``), reached through the ``NodeContext`` it is given: the
+connection holds its own state and nothing of the node's. There is no task per
+connection, so an idle connection costs its objects and buffers only.
 """
 
 from __future__ import annotations
@@ -14,16 +15,18 @@ import logging
 import secrets
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from staywire.brokers.base import Publication
+from staywire.config import Config
 from staywire.protocol.codes import CloseCode, ErrorCode, valid_close_code
 from staywire.protocol.envelope import Auth, Inbound, encode
 from staywire.protocol.heartbeat import Heartbeat, HeartbeatAction
-from staywire.protocol.inbound import CloseConnection, InboundGuard, Reject
+from staywire.protocol.inbound import CloseConnection, InboundGuard, Limits, Reject
 from staywire.protocol.state import ConnectionStateMachine, ConnState
 from staywire.server.auth import Identity
-from staywire.server.requests import RequestHandlers
+from staywire.server.hub import Hub
+from staywire.server.metrics import Stats
 from staywire.server.transport import (
     OP_PONG,
     WSFrame,
@@ -37,10 +40,7 @@ from staywire.server.transport import (
     text_frame,
 )
 
-if TYPE_CHECKING:
-    from staywire.server.app import Server
-
-__all__ = ["Connection"]
+__all__ = ["Connection", "NodeContext"]
 
 log = logging.getLogger("staywire.server")
 
@@ -51,18 +51,53 @@ _CLOSE = WSMsgType.CLOSE
 _PING = WSMsgType.PING
 
 
-class Connection(RequestHandlers, WSListener):
+class Handlers(Protocol):
+    """The node's request handlers, as a connection calls them."""
+
+    def dispatch(self, conn: Connection, request: Inbound) -> None: ...
+    def submit(self, conn: Connection, request: Inbound | None) -> None: ...
+    def detach(self, conn: Connection) -> None: ...
+
+
+class Table(Protocol):
+    def opened(self, conn: Connection) -> None: ...
+    def closed(self, conn: Connection) -> None: ...
+
+
+class Hooks(Protocol):
+    def closed(self, conn: Connection) -> None: ...
+
+
+class NodeContext:
+    """What every connection of a node shares: settings, counters, the hub, the handlers.
+
+    One object per node, made when it starts; a connection keeps one reference to it."""
+
+    __slots__ = ("config", "limits", "stats", "hub", "handlers", "table", "hooks")
+
+    def __init__(self, config: Config, limits: Limits, stats: Stats, hub: Hub,
+                 handlers: Handlers, table: Table, hooks: Hooks) -> None:
+        self.config = config
+        self.limits = limits
+        self.stats = stats
+        self.hub = hub
+        self.handlers = handlers
+        self.table = table
+        self.hooks = hooks
+
+
+class Connection(WSListener):
     """The server side of one WebSocket connection."""
 
     __slots__ = (
-        "server", "transport", "ip", "id", "session", "requested_session", "token",
+        "node", "transport", "ip", "id", "session", "requested_session", "token",
         "identity", "sm", "hb", "guard", "subs", "recovering", "out", "out_size",
         "queue", "worker", "opened_at", "auth_deadline", "close_deadline", "close_code",
         "close_reason", "resumed", "user_data", "final_saved", "allowance",
     )
 
-    def __init__(self, server: Server, ip: str, token: str | None, session: str | None) -> None:
-        self.server = server
+    def __init__(self, node: NodeContext, ip: str, token: str | None, session: str | None) -> None:
+        self.node = node
         self.transport: WSTransport | None = None
         self.ip = ip
         self.id = secrets.token_hex(8)
@@ -77,7 +112,7 @@ class Connection(RequestHandlers, WSListener):
         self.recovering: dict[str, list[Publication]] | None = None
         self.out: list[bytes] = []
         self.out_size = 0
-        self.queue: deque[Inbound] | None = None
+        self.queue: deque[Inbound | None] | None = None
         self.worker: asyncio.Task[None] | None = None
         self.opened_at = 0.0
         self.auth_deadline: float | None = None
@@ -102,16 +137,18 @@ class Connection(RequestHandlers, WSListener):
         transport.response.headers.clear()
         now = time.monotonic()
         self.opened_at = now
-        self.hb = Heartbeat(self.server.config.ping_interval, self.server.config.pong_timeout, now)
+        node = self.node
+        cfg = node.config
+        self.hb = Heartbeat(cfg.ping_interval, cfg.pong_timeout, now)
         self.sm.advance(ConnState.AUTHENTICATING)
-        self.server.connection_opened(self)
+        node.table.opened(self)
         if self.token is not None:
             token, self.token = self.token, None
-            self.submit(Auth(token=token))
-        elif self.server.config.allow_anonymous:
-            self.submit(None)  # welcome as anonymous
+            node.handlers.submit(self, Auth(token=token))
+        elif cfg.allow_anonymous:
+            node.handlers.submit(self, None)  # welcome as anonymous
         else:
-            self.auth_deadline = now + self.server.config.auth_timeout
+            self.auth_deadline = now + cfg.auth_timeout
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         op = frame.msg_type
@@ -129,11 +166,12 @@ class Connection(RequestHandlers, WSListener):
         now = time.monotonic()
         self.hb.last_seen = now  # type: ignore[union-attr]
         payload = frame.get_payload_as_bytes()
-        stats = self.server.stats
+        node = self.node
+        stats = node.stats
         stats.bytes_in += len(payload)
         guard = self.guard
         if guard is None:
-            guard = self.guard = InboundGuard(self.server.limits, now)
+            guard = self.guard = InboundGuard(node.limits, now)
         try:
             request = guard.feed(op.value, frame.fin, frame.rsv1 or frame.rsv2 or frame.rsv3,
                                  payload, now)
@@ -151,7 +189,7 @@ class Connection(RequestHandlers, WSListener):
         if request is None:
             return
         stats.messages_in += 1
-        self.dispatch(request)
+        node.handlers.dispatch(self, request)
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         if self.sm.state == ConnState.CLOSED:
@@ -167,11 +205,13 @@ class Connection(RequestHandlers, WSListener):
             else:
                 self.close_code = int(CloseCode.ABNORMAL)
         self.sm.advance(ConnState.CLOSED)
-        self._detach()
+        node = self.node
+        node.handlers.detach(self)
         if self.worker is not None and not self.worker.done():
             self.worker.cancel()
         self.out.clear()
-        self.server.connection_closed(self)
+        node.table.closed(self)
+        node.hooks.closed(self)
 
     # ------------------------------------------------------------------ output
 
@@ -184,10 +224,10 @@ class Connection(RequestHandlers, WSListener):
             return
         out = self.out
         if not out:
-            self.server.hub.mark_dirty(self)
+            self.node.hub.mark_dirty(self)
         out.append(frame)
         self.out_size += len(frame)
-        if self.out_size > self.server.config.max_send_buffer + self.allowance:
+        if self.out_size > self.node.config.max_send_buffer + self.allowance:
             self.slow_consumer()
 
     def flush(self) -> None:
@@ -195,7 +235,7 @@ class Connection(RequestHandlers, WSListener):
         if not out or self.transport is None:
             return
         data = out[0] if len(out) == 1 else b"".join(out)
-        stats = self.server.stats
+        stats = self.node.stats
         stats.messages_out += len(out)
         stats.bytes_out += len(data)
         self.out = []
@@ -205,7 +245,7 @@ class Connection(RequestHandlers, WSListener):
             return
         tr.write(data)
         buffered = tr.get_write_buffer_size()
-        limit = self.server.config.max_send_buffer
+        limit = self.node.config.max_send_buffer
         if buffered > limit + self.allowance:
             self.slow_consumer()
         elif buffered <= limit:
@@ -229,7 +269,7 @@ class Connection(RequestHandlers, WSListener):
     def slow_consumer(self) -> None:
         if self.sm.state >= ConnState.CLOSING:
             return
-        self.server.stats.slow_consumer_closes += 1
+        self.node.stats.slow_consumer_closes += 1
         # Nothing more is queued for it; the close frame may sit behind the backlog, so
         # close_deadline aborts the socket if the peer never reads that far.
         self.out.clear()
@@ -251,10 +291,10 @@ class Connection(RequestHandlers, WSListener):
         self.close_code = code
         self.close_reason = reason
         self.sm.advance(ConnState.CLOSING)
-        self._detach()
+        self.node.handlers.detach(self)
         self.out.append(close_frame(code, reason))
         self.flush()
-        self.close_deadline = time.monotonic() + self.server.config.close_timeout
+        self.close_deadline = time.monotonic() + self.node.config.close_timeout
 
     def _on_close_frame(self, frame: WSFrame) -> None:
         assert self.transport is not None
@@ -273,26 +313,10 @@ class Connection(RequestHandlers, WSListener):
             except UnicodeDecodeError:  # pragma: no cover - picows rejects it before us
                 self.close_reason = ""
         self.sm.advance(ConnState.CLOSING)
-        self._detach()
+        self.node.handlers.detach(self)
         self.out.append(close_reply(code_int))
         self.flush()
         self.transport.disconnect()
-
-    def _detach(self) -> None:
-        """Leave every channel so no more publications are queued for this connection.
-
-        The session record is saved first, with the channels and positions it had, so a
-        reconnect within ``session_ttl`` (to any node) can resume it."""
-        if (self.session and not self.final_saved and self.identity is not None
-                and (self.subs or self.resumed)):
-            self.final_saved = True
-            self.server.save_session_later(self.session, self.session_record())
-        if self.subs:
-            server = self.server
-            for channel in self.subs:
-                server.leave(channel, self)
-            self.subs = {}
-        self.recovering = None
 
     def tick(self, now: float, wall: float) -> None:
         """Called by the server's sweeper: heartbeats, auth timeout, token expiry, close timeout."""

@@ -9,10 +9,9 @@ It is off unless ``echo_path`` is set.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 from staywire.protocol.codes import CloseCode
-from staywire.protocol.inbound import CloseConnection, InboundGuard
+from staywire.protocol.inbound import CloseConnection, InboundGuard, Limits
 from staywire.server.transport import (
     OP_PONG,
     WSFrame,
@@ -25,17 +24,14 @@ from staywire.server.transport import (
     data_frame,
 )
 
-if TYPE_CHECKING:
-    from staywire.server.app import Server
-
 __all__ = ["EchoConnection"]
 
 
 class EchoConnection(WSListener):
     __slots__ = ("guard", "closing")
 
-    def __init__(self, server: Server) -> None:
-        self.guard = InboundGuard(server.limits, time.monotonic())
+    def __init__(self, limits: Limits) -> None:
+        self.guard = InboundGuard(limits, time.monotonic())
         self.closing = False
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:

@@ -13,16 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from staywire.brokers.base import Publication
 from staywire.protocol.envelope import msg_envelope
 from staywire.server.transport import text_frame
 
-if TYPE_CHECKING:
-    from staywire.server.connection import Connection
-
-__all__ = ["Hub"]
+__all__ = ["Hub", "Subscriber"]
 
 log = logging.getLogger("staywire.server")
 
@@ -35,21 +32,36 @@ log = logging.getLogger("staywire.server")
 COALESCE_WINDOW = 0.001
 
 
+class Subscriber(Protocol):
+    """What the fan-out touches of a connection: its pending output, read directly.
+
+    Attributes, not methods, on purpose: this loop runs once per delivery."""
+
+    id: str
+    out: list[bytes]
+    out_size: int
+    allowance: int  # bytes a recovery replay may add above max_send_buffer
+    recovering: dict[str, list[Publication]] | None  # live publications held back per channel
+
+    def flush(self) -> None: ...
+    def slow_consumer(self) -> None: ...
+
+
 class Hub:
     __slots__ = ("channels", "_dirty", "_loop", "_flush_soon", "_flush_timer", "_last_fanout",
                  "max_send_buffer")
 
     def __init__(self, loop: asyncio.AbstractEventLoop,
                  max_send_buffer: int = 1024 * 1024) -> None:
-        self.channels: dict[str, set[Connection]] = {}
-        self._dirty: list[Connection] = []
+        self.channels: dict[str, set[Subscriber]] = {}
+        self._dirty: list[Subscriber] = []
         self._loop = loop
         self._flush_soon = False
         self._flush_timer: asyncio.TimerHandle | None = None
         self._last_fanout = 0.0
         self.max_send_buffer = max_send_buffer
 
-    def add(self, channel: str, conn: Connection) -> bool:
+    def add(self, channel: str, conn: Subscriber) -> bool:
         """Add a subscriber; True when it is the channel's first on this node."""
         subs = self.channels.get(channel)
         if subs is None:
@@ -58,7 +70,7 @@ class Hub:
         subs.add(conn)
         return False
 
-    def remove(self, channel: str, conn: Connection) -> bool:
+    def remove(self, channel: str, conn: Subscriber) -> bool:
         """Remove a subscriber; True when the channel has none left on this node."""
         subs = self.channels.get(channel)
         if subs is None:
@@ -78,7 +90,7 @@ class Hub:
 
         The loop is the hottest code in Staywire, so ``Connection.enqueue`` is inlined:
         one shared frame appended to each subscriber's pending output, sizes checked
-        against the send-buffer bound, nothing awaited. Connections in the set are never
+        against the send-buffer bound, nothing awaited. Subscribers in the set are never
         closing (they leave every channel when they start to close); a slow consumer is
         closed after the loop, since closing leaves the set being iterated."""
         subs = self.channels.get(pub.channel)
@@ -88,7 +100,7 @@ class Hub:
         n = len(frame)
         limit = self.max_send_buffer
         dirty = self._dirty
-        slow: list[Connection] | None = None
+        slow: list[Subscriber] | None = None
         for conn in subs:
             recovering = conn.recovering
             if recovering is not None:
@@ -119,7 +131,7 @@ class Hub:
                 self._loop.call_soon(self.flush)
             self._last_fanout = now
 
-    def mark_dirty(self, conn: Connection) -> None:
+    def mark_dirty(self, conn: Subscriber) -> None:
         """A connection has output to write: flush it at the end of this tick."""
         self._dirty.append(conn)
         if not self._flush_soon:

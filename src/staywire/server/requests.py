@@ -1,5 +1,9 @@
 """What each request does: auth and welcome, sub (with recovery), unsub, pub, rpc.
 
+``RequestHandlers`` is one object per node, shared by its connections: a connection
+hands it each request with itself (``dispatch(conn, request)``), so the handlers hold
+the node's services and the connection holds only its own state.
+
 There is no task per connection. Requests that can be answered at once are
 answered in the frame callback; the others (auth, sub, rpc, and anything on a
 broker that must be awaited) go to a short-lived worker task that drains the
@@ -16,11 +20,10 @@ import logging
 import secrets
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Protocol
 
-import msgspec
-
-from staywire.brokers.base import Publication, StreamPosition
+from staywire.brokers.base import Broker, Publication, StreamPosition
+from staywire.config import Config
 from staywire.exceptions import AuthError, BrokerUnavailable, TokenExpired
 from staywire.protocol.codes import CloseCode, ErrorCode
 from staywire.protocol.envelope import (
@@ -34,343 +37,374 @@ from staywire.protocol.envelope import (
     Unsub,
     msg_envelope,
 )
-from staywire.protocol.inbound import CloseConnection
+from staywire.protocol.inbound import CloseConnection, InboundGuard
 from staywire.protocol.recovery import is_recovered, merge_live
-from staywire.protocol.state import ConnState
-from staywire.server.auth import Identity
+from staywire.protocol.state import ConnectionStateMachine, ConnState
+from staywire.server.access import AccessRules
+from staywire.server.auth import Authenticator, Identity
+from staywire.server.hooks import Hooks
+from staywire.server.membership import Membership
+from staywire.server.publisher import Publisher
+from staywire.server.rpc import RpcRegistry
+from staywire.server.sessions import Sessions, encode_session
+from staywire.server.tracker import ConnectionTable
 from staywire.server.transport import text_frame
 
-if TYPE_CHECKING:
-    from staywire.protocol.inbound import InboundGuard
-    from staywire.server.connection import Connection
-    from staywire.protocol.state import ConnectionStateMachine
-    from staywire.server.app import Server
-
-__all__ = ["RequestHandlers", "decode_session"]
+__all__ = ["Conn", "RequestHandlers", "session_record"]
 
 log = logging.getLogger("staywire.server")
 
 RECOVERING = object()  # a subscription's value while its recovery is in flight
 
 
-class _SessionRecord(msgspec.Struct):
-    user: str
-    subs: dict[str, tuple[str, int]] = {}
+class Conn(Protocol):
+    """What the handlers use of a connection: its state, and its output."""
 
+    id: str
+    ip: str
+    session: str
+    requested_session: str | None
+    identity: Identity | None
+    sm: ConnectionStateMachine
+    guard: InboundGuard | None
+    subs: dict[str, Any]
+    recovering: dict[str, list[Publication]] | None
+    allowance: int
+    queue: deque[Inbound | None] | None
+    worker: asyncio.Task[None] | None
+    auth_deadline: float | None
+    resumed: bool
+    final_saved: bool
+    user_data: dict[str, Any]
+    out: list[bytes]
+    out_size: int
+    opened_at: float
+    close_code: int | None
+    close_reason: str
 
-_session_decoder = msgspec.json.Decoder(_SessionRecord)
+    def send(self, obj: dict[str, Any]) -> None: ...
+    def send_error(self, code: ErrorCode, reason: str, request_id: int | None = None,
+                   channel: str | None = None) -> None: ...
+    def enqueue(self, frame: bytes) -> None: ...
+    def close(self, code: CloseCode | int, reason: str | None = None) -> None: ...
+    def flush(self) -> None: ...
+    def slow_consumer(self) -> None: ...
 
 
 class RequestHandlers:
-    """The request half of ``Connection`` (a mixin: it uses the connection's state)."""
+    __slots__ = ("config", "rate_limit", "authenticator", "access", "membership", "broker",
+                 "sessions", "rpc", "hooks", "publisher", "table", "publish_now")
 
-    if not TYPE_CHECKING:  # at run time: no __dict__ (Connection declares the slots)
-        __slots__ = ()
+    def __init__(self, config: Config, *, rate_limit: dict[str, float],
+                 authenticator: Authenticator, access: AccessRules, membership: Membership,
+                 broker: Broker, sessions: Sessions, rpc: RpcRegistry, hooks: Hooks,
+                 publisher: Publisher, table: ConnectionTable[Any]) -> None:
+        self.config = config
+        self.rate_limit = rate_limit  # announced in every welcome
+        self.authenticator = authenticator
+        self.access = access
+        self.membership = membership
+        self.broker = broker  # history reads
+        self.sessions = sessions
+        self.rpc = rpc
+        self.hooks = hooks
+        self.publisher = publisher
+        self.table = table
+        self.publish_now = publisher.publish_nowait is not None
 
-    @property
-    def _conn(self) -> Connection:
-        return cast("Connection", self)
+    # ------------------------------------------------------------------ ordering
 
-    if TYPE_CHECKING:  # what it uses of Connection, for the type checker
-        server: Server
-        id: str
-        session: str
-        requested_session: str | None
-        identity: Identity | None
-        sm: ConnectionStateMachine
-        guard: InboundGuard | None
-        subs: dict[str, Any]
-        recovering: dict[str, list[Publication]] | None
-        allowance: int
-        queue: deque[Inbound] | None
-        worker: asyncio.Task[None] | None
-        auth_deadline: float | None
-        resumed: bool
-
-        def send(self, obj: dict[str, Any]) -> None: ...
-        def send_error(self, code: ErrorCode, reason: str, request_id: int | None = None,
-                       channel: str | None = None) -> None: ...
-        def enqueue(self, frame: bytes) -> None: ...
-        def close(self, code: CloseCode | int, reason: str | None = None) -> None: ...
-
-    def dispatch(self, request: Inbound) -> None:
-        state = self.sm.state
+    def dispatch(self, conn: Conn, request: Inbound) -> None:
+        state = conn.sm.state
         if state == ConnState.AUTHENTICATING:
-            if self.worker is not None:  # credentials are being checked: keep the order
-                self.submit(request)
+            if conn.worker is not None:  # credentials are being checked: keep the order
+                self.submit(conn, request)
             elif type(request) is Auth:
-                self.auth_deadline = None
-                self.submit(request)
+                conn.auth_deadline = None
+                self.submit(conn, request)
             else:
-                self.close(CloseCode.UNAUTHORIZED, "expected auth first")
+                conn.close(CloseCode.UNAUTHORIZED, "expected auth first")
             return
-        if self.worker is not None:
-            self.submit(request)
+        if conn.worker is not None:
+            self.submit(conn, request)
             return
         kind = type(request)
         if kind is Ping:
-            self._pong(request)  # type: ignore[arg-type]
+            _pong(conn, request)  # type: ignore[arg-type]
         elif kind is Pong:
             pass
-        elif kind is Pub and self.server.publish_nowait is not None:
-            self._pub_now(request)  # type: ignore[arg-type]
+        elif kind is Pub and self.publish_now:
+            self._pub_now(conn, request)  # type: ignore[arg-type]
         elif kind is Unsub:
-            self._unsub(request)  # type: ignore[arg-type]
+            self._unsub(conn, request)  # type: ignore[arg-type]
         else:
-            self.submit(request)
+            self.submit(conn, request)
 
-    def submit(self, request: Inbound | None) -> None:
+    def submit(self, conn: Conn, request: Inbound | None) -> None:
         """Queue a request for the worker (``None``: welcome an anonymous connection)."""
-        if self.queue is None:
-            self.queue = deque()
-        self.queue.append(request)  # type: ignore[arg-type]
-        if self.worker is None:
-            self.worker = asyncio.get_running_loop().create_task(self._work())
+        if conn.queue is None:
+            conn.queue = deque()
+        conn.queue.append(request)
+        if conn.worker is None:
+            conn.worker = asyncio.get_running_loop().create_task(self._work(conn))
 
-    async def _work(self) -> None:
-        queue = self.queue
+    async def _work(self, conn: Conn) -> None:
+        queue = conn.queue
         assert queue is not None
         try:
-            while queue and self.sm.state <= ConnState.OPEN:
-                await self._handle(queue.popleft())
+            while queue and conn.sm.state <= ConnState.OPEN:
+                await self._handle(conn, queue.popleft())
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("request handling failed conn=%s", self.id)
-            self.close(CloseCode.INTERNAL_ERROR)
+            log.exception("request handling failed conn=%s", conn.id)
+            conn.close(CloseCode.INTERNAL_ERROR)
         finally:
-            self.worker = None
-            self.queue = None
+            conn.worker = None
+            conn.queue = None
 
-    async def _handle(self, request: Inbound | None) -> None:
+    async def _handle(self, conn: Conn, request: Inbound | None) -> None:
         if request is None:
-            await self._welcome(Identity(user="", channels=self.server.config.anonymous_channels))
+            await self._welcome(conn, Identity(user="",
+                                               channels=self.config.anonymous_channels))
             return
         kind = type(request)
         if kind is Auth:
-            await self._auth(request)  # type: ignore[arg-type]
+            await self._auth(conn, request)  # type: ignore[arg-type]
             return
-        if self.sm.state != ConnState.OPEN:
+        if conn.sm.state != ConnState.OPEN:
             return
         if kind is Sub:
-            await self._sub(request)  # type: ignore[arg-type]
+            await self._sub(conn, request)  # type: ignore[arg-type]
         elif kind is Pub:
-            await self._pub(request)  # type: ignore[arg-type]
+            await self._pub(conn, request)  # type: ignore[arg-type]
         elif kind is Rpc:
-            await self._rpc(request)  # type: ignore[arg-type]
+            await self._rpc(conn, request)  # type: ignore[arg-type]
         elif kind is Unsub:
-            self._unsub(request)  # type: ignore[arg-type]
+            self._unsub(conn, request)  # type: ignore[arg-type]
         elif kind is Ping:
-            self._pong(request)  # type: ignore[arg-type]
+            _pong(conn, request)  # type: ignore[arg-type]
 
-    def _pong(self, request: Ping) -> None:
-        self.send({"type": "pong", "t": request.t})
+    # ------------------------------------------------------------------ auth and welcome
 
-    async def _auth(self, request: Auth) -> None:
-        first = self.sm.state == ConnState.AUTHENTICATING
+    async def _auth(self, conn: Conn, request: Auth) -> None:
+        first = conn.sm.state == ConnState.AUTHENTICATING
         try:
-            result = self.server.authenticator(request.token)
+            result = self.authenticator(request.token)
             identity: Identity = await result if inspect.isawaitable(result) else result
         except TokenExpired:
             if first:
-                self.close(CloseCode.TOKEN_EXPIRED)
+                conn.close(CloseCode.TOKEN_EXPIRED)
             else:
-                self.send_error(ErrorCode.UNAUTHORIZED, "token expired")
+                conn.send_error(ErrorCode.UNAUTHORIZED, "token expired")
             return
         except AuthError as exc:
             if first:
-                self.close(CloseCode.UNAUTHORIZED, str(exc))
+                conn.close(CloseCode.UNAUTHORIZED, str(exc))
             else:
-                self.send_error(ErrorCode.UNAUTHORIZED, str(exc))
+                conn.send_error(ErrorCode.UNAUTHORIZED, str(exc))
             return
         if first:
-            await self._welcome(identity)
+            await self._welcome(conn, identity)
             return
-        current = self.identity
+        current = conn.identity
         if current is not None and not current.anonymous and current.user != identity.user:
-            self.send_error(ErrorCode.FORBIDDEN, "a refreshed token must be for the same user")
+            conn.send_error(ErrorCode.FORBIDDEN, "a refreshed token must be for the same user")
             return
-        self.identity = identity
+        conn.identity = identity
         # Channels the new token no longer grants are left, and the client is told which:
         # a subscription must never end in silence.
-        for channel in [c for c in self.subs if not self.server.may_access(identity, c, "sub")]:
-            self.subs.pop(channel, None)
-            self.server.leave(channel, self._conn)
-            self.send_error(ErrorCode.FORBIDDEN, "the refreshed token does not grant this channel",
+        for channel in [c for c in conn.subs if not self.access.allows(identity, c, "sub")]:
+            conn.subs.pop(channel, None)
+            self.membership.leave(channel, conn)
+            conn.send_error(ErrorCode.FORBIDDEN, "the refreshed token does not grant this channel",
                             channel=channel)
-        self._send_welcome()
+        self._send_welcome(conn)
 
-    async def _welcome(self, identity: Identity) -> None:
-        server = self.server
-        self.identity = identity
-        if not await server.run_connect_hook(self._conn):
-            self.close(CloseCode.FORBIDDEN)
+    async def _welcome(self, conn: Conn, identity: Identity) -> None:
+        conn.identity = identity
+        if not await self.hooks.allow(conn):
+            conn.close(CloseCode.FORBIDDEN)
             return
         record = None
-        if self.requested_session:
-            record = await server.load_session(self.requested_session)
+        if conn.requested_session:
+            record = await self.sessions.load(conn.requested_session)
         if record is not None and record.user == identity.user:
-            self.session = self.requested_session  # type: ignore[assignment]
-            self.resumed = True
+            conn.session = conn.requested_session  # type: ignore[assignment]
+            conn.resumed = True
             previous = record.subs
         else:
-            self.session = secrets.token_hex(12)
+            conn.session = secrets.token_hex(12)
             previous = {}
-        if self.sm.state != ConnState.AUTHENTICATING:
+        if conn.sm.state != ConnState.AUTHENTICATING:
             return  # closed while the session was loading
-        self.sm.advance(ConnState.OPEN)
-        self.auth_deadline = None
-        self._send_welcome(previous)
-        server.log_open(self._conn)
+        conn.sm.advance(ConnState.OPEN)
+        conn.auth_deadline = None
+        self._send_welcome(conn, previous)
+        self.table.welcomed(conn)
         # No record yet: a session is worth keeping once it has subscriptions (saved at
         # each sub and when the connection ends). Idle connections cost the broker nothing.
 
-    def _send_welcome(self, previous: dict[str, tuple[str, int]] | None = None) -> None:
-        cfg = self.server.config
-        ident = self.identity
+    def _send_welcome(self, conn: Conn,
+                      previous: dict[str, tuple[str, int]] | None = None) -> None:
+        cfg = self.config
+        ident = conn.identity
         assert ident is not None
-        self.send({
+        conn.send({
             "type": "welcome",
-            "client": self.id,
-            "session": self.session,
+            "client": conn.id,
+            "session": conn.session,
             "ping_interval": cfg.ping_interval,
             "pong_timeout": cfg.pong_timeout,
             "expires_at": ident.expires_at,
-            "resumed": self.resumed,
+            "resumed": conn.resumed,
             "subs": [{"channel": c, "epoch": e, "offset": o}
                      for c, (e, o) in (previous or {}).items()],
-            "rate_limit": self.server.rate_limit,
+            "rate_limit": self.rate_limit,
         })
 
-    async def _sub(self, req: Sub) -> None:
+    # ------------------------------------------------------------------ channels
+
+    async def _sub(self, conn: Conn, req: Sub) -> None:
         channel = req.channel
-        server = self.server
-        if channel in self.subs:
-            self.send_error(ErrorCode.ALREADY_SUBSCRIBED, "already subscribed", req.id)
+        if channel in conn.subs:
+            conn.send_error(ErrorCode.ALREADY_SUBSCRIBED, "already subscribed", req.id)
             return
-        if not server.may_access(self.identity, channel, "sub"):  # type: ignore[arg-type]
-            self.send_error(ErrorCode.FORBIDDEN, "not allowed to subscribe to this channel", req.id)
+        if not self.access.allows(conn.identity, channel, "sub"):  # type: ignore[arg-type]
+            conn.send_error(ErrorCode.FORBIDDEN, "not allowed to subscribe to this channel", req.id)
             return
-        if len(self.subs) >= server.config.max_subscriptions:
-            self.send_error(ErrorCode.TOO_MANY_SUBSCRIPTIONS, "too many subscriptions", req.id)
+        if len(conn.subs) >= self.config.max_subscriptions:
+            conn.send_error(ErrorCode.TOO_MANY_SUBSCRIPTIONS, "too many subscriptions", req.id)
             return
         since = StreamPosition(req.since.epoch, req.since.offset) if req.since else None
         # Join first, buffer live publications, then read history: nothing published in
         # between can fall through the crack, and the buffer is merged by offset.
-        if self.recovering is None:
-            self.recovering = {}
-        self.recovering[channel] = []
-        self.subs[channel] = RECOVERING
+        if conn.recovering is None:
+            conn.recovering = {}
+        conn.recovering[channel] = []
+        conn.subs[channel] = RECOVERING
         try:
-            await server.join(channel, self._conn)
-            result = await server.broker.history(channel, since)
+            await self.membership.join(channel, conn)
+            result = await self.broker.history(channel, since)
         except BrokerUnavailable:
-            self._abort_sub(channel)
-            self.send_error(ErrorCode.UNAVAILABLE, "broker unavailable; try again", req.id)
+            self._abort_sub(conn, channel)
+            conn.send_error(ErrorCode.UNAVAILABLE, "broker unavailable; try again", req.id)
             return
-        if self.recovering is None or channel not in self.recovering:
+        if conn.recovering is None or channel not in conn.recovering:
             return  # closed or unsubscribed meanwhile
         top = result.position
         replay = [text_frame(_msg(pub)) for pub in result.publications]
-        self.allowance += sum(len(frame) for frame in replay)
+        conn.allowance += sum(len(frame) for frame in replay)
         for frame in replay:
-            self.enqueue(frame)
-        if self.recovering is None or channel not in self.recovering:
+            conn.enqueue(frame)
+        if conn.recovering is None or channel not in conn.recovering:
             return  # closed while replaying
         recovered = is_recovered(since, top, result.publications)
-        ack: dict[str, Any] = {"type": "ack", "id": req.id, "epoch": top.epoch,
-                               "offset": top.offset, "recovered": recovered}
-        self.send(ack)
-        buffered = self.recovering.pop(channel)
-        if not self.recovering:
-            self.recovering = None
+        conn.send({"type": "ack", "id": req.id, "epoch": top.epoch, "offset": top.offset,
+                   "recovered": recovered})
+        buffered = conn.recovering.pop(channel)
+        if not conn.recovering:
+            conn.recovering = None
         for pub in merge_live(top.offset, top.epoch, buffered):
-            self.enqueue(text_frame(_msg(pub)))
-        self.subs[channel] = (top.epoch, top.offset)
-        await server.save_session(self._conn)
+            conn.enqueue(text_frame(_msg(pub)))
+        conn.subs[channel] = (top.epoch, top.offset)
+        if conn.session:
+            await self.sessions.save(conn.session, session_record(conn))
 
-    def _abort_sub(self, channel: str) -> None:
-        self.subs.pop(channel, None)
-        if self.recovering is not None:
-            self.recovering.pop(channel, None)
-            if not self.recovering:
-                self.recovering = None
-        self.server.leave(channel, self._conn)
+    def _abort_sub(self, conn: Conn, channel: str) -> None:
+        conn.subs.pop(channel, None)
+        if conn.recovering is not None:
+            conn.recovering.pop(channel, None)
+            if not conn.recovering:
+                conn.recovering = None
+        self.membership.leave(channel, conn)
 
-    def _unsub(self, req: Unsub) -> None:
-        if req.channel not in self.subs:
-            self.send_error(ErrorCode.NOT_SUBSCRIBED, "not subscribed", req.id)
+    def _unsub(self, conn: Conn, req: Unsub) -> None:
+        if req.channel not in conn.subs:
+            conn.send_error(ErrorCode.NOT_SUBSCRIBED, "not subscribed", req.id)
             return
-        self._abort_sub(req.channel)
-        self.send({"type": "ack", "id": req.id})
+        self._abort_sub(conn, req.channel)
+        conn.send({"type": "ack", "id": req.id})
 
-    def _pub_check(self, req: Pub) -> bool:
-        server = self.server
-        if not server.may_access(self.identity, req.channel, "pub"):  # type: ignore[arg-type]
-            self.send_error(ErrorCode.FORBIDDEN, "not allowed to publish to this channel", req.id)
+    def detach(self, conn: Conn) -> None:
+        """Leave every channel so no more publications are queued for ``conn`` (closing).
+
+        The session record is saved first, with the channels and positions it had, so a
+        reconnect within ``session_ttl`` (to any node) can resume it."""
+        if (conn.session and not conn.final_saved and conn.identity is not None
+                and (conn.subs or conn.resumed)):
+            conn.final_saved = True
+            self.sessions.save_later(conn.session, session_record(conn))
+        if conn.subs:
+            leave = self.membership.leave
+            for channel in conn.subs:
+                leave(channel, conn)
+            conn.subs = {}
+        conn.recovering = None
+
+    # ------------------------------------------------------------------ publish and rpc
+
+    def _pub_check(self, conn: Conn, req: Pub) -> bool:
+        if not self.access.allows(conn.identity, req.channel, "pub"):  # type: ignore[arg-type]
+            conn.send_error(ErrorCode.FORBIDDEN, "not allowed to publish to this channel", req.id)
             return False
-        if len(req.data) > server.config.max_data_size:
-            self.send_error(ErrorCode.BAD_REQUEST, "data over max_data_size", req.id)
+        if len(req.data) > self.config.max_data_size:
+            conn.send_error(ErrorCode.BAD_REQUEST, "data over max_data_size", req.id)
             return False
         return True
 
-    def _pub_now(self, req: Pub) -> None:
-        if not self._pub_check(req):
+    def _pub_now(self, conn: Conn, req: Pub) -> None:
+        if not self._pub_check(conn, req):
             return
-        publish = self.server.publish_nowait
-        assert publish is not None
-        result = publish(req.channel, bytes(req.data), req.key)
-        if not result.duplicate:
-            self.server.stats.publications += 1
-        self._pub_ack(req.id, result.epoch, result.offset, result.duplicate)
+        result = self.publisher.publish_now(req.channel, bytes(req.data), req.key)
+        _pub_ack(conn, req.id, result.epoch, result.offset, result.duplicate)
 
-    async def _pub(self, req: Pub) -> None:
-        if not self._pub_check(req):
+    async def _pub(self, conn: Conn, req: Pub) -> None:
+        if not self._pub_check(conn, req):
             return
         try:
-            result = await self.server.publish_raw(req.channel, bytes(req.data), key=req.key)
+            result = await self.publisher.publish(req.channel, bytes(req.data), req.key)
         except BrokerUnavailable as exc:
-            log.warning("publish refused conn=%s channel=%s: %s", self.id, req.channel, exc)
-            self.send_error(ErrorCode.UNAVAILABLE, "broker unavailable; nothing was published",
+            log.warning("publish refused conn=%s channel=%s: %s", conn.id, req.channel, exc)
+            conn.send_error(ErrorCode.UNAVAILABLE, "broker unavailable; nothing was published",
                             req.id)
             return
-        self._pub_ack(req.id, result.epoch, result.offset, result.duplicate)
+        _pub_ack(conn, req.id, result.epoch, result.offset, result.duplicate)
 
-    def _pub_ack(self, rid: int, epoch: str, offset: int, duplicate: bool) -> None:
-        if duplicate:
-            self.send({"type": "ack", "id": rid, "epoch": epoch, "offset": offset,
-                       "duplicate": True})
-        else:
-            self.enqueue(text_frame(b'{"type":"ack","id":%d,"epoch":"%s","offset":%d}'
-                                    % (rid, epoch.encode(), offset)))
-
-    async def _rpc(self, req: Rpc) -> None:
-        outcome = await self.server.call_rpc(self._conn, req.method, bytes(req.data))
+    async def _rpc(self, conn: Conn, req: Rpc) -> None:
+        outcome = await self.rpc.call(conn, req.method, bytes(req.data))
         if isinstance(outcome, tuple):
             code, reason = outcome
             if code is ErrorCode.INVALID_PARAMS or code is ErrorCode.UNKNOWN_METHOD:
-                now = time.monotonic()
                 try:
-                    self.guard.invalid(now)  # type: ignore[union-attr]
+                    conn.guard.invalid(time.monotonic())  # type: ignore[union-attr]
                 except CloseConnection as exc:
-                    self.close(exc.code, exc.reason)
+                    conn.close(exc.code, exc.reason)
                     return
-            self.send_error(code, reason, req.id)
+            conn.send_error(code, reason, req.id)
             return
-        self.enqueue(text_frame(b'{"type":"result","id":%d,"data":%s}' % (req.id, outcome)))
+        conn.enqueue(text_frame(b'{"type":"result","id":%d,"data":%s}' % (req.id, outcome)))
 
-    def session_record(self) -> bytes:
-        subs = {c: v for c, v in self.subs.items() if v is not RECOVERING}
-        user = self.identity.user if self.identity is not None else ""
-        return msgspec.json.encode(_SessionRecord(user=user, subs=subs))
+
+def _pong(conn: Conn, request: Ping) -> None:
+    conn.send({"type": "pong", "t": request.t})
+
+
+def _pub_ack(conn: Conn, rid: int, epoch: str, offset: int, duplicate: bool) -> None:
+    if duplicate:
+        conn.send({"type": "ack", "id": rid, "epoch": epoch, "offset": offset,
+                   "duplicate": True})
+    else:
+        conn.enqueue(text_frame(b'{"type":"ack","id":%d,"epoch":"%s","offset":%d}'
+                                % (rid, epoch.encode(), offset)))
 
 
 def _msg(pub: Publication) -> bytes:
     return msg_envelope(pub.channel, pub.epoch, pub.offset, pub.data)
 
 
-def decode_session(raw: bytes) -> _SessionRecord | None:
-    try:
-        return _session_decoder.decode(raw)
-    except msgspec.DecodeError:
-        return None
+def session_record(conn: Conn) -> bytes:
+    """The session as a reconnect would resume it: the user and the settled positions."""
+    subs = {c: v for c, v in conn.subs.items() if v is not RECOVERING}
+    user = conn.identity.user if conn.identity is not None else ""
+    return encode_session(user, subs)

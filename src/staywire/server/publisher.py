@@ -1,0 +1,48 @@
+"""Publishing into the broker, from a client's ``pub``, the HTTP API or application code.
+
+One place counts publications (a duplicate, answered from the idempotency window,
+is not a new one) and checks channel names for callers that bypass the envelope
+schema. ``publish_nowait`` is the broker's synchronous path, where it has one (the
+memory broker): a client's publish is then answered in the frame callback itself.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from staywire.brokers.base import Broker, PublishResult
+from staywire.protocol.envelope import CHANNEL_PATTERN
+from staywire.server.metrics import Stats
+
+__all__ = ["Publisher"]
+
+_CHANNEL_RE = re.compile(CHANNEL_PATTERN)
+
+
+class Publisher:
+    __slots__ = ("_broker", "_stats", "publish_nowait")
+
+    def __init__(self, broker: Broker, stats: Stats) -> None:
+        self._broker = broker
+        self._stats = stats
+        self.publish_nowait: Callable[[str, bytes, str | None], PublishResult] | None = getattr(
+            broker, "publish_nowait", None)
+
+    async def publish(self, channel: str, data: bytes, key: str | None = None) -> PublishResult:
+        """Raises ``ValueError`` for a bad channel name, ``BrokerUnavailable`` when the
+        broker cannot take it (nothing was published)."""
+        if not _CHANNEL_RE.match(channel):
+            raise ValueError(f"invalid channel name {channel[:64]!r}")
+        result = await self._broker.publish(channel, data, key=key)
+        if not result.duplicate:
+            self._stats.publications += 1
+        return result
+
+    def publish_now(self, channel: str, data: bytes, key: str | None) -> PublishResult:
+        """Only when ``publish_nowait`` is set; the channel name was validated already."""
+        assert self.publish_nowait is not None
+        result = self.publish_nowait(channel, data, key)
+        if not result.duplicate:
+            self._stats.publications += 1
+        return result

@@ -1,0 +1,111 @@
+"""RPC methods and what their handlers see of the caller.
+
+``RpcRegistry`` holds the methods an application registers with ``@server.rpc``;
+``call`` decodes the params into the handler's declared type (bad params are an
+``invalid_params`` error reply, never an exception out of the connection) and
+encodes the result. ``RpcContext`` is the caller as handlers and hooks see it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import typing
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import msgspec
+
+from staywire.protocol.codes import ErrorCode
+from staywire.server.auth import Identity
+
+__all__ = ["Caller", "RpcContext", "RpcRegistry"]
+
+log = logging.getLogger("staywire.server")
+
+
+class Caller(Protocol):
+    """What an ``RpcContext`` reads of the connection it describes."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def ip(self) -> str: ...
+    @property
+    def identity(self) -> Identity | None: ...
+    @property
+    def user_data(self) -> dict[str, Any]: ...
+
+
+class RpcContext:
+    """What an RPC handler or hook learns about the calling connection."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: Caller) -> None:
+        self._conn = conn
+
+    @property
+    def client(self) -> str:
+        return self._conn.id
+
+    @property
+    def user(self) -> str:
+        ident = self._conn.identity
+        return ident.user if ident is not None else ""
+
+    @property
+    def identity(self) -> Identity | None:
+        return self._conn.identity
+
+    @property
+    def ip(self) -> str:
+        return self._conn.ip
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """Per-connection storage for the application."""
+        return self._conn.user_data
+
+
+class _Method:
+    __slots__ = ("handler", "param_type")
+
+    def __init__(self, handler: Callable[..., Any], param_type: Any) -> None:
+        self.handler = handler
+        self.param_type = param_type
+
+
+class RpcRegistry:
+    __slots__ = ("_methods",)
+
+    def __init__(self) -> None:
+        self._methods: dict[str, _Method] = {}
+
+    def register(self, name: str, handler: Callable[..., Any]) -> None:
+        """``handler(ctx, params: T)``: ``T`` is read from its annotation (``Any`` if none)."""
+        hints = typing.get_type_hints(handler)
+        params = list(inspect.signature(handler).parameters)
+        param_type = hints.get(params[1], Any) if len(params) > 1 else None
+        self._methods[name] = _Method(handler, param_type)
+
+    async def call(self, conn: Caller, method: str, data: bytes
+                   ) -> bytes | tuple[ErrorCode, str]:
+        """The encoded result, or the error reply's code and reason."""
+        entry = self._methods.get(method)
+        if entry is None:
+            return ErrorCode.UNKNOWN_METHOD, f"unknown method {method!r}"
+        args: list[Any] = [RpcContext(conn)]
+        if entry.param_type is not None:
+            try:
+                args.append(msgspec.json.decode(data, type=entry.param_type))
+            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                return ErrorCode.INVALID_PARAMS, str(exc)
+        try:
+            result = entry.handler(*args)
+            if inspect.isawaitable(result):
+                result = await result
+            return msgspec.json.encode(result)
+        except Exception:
+            log.exception("rpc %s failed conn=%s", method, conn.id)
+            return ErrorCode.INTERNAL, "internal error"
