@@ -144,7 +144,7 @@ class Channels:
         for sub in channel.subs:
             sub._push(item)
 
-    def on_ack(self, link: Link, request: Request, ack: m.Ack) -> None:
+    def on_ack(self, link: Link, request: Request[Channel], ack: m.Ack) -> None:
         """The ack of a ``sub``, ``unsub`` or resync request of ``request.channel``."""
         channel = request.channel
         if channel is None:
@@ -182,7 +182,7 @@ class Channels:
             for sub in channel.subs:
                 sub._subscribed()
 
-    def on_error(self, link: Link, request: Request, err: m.Error) -> None:
+    def on_error(self, link: Link, request: Request[Channel], err: m.Error) -> None:
         """The error reply to a request of a channel (only a ``sub`` refusal matters)."""
         channel = request.channel
         if channel is None or request.kind != "sub":

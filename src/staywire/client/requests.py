@@ -8,23 +8,24 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from staywire.client import messages as m
 from staywire.client.state import CloseInfo
 from staywire.exceptions import ConnectionClosed
 
 if TYPE_CHECKING:
-    from staywire.client.channels import Channel
     from staywire.client.link import Link
 
 __all__ = ["Request", "Requests"]
 
+C = TypeVar("C")  # what a channel request is about: ``channels.Channel``, which imports this
+
 
 @dataclass(slots=True)
-class Request:
+class Request(Generic[C]):
     kind: str  # "sub", "unsub", "resync", "pub", "rpc"
-    channel: Channel | None = None
+    channel: C | None = None
     future: asyncio.Future[Any] | None = None
 
 
@@ -33,19 +34,19 @@ class Requests:
 
     def __init__(self) -> None:
         self._next_id = 0
-        self._pending: dict[int, Request] = {}
+        self._pending: dict[int, Request[Any]] = {}
 
     def new_id(self) -> int:
         self._next_id += 1
         return self._next_id
 
-    def add(self, request: Request) -> int:
+    def add(self, request: Request[Any]) -> int:
         """Wait for ``request``'s reply under a new id, and return that id."""
         rid = self.new_id()
         self._pending[rid] = request
         return rid
 
-    def pop(self, rid: int) -> Request | None:
+    def pop(self, rid: int) -> Request[Any] | None:
         return self._pending.pop(rid, None)
 
     def resolve(self, rid: int, data: Any) -> None:
@@ -58,7 +59,7 @@ class Requests:
         """Send an ``rpc`` on ``link`` and wait for its result."""
         rid = self.new_id()
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[rid] = Request("rpc", future=fut)
+        self._pending[rid] = Request[Any]("rpc", future=fut)
         try:
             link.send(m.encode_rpc(rid, method, payload))
             return await fut
