@@ -7,6 +7,10 @@ cannot be read, tested or replaced apart. ``from pkg import name`` is an edge to
 ``pkg.name`` when that is a module (as grimp and import-linter resolve it), else to
 ``pkg``; a package's own ``__init__`` is not an implicit dependency of its submodules.
 Prints each circle as ``a -> b -> a`` and exits 1 if there is one.
+
+It also holds the layers that must never import upward (``FORBIDDEN``): the sans-I/O
+protocol core imports no broker, server or client code, and brokers import no server
+or client code.
 """
 
 from __future__ import annotations
@@ -14,6 +18,30 @@ from __future__ import annotations
 import ast
 import sys
 from pathlib import Path
+
+
+FORBIDDEN: dict[str, tuple[str, ...]] = {
+    "staywire.protocol": ("staywire.brokers", "staywire.server", "staywire.client",
+                          "staywire.deploy", "staywire.cli"),
+    "staywire.brokers": ("staywire.server", "staywire.client", "staywire.deploy",
+                         "staywire.cli"),
+}
+
+
+def _within(name: str, package: str) -> bool:
+    return name == package or name.startswith(package + ".")
+
+
+def violations(graph: dict[str, set[str]]) -> list[str]:
+    """``a imports b`` for every import that goes against ``FORBIDDEN``."""
+    found = []
+    for name in sorted(graph):
+        for layer, banned in FORBIDDEN.items():
+            if _within(name, layer):
+                found += [f"{name} imports {target} ({layer} must not import {ban})"
+                          for target in sorted(graph[name])
+                          for ban in banned if _within(target, ban)]
+    return found
 
 
 def module_names(root: Path) -> dict[str, Path]:
@@ -109,23 +137,30 @@ def _circle(graph: dict[str, set[str]], component: list[str]) -> list[str]:
     return component  # pragma: no cover - a component always has a circle
 
 
-def check(root: Path) -> list[tuple[list[str], list[str]]]:
+def graph_of(root: Path) -> dict[str, set[str]]:
     modules = module_names(root)
-    graph = {name: imports_of(name, path, modules) for name, path in modules.items()}
-    return cycles(graph)
+    return {name: imports_of(name, path, modules) for name, path in modules.items()}
+
+
+def check(root: Path) -> list[tuple[list[str], list[str]]]:
+    return cycles(graph_of(root))
 
 
 def main(argv: list[str]) -> int:
     roots = [Path(a) for a in argv] or [Path("src/staywire")]
     bad = 0
     for root in roots:
-        found = check(root)
+        graph = graph_of(root)
+        for line in violations(graph):
+            print(f"upward import: {line}")
+            bad += 1
+        found = cycles(graph)
         for circle, members in found:
             others = sorted(set(members) - set(circle))
             print(f"import circle: {' -> '.join(circle)}"
                   + (f" (its group also holds {', '.join(others)})" if others else ""))
         bad += len(found)
-        print(f"{root}: {len(found)} import circle(s) in {len(module_names(root))} modules")
+        print(f"{root}: {len(found)} import circle(s) in {len(graph)} modules")
     return 1 if bad else 0
 
 

@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from staywire.brokers.base import Broker, Publication, StreamPosition
+from staywire.brokers.base import Broker, Publication, Position
 
 __all__ = ["BrokerContract", "MakeNode", "Node", "Received", "eventually"]
 
@@ -93,7 +93,7 @@ class BrokerContract:
         results = [await b.publish("room:1", b"1") for _ in range(3)]
         after = await b.history("room:1", None)
         assert {r.epoch for r in results} == {before.position.epoch}
-        assert after.position == StreamPosition(before.position.epoch, 3)
+        assert after.position == Position(before.position.epoch, 3)
 
     # -- history ---------------------------------------------------------------------------
 
@@ -101,7 +101,7 @@ class BrokerContract:
         b = (await make_node(history_size=3)).broker
         for i in range(1, 6):
             await b.publish("c", b'{"n":%d}' % i)
-        h = await b.history("c", StreamPosition((await b.history("c", None)).position.epoch, 0))
+        h = await b.history("c", Position((await b.history("c", None)).position.epoch, 0))
         assert [p.offset for p in h.publications] == [3, 4, 5]
         assert [p.data for p in h.publications] == [b'{"n":3}', b'{"n":4}', b'{"n":5}']
         assert h.position.offset == 5
@@ -110,12 +110,12 @@ class BrokerContract:
         b = node.broker
         results = [await b.publish("c", b'"m%d"' % i) for i in range(1, 7)]
         epoch = results[0].epoch
-        h = await b.history("c", StreamPosition(epoch, 2))
-        assert h.position == StreamPosition(epoch, 6)
+        h = await b.history("c", Position(epoch, 2))
+        assert h.position == Position(epoch, 6)
         assert [(p.channel, p.epoch, p.offset, p.data) for p in h.publications] == [
             ("c", epoch, i, b'"m%d"' % i) for i in range(3, 7)
         ]
-        assert (await b.history("c", StreamPosition(epoch, 6))).publications == []
+        assert (await b.history("c", Position(epoch, 6))).publications == []
 
     # One method run by every broker's subclass (differing executors) with a factory
     # fixture that builds a fresh broker per example: both health checks are moot.
@@ -136,23 +136,23 @@ class BrokerContract:
         epoch = (await b.history(channel, None)).position.epoch
         for i in range(1, count + 1):
             await b.publish(channel, b"%d" % i)
-        h = await b.history(channel, StreamPosition(epoch, since))
+        h = await b.history(channel, Position(epoch, since))
         kept = range(max(1, count - size + 1), count + 1)
         assert [p.offset for p in h.publications] == [o for o in kept if o > since]
         assert [p.data for p in h.publications] == [b"%d" % p.offset for p in h.publications]
-        assert h.position == StreamPosition(epoch, count)
+        assert h.position == Position(epoch, count)
 
     async def test_history_without_since_is_the_position_only(self, node: Node) -> None:
         r = await node.broker.publish("c", b"1")
         h = await node.broker.history("c", None)
-        assert h.position == StreamPosition(r.epoch, 1)
+        assert h.position == Position(r.epoch, 1)
         assert h.publications == []
 
     async def test_history_since_another_epoch_returns_nothing(self, node: Node) -> None:
         r = await node.broker.publish("c", b"1")
         await node.broker.publish("c", b"2")
-        h = await node.broker.history("c", StreamPosition(r.epoch + "x", 0))
-        assert h.position == StreamPosition(r.epoch, 2)
+        h = await node.broker.history("c", Position(r.epoch + "x", 0))
+        assert h.position == Position(r.epoch, 2)
         assert h.publications == []
 
     async def test_history_expires_after_its_ttl_but_the_position_stays(
@@ -162,9 +162,9 @@ class BrokerContract:
         r = await b.publish("c", b"1")
         await b.publish("c", b"2")
         await asyncio.sleep(0.4)
-        h = await b.history("c", StreamPosition(r.epoch, 0))
+        h = await b.history("c", Position(r.epoch, 0))
         assert h.publications == []
-        assert h.position == StreamPosition(r.epoch, 2)
+        assert h.position == Position(r.epoch, 2)
 
     async def test_data_and_channel_names_pass_through_untouched(self, node: Node) -> None:
         channel = "a:b/c=d@e.f-_1"
@@ -173,7 +173,7 @@ class BrokerContract:
         r = await node.broker.publish(channel, data)
         (delivered,) = await node.received.wait_for(channel, 1)
         assert delivered == Publication(channel, r.epoch, 1, data)
-        h = await node.broker.history(channel, StreamPosition(r.epoch, 0))
+        h = await node.broker.history(channel, Position(r.epoch, 0))
         assert h.publications == [delivered]
 
     # -- idempotency keys ----------------------------------------------------------------------
@@ -193,7 +193,7 @@ class BrokerContract:
         assert [p.data for p in delivered] == [b'"once"', b'"marker"']
         await asyncio.sleep(0.05)
         assert len(node.received.on("c")) == 2
-        h = await b.history("c", StreamPosition(first.epoch, 0))
+        h = await b.history("c", Position(first.epoch, 0))
         assert [p.data for p in h.publications] == [b'"once"', b'"marker"']
 
     async def test_keys_are_per_channel(self, node: Node) -> None:

@@ -13,7 +13,7 @@ import pytest
 from redis.asyncio import Redis
 
 from staywire.brokers import redis as redis_broker
-from staywire.brokers.base import Publication, StreamPosition
+from staywire.brokers.base import Publication, Position
 from staywire.brokers.redis import RedisBroker
 from staywire.exceptions import BrokerUnavailable, ConfigError
 from tests.brokers.contract import BrokerContract, MakeNode, Node, Received, eventually
@@ -80,7 +80,7 @@ async def test_resp3_works_too(redis_server: RedisServer) -> None:
             (first.epoch, 1, b"1"),
             (first.epoch, 2, b"2"),
         ]
-        h = await b.broker.history("c", StreamPosition(first.epoch, 0))
+        h = await b.broker.history("c", Position(first.epoch, 0))
         assert [p.offset for p in h.publications] == [1, 2]
         await b.broker.ping()
     finally:
@@ -109,7 +109,7 @@ async def test_a_publish_on_one_node_reaches_the_others(make_node: MakeNode) -> 
     assert rows(delivered) == [(r.epoch, r.offset, b"%d" % r.offset) for r in results]
     assert a.received.publications == []  # a did not subscribe
     # history and positions are shared: b sees what a published
-    h = await b.broker.history("room", StreamPosition(results[0].epoch, 1))
+    h = await b.broker.history("room", Position(results[0].epoch, 1))
     assert [p.offset for p in h.publications] == [2, 3]
 
 
@@ -198,8 +198,8 @@ async def test_redis_restart_unavailable_then_back_with_a_new_epoch(
         (before[0].epoch, 2, b"old"),
         (after.epoch, 1, b"new"),
     ]
-    h = await b.history("c", StreamPosition(before[0].epoch, 2))
-    assert h.position == StreamPosition(after.epoch, 1)
+    h = await b.history("c", Position(before[0].epoch, 2))
+    assert h.position == Position(after.epoch, 1)
     assert h.publications == []
     await b.ping()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from staywire.brokers.base import Publication, StreamPosition
+from staywire.brokers.base import Publication, Position
 from staywire.protocol.codes import CloseCode, ErrorCode, Reconnect, js_module, reconnect_policy
 from staywire.protocol.envelope import Pub, Sub, decode, msg_envelope
 from staywire.protocol.heartbeat import Heartbeat, HeartbeatAction
@@ -280,14 +280,14 @@ def pubs(*offsets: int, epoch: str = "e") -> list[Publication]:
 
 
 @pytest.mark.parametrize("since,top,replay,expected", [
-    (None, StreamPosition("e", 5), [], False),
-    (StreamPosition("e", 5), StreamPosition("e", 5), [], True),
-    (StreamPosition("e", 3), StreamPosition("e", 5), pubs(4, 5), True),
-    (StreamPosition("e", 2), StreamPosition("e", 5), pubs(4, 5), False),  # 3 left history
-    (StreamPosition("old", 3), StreamPosition("e", 5), [], False),
-    (StreamPosition("e", 9), StreamPosition("e", 5), [], False),
+    (None, Position("e", 5), [], False),
+    (Position("e", 5), Position("e", 5), [], True),
+    (Position("e", 3), Position("e", 5), pubs(4, 5), True),
+    (Position("e", 2), Position("e", 5), pubs(4, 5), False),  # 3 left history
+    (Position("old", 3), Position("e", 5), [], False),
+    (Position("e", 9), Position("e", 5), [], False),
 ])
-def test_recovery_rule(since: StreamPosition | None, top: StreamPosition,
+def test_recovery_rule(since: Position | None, top: Position,
                        replay: list[Publication], expected: bool) -> None:
     assert is_recovered(since, top, replay) is expected
 

@@ -54,6 +54,20 @@ def test_a_package_init_reexporting_its_modules_is_no_circle(tmp_path: Path) -> 
     assert check_imports.check(root) == []
 
 
+def test_the_protocol_core_importing_a_broker_is_an_upward_import(tmp_path: Path) -> None:
+    root = _package(tmp_path, {
+        "staywire/__init__.py": "",
+        "staywire/brokers/__init__.py": "",
+        "staywire/brokers/base.py": "class Publication: ...\n",
+        "staywire/protocol/__init__.py": "",
+        "staywire/protocol/recovery.py": "from staywire.brokers.base import Publication\n",
+    })
+    graph = check_imports.graph_of(root / "staywire")
+    assert check_imports.violations(graph) == [
+        "staywire.protocol.recovery imports staywire.brokers.base "
+        "(staywire.protocol must not import staywire.brokers)"]
+
+
 def test_the_runtime_package_has_no_import_circle() -> None:
     result = subprocess.run([sys.executable, str(SCRIPT), str(ROOT / "src" / "staywire")],
                             capture_output=True, text=True, timeout=60)

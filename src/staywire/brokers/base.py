@@ -15,30 +15,16 @@ import abc
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from staywire.protocol.stream import Position, Publication
+
 __all__ = [
     "Broker",
     "HistoryResult",
     "Publication",
     "PublicationHandler",
+    "Position",
     "PublishResult",
-    "StreamPosition",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class StreamPosition:
-    """A position in one channel's stream: the epoch names the stream's life."""
-
-    epoch: str
-    offset: int
-
-
-@dataclass(frozen=True, slots=True)
-class Publication:
-    channel: str
-    epoch: str
-    offset: int
-    data: bytes  # the publisher's JSON, undecoded
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +44,7 @@ class HistoryResult:
     a complete recovery is decided by ``staywire.protocol.recovery``.
     """
 
-    position: StreamPosition
+    position: Position
     publications: list[Publication]
 
 
@@ -93,7 +79,7 @@ class Broker(abc.ABC):
         """Stop delivering the channel's publications to this node (idempotent)."""
 
     @abc.abstractmethod
-    async def history(self, channel: str, since: StreamPosition | None) -> HistoryResult:
+    async def history(self, channel: str, since: Position | None) -> HistoryResult:
         """The channel's current position and what history holds after ``since``."""
 
     @abc.abstractmethod

@@ -12,13 +12,12 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 
+from staywire.protocol.stream import Position, Publication
 from staywire.brokers.base import (
     Broker,
     HistoryResult,
-    Publication,
     PublicationHandler,
     PublishResult,
-    StreamPosition,
 )
 
 __all__ = ["MemoryBroker"]
@@ -139,11 +138,11 @@ class MemoryBroker(Broker):
     async def unsubscribe(self, channel: str) -> None:
         self._subscribed.discard(channel)
 
-    async def history(self, channel: str, since: StreamPosition | None) -> HistoryResult:
+    async def history(self, channel: str, since: Position | None) -> HistoryResult:
         now = self._clock()
         stream = self._stream(channel, now)
         self._trim(stream, now)
-        position = StreamPosition(stream.epoch, stream.offset)
+        position = Position(stream.epoch, stream.offset)
         if since is None or since.epoch != stream.epoch:
             return HistoryResult(position, [])
         pubs = [p for _, p in stream.entries if p.offset > since.offset]

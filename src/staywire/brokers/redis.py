@@ -39,13 +39,12 @@ from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from staywire.protocol.stream import Position, Publication
 from staywire.brokers.base import (
     Broker,
     HistoryResult,
-    Publication,
     PublicationHandler,
     PublishResult,
-    StreamPosition,
 )
 from staywire.exceptions import BrokerError, BrokerUnavailable, ConfigError
 
@@ -314,11 +313,11 @@ class RedisBroker(Broker):
             epoch, offset, duplicate = await self._publish_script(keys=keys, args=args)
         return PublishResult(epoch.decode(), int(offset), duplicate=bool(duplicate))
 
-    async def history(self, channel: str, since: StreamPosition | None) -> HistoryResult:
+    async def history(self, channel: str, since: Position | None) -> HistoryResult:
         with self._guard("history"):
             return await self._read_history(channel, since)
 
-    async def _read_history(self, channel: str, since: StreamPosition | None) -> HistoryResult:
+    async def _read_history(self, channel: str, since: Position | None) -> HistoryResult:
         reply = await self._history_script(
             keys=[self._key(channel, "meta"), self._key(channel, "stream")],
             args=[
@@ -329,7 +328,7 @@ class RedisBroker(Broker):
             ],
         )
         epoch = reply[0].decode()
-        position = StreamPosition(epoch, int(reply[1]))
+        position = Position(epoch, int(reply[1]))
         entries: list[Any] = reply[2] if len(reply) > 2 else []
         publications = []
         for entry_id, fields in entries:
@@ -529,12 +528,12 @@ class RedisBroker(Broker):
     async def _catch_up(self, channel: str, track: _Track) -> None:
         assert track.epoch is not None
         with self._guard("catch up"):
-            result = await self._read_history(channel, StreamPosition(track.epoch, track.offset))
+            result = await self._read_history(channel, Position(track.epoch, track.offset))
             if result.position.epoch != track.epoch:
                 # Redis lost the stream: the old offsets are gone for good. Continue
                 # with the new stream from its beginning, delivering nothing old.
                 track.epoch, track.offset = result.position.epoch, 0
-                result = await self._read_history(channel, StreamPosition(track.epoch, 0))
+                result = await self._read_history(channel, Position(track.epoch, 0))
         for pub in result.publications:
             if pub.offset > track.offset:
                 self._deliver(channel, track, pub)

@@ -13,6 +13,8 @@ from typing import Any, Final
 
 import msgspec
 
+from staywire.protocol.stream import ChannelPosition
+
 __all__ = [
     "Ack",
     "Drain",
@@ -38,12 +40,6 @@ class _Base(msgspec.Struct, frozen=True, tag_field="type"):
     pass
 
 
-class SubPosition(msgspec.Struct, frozen=True):
-    channel: str
-    epoch: str
-    offset: int
-
-
 class RateLimit(msgspec.Struct, frozen=True):
     """The server's per-connection limits: messages and bytes per second, and bursts."""
 
@@ -60,7 +56,7 @@ class Welcome(_Base, frozen=True, tag="welcome"):
     pong_timeout: float = 10.0
     expires_at: float | None = None
     resumed: bool = False
-    subs: list[SubPosition] = []
+    subs: list[ChannelPosition] = []
     rate_limit: RateLimit | None = None
 
 

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Final
 import msgspec
 
 from staywire.protocol.codes import ErrorCode
+from staywire.protocol.stream import MAX_ID, Position
 
 __all__ = [
     "Auth",
@@ -23,7 +24,6 @@ __all__ = [
     "Pong",
     "Pub",
     "Rpc",
-    "Since",
     "Sub",
     "Unsub",
     "decode",
@@ -32,13 +32,10 @@ __all__ = [
 ]
 
 SUBPROTOCOL: Final = "staywire.v1"  # Sec-WebSocket-Protocol of protocol v1
-MAX_ID: Final = 2**53 - 1  # the largest integer a JavaScript number holds exactly
 CHANNEL_PATTERN: Final = r"^[A-Za-z0-9_\-:.@/=]{1,128}$"
 
 Id = Annotated[int, msgspec.Meta(ge=1, le=MAX_ID)]
 Channel = Annotated[str, msgspec.Meta(pattern=CHANNEL_PATTERN)]
-Epoch = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-Offset = Annotated[int, msgspec.Meta(ge=0, le=MAX_ID)]
 Key = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 Token = Annotated[str, msgspec.Meta(min_length=1, max_length=8192)]
 Method = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:\-]{1,64}$")]
@@ -49,11 +46,6 @@ class _Base(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="
     pass
 
 
-class Since(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    epoch: Epoch
-    offset: Offset
-
-
 class Auth(_Base, tag="auth", frozen=True):
     token: Token
 
@@ -61,7 +53,7 @@ class Auth(_Base, tag="auth", frozen=True):
 class Sub(_Base, tag="sub", frozen=True):
     id: Id
     channel: Channel
-    since: Since | None = None
+    since: Position | None = None
 
 
 class Unsub(_Base, tag="unsub", frozen=True):

@@ -30,6 +30,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from staywire.protocol.stream import Position
+
 __all__ = [
     "AckOutcome",
     "ChannelCursor",
@@ -42,11 +44,6 @@ __all__ = [
 # the cursor resync forever; after this many in a row it settles for the ack.
 MAX_RESYNCS = 3
 
-
-@dataclass(frozen=True, slots=True)
-class Position:
-    epoch: str
-    offset: int
 
 
 class Verdict(enum.Enum):

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from staywire.brokers.base import Publication, StreamPosition
+from staywire.protocol.stream import Position, Publication
 
 __all__ = ["is_recovered", "merge_live"]
 
 
 def is_recovered(
-    since: StreamPosition | None, top: StreamPosition, replay: Sequence[Publication]
+    since: Position | None, top: Position, replay: Sequence[Publication]
 ) -> bool:
     if since is None or since.epoch != top.epoch:
         return False

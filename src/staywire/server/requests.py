@@ -22,7 +22,8 @@ import time
 from collections import deque
 from typing import Any, Protocol
 
-from staywire.brokers.base import Broker, Publication, StreamPosition
+from staywire.brokers.base import Broker
+from staywire.protocol.stream import Position, Publication
 from staywire.config import Config
 from staywire.exceptions import AuthError, BrokerUnavailable, TokenExpired
 from staywire.protocol.codes import CloseCode, ErrorCode
@@ -246,7 +247,7 @@ class RequestHandlers:
         # each sub and when the connection ends). Idle connections cost the broker nothing.
 
     def _send_welcome(self, conn: Conn,
-                      previous: dict[str, tuple[str, int]] | None = None) -> None:
+                      previous: dict[str, Position] | None = None) -> None:
         cfg = self.config
         ident = conn.identity
         assert ident is not None
@@ -258,8 +259,8 @@ class RequestHandlers:
             "pong_timeout": cfg.pong_timeout,
             "expires_at": ident.expires_at,
             "resumed": conn.resumed,
-            "subs": [{"channel": c, "epoch": e, "offset": o}
-                     for c, (e, o) in (previous or {}).items()],
+            "subs": [{"channel": c, "epoch": p.epoch, "offset": p.offset}
+                     for c, p in (previous or {}).items()],
             "rate_limit": self.rate_limit,
         })
 
@@ -276,7 +277,7 @@ class RequestHandlers:
         if len(conn.subs) >= self.config.max_subscriptions:
             conn.send_error(ErrorCode.TOO_MANY_SUBSCRIPTIONS, "too many subscriptions", req.id)
             return
-        since = StreamPosition(req.since.epoch, req.since.offset) if req.since else None
+        since = req.since
         # Join first, buffer live publications, then read history: nothing published in
         # between can fall through the crack, and the buffer is merged by offset.
         if conn.recovering is None:
@@ -307,7 +308,7 @@ class RequestHandlers:
             conn.recovering = None
         for pub in merge_live(top.offset, top.epoch, buffered):
             conn.enqueue(text_frame(_msg(pub)))
-        conn.subs[channel] = (top.epoch, top.offset)
+        conn.subs[channel] = top
         if conn.session:
             await self.sessions.save(conn.session, session_record(conn))
 

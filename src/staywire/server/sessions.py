@@ -14,6 +14,7 @@ import msgspec
 
 from staywire.brokers.base import Broker
 from staywire.exceptions import BrokerUnavailable
+from staywire.protocol.stream import Position
 from staywire.server.background import Background
 
 __all__ = ["SessionRecord", "Sessions", "decode_session"]
@@ -23,20 +24,29 @@ log = logging.getLogger("staywire.server")
 
 class SessionRecord(msgspec.Struct):
     user: str
-    subs: dict[str, tuple[str, int]] = {}  # channel -> (epoch, offset)
+    subs: dict[str, Position] = {}
 
 
-_decoder = msgspec.json.Decoder(SessionRecord)
+class _StoredRecord(msgspec.Struct):
+    user: str
+    # Records written before 0.1.0's Position type held ``[epoch, offset]`` arrays; a
+    # node reading one during a rolling upgrade must still resume that session.
+    subs: dict[str, Position | tuple[str, int]] = {}
+
+
+_decoder = msgspec.json.Decoder(_StoredRecord)
 
 
 def decode_session(raw: bytes) -> SessionRecord | None:
     try:
-        return _decoder.decode(raw)
+        stored = _decoder.decode(raw)
     except msgspec.DecodeError:
         return None
+    return SessionRecord(stored.user, {
+        c: p if isinstance(p, Position) else Position(p[0], p[1]) for c, p in stored.subs.items()})
 
 
-def encode_session(user: str, subs: dict[str, tuple[str, int]]) -> bytes:
+def encode_session(user: str, subs: dict[str, Position]) -> bytes:
     return msgspec.json.encode(SessionRecord(user=user, subs=subs))
 
 
