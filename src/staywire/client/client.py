@@ -324,6 +324,12 @@ class Client:
         """Welcomed: resubscribe, replay the outbox, start heartbeats and token refresh."""
         self._link = link
         self.welcome = welcome
+        if welcome.resume_failed is not None and self.session is not None:
+            # Nothing is lost: the subscriptions below resubscribe with this client's own
+            # positions. Said anyway, since a broker outage is worth knowing about.
+            log.log(logging.WARNING if welcome.resume_failed == "unavailable" else logging.INFO,
+                    "session %s not resumed (%s): a new session starts", self.session,
+                    welcome.resume_failed)
         self.session = welcome.session
         self.stats["connects"] += 1
         limit = welcome.rate_limit

@@ -56,6 +56,7 @@ class Welcome(_Base, frozen=True, tag="welcome"):
     pong_timeout: float = 10.0
     expires_at: float | None = None
     resumed: bool = False
+    resume_failed: str | None = None  # why a requested session was not resumed
     subs: list[ChannelPosition] = []
     rate_limit: RateLimit | None = None
 

@@ -39,6 +39,7 @@ from staywire.server.api import start_api
 from staywire.server.auth import Authenticator, Identity, JWTAuthenticator
 from staywire.server.background import Background
 from staywire.server.connection import Connection, NodeContext
+from staywire.server.faults import FaultLog
 from staywire.server.hooks import ConnectHook, Hooks
 from staywire.server.hub import Hub
 from staywire.server.membership import Membership
@@ -91,7 +92,8 @@ class Server:
         self.rpc_methods = RpcRegistry()
         self.hooks = Hooks(self.background)
         self.publisher = Publisher(self.broker, self.stats)
-        self.sessions = Sessions(self.broker, cfg.session_ttl, self.background)
+        self.faults = FaultLog(self.stats)
+        self.sessions = Sessions(self.broker, cfg.session_ttl, self.background, self.faults)
         self.hub: Hub = None  # type: ignore[assignment]  # made in start(): needs the loop
         self.draining = False
         self._servers: list[asyncio.Server] = []
@@ -159,7 +161,7 @@ class Server:
         await self.broker.start(self.hub.on_publication)
         handlers = RequestHandlers(
             cfg, rate_limit=self.rate_limit, authenticator=self.authenticator,
-            access=self.access, membership=Membership(self.hub, self.broker, self.background),
+            access=self.access, membership=Membership(self.hub, self.broker, self.background, self.faults),
             broker=self.broker, sessions=self.sessions, rpc=self.rpc_methods, hooks=self.hooks,
             publisher=self.publisher, table=self.table)
         node = NodeContext(cfg, self.limits, self.stats, self.hub, handlers, self.table,

@@ -13,6 +13,7 @@ import logging
 from staywire.brokers.base import Broker
 from staywire.exceptions import BrokerUnavailable
 from staywire.server.background import Background
+from staywire.server.faults import FaultLog
 from staywire.server.hub import Hub, Subscriber
 
 __all__ = ["Membership"]
@@ -21,12 +22,14 @@ log = logging.getLogger("staywire.server")
 
 
 class Membership:
-    __slots__ = ("_hub", "_broker", "_background", "_joining")
+    __slots__ = ("_hub", "_broker", "_background", "_faults", "_joining")
 
-    def __init__(self, hub: Hub, broker: Broker, background: Background) -> None:
+    def __init__(self, hub: Hub, broker: Broker, background: Background,
+                 faults: FaultLog) -> None:
         self._hub = hub
         self._broker = broker
         self._background = background
+        self._faults = faults
         self._joining: dict[str, asyncio.Future[None]] = {}
 
     async def join(self, channel: str, conn: Subscriber) -> None:
@@ -65,5 +68,9 @@ class Membership:
             return  # someone joined again meanwhile
         try:
             await self._broker.unsubscribe(channel)
-        except BrokerUnavailable:
-            pass  # the broker re-subscribes only channels with listeners after it recovers
+        except BrokerUnavailable as exc:
+            # Harmless for clients (the broker re-subscribes only channels with listeners
+            # after it recovers), but the node may receive the channel until then.
+            self._faults.failed("unsubscribe", exc)
+            return
+        self._faults.worked("unsubscribe")

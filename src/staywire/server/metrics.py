@@ -23,7 +23,7 @@ class Stats:
     __slots__ = (
         "messages_in", "bytes_in", "messages_out", "bytes_out", "publications",
         "slow_consumer_closes", "rate_limited", "invalid_messages", "closes", "rejections",
-        "connections_opened",
+        "connections_opened", "broker_errors",
     )
 
     def __init__(self) -> None:
@@ -38,6 +38,7 @@ class Stats:
         self.connections_opened = 0
         self.closes: Counter[int] = Counter()
         self.rejections: Counter[str] = Counter()
+        self.broker_errors: Counter[str] = Counter()  # by operation (faults.py)
 
 
 class StatsCollector(Collector):
@@ -73,6 +74,12 @@ class StatsCollector(Collector):
         for reason, n in sorted(s.rejections.items()):
             rejections.add_metric([reason], n)
         yield rejections
+        errors = CounterMetricFamily("staywire_broker_errors",
+                                     "broker failures on paths that degrade (sessions, "
+                                     "unsubscribe), by operation", labels=["operation"])
+        for operation, n in sorted(s.broker_errors.items()):
+            errors.add_metric([operation], n)
+        yield errors
 
 
 def render(registry: CollectorRegistry) -> bytes:

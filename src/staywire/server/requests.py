@@ -227,10 +227,10 @@ class RequestHandlers:
         if not await self.hooks.allow(conn):
             conn.close(CloseCode.FORBIDDEN)
             return
-        record = None
+        record = failed = None
         if conn.requested_session:
-            record = await self.sessions.load(conn.requested_session)
-        if record is not None and record.user == identity.user:
+            record, failed = await self.sessions.load(conn.requested_session, identity.user)
+        if record is not None:
             conn.session = conn.requested_session  # type: ignore[assignment]
             conn.resumed = True
             previous = record.subs
@@ -241,17 +241,18 @@ class RequestHandlers:
             return  # closed while the session was loading
         conn.sm.advance(ConnState.OPEN)
         conn.auth_deadline = None
-        self._send_welcome(conn, previous)
+        self._send_welcome(conn, previous, failed)
         self.table.welcomed(conn)
         # No record yet: a session is worth keeping once it has subscriptions (saved at
         # each sub and when the connection ends). Idle connections cost the broker nothing.
 
     def _send_welcome(self, conn: Conn,
-                      previous: dict[str, Position] | None = None) -> None:
+                      previous: dict[str, Position] | None = None,
+                      resume_failed: str | None = None) -> None:
         cfg = self.config
         ident = conn.identity
         assert ident is not None
-        conn.send({
+        welcome: dict[str, Any] = {
             "type": "welcome",
             "client": conn.id,
             "session": conn.session,
@@ -262,7 +263,10 @@ class RequestHandlers:
             "subs": [{"channel": c, "epoch": p.epoch, "offset": p.offset}
                      for c, p in (previous or {}).items()],
             "rate_limit": self.rate_limit,
-        })
+        }
+        if resume_failed is not None:
+            welcome["resume_failed"] = resume_failed  # a new session, and why
+        conn.send(welcome)
 
     # ------------------------------------------------------------------ channels
 

@@ -3,7 +3,9 @@
 A session record lives in the broker for ``session_ttl``, so a client that reconnects
 to any node within it gets its subscriptions back. A session is a convenience, not a
 guarantee: the client holds its own positions, so an unavailable broker costs the
-resume, never data.
+resume, never data. It is never silent either: a resume that could not be loaded
+says why in the welcome (``resume_failed``), and failures count and log
+(``faults.py``).
 """
 
 from __future__ import annotations
@@ -16,10 +18,19 @@ from staywire.brokers.base import Broker
 from staywire.exceptions import BrokerUnavailable
 from staywire.protocol.stream import Position
 from staywire.server.background import Background
+from staywire.server.faults import FaultLog
 
-__all__ = ["SessionRecord", "Sessions", "decode_session"]
+__all__ = ["ResumeFailed", "SessionRecord", "Sessions", "decode_session"]
 
 log = logging.getLogger("staywire.server")
+
+
+class ResumeFailed:
+    """Why a requested session was not resumed: the ``resume_failed`` of the welcome."""
+
+    UNKNOWN = "unknown"  # expired, never existed, or unreadable
+    OTHER_USER = "other_user"  # the session belongs to another user
+    UNAVAILABLE = "unavailable"  # the broker could not be asked: the session may still exist
 
 
 class SessionRecord(msgspec.Struct):
@@ -51,25 +62,39 @@ def encode_session(user: str, subs: dict[str, Position]) -> bytes:
 
 
 class Sessions:
-    __slots__ = ("_broker", "_ttl", "_background")
+    __slots__ = ("_broker", "_ttl", "_background", "_faults")
 
-    def __init__(self, broker: Broker, ttl: float, background: Background) -> None:
+    def __init__(self, broker: Broker, ttl: float, background: Background,
+                 faults: FaultLog) -> None:
         self._broker = broker
         self._ttl = ttl
         self._background = background
+        self._faults = faults
 
-    async def load(self, session_id: str) -> SessionRecord | None:
+    async def load(self, session_id: str, user: str) -> tuple[SessionRecord | None, str | None]:
+        """The record of ``user``'s session, or why there is none (``ResumeFailed``)."""
         try:
             raw = await self._broker.load_session(session_id)
-        except BrokerUnavailable:
-            return None
-        return decode_session(raw) if raw is not None else None
+        except BrokerUnavailable as exc:
+            self._faults.failed("load_session", exc)
+            return None, ResumeFailed.UNAVAILABLE
+        self._faults.worked("load_session")
+        record = decode_session(raw) if raw is not None else None
+        if record is None:
+            return None, ResumeFailed.UNKNOWN
+        if record.user != user:
+            return None, ResumeFailed.OTHER_USER
+        return record, None
 
     async def save(self, session_id: str, record: bytes) -> None:
         try:
             await self._broker.save_session(session_id, record, self._ttl)
-        except BrokerUnavailable:
-            pass  # a session is a convenience: the client holds its own positions
+        except BrokerUnavailable as exc:
+            # Not the client's error: it holds its own positions, and resubscribes with
+            # them if the session is gone. Counted and logged once per outage.
+            self._faults.failed("save_session", exc)
+            return
+        self._faults.worked("save_session")
 
     def save_later(self, session_id: str, record: bytes) -> None:
         """Save without waiting (a connection that is closing); ``stop()`` waits for it."""

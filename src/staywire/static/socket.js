@@ -265,6 +265,11 @@ export class Socket extends Emitter {
   /** @param {any} welcome */
   _onWelcome(welcome) {
     this.welcome = welcome;
+    if (welcome.resume_failed === 'unavailable' && this.session) {
+      // Nothing is lost (channels resubscribe from this client's own positions), but a
+      // broker outage is worth knowing about; 'unknown' (expired) is routine and quiet.
+      this.emit('warning', new Error(`session not resumed: the server's broker is unavailable`));
+    }
     this.session = typeof welcome.session === 'string' ? welcome.session : this.session;
     this._scheduleRefresh(welcome.expires_at);
     if (this.state === State.OPEN) {
