@@ -7,7 +7,7 @@ import pytest
 from staywire.brokers.base import Publication, Position
 from staywire.protocol.codes import CloseCode, ErrorCode, Reconnect, js_module, reconnect_policy
 from staywire.protocol.envelope import Pub, Sub, decode, msg_envelope
-from staywire.protocol.heartbeat import Heartbeat, HeartbeatAction
+from staywire.protocol.heartbeat import ServerHeartbeat, HeartbeatAction
 from staywire.protocol.inbound import CloseConnection, InboundGuard, Limits, Reject
 from staywire.protocol.ratelimit import Pacer, TokenBucket, ViolationCounter
 from staywire.protocol.recovery import is_recovered, merge_live
@@ -255,21 +255,21 @@ def test_violation_counter_window() -> None:
 # -- heartbeat -------------------------------------------------------------------------
 
 def test_heartbeat_pings_every_interval_and_declares_silence_dead() -> None:
-    hb = Heartbeat(interval=25, timeout=10, now=0)
+    hb = ServerHeartbeat(interval=25, timeout=10, now=0)
     assert hb.poll(24.9) is HeartbeatAction.NONE
     assert hb.poll(25) is HeartbeatAction.PING
     assert hb.poll(30) is HeartbeatAction.NONE
-    assert hb.next_deadline() == 35
+    assert hb.poll(34.9) is HeartbeatAction.NONE
     assert hb.poll(35) is HeartbeatAction.DEAD
 
 
 def test_heartbeat_any_traffic_answers_the_ping_and_pings_continue_on_schedule() -> None:
-    hb = Heartbeat(interval=25, timeout=10, now=0)
+    hb = ServerHeartbeat(interval=25, timeout=10, now=0)
     assert hb.poll(25) is HeartbeatAction.PING
-    hb.seen(27)
+    hb.last_seen = 27
     assert hb.poll(40) is HeartbeatAction.NONE
     # A chatty peer is still pinged on schedule: proxies time out on server silence.
-    hb.seen(49)
+    hb.last_seen = 49
     assert hb.poll(50) is HeartbeatAction.PING
 
 
@@ -300,15 +300,17 @@ def test_merge_live_drops_what_the_replay_delivered_and_other_epochs() -> None:
 # -- state machine ---------------------------------------------------------------------
 
 def test_state_machine_allows_only_protocol_transitions() -> None:
-    seen: list[tuple[ConnState, ConnState]] = []
-    sm = ConnectionStateMachine(on_change=lambda a, b: seen.append((a, b)))
-    sm.advance(ConnState.AUTHENTICATING)
-    sm.advance(ConnState.OPEN)
+    sm = ConnectionStateMachine()
+    seen = []
+    for state in (ConnState.AUTHENTICATING, ConnState.OPEN):
+        sm.advance(state)
+        seen.append(sm.state)
     with pytest.raises(InvalidTransition, match="got AUTHENTICATING"):
         sm.advance(ConnState.AUTHENTICATING)
-    sm.advance(ConnState.CLOSING)
-    sm.advance(ConnState.CLOSED)
-    assert [b for _, b in seen] == [ConnState.AUTHENTICATING, ConnState.OPEN, ConnState.CLOSING,
-                                    ConnState.CLOSED]
+    for state in (ConnState.CLOSING, ConnState.CLOSED):
+        sm.advance(state)
+        seen.append(sm.state)
+    assert seen == [ConnState.AUTHENTICATING, ConnState.OPEN, ConnState.CLOSING,
+                    ConnState.CLOSED]
     with pytest.raises(InvalidTransition):
         sm.advance(ConnState.OPEN)

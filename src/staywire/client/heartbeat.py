@@ -1,4 +1,4 @@
-"""The client's heartbeat: when to ping, and when a silent connection counts as dead.
+"""The Python client's heartbeat rule: when to ping, and when a silent connection is dead.
 
 Why the client needs its own deadline: a black-holed link (a NAT entry gone, a
 cable pulled, a proxy that stopped forwarding) delivers no FIN and no RST, so
@@ -8,16 +8,21 @@ pings on its own schedule), so on a healthy link something arrives at least
 every ``interval``. When nothing at all has arrived for ``interval + timeout``
 the connection is dead, and the client drops it without waiting for TCP.
 
+This is a silence deadline, not the server's per-ping rule
+(``staywire.protocol.heartbeat.ServerHeartbeat``): the client's own pings and the
+server's pings both count as proof of life, so it needs no schedule of its own
+verdicts, only the time of the last byte.
+
 Sans-I/O: times are passed in (``loop.time()`` in the client, a fake clock in
 tests).
 """
 
 from __future__ import annotations
 
-__all__ = ["Heartbeat"]
+__all__ = ["ClientHeartbeat"]
 
 
-class Heartbeat:
+class ClientHeartbeat:
     """Ping schedule and liveness deadline for one connection."""
 
     __slots__ = ("interval", "last_received", "next_ping_at", "timeout")

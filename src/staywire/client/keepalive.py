@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from staywire.client import messages as m
 from staywire.client.auth import TokenSource
-from staywire.client.heartbeat import Heartbeat
+from staywire.client.heartbeat import ClientHeartbeat
 from staywire.client.link import Link
 from staywire.protocol.codes import CloseCode
 
@@ -29,7 +29,7 @@ _REFRESH_RETRY = 0.5
 
 
 class Keepalive:
-    """Heartbeat and token refresh tasks for the current connection."""
+    """ClientHeartbeat and token refresh tasks for the current connection."""
 
     def __init__(
         self,
@@ -49,7 +49,7 @@ class Keepalive:
         self._stats = stats
         self._current_link = current_link  # the welcomed connection, if any
         self._on_refreshed = on_refreshed
-        self._heartbeat: Heartbeat | None = None
+        self._heartbeat: ClientHeartbeat | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._refresh_waiter: asyncio.Future[m.Welcome | m.Error] | None = None
 
@@ -57,7 +57,7 @@ class Keepalive:
         """``link`` was welcomed: start its heartbeats and, if its token expires, refresh."""
         loop = asyncio.get_running_loop()
         if self._ping_interval is not None:
-            self._heartbeat = Heartbeat(
+            self._heartbeat = ClientHeartbeat(
                 interval=self._ping_interval, timeout=self._pong_timeout, now=loop.time()
             )
             self._tasks.append(loop.create_task(self._heartbeat_loop(link)))

@@ -37,11 +37,11 @@ class CloseCode(enum.IntEnum):
     PROTOCOL_ERROR = 1002  # bad framing: RSV bits, bad opcode, bad close code
     ABNORMAL = 1006  # never sent: no close frame was received (network failure)
     INVALID_TEXT = 1007  # a text frame that is not valid UTF-8
-    POLICY_VIOLATION = 1008
+    POLICY_VIOLATION = 1008  # never sent by Staywire: other servers and proxies; policy only
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011  # never carries details of the failure
     SERVICE_RESTART = 1012  # graceful drain
-    TRY_AGAIN_LATER = 1013
+    TRY_AGAIN_LATER = 1013  # never sent by Staywire: other servers and proxies; policy only
 
     HEARTBEAT_TIMEOUT = 4000
     SLOW_CONSUMER = 4008
@@ -117,7 +117,6 @@ class ErrorCode(enum.StrEnum):
     TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"
     UNKNOWN_METHOD = "unknown_method"
     INVALID_PARAMS = "invalid_params"
-    ALREADY_AUTHENTICATED = "already_authenticated"
     UNAUTHORIZED = "unauthorized"  # an in-band re-auth token was rejected
     UNAVAILABLE = "unavailable"  # the broker is unreachable: nothing was published
     INTERNAL = "internal"  # the handler failed; no details are leaked

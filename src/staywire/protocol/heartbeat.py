@@ -1,16 +1,20 @@
-"""Heartbeat deadlines, with time passed in.
+"""The server's heartbeat rule, with time passed in.
 
 The server pings every ``interval``; after a ping, the peer must send *anything*
 within ``timeout`` or it is dead (close 4000). Any inbound traffic proves the
 peer alive, so a busy connection is never pinged out; TCP keepalive is not
 relied on (too infrequent, and proxies answer it for dead peers).
+
+The browser client's ``static/heartbeat.js`` follows this same per-ping rule (and
+adds its allowance for throttled background timers). The Python client follows
+its own rule, a silence deadline (``staywire.client.heartbeat.ClientHeartbeat``).
 """
 
 from __future__ import annotations
 
 import enum
 
-__all__ = ["Heartbeat", "HeartbeatAction"]
+__all__ = ["HeartbeatAction", "ServerHeartbeat"]
 
 
 class HeartbeatAction(enum.Enum):
@@ -19,10 +23,13 @@ class HeartbeatAction(enum.Enum):
     DEAD = 2
 
 
-class Heartbeat:
+class ServerHeartbeat:
     """Pings on a fixed schedule, whether or not the peer talks: a proxy's read timeout
     (nginx ``proxy_read_timeout``) counts only what the server sends, so a server that
-    stays silent while its client talks would still be cut off."""
+    stays silent while its client talks would still be cut off.
+
+    ``last_seen`` is the input: the caller sets it to the time of any inbound frame (an
+    attribute, not a method, because the connection does so for every frame)."""
 
     __slots__ = ("interval", "timeout", "last_seen", "ping_sent_at")
 
@@ -31,10 +38,6 @@ class Heartbeat:
         self.timeout = timeout
         self.last_seen = now
         self.ping_sent_at = now  # the schedule starts at the connection's start
-
-    def seen(self, now: float) -> None:
-        """Inbound traffic of any kind arrived: the peer is alive."""
-        self.last_seen = now
 
     @property
     def awaiting(self) -> bool:
@@ -51,9 +54,3 @@ class Heartbeat:
             self.ping_sent_at = now
             return HeartbeatAction.PING
         return HeartbeatAction.NONE
-
-    def next_deadline(self) -> float:
-        """When ``poll`` next has something to do."""
-        if self.awaiting:
-            return self.ping_sent_at + self.timeout
-        return self.ping_sent_at + self.interval

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable
 
 __all__ = ["ConnState", "ConnectionStateMachine", "InvalidTransition"]
 
@@ -38,18 +37,10 @@ class InvalidTransition(RuntimeError):
 
 
 class ConnectionStateMachine:
-    __slots__ = ("state", "_on_change")
+    __slots__ = ("state",)
 
-    def __init__(
-        self,
-        initial: ConnState = ConnState.CONNECTING,
-        on_change: Callable[[ConnState, ConnState], None] | None = None,
-    ) -> None:
+    def __init__(self, initial: ConnState = ConnState.CONNECTING) -> None:
         self.state = initial
-        self._on_change = on_change
-
-    def can(self, new: ConnState) -> bool:
-        return new in _ALLOWED[self.state]
 
     def advance(self, new: ConnState) -> None:
         old = self.state
@@ -59,10 +50,3 @@ class ConnectionStateMachine:
         self.state = new
         if log.isEnabledFor(logging.DEBUG):
             log.debug("state %s -> %s", old.name, new.name)
-        if self._on_change is not None:
-            self._on_change(old, new)
-
-    def expect(self, *states: ConnState) -> None:
-        if self.state not in states:
-            raise InvalidTransition(f"expected {'/'.join(s.name for s in states)}, "
-                                    f"got {self.state.name}")

@@ -2,7 +2,7 @@
 
 It moves bytes and calls the protocol core: frames go through ``InboundGuard``
 (limits, validation), transitions through ``ConnectionStateMachine``, deadlines
-through ``Heartbeat``. What each request does is decided by the node's request
+through ``ServerHeartbeat``. What each request does is decided by the node's request
 handlers (``requests.py``), reached through the ``NodeContext`` it is given: the
 connection holds its own state and nothing of the node's. There is no task per
 connection, so an idle connection costs its objects and buffers only.
@@ -21,7 +21,7 @@ from staywire.brokers.base import Publication
 from staywire.config import Config
 from staywire.protocol.codes import CloseCode, ErrorCode, valid_close_code
 from staywire.protocol.envelope import Auth, Inbound, encode
-from staywire.protocol.heartbeat import Heartbeat, HeartbeatAction
+from staywire.protocol.heartbeat import ServerHeartbeat, HeartbeatAction
 from staywire.protocol.inbound import CloseConnection, InboundGuard, Limits, Reject
 from staywire.protocol.state import ConnectionStateMachine, ConnState
 from staywire.server.auth import Identity
@@ -106,7 +106,7 @@ class Connection(WSListener):
         self.token = token
         self.identity: Identity | None = None
         self.sm = ConnectionStateMachine()
-        self.hb: Heartbeat | None = None
+        self.hb: ServerHeartbeat | None = None
         self.guard: InboundGuard | None = None  # made at the first message: idle costs less
         self.subs: dict[str, Any] = {}
         self.recovering: dict[str, list[Publication]] | None = None
@@ -139,7 +139,7 @@ class Connection(WSListener):
         self.opened_at = now
         node = self.node
         cfg = node.config
-        self.hb = Heartbeat(cfg.ping_interval, cfg.pong_timeout, now)
+        self.hb = ServerHeartbeat(cfg.ping_interval, cfg.pong_timeout, now)
         self.sm.advance(ConnState.AUTHENTICATING)
         node.table.opened(self)
         if self.token is not None:

@@ -1,7 +1,8 @@
 """The only module that knows picows: listening, the peer address, and server frames.
 
-Everything else in the server sees ``ServerTransport`` (a picows ``WSTransport``)
-through three operations: write whole frames, abort, and the write-buffer size.
+Everything else in the server sees picows' ``WSTransport`` (re-exported here) through
+three operations: write whole frames (``underlying_transport.write``), disconnect,
+and the write-buffer size.
 Swapping the transport library means rewriting this file only.
 
 Server-to-client frames are never masked (RFC 6455 5.1), so a frame is a 2-10

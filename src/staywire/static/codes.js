@@ -32,7 +32,6 @@ export const ErrorCode = Object.freeze({
   "TOO_MANY_SUBSCRIPTIONS": "too_many_subscriptions",
   "UNKNOWN_METHOD": "unknown_method",
   "INVALID_PARAMS": "invalid_params",
-  "ALREADY_AUTHENTICATED": "already_authenticated",
   "UNAUTHORIZED": "unauthorized",
   "UNAVAILABLE": "unavailable",
   "INTERNAL": "internal"

@@ -1,9 +1,11 @@
 // Application-level heartbeat: browsers expose no WebSocket ping frames.
 //
-// The schedule is the Python client's (staywire/protocol/heartbeat.py): a `ping` every
-// `interval` whether or not the server talks; after a ping, *anything* arriving within
+// The rule is the server's (`ServerHeartbeat` in staywire/protocol/heartbeat.py): a `ping`
+// every `interval` whether or not the server talks; after a ping, *anything* arriving within
 // `timeout` proves the link alive; nothing means the link is dead and the transport is
-// dropped without waiting for TCP.
+// dropped without waiting for TCP. (The Python client uses a silence deadline instead,
+// `ClientHeartbeat` in staywire/client/heartbeat.py; a per-ping verdict is what lets this
+// one tell a late timer from a silent link, below.)
 //
 // Background tabs: browsers throttle timers of hidden pages (aligned to 1 s, or to 1 min
 // after a few minutes) and freeze them entirely on sleep. Network events are still
