@@ -12,8 +12,11 @@ PORT ?= 8765
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml | $(PY)
-	$(PIP) install -q -e '.[test,bench]'
+# The benchmark harness (bench/, distribution staywire-bench) after the server it measures;
+# the suite imports it too (its port picker).
+$(STAMP): pyproject.toml bench/pyproject.toml | $(PY)
+	$(PIP) install -q -e '.[test]'
+	$(PIP) install -q -e bench/
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -46,4 +49,4 @@ conformance: install
 	@bash scripts/conformance.sh
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info src/*.egg-info
+	rm -rf $(VENV) .pytest_cache build *.egg-info src/*.egg-info bench/src/*.egg-info

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from scripts.conformance import summarise  # noqa: E402
-from staywire.bench.ports import free_port  # noqa: E402
+from staywire_bench.ports import free_port  # noqa: E402
 from staywire.client.link import Link, open_link  # noqa: E402
 
 AGENT = "staywire-client"

@@ -7,6 +7,7 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from importlib.metadata import entry_points
 from typing import Any
 
 from staywire.exceptions import ConfigError
@@ -15,7 +16,12 @@ __all__ = ["main"]
 
 # Subcommand providers: each module has ``register(subparsers)``; a provider that is not
 # installed (an optional part) is skipped.
-_PROVIDERS = ("staywire.client.cli", "staywire.deploy.cli", "staywire.bench.cli")
+_PROVIDERS = ("staywire.client.cli", "staywire.deploy.cli")
+# Distributions of their own add subcommands through this entry-point group (each entry
+# point names a ``register(subparsers)``), so this package never imports them by name.
+_COMMANDS = "staywire.commands"
+# How to get a known subcommand of such a distribution when it is not installed.
+_INSTALL_HINTS = {"bench": "pip install -e bench/ from the Staywire checkout (or: make bench)"}
 
 
 def _serve_parser(sub: Any) -> None:
@@ -131,11 +137,18 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                 continue
             raise
         module.register(sub)
+    for entry in entry_points(group=_COMMANDS):
+        entry.load()(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv[0] if argv else ""
+    if command in _INSTALL_HINTS and not entry_points(group=_COMMANDS, name=command):
+        print(f"staywire: '{command}' is not installed; install it with "
+              f"{_INSTALL_HINTS[command]}", file=sys.stderr)
+        return 2
     args = build_parser(argv[0] if argv else None).parse_args(argv)
     return int(args.func(args) or 0)
 

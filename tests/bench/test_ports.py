@@ -10,7 +10,7 @@ import socket
 
 import pytest
 
-from staywire.bench import ports
+from staywire_bench import ports
 from tests.support import servers
 
 

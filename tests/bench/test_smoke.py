@@ -87,7 +87,7 @@ def test_quick_scaleout_keeps_the_peer_results(tmp_path: Path) -> None:
     every process (nodes, redis-server, nginx master and workers) was stopped by PID."""
     import shutil
 
-    from staywire.bench.proxy import nginx_binary
+    from staywire_bench.proxy import nginx_binary
 
     if shutil.which("redis-server") is None or nginx_binary() is None:
         pytest.skip("redis-server and nginx are needed")

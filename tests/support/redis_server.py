@@ -26,7 +26,7 @@ from typing import Self
 
 import pytest
 
-from staywire.bench.ports import free_port
+from staywire_bench.ports import free_port
 
 __all__ = ["REDIS_SERVER", "RedisServer", "fresh_redis_server", "redis_server"]
 

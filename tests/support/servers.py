@@ -24,7 +24,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from staywire.bench.ports import free_port
+from staywire_bench.ports import free_port
 
 __all__ = ["ServerProcess", "free_port", "metric", "start_server", "wait_http"]
 

@@ -24,9 +24,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from staywire.bench import procfs
-from staywire.bench.config import BenchConfig, BenchError
-from staywire.bench.servers import (
+from staywire_bench import procfs
+from staywire_bench.config import BenchConfig, BenchError
+from staywire_bench.servers import (
     Proc,
     ProcessRegistry,
     RedisProcess,
@@ -36,7 +36,7 @@ from staywire.bench.servers import (
     pinned,
     wait_port,
 )
-from staywire.bench.ui import Ui
+from staywire_bench.ui import Ui
 
 __all__ = ["GroupRunner", "drive", "start_generator"]
 
@@ -46,8 +46,8 @@ RequestHandler = Callable[[str], dict[str, Any]]
 
 def start_generator(registry: ProcessRegistry, name: str, spec: dict[str, Any],
                     core: int | None, root: Path) -> Proc:
-    """``python -m staywire.bench.loadgen SPEC``, pinned to ``core`` (None: not pinned)."""
-    argv = pinned([sys.executable, "-m", "staywire.bench.loadgen", json.dumps(spec)], core)
+    """``python -m staywire_bench.loadgen SPEC``, pinned to ``core`` (None: not pinned)."""
+    argv = pinned([sys.executable, "-m", "staywire_bench.loadgen", json.dumps(spec)], core)
     return registry.start(name, argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                           cwd=str(root), env=dict(os.environ, PYTHONUNBUFFERED="1"))
 
@@ -228,7 +228,7 @@ class GroupRunner:
         self.stop(spy)
         out = self.root / "bench" / "results" / f"profile-{sdef.name}-fanout.txt"
         if out.exists():
-            from staywire.bench.profiles import summarize_profile
+            from staywire_bench.profiles import summarize_profile
 
             self.profiles[sdef.name] = summarize_profile(out.read_text())
             self.profiles[sdef.name]["file"] = str(out.relative_to(self.root))

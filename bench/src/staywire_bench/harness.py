@@ -13,7 +13,7 @@ The server runs pinned to core 0, the load generator to core 1, the harness
 itself also on core 1 (it mostly waits). Every process is started through a
 ``ProcessRegistry`` and stopped by its PID, on errors and Ctrl-C too.
 
-``--workloads scaleout`` (Staywire only, ``staywire.bench.scaleout``) runs after
+``--workloads scaleout`` (Staywire only, ``staywire_bench.scaleout``) runs after
 the peers, or alone; a run that measured only one of the two parts keeps the
 other from the results file it rewrites.
 """
@@ -31,7 +31,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from staywire.bench.config import (
+from staywire_bench.config import (
     ALL_WORKLOADS,
     GROUP_A,
     GROUP_B,
@@ -40,16 +40,17 @@ from staywire.bench.config import (
     BenchConfig,
     BenchError,
 )
-from staywire.bench.groups import GroupRunner
-from staywire.bench.machine import (
+from staywire_bench.groups import GroupRunner
+from staywire_bench.machine import (
     find_root,
     hold_low_latency,
     loadavg,
     machine_info,
+    redis_missing,
     staywire_command,
 )
-from staywire.bench.servers import ALL_SERVERS, ProcessRegistry, ServerContext, ServerDef, node_ready
-from staywire.bench.ui import Ui
+from staywire_bench.servers import ALL_SERVERS, ProcessRegistry, ServerContext, ServerDef, node_ready
+from staywire_bench.ui import Ui
 
 __all__ = ["ALL_WORKLOADS", "BenchConfig", "BenchError", "find_root", "run_bench"]
 
@@ -209,7 +210,7 @@ class Harness:
         if any(w in ALL_WORKLOADS for w in cfg.workloads):
             results.update(self.run_peers())
         if "scaleout" in cfg.workloads:
-            from staywire.bench.scaleout import ScaleOut
+            from staywire_bench.scaleout import ScaleOut
 
             results["scaleout"] = ScaleOut(cfg, self.root, self.registry).run()
         return results
@@ -256,7 +257,7 @@ class Harness:
 
     def _results(self, started: float, duration: float, servers: list[ServerDef]
                  ) -> dict[str, Any]:
-        from staywire.bench.report import summarize
+        from staywire_bench.report import summarize
 
         cfg = self.cfg
         meta = {
@@ -280,19 +281,6 @@ class Harness:
         servers_meta = {s.name: {"label": s.label, "protocol": s.protocol,
                                  "runtime": s.runtime, "note": s.note} for s in servers}
         return summarize(meta, servers_meta, self.records, self.warnings, self.groups.profiles)
-
-
-def redis_missing() -> str | None:
-    """Why the Redis broker cannot run here, or None."""
-    if shutil.which("redis-server") is None:
-        return "redis-server is not installed"
-    if importlib.util.find_spec("redis") is None:
-        return "the redis package is not installed"
-    try:
-        importlib.import_module("staywire.brokers.redis")
-    except ImportError as exc:
-        return f"staywire.brokers.redis does not import ({exc})"
-    return None
 
 
 def keep_previous(results: dict[str, Any], path: Path) -> dict[str, Any]:

@@ -1,5 +1,9 @@
 """``staywire bench``: Staywire against other WebSocket servers, one load generator for all.
 
+A distribution of its own (``staywire-bench``, ``bench/pyproject.toml``), so the runtime
+package ``staywire`` carries none of it; the ``staywire`` command finds it through the
+``staywire.commands`` entry point.
+
 Harness side (the ``staywire bench`` process):
 
 * ``config``: what a run is asked to do; ``catalog``: the names, importable at no cost;
@@ -8,16 +12,16 @@ Harness side (the ``staywire bench`` process):
 * ``servers``: how each server is started (peers live in ``bench/peers/``); ``proxy``:
   nginx in front of Staywire nodes;
 * ``scaleout``: the Staywire-only scale-out topologies (1 node, Redis, 2 nodes + nginx);
-* ``machine``, ``ui``: the machine and the progress display;
+* ``machine``, ``ui``: the machine (what it can run) and the progress display;
 * ``report`` and ``scaleout_report``: JSON, markdown and the PNG chart.
 
-Load generator side (``python -m staywire.bench.loadgen``, picows clients on uvloop):
+Load generator side (``python -m staywire_bench.loadgen``, picows clients on uvloop):
 
 * ``loadgen``: entry point and plan; ``generator``: connections and the harness link;
 * ``phases``: echo, open, subscribe, fan-out, storm; ``scaleload``: the scale-out plans;
 * ``protocols``: what each server speaks; ``windows``, ``procfs``, ``stats``: measuring.
 
-Optional dependencies: the ``bench`` extra (rich, matplotlib, python-socketio,
-aiohttp), Node and npm for the Node peers, redis-server for the Redis broker,
-nginx for the scale-out.
+Dependencies: rich, matplotlib, python-socketio, aiohttp (pinned in bench/pyproject.toml);
+optional: Node and npm for the Node peers, redis-server for the Redis broker, nginx for
+the scale-out.
 """

@@ -1,6 +1,6 @@
 """The load generator's side of the ``scaleout`` workload (Staywire only).
 
-One generator process per topology (``staywire.bench.scaleout`` starts it with
+One generator process per topology (``staywire_bench.scaleout`` starts it with
 ``"plan": "scaleout"`` in the spec). Two plans:
 
 * ``fanout``: the publisher connects straight to node A; the K subscribers to
@@ -24,10 +24,10 @@ import asyncio
 import time
 from typing import Any
 
-from staywire.bench import phases, procfs
-from staywire.bench.generator import Conn, Generator
-from staywire.bench.stats import percentile
-from staywire.bench.windows import ms
+from staywire_bench import phases, procfs
+from staywire_bench.generator import Conn, Generator
+from staywire_bench.stats import percentile
+from staywire_bench.windows import ms
 
 __all__ = ["run_scaleout"]
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
+import importlib.util
 import os
 import platform
 import shlex
@@ -12,14 +14,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from staywire.bench.config import BenchError
+from staywire_bench.config import BenchError
 
-__all__ = ["find_root", "hold_low_latency", "loadavg", "machine_info", "staywire_command"]
+__all__ = ["find_root", "hold_low_latency", "loadavg", "machine_info", "redis_missing",
+           "staywire_command"]
 
 
 def find_root(start: str | None = None) -> Path:
     """The repository root: the first folder up from ``start`` (or the cwd) holding
-    bench/peers, else the one above the installed package's src/."""
+    bench/peers, else the checkout this package is installed from (editable install:
+    ``<root>/bench/src/staywire_bench/machine.py``)."""
     here = Path(start or os.getcwd()).resolve()
     for folder in (here, *here.parents):
         if (folder / "bench" / "peers").is_dir():
@@ -46,12 +50,25 @@ def hold_low_latency(enabled: bool, warnings: list[str]) -> Any:
 
 
 def staywire_command() -> str:
-    from staywire.bench.servers import staywire_settings
+    from staywire_bench.servers import staywire_settings
 
     flags, env = staywire_settings()
     return " ".join([*(f"{k}={v}" for k, v in env.items()),
                      shlex.join(["staywire", "serve", "--host", "127.0.0.1", "--port", "PORT",
                                  "--api-port", "PORT2", *flags])])
+
+
+def redis_missing() -> str | None:
+    """Why the Redis broker cannot run here, or None."""
+    if shutil.which("redis-server") is None:
+        return "redis-server is not installed"
+    if importlib.util.find_spec("redis") is None:
+        return "the redis package is not installed"
+    try:
+        importlib.import_module("staywire.brokers.redis")
+    except ImportError as exc:
+        return f"staywire.brokers.redis does not import ({exc})"
+    return None
 
 
 def loadavg() -> str:

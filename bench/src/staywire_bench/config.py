@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from staywire.bench.catalog import EXTRA_WORKLOADS, SERVERS, WORKLOADS
+from staywire_bench.catalog import EXTRA_WORKLOADS, SERVERS, WORKLOADS
 
 __all__ = ["ALL_WORKLOADS", "GROUP_A", "GROUP_B", "KNOWN_WORKLOADS", "REFERENCE", "BenchConfig",
            "BenchError"]

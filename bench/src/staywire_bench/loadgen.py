@@ -1,9 +1,9 @@
 """The load generator: picows clients on uvloop, in a process of its own.
 
-The harness starts it as ``python -m staywire.bench.loadgen SPEC`` (SPEC is JSON),
+The harness starts it as ``python -m staywire_bench.loadgen SPEC`` (SPEC is JSON),
 pinned with ``taskset`` to the core the server does not use. The same generator
 drives every server; only the framing of the messages differs
-(``staywire.bench.protocols``).
+(``staywire_bench.protocols``).
 
 It talks to the harness in JSON lines: events on stdout (``progress``,
 ``result``, ``request``, ``done``), and one reply line on stdin for each
@@ -12,8 +12,8 @@ it again on the same port, for the reconnect storm).
 
 This module is the entry point and the plan of a group (which workloads, in
 which order, on which connections). The connections and the harness link are in
-``staywire.bench.generator``, the workloads in ``staywire.bench.phases``; a spec
-with ``"plan": "scaleout"`` runs ``staywire.bench.scaleload`` instead.
+``staywire_bench.generator``, the workloads in ``staywire_bench.phases``; a spec
+with ``"plan": "scaleout"`` runs ``staywire_bench.scaleload`` instead.
 
 Every loop here is bounded in count and in time; every connection is closed
 before the process exits.
@@ -28,9 +28,9 @@ import logging
 import sys
 from typing import Any
 
-from staywire.bench import phases
-from staywire.bench.generator import Generator
-from staywire.bench.windows import CORES
+from staywire_bench import phases
+from staywire_bench.generator import Generator
+from staywire_bench.windows import CORES
 
 __all__ = ["main", "run_plan"]
 
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         gen = Generator(spec)
         try:
             if spec.get("plan") == "scaleout":
-                from staywire.bench.scaleload import run_scaleout
+                from staywire_bench.scaleload import run_scaleout
 
                 await run_scaleout(gen)
             else:
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         uvloop.run(run())
     except Exception:  # noqa: BLE001 - reported as an event already
-        logging.getLogger("staywire.bench").exception("load generator failed")
+        logging.getLogger("staywire_bench").exception("load generator failed")
         return 1
     return 0
 

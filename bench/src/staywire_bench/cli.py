@@ -17,9 +17,9 @@ def _csv(text: str) -> list[str]:
 def register(subparsers: Any) -> None:
     # Only the catalog: the harness is imported when the command runs, not by every
     # `staywire serve` that builds the parser.
-    from staywire.bench.catalog import EXTRA_WORKLOADS
-    from staywire.bench.catalog import SERVERS as ALL_SERVERS
-    from staywire.bench.catalog import WORKLOADS as ALL_WORKLOADS
+    from staywire_bench.catalog import EXTRA_WORKLOADS
+    from staywire_bench.catalog import SERVERS as ALL_SERVERS
+    from staywire_bench.catalog import WORKLOADS as ALL_WORKLOADS
 
     p = subparsers.add_parser(
         "bench", help="benchmark Staywire against other WebSocket servers",
@@ -66,8 +66,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from staywire.bench.harness import BenchConfig, BenchError, run_bench
-    from staywire.bench.report import write_outputs
+    from staywire_bench.harness import BenchConfig, BenchError, run_bench
+    from staywire_bench.report import write_outputs
 
     values: dict[str, Any] = {}
     if args.quick:
@@ -119,8 +119,8 @@ def _rerender(path: str, cfg: Any) -> int:
     import json
     from pathlib import Path
 
-    from staywire.bench.harness import find_root
-    from staywire.bench.report import write_outputs
+    from staywire_bench.harness import find_root
+    from staywire_bench.report import write_outputs
 
     try:
         results = json.loads(Path(path).read_text())
@@ -151,14 +151,14 @@ def _command(args: argparse.Namespace) -> str:
 
 
 def _print_summary(results: dict[str, Any], cfg: Any) -> None:
-    from staywire.bench.catalog import WORKLOADS
+    from staywire_bench.catalog import WORKLOADS
 
     if "scaleout" in cfg.workloads and results.get("scaleout"):
         _print_scaleout(results["scaleout"])
     if not any(w in WORKLOADS for w in cfg.workloads):
         print(f"wrote {cfg.json_path}, {cfg.markdown_path}, {cfg.chart_path}")
         return
-    from staywire.bench.report import METRICS, _fmt, _fmt_ratio
+    from staywire_bench.report import METRICS, _fmt, _fmt_ratio
 
     summary = results["summary"]
     ratios = results["ratios_vs_reference"]

@@ -26,11 +26,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from staywire.bench.config import BenchConfig, BenchError
-from staywire.bench.groups import drive, start_generator
-from staywire.bench.machine import hold_low_latency, loadavg, machine_info, staywire_command
-from staywire.bench.proxy import NginxProcess, nginx_binary, nginx_version
-from staywire.bench.servers import (
+from staywire_bench.config import BenchConfig, BenchError
+from staywire_bench.groups import drive, start_generator
+from staywire_bench.machine import (
+    hold_low_latency,
+    loadavg,
+    machine_info,
+    redis_missing,
+    staywire_command,
+)
+from staywire_bench.proxy import NginxProcess, nginx_binary, nginx_version
+from staywire_bench.servers import (
     ALL_SERVERS,
     Proc,
     ProcessRegistry,
@@ -40,7 +46,7 @@ from staywire.bench.servers import (
     pinned,
     wait_port,
 )
-from staywire.bench.ui import Ui
+from staywire_bench.ui import Ui
 
 __all__ = ["TOPOLOGIES", "ScaleOut", "Topology"]
 
@@ -89,8 +95,6 @@ class ScaleOut:
         self.left = 0
 
     def _topologies(self) -> list[Topology]:
-        from staywire.bench.harness import redis_missing
-
         no_redis = redis_missing()
         out = []
         for topo in TOPOLOGIES:
@@ -137,7 +141,7 @@ class ScaleOut:
                 self.registry.stop_all()
                 if hold is not None:
                     hold.close()
-        from staywire.bench.scaleout_report import summarize_scaleout
+        from staywire_bench.scaleout_report import summarize_scaleout
 
         meta = {
             "command": cfg.command,

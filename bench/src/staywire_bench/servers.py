@@ -22,8 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from staywire.bench.catalog import SERVERS
-from staywire.bench.ports import free_port
+from staywire_bench.catalog import SERVERS
+from staywire_bench.ports import free_port
 
 __all__ = [
     "ALL_SERVERS",

@@ -4,8 +4,8 @@
 generator process, opens them (bounded concurrency, bounded retries), answers the
 protocol's heartbeats, and talks to the harness in JSON lines: events on stdout,
 one reply line on stdin for each ``request``. The workloads themselves are in
-``staywire.bench.phases`` (and ``staywire.bench.scaleload``); the process entry
-point is ``staywire.bench.loadgen``.
+``staywire_bench.phases`` (and ``staywire_bench.scaleload``); the process entry
+point is ``staywire_bench.loadgen``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
-from staywire.bench import procfs, protocols
+from staywire_bench import procfs, protocols
 from staywire.protocol.backoff import jittered
 
 __all__ = ["CLOSE", "TEXT", "Conn", "Generator", "Handler", "Refused"]

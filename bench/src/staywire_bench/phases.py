@@ -1,7 +1,7 @@
 """The workloads of the load generator: echo, open (connection rate, idle memory),
 subscribe, fan-out, reconnect storm.
 
-Each is a coroutine over a ``Generator`` (``staywire.bench.generator``) and
+Each is a coroutine over a ``Generator`` (``staywire_bench.generator``) and
 returns the metrics of its measured window. The hot paths are closures swapped
 into ``Conn.on_text`` for the phase, and restored to the idle handler after it.
 Every wait is bounded in time.
@@ -13,10 +13,10 @@ import asyncio
 import time
 from typing import Any
 
-from staywire.bench import procfs
-from staywire.bench.generator import TEXT, Conn, Generator
-from staywire.bench.stats import peak_rate, percentile
-from staywire.bench.windows import cpu_window, ms, us
+from staywire_bench import procfs
+from staywire_bench.generator import TEXT, Conn, Generator
+from staywire_bench.stats import peak_rate, percentile
+from staywire_bench.windows import cpu_window, ms, us
 from staywire.protocol.backoff import Backoff, RetryBudget
 
 __all__ = ["echo", "fanout", "open_phase", "storm", "subscribe"]

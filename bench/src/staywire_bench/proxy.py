@@ -18,8 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from staywire.bench.config import BenchError
-from staywire.bench.servers import Proc, ProcessRegistry, free_port, wait_port
+from staywire_bench.config import BenchError
+from staywire_bench.servers import Proc, ProcessRegistry, free_port, wait_port
 
 __all__ = ["NginxProcess", "nginx_binary", "nginx_version"]
 
