@@ -7,7 +7,8 @@ if [ -d js/test ] && command -v node >/dev/null 2>&1; then
   echo "== JS unit tests (node --test)"
   node --test js/test/ || status=1
 fi
-echo "== Static checks (ruff; mypy --strict on src/ and bench/src/)"
+echo "== Static checks (import circles; ruff; mypy --strict on src/ and bench/src/)"
+.venv/bin/python scripts/check_imports.py src/staywire bench/src/staywire_bench || status=1
 .venv/bin/ruff check src tests scripts bench/src || status=1
 .venv/bin/mypy src/staywire bench/src/staywire_bench || status=1
 echo "== Python tests (pytest)"
