@@ -118,9 +118,17 @@ class RequestHandlers:
     def dispatch(self, conn: Conn, request: Inbound) -> None:
         state = conn.sm.state
         if state == ConnState.AUTHENTICATING:
+            kind = type(request)
+            # Heartbeats work before auth: only auth_timeout (4508) ends a connection that
+            # never authenticates, not the answer to the server's own ping.
+            if kind is Pong:
+                return
+            if kind is Ping:
+                _pong(conn, request)  # type: ignore[arg-type]
+                return
             if conn.worker is not None:  # credentials are being checked: keep the order
                 self.submit(conn, request)
-            elif type(request) is Auth:
+            elif kind is Auth:
                 conn.auth_deadline = None
                 self.submit(conn, request)
             else:
