@@ -79,7 +79,8 @@ async def test_static_client_files(server_factory) -> None:
     assert http(f"{srv.http}/codes.js")[0] == 200
     status, body = http(f"{srv.http}/")
     assert status == 200 and b"<html" in body.lower()
-    for bad in ["/../pyproject.toml", "/%2e%2e/pyproject.toml", "/nope.js", "/static/codes.js"]:
+    for bad in ["/../pyproject.toml", "/%2e%2e/pyproject.toml", "/nope.js", "/static/codes.js",
+                "/package.json"]:  # npm packaging metadata, not for browsers
         assert http(f"{srv.http}{bad}")[0] == 404, bad
 
 

@@ -29,7 +29,7 @@ __all__ = ["Readiness", "Router"]
 log = logging.getLogger("staywire.server")
 
 _STATIC_NAME = re.compile(
-    r"^/([A-Za-z0-9_\-]+(?:\.d)?\.(?:js|mjs|css|html|ts|svg|png|ico|json))$")
+    r"^/([A-Za-z0-9_\-]+(?:\.d)?\.(?:js|mjs|css|html|ts|svg|png|ico))$")
 
 
 class Readiness(Protocol):
