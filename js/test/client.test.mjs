@@ -526,6 +526,33 @@ describe('Client, tabs sharing one connection', { timeout: 30000 }, () => {
     assert.deepEqual(world.server.texts('room'), ['r1', 'r2', 'r3']);
   });
 
+  it('reports a failed removal of an adopted publish, never sends it again, and retries it', async () => {
+    newWorld();
+    const storage = new MapStorage();
+    const data = JSON.stringify({ text: 'left' });
+    await world.store.add({ key: 'old', seq: 1, channel: 'room', data, size: 15, owner: 'gone-tab',
+      target: 'ws://127.0.0.1:1/ws', createdAt: 1000 });
+    const realRemove = world.store.remove.bind(world.store);
+    let refusals = 1;
+    world.store.remove = async (key) => {
+      if (refusals > 0) {
+        refusals -= 1;
+        throw new Error('disk refused the delete');
+      }
+      return realRemove(key);
+    };
+    const a = tab('a', { store: new WriteAheadStore(world.store, { storage }) });
+    const warnings = [];
+    a.on('warning', (text) => warnings.push(text));
+    await a.join('room');
+    await until(() => a.status.removeFailures === 1, 'the failure counted in the status');
+    assert.ok(warnings.some((w) => /removing acknowledged publish old failed .*retrying/.test(w)), warnings.join('; '));
+    assert.deepEqual(world.server.texts('room'), ['left']);
+    assert.deepEqual([...storage.keys()], ['staywire:acked:old']); // marked: never sent again
+    await until(() => storage.size === 0 && world.store.records.size === 0, 'the retried removal', 4000);
+    assert.deepEqual(world.server.texts('room'), ['left']);
+  });
+
   it('loses nothing to a reload right after a burst of publishes: each lands once, in order', async () => {
     // Each tab's store: the shared "IndexedDB" (world.store) behind a write-ahead in a shared
     // "localStorage". The first page dies with its IndexedDB transactions never committed.

@@ -309,3 +309,62 @@ describe('Outbox with a write-ahead', () => {
     assert.deepEqual(storage.items(), []);
   });
 });
+
+describe('WriteAheadStore: acknowledged means never sent again', () => {
+  it('marks a key acknowledged before the delete, and clears the mark once it committed', async () => {
+    const storage = new FakeStorage();
+    const backing = new FakeBacking();
+    const store = new WriteAheadStore(backing, { storage });
+    store.write(rec('k1'));
+    await store.flush();
+    let seen = null;
+    backing.remove = async (key) => {
+      seen = storage.items('staywire:acked:'); // what a reload at this moment would find
+      backing.db.delete(key);
+    };
+    await store.remove('k1');
+    assert.deepEqual(seen, ['staywire:acked:k1']);
+    assert.deepEqual(storage.items('staywire:acked:'), []);
+    assert.deepEqual(await store.all(), []);
+  });
+
+  it('skips a record whose delete failed, on every page, and lists it for another delete', async () => {
+    const storage = new FakeStorage();
+    const db = new Map();
+    const backing = new FakeBacking(db);
+    const store = new WriteAheadStore(backing, { storage });
+    store.write(rec('k1'));
+    store.write(rec('k2'));
+    await store.flush();
+    const broken = new Error('disk refused the delete');
+    backing.remove = async () => { throw broken; };
+    await assert.rejects(store.remove('k1'), broken);
+    assert.deepEqual([...db.keys()].sort(), ['k1', 'k2']); // still in IndexedDB
+    assert.deepEqual(storage.items('staywire:acked:'), ['staywire:acked:k1']);
+    // A reload: a new page, same localStorage and IndexedDB.
+    const next = new WriteAheadStore(new FakeBacking(db), { storage });
+    assert.deepEqual((await next.all()).map((r) => r.key), ['k2']);
+    assert.deepEqual(await next.acknowledged(), ['k1']);
+    await next.remove('k1'); // its delete works
+    assert.deepEqual([...db.keys()], ['k2']);
+    assert.deepEqual(storage.items('staywire:acked:'), []);
+    assert.deepEqual(await next.acknowledged(), []);
+  });
+
+  it('clears a mark whose record is gone from both stores', async () => {
+    const storage = new FakeStorage();
+    storage.setItem('staywire:acked:gone', '1');
+    const store = new WriteAheadStore(new FakeBacking(), { storage });
+    assert.deepEqual(await store.acknowledged(), []);
+    assert.deepEqual(storage.items('staywire:acked:'), []);
+  });
+
+  it('skips a record still written ahead when it is marked (acknowledged by another tab)', async () => {
+    const storage = new FakeStorage();
+    const backing = new FakeBacking();
+    const store = new WriteAheadStore(backing, { storage, schedule: () => {} });
+    store.write(rec('k1'));
+    storage.setItem('staywire:acked:k1', '1');
+    assert.deepEqual(await store.all(), []);
+  });
+});

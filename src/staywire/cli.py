@@ -56,6 +56,8 @@ def _serve_parser(sub: Any) -> None:
     p.add_argument("--rate-bytes-burst", type=float)
     p.add_argument("--history-size", type=int)
     p.add_argument("--history-ttl", type=float)
+    p.add_argument("--dedupe-window", type=float,
+                   help="seconds an idempotency key is remembered")
     p.add_argument("--drain-window", type=float)
     p.add_argument("--shutdown-timeout", type=float)
     p.add_argument("--broker", help="'memory' (default) or redis://host:port/db")

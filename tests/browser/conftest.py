@@ -75,10 +75,11 @@ def context(browser: Any) -> Iterator[Any]:
 @pytest.fixture
 def start_demo_server(request: pytest.FixtureRequest) -> Iterator[Callable[..., ServerProcess]]:
     """Starts ``staywire serve --allow-anonymous --demo --allowed-origin http://127.0.0.1:PORT``
-    (plus ``extra_origins``); each is killed by PID at the end and its log kept."""
+    (plus ``extra_origins``, and any other setting in ``config``); each is killed by PID at the
+    end and its log kept."""
     started: list[ServerProcess] = []
 
-    def start(extra_origins: tuple[str, ...] = ()) -> ServerProcess:
+    def start(extra_origins: tuple[str, ...] = (), **config: Any) -> ServerProcess:
         port = free_port()
         srv = ServerProcess(
             {
@@ -87,6 +88,7 @@ def start_demo_server(request: pytest.FixtureRequest) -> Iterator[Callable[..., 
                 "demo": True,
                 "allowed_origins": [f"http://127.0.0.1:{port}", *extra_origins],
                 "api_key": API_KEY,
+                **config,
             },
             port,
         )

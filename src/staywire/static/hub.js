@@ -17,6 +17,7 @@ import { PubQueue } from './pub-queue.js';
 import { Push } from './push.js';
 import { ConnectionClosed, RequestError, serializeError } from './errors.js';
 import { compareRecords } from './outbox.js';
+import { Removals, removalWarning } from './removals.js';
 
 /** @typedef {import('./cursor.js').Position} Position */
 /** @typedef {import('./channel-mux.js').ChannelState} ChannelState */
@@ -34,7 +35,8 @@ export class Hub {
    *   url: string, tabId: string,
    *   socket?: import('./socket.js').SocketOptions,
    *   emit: (msg: any) => void,
-   *   store?: {all(): Promise<import('./outbox.js').OutboxRecord[]>, remove(key: string): Promise<void>}|null,
+   *   store?: {all(): Promise<import('./outbox.js').OutboxRecord[]>, remove(key: string): Promise<void>,
+   *            acknowledged?(): Promise<string[]>}|null,
    *   liveTabs?: () => Promise<Set<string>|null>,
    *   timeout?: number, sweepInterval?: number, maxPubsInFlight?: number, pacing?: boolean,
    *   clock?: {setTimeout?: (fn: () => void, ms: number) => any, clearTimeout?: (id: any) => void, now?: () => number},
@@ -64,8 +66,17 @@ export class Hub {
     /** @type {import('./channel-mux.js').SendRequest} */
     const request = (type, payload, meta, onTimeout, raw) => this._request(type, payload, meta, onTimeout, raw);
     this._mux = new ChannelMux({ socket: this.socket, emit, request, setTimeout: this._setTimeout });
+    // Removing adopted publishes once acknowledged, and those a page marked acknowledged but
+    // could not delete: a failure is a warning to every tab, counted in the status, retried.
+    this._removals = new Removals(this._store, {
+      onError: (err, key, attempt, final) => {
+        this._emit({ t: 'warning', message: removalWarning(err, key, attempt, final) });
+        this._status();
+      },
+      setTimeout: this._setTimeout, clearTimeout: this._clearTimeout,
+    });
     this._pubs = new PubQueue({
-      socket: this.socket, emit, request, status: () => this._status(), store: this._store,
+      socket: this.socket, emit, request, status: () => this._status(), removals: this._removals,
       maxInFlight: options.maxPubsInFlight ?? 64, pacing: options.pacing,
       now: this._now, setTimeout: this._setTimeout, clearTimeout: this._clearTimeout,
     });
@@ -134,6 +145,7 @@ export class Hub {
     this._handover = handover;
     if (this._sweepTimer !== null) this._clearTimeout(this._sweepTimer);
     this._pubs.stop();
+    this._removals.close();
     this._sweepTimer = null;
     if (handover) this._emit({ t: 'resign', leader: this.tabId });
     this.socket.close(code, reason);
@@ -162,6 +174,7 @@ export class Hub {
       session: s.session,
       channels: this._mux.channels.size,
       adopted: this.adopted,
+      removeFailures: this._removals.failures,
       error: s.error ? serializeError(s.error) : null,
     };
   }
@@ -352,7 +365,12 @@ export class Hub {
           for (const tab of [...ch.tabs]) if (!live.has(tab)) this._mux.leave(tab, ch.name);
         }
       }
-      if (!this._store || !this._open || this.socket.connId !== connId) return;
+      if (!this._store) return;
+      // Acknowledged by a page whose delete failed: removed again, never sent.
+      for (const key of await this._store.acknowledged?.() ?? []) {
+        if (!this._removals.retrying(key)) this._removals.remove(key);
+      }
+      if (!this._open || this.socket.connId !== connId) return;
       const records = (await this._store.all()).filter((r) => !r.target || r.target === this.url);
       records.sort(compareRecords);
       for (const r of records) {

@@ -15,9 +15,12 @@
 // sent, so a reload finds them and sends them again with the same keys. A store with a
 // synchronous `write` (write-ahead.js: localStorage in front of IndexedDB) makes the entry
 // durable inside `add` itself, before it returns: nothing a reload can interrupt is left.
-// `data` is kept as its JSON text so a replay sends the same bytes.
+// `data` is kept as its JSON text so a replay sends the same bytes. Removing an entry from
+// the store once it is acknowledged goes through removals.js: a failure is counted,
+// reported (`onStoreError`) and retried, never dropped.
 
 import { QueueFull } from './errors.js';
+import { Removals } from './removals.js';
 
 /**
  * @typedef {{key: string, seq: number, channel: string, data: string, size: number,
@@ -79,10 +82,14 @@ export function compareRecords(a, b) {
 export class Outbox {
   /**
    * @param {{maxMessages?: number, maxBytes?: number, store?: OutboxStore|null, owner?: string,
-   *          target?: string, now?: () => number}} [options]
+   *          target?: string, now?: () => number,
+   *          onStoreError?: (err: any, key: string, attempt: number, final: boolean) => void,
+   *          removals?: import('./removals.js').Removals}} [options]
+   *   `onStoreError`: a removal from the store failed (it is retried unless `final`);
+   *   `removals`: a replacement for the default retry policy (tests)
    */
   constructor({ maxMessages = 1000, maxBytes = 1 << 20, store = null, owner = '', target = '',
-    now = () => Date.now() } = {}) {
+    now = () => Date.now(), onStoreError, removals } = {}) {
     if (!(maxMessages >= 1)) throw new RangeError('maxMessages must be >= 1');
     if (!(maxBytes >= 1)) throw new RangeError('maxBytes must be >= 1');
     this.maxMessages = maxMessages;
@@ -91,6 +98,7 @@ export class Outbox {
     this.owner = owner;
     this.target = target;
     this._now = now;
+    this._removals = removals ?? new Removals(store, { onError: onStoreError });
     /** @type {Map<string, OutboxEntry>} key -> entry, in seq order */
     this._entries = new Map();
     this._bytes = 0;
@@ -99,6 +107,11 @@ export class Outbox {
 
   get size() {
     return this._entries.size;
+  }
+
+  /** Removals from the store that failed so far (each is retried). */
+  get removeFailures() {
+    return this._removals.failures;
   }
 
   /** Bytes of every entry held (the bound applies to this). */
@@ -214,13 +227,18 @@ export class Outbox {
     const entry = this._entries.get(key);
     if (!entry) return null;
     this._drop(entry);
-    this.store?.remove(key).catch(() => {});
+    this._removals.remove(key);
     return entry;
   }
 
   /** Every in-flight entry becomes unsent again: replayed, in seq order, next time. */
   connectionLost() {
     for (const entry of this._entries.values()) entry.sent = null;
+  }
+
+  /** Stops retrying failed removals (the client is closed). */
+  close() {
+    this._removals.close();
   }
 
   /** @param {OutboxEntry} entry */

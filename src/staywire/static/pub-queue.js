@@ -19,18 +19,19 @@ export class PubQueue {
    * @param {{
    *   socket: import('./socket.js').Socket, emit: (msg: any) => void,
    *   request: import('./channel-mux.js').SendRequest, status: () => void,
-   *   store: {remove(key: string): Promise<void>}|null, maxInFlight: number, pacing?: boolean,
+   *   removals: import('./removals.js').Removals, maxInFlight: number, pacing?: boolean,
    *   now: () => number, monotonic?: () => number, setTimeout: (fn: () => void, ms: number) => any, clearTimeout: (id: any) => void,
    * }} hub
    *   the hub's socket, its way to the tabs and to send a request, its status to every tab
-   *   (sent when an adopted publish lands), the outbox store and the hub's clock
+   *   (sent when an adopted publish lands), the removal of what lands from the outbox store,
+   *   and the hub's clock
    */
   constructor(hub) {
     this._socket = hub.socket;
     this._emit = hub.emit;
     this._request = hub.request;
     this._status = hub.status;
-    this._store = hub.store;
+    this._removals = hub.removals;
     this._now = hub.now;
     this._setTimeout = hub.setTimeout;
     this._clearTimeout = hub.clearTimeout;
@@ -210,7 +211,7 @@ export class PubQueue {
     this._keys.delete(key);
     if (adopted) {
       if (!err) this.adopted += 1;
-      this._store?.remove(key).catch(() => {});
+      this._removals.remove(key); // counted, reported and retried when it fails
       if (!err) this._status();
     }
     for (const tab of tabs) {

@@ -133,6 +133,8 @@ export interface ClientStatus {
   lateFires: number;
   /** Publishes of closed tabs (or earlier page loads) sent by this connection. */
   adopted: number;
+  /** Removals of acknowledged publishes from the outbox's store that failed (each retried). */
+  removeFailures: number;
   lastClose: { code: number; reason: string } | null;
   session: string | null;
   error: Error | null;
@@ -243,6 +245,11 @@ export interface OutboxStore {
   write?(record: OutboxRecord): boolean;
   /** Optional: hands whatever is buffered to durable storage now. */
   flush?(): Promise<void>;
+  /**
+   * Optional: keys acknowledged whose record the store still holds (a delete that failed);
+   * the connection's sweep removes them again.
+   */
+  acknowledged?(): Promise<string[]>;
 }
 /** The part of localStorage the write-ahead uses. */
 export interface SyncStorage {
@@ -280,7 +287,7 @@ export declare class WriteAheadStore implements OutboxStore {
     ready?(): Promise<void> }, options?: {
     /** Default: the page's localStorage; null: no write-ahead. */
     storage?: SyncStorage | null;
-    /** Items are `<name>:wal:<key>` (default: the backing store's name, or "staywire"). */
+    /** Items are `<name>:wal:<key>` and `<name>:acked:<key>` (default: the backing store's name, or "staywire"). */
     name?: string;
     /** Bound of this tab's records not yet committed: messages (default 10000), UTF-16 code units (default 1 MiB). */
     maxMessages?: number;
@@ -293,8 +300,14 @@ export declare class WriteAheadStore implements OutboxStore {
   readonly bytes: number;
   write(record: OutboxRecord): boolean;
   add(record: OutboxRecord): Promise<void>;
+  /**
+   * Marks `key` acknowledged in localStorage (so `all` skips it from then on, on every page),
+   * then deletes it everywhere; the mark is cleared once the delete committed.
+   */
   remove(key: string): Promise<void>;
+  /** Every record not acknowledged, of every tab. */
   all(): Promise<OutboxRecord[]>;
+  acknowledged(): Promise<string[]>;
   flush(): Promise<void>;
   close(): void;
 }
@@ -302,9 +315,15 @@ export declare class Outbox {
   constructor(options?: {
     maxMessages?: number; maxBytes?: number; store?: OutboxStore | null; owner?: string;
     target?: string; now?: () => number;
+    /** A removal from the store failed; it is tried again unless `final`. */
+    onStoreError?: (err: unknown, key: string, attempt: number, final: boolean) => void;
   });
   readonly size: number;
   readonly bytes: number;
+  /** Removals from the store that failed so far (each retried). */
+  readonly removeFailures: number;
+  /** Stops retrying failed removals. */
+  close(): void;
 }
 
 /** Whether this page can share one connection with its other tabs. */

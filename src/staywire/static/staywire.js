@@ -26,6 +26,7 @@ import { Hub } from './hub.js';
 import { State, websocketUrl } from './socket.js';
 import { Subscription, SubscriptionState } from './channel.js';
 import { MemoryStore, Outbox, newKey } from './outbox.js';
+import { removalWarning } from './removals.js';
 import { IdbStore } from './idb-store.js';
 import { WriteAheadStore } from './write-ahead.js';
 import { TabGroup, locksSupported, newTabId, sharingSupported } from './tab-leader.js';
@@ -87,6 +88,12 @@ export class Client extends Emitter {
       store,
       owner: this.tabId,
       target: this.url,
+      // An acknowledged publish left in the store would be sent again after a reload: a
+      // failed removal is a warning (and counted in status.removeFailures), then retried.
+      onStoreError: (err, key, attempt, final) => {
+        this.emit('warning', removalWarning(err, key, attempt, final));
+        this._changed();
+      },
     });
     /** @type {string} */
     this.state = State.CONNECTING;
@@ -150,6 +157,8 @@ export class Client extends Emitter {
       bufferedAmount: r.bufferedAmount ?? 0,
       lateFires: r.lateFires ?? 0,
       adopted: r.adopted ?? 0,
+      // This tab's removals, and the connection's (publishes it adopted).
+      removeFailures: this.outbox.removeFailures + (r.removeFailures ?? 0),
       lastClose: r.lastClose ?? null,
       session: r.session ?? null,
       error: this.error,
@@ -562,6 +571,7 @@ export class Client extends Emitter {
     }
     this._rpcs.clear();
     this._rejectReady?.(err);
+    this.outbox.close();
     if (this._hub) {
       this._hub.stop({ handover: this.shared });
       this._hub = null;

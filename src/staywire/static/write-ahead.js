@@ -18,7 +18,14 @@
 // hub.js) also finds those whose IndexedDB write a reload cut short; it sends them with
 // their keys and `remove(key)` deletes both copies.
 //
-// Items are `<name>:wal:<key>` (localStorage is per origin; the record names its owner tab
+// An acknowledged record must never be sent again, and the IndexedDB delete can fail (a full
+// or broken disk) or be cut short by a reload. So `remove(key)` first marks the key
+// acknowledged in localStorage (`<name>:acked:<key>`, synchronously), then deletes the
+// record, and clears the mark only once the delete has committed. `all()` skips every marked
+// key, and `acknowledged()` lists the marked keys still in IndexedDB, whose delete the hub's
+// sweep tries again (removals.js).
+//
+// Items are `<name>:wal:<key>` and `<name>:acked:<key>` (localStorage is per origin; the record names its owner tab
 // and its server, as in IndexedDB). The write-ahead is bounded per tab (`maxMessages`,
 // `maxBytes` of UTF-16 code units, key and value): over it, or over the origin's
 // localStorage quota, write() throws QueueFull and keeps nothing. Where localStorage is
@@ -68,7 +75,10 @@ export class WriteAheadStore {
   constructor(backing, options = {}) {
     this.backing = backing;
     this.storage = options.storage === undefined ? defaultStorage() : options.storage;
-    this.prefix = `${options.name ?? /** @type {any} */ (backing).name ?? 'staywire'}:wal:`;
+    const name = options.name ?? /** @type {any} */ (backing).name ?? 'staywire';
+    this.prefix = `${name}:wal:`;
+    /** Keys acknowledged whose delete from the backing store has not committed yet. */
+    this.ackPrefix = `${name}:acked:`;
     this.maxMessages = options.maxMessages ?? 10000;
     this.maxBytes = options.maxBytes ?? 1 << 20;
     this.retryDelay = options.retryDelay ?? 1000;
@@ -148,6 +158,8 @@ export class WriteAheadStore {
    * copied, and the backing store. @param {string} key
    */
   async remove(key) {
+    // Synchronously, before anything can fail: from now on no page sends it again.
+    const marked = this._mark(key);
     this._pending.delete(key);
     this._taken?.delete(key);
     this._forget(key);
@@ -156,12 +168,77 @@ export class WriteAheadStore {
     } catch {
       // storage gone: nothing to remove
     }
-    await this.backing.remove(key);
+    await this.backing.remove(key); // on failure the mark stays: retried, never resent
+    if (marked) this._unmark(key);
   }
 
   /**
-   * Every record of every tab: localStorage merged with the backing store (localStorage is
-   * read first: a record moves there → backing store, never back). Oldest first.
+   * Keys acknowledged whose record is still in the backing store (its delete failed, or a
+   * reload cut it short): to be removed again. Marks whose record is gone are cleared.
+   * @returns {Promise<string[]>}
+   */
+  async acknowledged() {
+    const marks = this._marks();
+    if (marks.size === 0) return [];
+    const stored = new Set((await this.backing.all()).map((r) => r.key));
+    const left = [];
+    for (const key of marks) {
+      if (stored.has(key)) left.push(key);
+      else if (!this._readAheadHas(key)) this._unmark(key);
+    }
+    return left;
+  }
+
+  /** @param {string} key @returns {boolean} whether the mark is in localStorage */
+  _mark(key) {
+    try {
+      if (!this.storage) return false;
+      this.storage.setItem(this.ackPrefix + key, '1');
+      return true;
+    } catch {
+      return false; // storage full or gone: the removal is still retried while this page lives
+    }
+  }
+
+  /** @param {string} key */
+  _unmark(key) {
+    try {
+      this.storage?.removeItem(this.ackPrefix + key);
+    } catch {
+      // storage gone
+    }
+  }
+
+  /** @param {string} key */
+  _readAheadHas(key) {
+    try {
+      return this.storage?.getItem(this.prefix + key) != null;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Every key marked acknowledged, by any tab. @returns {Set<string>} */
+  _marks() {
+    /** @type {Set<string>} */
+    const keys = new Set();
+    const storage = this.storage;
+    if (!storage) return keys;
+    try {
+      for (let i = 0; i < storage.length; i += 1) {
+        const k = storage.key(i);
+        if (k !== null && k.startsWith(this.ackPrefix)) keys.add(k.slice(this.ackPrefix.length));
+      }
+    } catch {
+      // storage gone meanwhile
+    }
+    return keys;
+  }
+
+  /**
+   * Every record of every tab that is not acknowledged: localStorage merged with the backing
+   * store (localStorage is read first: a record moves there → backing store, never back).
+   * Oldest first.
    * @returns {Promise<OutboxRecord[]>}
    */
   async all() {
@@ -169,6 +246,8 @@ export class WriteAheadStore {
     const merged = new Map();
     for (const r of this._readAhead()) merged.set(r.key, r);
     for (const r of await this.backing.all()) merged.set(r.key, r);
+    // Read after both: a key acknowledged meanwhile is skipped too.
+    for (const key of this._marks()) merged.delete(key);
     return [...merged.values()].sort(compareRecords);
   }
 
