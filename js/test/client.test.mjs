@@ -320,6 +320,21 @@ describe('Client, tabs sharing one connection', { timeout: 30000 }, () => {
     assert.deepEqual(b.got('room'), ['hi']);
   });
 
+  it('refuses a channel name the server would refuse, before queueing or sending anything', async () => {
+    newWorld();
+    const a = tab('a');
+    await a.join('room');
+    for (const name of ['has space', 'room\n', '', 'x'.repeat(129), 'é', 42]) {
+      await assert.rejects(a.publish(name, { text: 'no' }), RangeError, JSON.stringify(name));
+      await assert.rejects(a.subscribe(name), RangeError, JSON.stringify(name));
+    }
+    assert.equal(a.outbox.size, 0);
+    assert.equal(a.subscription('has space'), undefined);
+    await a.publish('a:b/c=d@e.f-g_h', { text: 'fine' });
+    assert.deepEqual(pubs().map((p) => p.channel), ['a:b/c=d@e.f-g_h']);
+    assert.deepEqual(subs().map((s) => s.channel), ['room']);
+  });
+
   it('survives the leader crashing mid-stream: nothing lost, nothing doubled', async () => {
     newWorld();
     const [a, b, c] = [tab('a'), tab('b'), tab('c')];

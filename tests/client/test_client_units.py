@@ -142,3 +142,21 @@ def test_sqlite_store_keeps_entries_across_reopen(tmp_path):
     reopened = SqliteOutboxStore(path)
     assert [(e.key, e.data, e.seq) for e in reopened.load()] == [("kb", b'"b"', 2)]
     reopened.close()
+
+
+def test_request_ids_stay_within_what_the_server_accepts():
+    from staywire.client.requests import Requests
+    from staywire.protocol.stream import MAX_ID
+
+    reqs = Requests()
+    assert [reqs.new_id(), reqs.new_id()] == [1, 2]
+    reqs._next_id = MAX_ID - 1
+    assert [reqs.new_id(), reqs.new_id()] == [MAX_ID, 1]
+
+
+@pytest.mark.parametrize("name", ["room\n", "has space", "", "x" * 129])
+def test_the_client_refuses_channel_names_the_server_refuses(name):
+    from staywire.client.channels import check_channel
+
+    with pytest.raises(ValueError, match="invalid channel name"):
+        check_channel(name)

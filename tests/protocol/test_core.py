@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from staywire.brokers.base import Publication, Position
-from staywire.protocol.codes import CloseCode, ErrorCode, Reconnect, js_module, reconnect_policy
+from staywire.protocol.codes import CloseCode, ErrorCode, Reconnect, reconnect_policy
+from staywire.protocol.jsgen import js_module
 from staywire.protocol.envelope import Pub, Sub, decode, msg_envelope
 from staywire.protocol.heartbeat import ServerHeartbeat, HeartbeatAction
 from staywire.protocol.inbound import CloseConnection, InboundGuard, Limits, Reject
@@ -61,6 +62,9 @@ def test_decode_typed_requests() -> None:
     (b'{"type":"sub","id":"1","channel":"a"}', ErrorCode.BAD_REQUEST),
     (b'{"type":"sub","id":1,"channel":"has space"}', ErrorCode.BAD_REQUEST),
     (b'{"type":"sub","id":1,"channel":"' + b"x" * 129 + b'"}', ErrorCode.BAD_REQUEST),
+    # Python's `$` also matches before a final newline; the name must end where the text does.
+    (b'{"type":"sub","id":1,"channel":"room\\n"}', ErrorCode.BAD_REQUEST),
+    (b'{"type":"pub","id":1,"channel":"room\\n","data":1}', ErrorCode.BAD_REQUEST),
     (b'{"type":"sub","id":1,"channel":"a","extra":1}', ErrorCode.BAD_REQUEST),
     (b'{"type":"pub","id":1,"channel":"a"}', ErrorCode.BAD_REQUEST),
     # msgspec raises RecursionError past its depth limit: once a 1011 close.

@@ -22,13 +22,14 @@ from staywire.client.subscription import Message, Recovery, Subscription
 from staywire.exceptions import ConnectionClosed, RequestError
 from staywire.protocol.backoff import jittered
 from staywire.protocol.codes import ErrorCode
+from staywire.protocol.envelope import CHANNEL_PATTERN
 from staywire.protocol.positions import ChannelCursor, CursorState, Position, Verdict
 
 __all__ = ["Channel", "Channels", "check_channel"]
 
 log = logging.getLogger("staywire.client")
 
-_CHANNEL = re.compile(r"^[A-Za-z0-9_\-:.@/=]{1,128}$")
+_CHANNEL = re.compile(CHANNEL_PATTERN)  # the server's, so a bad name fails here first
 _TRANSIENT = frozenset({ErrorCode.RATE_LIMITED, ErrorCode.UNAVAILABLE, ErrorCode.INTERNAL})
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from staywire.client import messages as m
 from staywire.client.state import CloseInfo
 from staywire.exceptions import ConnectionClosed
+from staywire.protocol.stream import MAX_ID
 
 if TYPE_CHECKING:
     from staywire.client.link import Link
@@ -37,7 +38,8 @@ class Requests:
         self._pending: dict[int, Request[Any]] = {}
 
     def new_id(self) -> int:
-        self._next_id += 1
+        # Ids the server accepts are 1..MAX_ID; past it (in theory) they start again at 1.
+        self._next_id = 1 if self._next_id >= MAX_ID else self._next_id + 1
         return self._next_id
 
     def add(self, request: Request[Any]) -> int:

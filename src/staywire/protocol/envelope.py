@@ -32,7 +32,9 @@ __all__ = [
 ]
 
 SUBPROTOCOL: Final = "staywire.v1"  # Sec-WebSocket-Protocol of protocol v1
-CHANNEL_PATTERN: Final = r"^[A-Za-z0-9_\-:.@/=]{1,128}$"
+# \Z, not $: Python's $ also matches before a final newline ("room\n"). The browser
+# client gets it as a JS regular expression (protocol/jsgen.py), where $ is the end.
+CHANNEL_PATTERN: Final = r"^[A-Za-z0-9_\-:.@/=]{1,128}\Z"
 
 Id = Annotated[int, msgspec.Meta(ge=1, le=MAX_ID)]
 Channel = Annotated[str, msgspec.Meta(pattern=CHANNEL_PATTERN)]

@@ -17,6 +17,7 @@ import { PubQueue } from './pub-queue.js';
 import { Push } from './push.js';
 import { ConnectionClosed, RequestError, serializeError } from './errors.js';
 import { compareRecords } from './outbox.js';
+import { MAX_ID } from './codes.js';
 import { Removals, removalWarning } from './removals.js';
 
 /** @typedef {import('./cursor.js').Position} Position */
@@ -25,7 +26,7 @@ import { Removals, removalWarning } from './removals.js';
 
 /** @param {Position|null|undefined} p */
 function validPosition(p) {
-  return p && typeof p.epoch === 'string' && Number.isInteger(p.offset) && p.offset >= 0
+  return p && typeof p.epoch === 'string' && Number.isInteger(p.offset) && p.offset >= 0 && p.offset <= MAX_ID
     ? { epoch: p.epoch, offset: p.offset } : null;
 }
 
@@ -244,7 +245,8 @@ export class Hub {
    * @param {((push: Push) => void)|null} [onTimeout] @param {string} [raw] @param {number} [timeout]
    */
   _request(type, payload, meta, onTimeout = null, raw = undefined, timeout = undefined) {
-    this._nextId += 1;
+    // Ids the server accepts are 1..MAX_ID; past it (in theory) they start again at 1.
+    this._nextId = this._nextId >= MAX_ID ? 1 : this._nextId + 1;
     const id = this._nextId;
     const push = new Push(type, payload, {
       timeout: type === 'pub' ? Infinity : timeout ?? this.timeout,

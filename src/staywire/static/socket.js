@@ -19,7 +19,7 @@
 import { Emitter } from './emitter.js';
 import { Backoff, RetryTimer, jittered } from './backoff.js';
 import { Heartbeat } from './heartbeat.js';
-import { CloseCode, reconnectPolicy } from './codes.js';
+import { CloseCode, SUBPROTOCOL, reconnectPolicy } from './codes.js';
 import { ConnectionClosed, ReconnectFailed, Unauthorized } from './errors.js';
 
 export const State = Object.freeze({
@@ -29,7 +29,7 @@ export const State = Object.freeze({
   CLOSED: 'CLOSED',
 });
 
-export const SUBPROTOCOL = 'staywire.v1';
+export { SUBPROTOCOL } from './codes.js';
 
 /** Local close code for a transport this client dropped itself (no close frame awaited). */
 const ABNORMAL = CloseCode.ABNORMAL;

@@ -27,6 +27,12 @@ export declare const ErrorCode: Readonly<Record<
   string>>;
 /** What a client does after a close with `code`. */
 export declare function reconnectPolicy(code: number): 'never' | 'backoff' | 'new_token';
+/** The WebSocket subprotocol of this protocol version. */
+export declare const SUBPROTOCOL: string;
+/** What a channel name must match; subscribe() and publish() reject others with a RangeError. */
+export declare const CHANNEL_PATTERN: RegExp;
+/** The largest id or offset: exact in a JavaScript number. */
+export declare const MAX_ID: number;
 
 export declare const VERSION: string;
 

@@ -27,6 +27,7 @@ import { State, websocketUrl } from './socket.js';
 import { Subscription, SubscriptionState } from './channel.js';
 import { MemoryStore, Outbox, newKey } from './outbox.js';
 import { removalWarning } from './removals.js';
+import { CHANNEL_PATTERN } from './codes.js';
 import { IdbStore } from './idb-store.js';
 import { WriteAheadStore } from './write-ahead.js';
 import { TabGroup, locksSupported, newTabId, sharingSupported } from './tab-leader.js';
@@ -35,7 +36,7 @@ import {
   StaywireError, Unauthorized, reviveError,
 } from './errors.js';
 
-export { CloseCode, ErrorCode, reconnectPolicy } from './codes.js';
+export { CHANNEL_PATTERN, CloseCode, ErrorCode, MAX_ID, SUBPROTOCOL, reconnectPolicy } from './codes.js';
 export { Backoff, jittered } from './backoff.js';
 export { MemoryStore, Outbox } from './outbox.js';
 export { IdbStore } from './idb-store.js';
@@ -63,6 +64,15 @@ export const VERSION = '0.1.0';
  * }} ClientOptions
  *   `WebSocket`, `locks`, `BroadcastChannel`: replacements for the browser's (tests)
  */
+
+/**
+ * A RangeError when `channel` is not a name the server accepts (codes.js has its pattern),
+ * else null: refused here, before anything is queued or sent. @param {any} channel
+ */
+function invalidChannel(channel) {
+  return typeof channel === 'string' && CHANNEL_PATTERN.test(channel)
+    ? null : new RangeError(`invalid channel name: ${JSON.stringify(channel)}`);
+}
 
 export class Client extends Emitter {
   /** @param {string} url the WebSocket endpoint (`/ws`, `wss://host/ws`) @param {ClientOptions} [options] */
@@ -386,6 +396,8 @@ export class Client extends Emitter {
    */
   subscribe(channel, handler, options = {}) {
     if (this._closed) return Promise.reject(new ConnectionClosed(1000, 'client closed'));
+    const bad = invalidChannel(channel);
+    if (bad) return Promise.reject(bad);
     let sub = this._subs.get(channel);
     if (!sub || sub.state === SubscriptionState.CLOSED) {
       sub = new Subscription(channel, { since: options.since, unsubscribe: (s) => this._unsubscribe(s) });
@@ -427,6 +439,8 @@ export class Client extends Emitter {
     if (this._closed || this.error) {
       return Promise.reject(this.error ?? new ConnectionClosed(1000, 'client closed'));
     }
+    const bad = invalidChannel(channel);
+    if (bad) return Promise.reject(bad); // before the outbox: it would never be accepted
     const key = options?.key ?? newKey();
     if (this._pubs.has(key)) return Promise.reject(new Error(`idempotency key already in the outbox: ${key}`));
     // Synchronous: when this returns, the entry is held and (with a write-ahead) durable.
