@@ -36,6 +36,7 @@ test: install system-deps
 
 js-test:
 	node --test js/test/
+	bash scripts/check-types.sh
 
 bench: install
 	$(VENV)/bin/staywire bench

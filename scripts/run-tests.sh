@@ -6,6 +6,8 @@ status=0
 if [ -d js/test ] && command -v node >/dev/null 2>&1; then
   echo "== JS unit tests (node --test)"
   node --test js/test/ || status=1
+  echo "== Browser client types (tsc: JSDoc, staywire.d.ts)"
+  bash scripts/check-types.sh || status=1
 fi
 echo "== Static checks (import circles; ruff; mypy --strict on src/ and bench/src/)"
 .venv/bin/python scripts/check_imports.py src/staywire bench/src/staywire_bench || status=1

@@ -31,7 +31,7 @@ export class Subscription extends Emitter {
     this.channel = channel;
     /** The position of the last publication delivered. @type {Position|null} */
     this.position = options.since ? { epoch: options.since.epoch, offset: options.since.offset } : null;
-    /** @type {string} */
+    /** @type {'joining'|'live'|'closed'} */
     this.state = SubscriptionState.JOINING;
     /** The id of the current join (answers to older joins are ignored). */
     this._jid = 0;

@@ -47,7 +47,10 @@ export const CHANNEL_PATTERN = /^[A-Za-z0-9_\-:.@\/=]{1,128}$/;
 /** The largest request id, offset or sequence number: exact in a JavaScript number. */
 export const MAX_ID = 9007199254740991;
 
-/** @returns {'never'|'backoff'|'new_token'} what a client does after a close. */
+/**
+ * What a client does after a close with `code`.
+ * @param {number} code @returns {'never'|'backoff'|'new_token'}
+ */
 export function reconnectPolicy(code) {
   if (code === CloseCode.NORMAL) return 'never';
   if (code === CloseCode.TOKEN_EXPIRED) return 'new_token';

@@ -12,7 +12,7 @@ const url = params.get('url') || '/ws';
 const resume = params.get('resume') !== '0';
 const posKey = `staywire-demo:pos:${url}:${channel}`;
 
-const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
+const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
 const el = {
   channel: $('channel'), messages: $('messages'), compose: /** @type {HTMLFormElement} */ ($('compose')),
   name: /** @type {HTMLInputElement} */ ($('name')), text: /** @type {HTMLInputElement} */ ($('text')),
@@ -138,6 +138,7 @@ el.cut.addEventListener('click', () => {
   client.cut();
 });
 
+/** @type {number|null} */
 let lastRetryAt = null;
 client.on('state', (state, previous) => {
   demo.states.push({ state, at: Date.now() });

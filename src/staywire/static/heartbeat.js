@@ -99,6 +99,7 @@ export class Heartbeat {
     return this.lastSeen < this.pingSentAt;
   }
 
+  /** @param {number} now */
   _ping(now) {
     this.pingSentAt = now;
     // lastSeen < pingSentAt must hold right after a ping even when the clock did not move.

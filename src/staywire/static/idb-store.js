@@ -48,7 +48,7 @@ export class IdbStore {
   _open() {
     if (this._opening) return;
     this._opening = true;
-    const settle = (/** @type {IDBDatabase|null} */ db, /** @type {any} */ err) => {
+    const settle = (/** @type {IDBDatabase|null} */ db, /** @type {any} */ err = undefined) => {
       this._opening = false;
       this._conn = db;
       const waiting = this._waiting;
@@ -89,7 +89,7 @@ export class IdbStore {
    */
   _with(fn) {
     return new Promise((resolve, reject) => {
-      const run = (/** @type {IDBDatabase|null} */ db, /** @type {any} */ err) => {
+      const run = (/** @type {IDBDatabase|null} */ db, /** @type {any} */ err = undefined) => {
         if (!db) {
           reject(err ?? new Error('IndexedDB unavailable'));
           return;

@@ -77,6 +77,7 @@ export class Push {
     this._settle(false, err);
   }
 
+  /** @param {boolean} ok @param {any} value */
   _settle(ok, value) {
     if (this.settled) return;
     this.settled = true;

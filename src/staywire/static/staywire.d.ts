@@ -173,6 +173,10 @@ export interface SubscriptionEvents {
 }
 
 export declare class Subscription extends Emitter<SubscriptionEvents> {
+  /** Made by `Client.subscribe`, not by applications. */
+  constructor(channel: string, options?: {
+    since?: Position | null; unsubscribe?: (sub: Subscription) => Promise<void>;
+  });
   readonly channel: string;
   /** The last publication delivered in this tab. */
   readonly position: Position | null;
@@ -223,6 +227,12 @@ export declare class Backoff {
     base?: number; factor?: number; cap?: number; maxRetries?: number; jitter?: boolean;
     random?: () => number;
   });
+  readonly base: number;
+  readonly factor: number;
+  readonly cap: number;
+  readonly maxRetries: number;
+  readonly jitter: boolean;
+  readonly random: () => number;
   nominal(attempt: number): number;
   /** The delay before the 1-based attempt, or null when the budget is spent. */
   delay(attempt: number): number | null;
@@ -358,3 +368,6 @@ export declare class RequestError extends ClientError {
 export declare class RequestTimeout extends ClientError {}
 /** The outbox is at its bound: nothing was queued. */
 export declare class QueueFull extends ClientError {}
+
+// Only what is marked export above is exported (Emitter is not).
+export {};

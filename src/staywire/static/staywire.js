@@ -52,6 +52,7 @@ export const VERSION = '0.1.0';
 /**
  * @typedef {import('./socket.js').TokenOption} TokenOption
  * @typedef {import('./cursor.js').Position} Position
+ * @typedef {'CONNECTING'|'OPEN'|'RECONNECTING'|'CLOSED'} ConnectionState
  * @typedef {{epoch: string, offset: number, duplicate: boolean}} PublishAck
  * @typedef {{
  *   token?: TokenOption, tokenIn?: 'message'|'query', params?: Record<string, string>,
@@ -59,7 +60,7 @@ export const VERSION = '0.1.0';
  *   maxRetries?: number, backoff?: import('./backoff.js').Backoff,
  *   pingInterval?: number, pongTimeout?: number, lateSlack?: number, welcomeTimeout?: number,
  *   refreshMargin?: number, highWaterMark?: number, lowWaterMark?: number, timeout?: number,
- *   maxQueue?: number, maxQueueBytes?: number, tabId?: string,
+ *   maxQueue?: number, maxQueueBytes?: number, tabId?: string, pacing?: boolean,
  *   WebSocket?: any, locks?: any, BroadcastChannel?: any,
  * }} ClientOptions
  *   `WebSocket`, `locks`, `BroadcastChannel`: replacements for the browser's (tests)
@@ -105,7 +106,7 @@ export class Client extends Emitter {
         this._changed();
       },
     });
-    /** @type {string} */
+    /** @type {ConnectionState} */
     this.state = State.CONNECTING;
     /** @type {Map<string, Subscription>} */
     this._subs = new Map();
@@ -371,7 +372,7 @@ export class Client extends Emitter {
     this._changed();
   }
 
-  /** @param {string} state */
+  /** @param {ConnectionState} state */
   _setState(state) {
     if (state === this.state) return;
     const previous = this.state;
@@ -600,6 +601,7 @@ export class Client extends Emitter {
 
 /** `promise`, or undefined after `ms`, whichever is first. @param {Promise<any>} promise @param {number} ms */
 function withTimeout(promise, ms) {
+  /** @type {any} */
   let timer;
   const late = new Promise((resolve) => { timer = setTimeout(resolve, ms); });
   return Promise.race([promise, late]).finally(() => clearTimeout(timer));

@@ -297,6 +297,7 @@ export class WriteAheadStore {
     const batch = this._pending;
     this._pending = new Map();
     this._taken = batch;
+    /** @type {OutboxRecord[]} */
     let records = [];
     try {
       await this.backing.ready?.();
