@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from staywire.doctor.handshake import Handshake, refusal, upgrade
 from staywire.doctor.presets import Announcement, Preset, generic
-from staywire.doctor.probe import Closed, Probe
+from staywire.doctor.probe import Closed, Message, Probe
 from staywire.doctor.progress import NoProgress, Waits
 from staywire.doctor.target import Target
 
@@ -23,6 +23,7 @@ MAX_CONNECTIONS = 3
 # Without --slow, no wait lasts longer than this: the values the server announces fill
 # in for what would take longer to watch (docs/doctor.md, "quick and slow").
 QUICK_WAIT = 5.0
+_READY_WAIT = 3.0  # for the answer to the preset's hello
 _READ_SLACK = 64 * 1024  # the read bound: a probe's echo plus framing
 
 
@@ -111,8 +112,7 @@ class Context:
                           answer_pings=answer_pings, preset=self.preset)
             try:
                 if hello:
-                    for text in self.preset.hello:
-                        await probe.send_text(text)
+                    await self._hello(probe)
                 yield probe
             finally:
                 if probe.closed is None:
@@ -120,6 +120,19 @@ class Context:
                 closed = probe.closed
                 if closed is not None and closed.by_server and closed.frame:
                     self.closes.append((label, closed))
+
+    async def _hello(self, probe: Probe) -> None:
+        for text in self.preset.hello:
+            await probe.send_text(text)
+        ready = self.preset.ready
+        if ready is None:
+            return
+        deadline = probe.elapsed() + _READY_WAIT
+        while (remaining := deadline - probe.elapsed()) > 0:
+            event = await probe.recv(remaining)
+            if isinstance(event, Closed) or (
+                    isinstance(event, Message) and ready(event.data.decode("utf-8", "replace"))):
+                return
 
     def _note(self, hs: Handshake) -> None:
         if hs.status == 101:

@@ -47,6 +47,9 @@ class Preset:
     probe_message: Callable[[int], bytes]
     subprotocol: str | None = None
     hello: tuple[str, ...] = ()  # sent right after the upgrade
+    # The answer to the hello that must come before anything else is sent (socket.io
+    # closes a client that emits before its namespace connect is acknowledged).
+    ready: Callable[[str], bool] | None = None
 
 
 def _never(_: str) -> bool:
@@ -105,7 +108,8 @@ PRESETS: dict[str, Preset] = {
         lambda n: _padded('{"type":"ping","t":1', "}", n), subprotocol="staywire.v1"),
     "socketio": Preset(
         "socketio", lambda t: t == "2", lambda t: "3", _sio_announced,
-        lambda n: _padded('42["doctor"', "]", n), hello=("40",)),
+        lambda n: _padded('42["doctor"', "]", n), hello=("40",),
+        ready=lambda t: t.startswith("40")),
     # Phoenix servers do not ping: the client sends heartbeats to the "phoenix" topic
     # and the server drops it after its timeout. The size probe is such a heartbeat.
     "phoenix": Preset(
@@ -115,7 +119,8 @@ PRESETS: dict[str, Preset] = {
     "graphql-ws": Preset(
         "graphql-ws", _gql_ping, lambda t: '{"type":"pong"}', _none,
         lambda n: _padded('{"type":"pong"', "}", n), subprotocol="graphql-transport-ws",
-        hello=('{"type":"connection_init"}',)),
+        hello=('{"type":"connection_init"}',),
+        ready=lambda t: (_obj(t) or {}).get("type") == "connection_ack"),
 }
 
 
@@ -137,7 +142,7 @@ def custom(ping: str, pong: str | None, base: Preset | None = None) -> Preset:
 
     b = base or generic()
     return Preset(f"custom ({b.name})" if base else "custom", is_ping,
-                  lambda _: pong, b.announced, b.probe_message, b.subprotocol, b.hello)
+                  lambda _: pong, b.announced, b.probe_message, b.subprotocol, b.hello, b.ready)
 
 
 def detect(first: str | None, subprotocol: str | None) -> Preset | None:

@@ -40,7 +40,7 @@ class Watch:
         return " and ".join(sorted(kinds))
 
 
-async def watch(ctx: Context, label: str, seconds: float, *, answer: bool,
+async def watch(ctx: Context, label: str, seconds: float, *, answer: bool, doing: str,
                 enough_pings: int | None = None, at_least: float = 0.0) -> Watch:
     """Watch for up to ``seconds``; stop early once the connection ends, or once
     ``enough_pings`` pings came and ``at_least`` seconds passed."""
@@ -48,7 +48,7 @@ async def watch(ctx: Context, label: str, seconds: float, *, answer: bool,
     if seconds <= 0:
         return result
     async with ctx.connect(label, answer_pings=answer) as probe:
-        with ctx.waits.wait(label, seconds) as update:
+        with ctx.waits.wait(f"{label}: {doing}", seconds) as update:
             deadline = time.monotonic() + seconds
             while (remaining := deadline - time.monotonic()) > 0:
                 event = await probe.recv(min(_TICK, remaining))

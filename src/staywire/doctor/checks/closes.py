@@ -11,7 +11,7 @@ __all__ = ["check_closes", "judge"]
 _WHY = ("Always send a close code and reason; 1011 for server errors, 4000-4999 for the "
         "application (checklist: Close Codes)")
 # What the doctor provoked: a close in answer to an error must not say "normal" (1000).
-_ERRORS = {"oversize", "utf8", "flood", "dead client: waiting to be dropped"}
+_ERRORS = {"oversize", "utf8", "flood", "dead client"}
 _NEVER_SENT = {1004, 1005, 1006, 1015}  # RFC 6455 section 7.4.1: reserved, never on the wire
 
 

@@ -51,9 +51,9 @@ async def check_heartbeats(ctx: Context) -> list[Check]:
     # must also outlast the idle timeout.
     pings_needed = 1 if ctx.announcement else 2
     live, dead = await asyncio.gather(
-        watch(ctx, "live client: waiting for server pings", live_plan, answer=True,
+        watch(ctx, "live client", live_plan, answer=True, doing="waiting for server pings",
               enough_pings=pings_needed, at_least=idle_need),
-        watch(ctx, "dead client: waiting to be dropped", dead_plan, answer=False))
+        watch(ctx, "dead client", dead_plan, answer=False, doing="waiting to be dropped"))
     return [_pings(ctx, live), _interval(ctx, live), _dead(ctx, dead, live),
             _idle(ctx, live, idle_need)]
 
@@ -86,11 +86,12 @@ def _pings(ctx: Context, live: Watch) -> Check:
                      f"announces application pings every {ann.interval:g} s ({ann.source}); "
                      f"{how}", _WHY_PINGS, None, data | {"evidence": "announced"})
     fail = live.waited >= ctx.options.idle_timeout
+    kinds = (f"protocol-level, or {ctx.preset.name} application" if ctx.preset_source
+             else "protocol-level; no application ping known")
+    more = "" if fail else ("; wait longer with --slow --max-wait N, or name the app ping "
+                            "(--preset, --app-ping)")
     return Check("heartbeat.pings", title, Status.FAIL if fail else Status.WARN,
-                 f"no ping (protocol-level or {ctx.preset.name} application) in "
-                 f"{live.waited:.1f} s" + ("" if fail else "; wait longer with --slow "
-                                           "--max-wait N, or name the app ping (--preset, "
-                                           "--app-ping)"), _WHY_PINGS,
+                 f"no ping ({kinds}) in {live.waited:.1f} s{more}", _WHY_PINGS,
                  "have the server ping every 20-30 s (websockets: ping_interval; ws: "
                  "ws.ping() on a timer; socket.io: pingInterval)", data)
 

@@ -18,6 +18,7 @@ from staywire.doctor.probe import Closed, Pong, Probe
 __all__ = ["check_limits", "probe_sizes"]
 
 _FIRST = 1024
+_UTF8_GRACE = 1.5
 _WHY_SIZE = ("Huge messages block the event loop and memory: set a max message size "
              "server-side (checklist: Message Handling, Common Mistakes)")
 _WHY_OVERSIZE = ("A refusal with 1009 and a reason tells the client what went wrong; a "
@@ -125,6 +126,14 @@ async def _utf8(ctx: Context) -> Check:
     async with ctx.connect("utf8") as probe:
         await probe.send(OP_TEXT, payload)
         answer = await _confirm(probe, b"doctor-utf8", 5.0)
+        if answer.ok:
+            # A server may answer the ping in its protocol layer before its application
+            # decodes the text (websockets does): give the close a moment to follow.
+            deadline = probe.elapsed() + _UTF8_GRACE
+            while probe.closed is None and (remaining := deadline - probe.elapsed()) > 0:
+                await probe.recv(remaining)
+            if probe.closed is not None:
+                answer = _Answer(closed=probe.closed)
     closed = answer.closed
     data = {"code": closed.code if closed else None, "close_frame": bool(closed and
                                                                          closed.frame),
