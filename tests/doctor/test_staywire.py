@@ -80,3 +80,17 @@ def test_query_token_is_a_warning(server_factory) -> None:
     tokens = checks(doc)["query.tokens"]
     assert tokens["status"] == "WARN" and tokens["data"]["token_like"] == ["token"]
     assert "$uri" in tokens["fix"]
+
+
+def test_app_ping_given_by_hand(server_factory) -> None:
+    srv = server_factory(**ANON, ping_interval=1, pong_timeout=1)
+    _, doc, _ = doctor(srv.url, "--preset", "none", "--app-ping", '{"type":"ping"}',
+                       "--app-pong", '{"type":"pong"}', "--max-wait", "3")
+    found = checks(doc)
+    assert doc["preset"] == "custom" and doc["preset_source"] == "given"
+    assert found["heartbeat.pings"]["data"]["kind"] == "application"
+    assert found["heartbeat.interval"]["data"]["evidence"] == "observed"
+    # Without the preset the same pings go unanswered and the server drops the watcher.
+    _, doc, _ = doctor(srv.url, "--preset", "none", "--max-wait", "3")
+    pings = checks(doc)["heartbeat.pings"]
+    assert pings["status"] == "WARN" and "4000" in pings["saw"]

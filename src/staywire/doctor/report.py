@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from rich.console import Console
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
@@ -57,7 +58,7 @@ def render(console: Console, report: Report, direct: Report | None = None,
     fixes = [c for c in report.checks if c.fix and c.status in (Status.WARN, Status.FAIL)]
     for c in fixes:
         console.print(f"[bold]fix[/] {c.id} ({c.status.value}):", highlight=False)
-        console.print(Text("    " + c.fix.replace("\n", "\n    ") if c.fix else ""))
+        console.print(Padding(Text(c.fix or ""), (0, 0, 0, 4)))
     if direct is not None:
         console.print(f"\n[bold]compared with the backend {direct.url}[/]:", highlight=False)
         if not diffs:
@@ -66,7 +67,7 @@ def render(console: Console, report: Report, direct: Report | None = None,
             console.print(Text(f"  {d.id}: {d.note}\n    through the proxy: {d.proxied}\n"
                                f"    direct:            {d.direct}"))
             if d.fix:
-                console.print(Text("    fix:\n      " + d.fix.replace("\n", "\n      ")))
+                console.print(Padding(Text("fix:\n" + d.fix), (0, 0, 0, 4)))
     n = report.counts()
     console.print(f"{n['pass']} PASS, {n['warn']} WARN, {n['fail']} FAIL, {n['skip']} SKIP "
                   f"in {report.duration:.2f} s; exit {exit_code(report, direct)}",

@@ -114,7 +114,7 @@ def check_time(ctx: Context) -> Check:
     data = {"median_ms": round(median * 1000, 1), "max_ms": round(times[-1] * 1000, 1),
             "samples": len(times)}
     saw = (f"median {median * 1000:.1f} ms, max {times[-1] * 1000:.1f} ms over {len(times)} "
-           "handshakes (TCP + TLS + upgrade)")
+           f"handshakes ({'TCP + TLS + upgrade' if ctx.target.secure else 'TCP + upgrade'})")
     status = Status.PASS if median < 1.0 else Status.WARN if median < 3.0 else Status.FAIL
     fix = None if status is Status.PASS else (
         "look for DNS, TLS or upstream connect delays (nginx: proxy_connect_timeout, "

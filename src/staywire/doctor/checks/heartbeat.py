@@ -90,6 +90,8 @@ def _pings(ctx: Context, live: Watch) -> Check:
              else "protocol-level; no application ping known")
     more = "" if fail else ("; wait longer with --slow --max-wait N, or name the app ping "
                             "(--preset, --app-ping)")
+    if live.closed is not None:
+        more = f"; the connection was {live.closed.describe()}" + more
     return Check("heartbeat.pings", title, Status.FAIL if fail else Status.WARN,
                  f"no ping ({kinds}) in {live.waited:.1f} s{more}", _WHY_PINGS,
                  "have the server ping every 20-30 s (websockets: ping_interval; ws: "
