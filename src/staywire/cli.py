@@ -16,7 +16,7 @@ __all__ = ["main"]
 
 # Subcommand providers: each module has ``register(subparsers)``; a provider that is not
 # installed (an optional part) is skipped.
-_PROVIDERS = ("staywire.client.cli", "staywire.deploy.cli")
+_PROVIDERS = ("staywire.client.cli", "staywire.deploy.cli", "staywire.doctor.cli")
 # Distributions of their own add subcommands through this entry-point group (each entry
 # point names a ``register(subparsers)``), so this package never imports them by name.
 _COMMANDS = "staywire.commands"
