@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 
-class _Request(msgspec.Struct, frozen=True, omit_defaults=True):
+class _Request(msgspec.Struct, frozen=True):
     client: str
     ip: str
     headers: dict[str, str] = {}
