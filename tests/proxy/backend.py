@@ -39,6 +39,7 @@ class Backend:
         self.answer: dict[str, Any] = {}
         self.after_slow: dict[str, Any] = {}  # what a SLOW answer sends once released
         self.seen: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.peers: set[int] = set()  # client ports seen: one per TCP connection
         self.release = asyncio.Event()  # set at stop(): a SLOW answer gives up
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
@@ -49,6 +50,8 @@ class Backend:
     def _endpoint(self, event: str) -> Any:
         async def endpoint(request: Request) -> Response:
             self.seen[event].append(json.loads(await request.body()))
+            if request.client is not None:
+                self.peers.add(request.client.port)
             answer = self.answer.get(event, {"result": {}})
             if callable(answer):
                 answer = answer(self.seen[event][-1])
