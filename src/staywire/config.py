@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
 from staywire.exceptions import ConfigError
+from staywire.proxy.routes import Routes, check_url
 
 __all__ = ["Config", "load_config"]
 
@@ -78,6 +80,20 @@ class Config:
     shutdown_timeout: float = 30.0
     close_timeout: float = 2.0  # wait for the peer's close frame before dropping TCP
 
+    # -- proxies: the application's backend decides (docs/proxy.md); all off by default
+    connect_proxy_url: str | None = None
+    refresh_proxy_url: str | None = None
+    subscribe_proxy_url: tuple[str, ...] = ()  # entries "URL" or "PATTERN URL"
+    publish_proxy_url: tuple[str, ...] = ()
+    rpc_proxy_url: tuple[str, ...] = ()  # patterns match method names
+    proxy_timeout: float = 1.0  # the whole call, retries included
+    proxy_max_concurrency: int = 64  # calls in flight per node; one more fails at once
+    proxy_retries: int = 2  # connect, refresh, subscribe only: never publish or rpc
+    proxy_forward_headers: tuple[str, ...] = ("Cookie", "Authorization")
+    proxy_max_response_size: int = 64 * 1024
+    proxy_breaker_failures: int = 5  # failures in a row that open the circuit
+    proxy_breaker_reset: float = 5.0  # seconds open before one probe call
+
     # -- extras
     demo: bool = False
     echo_path: str | None = None  # a raw echo endpoint for protocol conformance runs
@@ -101,6 +117,7 @@ class Config:
             problems.append("tls_cert and tls_key go together")
         if not self.ws_path.startswith("/"):
             problems.append("ws_path must start with '/'")
+        problems += _proxy_problems(self)
         if problems:
             raise ConfigError("; ".join(problems))
 
@@ -113,6 +130,40 @@ class Config:
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
 
+
+def _proxy_problems(cfg: Config) -> list[str]:
+    problems = []
+    for name in ("connect_proxy_url", "refresh_proxy_url"):
+        url = getattr(cfg, name)
+        if url is not None:
+            try:
+                check_url(url)
+            except ValueError as exc:
+                problems.append(f"{name}: {exc}")
+    for name in ("subscribe_proxy_url", "publish_proxy_url", "rpc_proxy_url"):
+        try:
+            Routes(getattr(cfg, name))
+        except ValueError as exc:
+            problems.append(f"{name}: {exc}")
+    if cfg.refresh_proxy_url and not cfg.connect_proxy_url:
+        problems.append("refresh_proxy_url refreshes what connect_proxy_url granted: set both")
+    if cfg.proxy_timeout <= 0:
+        problems.append("proxy_timeout must be > 0")
+    if cfg.proxy_max_concurrency < 1:
+        problems.append("proxy_max_concurrency must be >= 1")
+    if cfg.proxy_retries < 0:
+        problems.append("proxy_retries must be >= 0")
+    if cfg.proxy_max_response_size < 1024:
+        problems.append("proxy_max_response_size must be >= 1024")
+    if cfg.proxy_breaker_failures < 1 or cfg.proxy_breaker_reset <= 0:
+        problems.append("proxy_breaker_failures must be >= 1 and proxy_breaker_reset > 0")
+    for header in cfg.proxy_forward_headers:
+        if not _HEADER_NAME.fullmatch(header):
+            problems.append(f"proxy_forward_headers: {header!r} is not a header name")
+    return problems
+
+
+_HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")  # RFC 9110 5.1 token
 
 _FIELDS = {f.name: f for f in fields(Config) if not f.name.startswith("_")}
 

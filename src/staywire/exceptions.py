@@ -8,6 +8,7 @@
     │   └── TokenExpired            ... because its ``exp`` has passed
     ├── BrokerError
     │   └── BrokerUnavailable       the broker cannot be reached right now
+    ├── ProxyUnavailable            the application's backend gave no usable answer
     └── ClientError                 raised by ``staywire.Client``
         ├── ConnectionClosed        the connection ended; carries code and reason
         │   ├── Unauthorized        closed with 4501 (or 4503): needs new credentials
@@ -26,6 +27,7 @@ __all__ = [
     "ClientError",
     "ConfigError",
     "ConnectionClosed",
+    "ProxyUnavailable",
     "QueueFull",
     "ReconnectFailed",
     "RequestError",
@@ -58,6 +60,11 @@ class BrokerError(StaywireError):
 
 class BrokerUnavailable(BrokerError):
     """The broker cannot be reached; nothing was published or stored."""
+
+
+class ProxyUnavailable(StaywireError):
+    """The application's backend (a proxy URL) gave no usable answer: down, slow, overloaded,
+    oversized or malformed. Nothing was decided; the message names the outcome."""
 
 
 class ClientError(StaywireError):

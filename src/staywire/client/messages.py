@@ -59,6 +59,7 @@ class Welcome(_Base, frozen=True, tag="welcome"):
     resume_failed: str | None = None  # why a requested session was not resumed
     subs: list[ChannelPosition] = []
     rate_limit: RateLimit | None = None
+    data: Any = None  # the application's backend's custom data (connect proxy), if any
 
 
 class Ack(_Base, frozen=True, tag="ack"):

@@ -39,7 +39,7 @@ class CloseCode(enum.IntEnum):
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011  # never carries details of the failure
     SERVICE_RESTART = 1012  # graceful drain
-    TRY_AGAIN_LATER = 1013  # never sent by Staywire: other servers and proxies; policy only
+    TRY_AGAIN_LATER = 1013  # the application's backend (connect proxy) could not answer
 
     HEARTBEAT_TIMEOUT = 4000
     SLOW_CONSUMER = 4008

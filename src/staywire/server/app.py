@@ -34,6 +34,7 @@ from staywire.exceptions import AuthError, ConfigError
 from staywire.protocol.inbound import Limits
 from staywire.protocol.ratelimit import KeyedBuckets
 from staywire.protocol.state import ConnState
+from staywire.proxy.backend import Backend
 from staywire.server.access import AccessRules, Authorizer
 from staywire.server.api import start_api
 from staywire.server.auth import Authenticator, Identity, JWTAuthenticator
@@ -80,16 +81,22 @@ class Server:
             authenticator = JWTAuthenticator(secret=cfg.jwt_secret, public_key=cfg.jwt_public_key,
                                              audience=cfg.jwt_audience, issuer=cfg.jwt_issuer)
         self.authenticator: Authenticator = authenticator or _refuse_tokens
-        self.access = AccessRules(authorize)
+        # The application's backend (docs/proxy.md): None unless a proxy URL is set.
+        self.backend = Backend.from_config(cfg)
+        self.access = AccessRules(authorize, self.backend)
         self.limits = Limits.from_config(cfg)
         self.rate_limit = self.limits.announced()  # in every welcome
         self.stats = Stats()
         self.registry = CollectorRegistry()
         self.registry.register(StatsCollector(self.stats, self._gauges))
+        if self.backend is not None:
+            from staywire.proxy.metrics import ProxyCollector  # imports httpx: only if used
+
+            self.registry.register(ProxyCollector(self.backend.client))
         self.table: ConnectionTable[Connection] = ConnectionTable(self.stats)
         self.handshakes = KeyedBuckets(cfg.handshake_rate, cfg.handshake_burst)
         self.background = Background()
-        self.rpc_methods = RpcRegistry()
+        self.rpc_methods = RpcRegistry(self.backend)
         self.hooks = Hooks(self.background)
         self.publisher = Publisher(self.broker, self.stats)
         self.faults = FaultLog(self.stats)
@@ -140,6 +147,9 @@ class Server:
 
     @property
     def ready(self) -> bool:
+        # The application's backend is left out on purpose: the node itself is fine
+        # during its outage, and a load balancer that pulled every node would turn a
+        # backend outage into a total one (staywire_proxy_breaker_state shows it).
         return not self.draining and self.broker.available
 
     def _gauges(self) -> dict[str, float]:
@@ -163,7 +173,8 @@ class Server:
             cfg, rate_limit=self.rate_limit, authenticator=self.authenticator,
             access=self.access, membership=Membership(self.hub, self.broker, self.background, self.faults),
             broker=self.broker, sessions=self.sessions, rpc=self.rpc_methods, hooks=self.hooks,
-            publisher=self.publisher, table=self.table)
+            publisher=self.publisher, table=self.table, backend=self.backend,
+            background=self.background)
         node = NodeContext(cfg, self.limits, self.stats, self.hub, handlers, self.table,
                            self.hooks)
         router = Router(node, origins=self.origins, handshakes=self.handshakes, table=self.table,
@@ -233,6 +244,8 @@ class Server:
         await asyncio.sleep(0)  # let the last disconnects schedule their session saves
         await self.background.stop(timeout=2.0)  # final session saves: a resume needs them
         await self.broker.close()
+        if self.backend is not None:
+            await self.backend.close()
         if self._stopped is not None:
             self._stopped.set()
 

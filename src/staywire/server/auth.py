@@ -23,6 +23,7 @@ __all__ = [
     "Identity",
     "JWTAuthenticator",
     "can_access",
+    "proxy_identity",
     "cookie_token",
     "query_params",
     "redact",
@@ -35,6 +36,7 @@ class Identity:
     channels: tuple[str, ...] = ()  # glob patterns of channels the user may use
     expires_at: float | None = None  # Unix seconds
     claims: dict[str, object] = field(default_factory=dict, compare=False)
+    via_proxy: bool = False  # granted by connect_proxy_url: refresh_proxy_url renews it
 
     @property
     def anonymous(self) -> bool:
@@ -108,6 +110,11 @@ class JWTAuthenticator:
         if not isinstance(user, str) or not user:
             raise AuthError("invalid token: sub must be a non-empty string")
         return Identity(user, tuple(channels), float(exp) if exp is not None else None, claims)
+
+
+def proxy_identity(user: str, channels: list[str], expire_at: float | None) -> Identity:
+    """The identity the application's backend granted (connect proxy, docs/proxy.md)."""
+    return Identity(user, tuple(channels), expire_at, via_proxy=True)
 
 
 def can_access(identity: Identity, channel: str) -> bool:

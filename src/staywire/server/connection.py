@@ -57,6 +57,7 @@ class Handlers(Protocol):
     def dispatch(self, conn: Connection, request: Inbound) -> None: ...
     def submit(self, conn: Connection, request: Inbound | None) -> None: ...
     def detach(self, conn: Connection) -> None: ...
+    def expired(self, conn: Connection, wall: float) -> None: ...
 
 
 class Table(Protocol):
@@ -93,10 +94,11 @@ class Connection(WSListener):
         "node", "transport", "ip", "id", "session", "requested_session", "token",
         "identity", "sm", "hb", "guard", "subs", "recovering", "out", "out_size",
         "queue", "worker", "opened_at", "auth_deadline", "close_deadline", "close_code",
-        "close_reason", "resumed", "user_data", "final_saved", "allowance",
+        "close_reason", "resumed", "user_data", "final_saved", "allowance", "headers",
     )
 
-    def __init__(self, node: NodeContext, ip: str, token: str | None, session: str | None) -> None:
+    def __init__(self, node: NodeContext, ip: str, token: str | None, session: str | None,
+                 headers: dict[str, str] | None = None) -> None:
         self.node = node
         self.transport: WSTransport | None = None
         self.ip = ip
@@ -125,6 +127,9 @@ class Connection(WSListener):
         # Bytes a recovery replay may add above max_send_buffer: history is bounded, and a
         # client must be able to recover a channel whose history is larger than the bound.
         self.allowance = 0
+        # The upgrade's allow-listed headers (proxy_forward_headers), forwarded to the
+        # application's backend; None unless a proxy is configured.
+        self.headers = headers
 
     # ------------------------------------------------------------------ picows callbacks
 
@@ -145,8 +150,8 @@ class Connection(WSListener):
         if self.token is not None:
             token, self.token = self.token, None
             node.handlers.submit(self, Auth(token=token))
-        elif cfg.allow_anonymous:
-            node.handlers.submit(self, None)  # welcome as anonymous
+        elif cfg.allow_anonymous or cfg.connect_proxy_url:
+            node.handlers.submit(self, None)  # ask the backend, or welcome as anonymous
         else:
             self.auth_deadline = now + cfg.auth_timeout
 
@@ -339,7 +344,11 @@ class Connection(WSListener):
                 self.close(CloseCode.AUTH_TIMEOUT)
         elif self.identity is not None and self.identity.expires_at is not None:
             if wall >= self.identity.expires_at:
-                self.close(CloseCode.TOKEN_EXPIRED)
+                node = self.node
+                if node.config.refresh_proxy_url:
+                    node.handlers.expired(self, wall)  # the backend may extend it
+                else:
+                    self.close(CloseCode.TOKEN_EXPIRED)
 
     def drain(self, reconnect_in_ms: int) -> None:
         if self.sm.state >= ConnState.CLOSING:

@@ -15,6 +15,7 @@ no task, and a connection's requests are handled in the order they were sent
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import logging
 import secrets
@@ -22,10 +23,12 @@ import time
 from collections import deque
 from typing import Any, Protocol
 
+import msgspec
+
 from staywire.brokers.base import Broker
 from staywire.protocol.stream import Position, Publication
 from staywire.config import Config
-from staywire.exceptions import AuthError, BrokerUnavailable, TokenExpired
+from staywire.exceptions import AuthError, BrokerUnavailable, ProxyUnavailable, TokenExpired
 from staywire.protocol.codes import CloseCode, ErrorCode
 from staywire.protocol.envelope import (
     Auth,
@@ -41,8 +44,11 @@ from staywire.protocol.envelope import (
 from staywire.protocol.inbound import CloseConnection, InboundGuard
 from staywire.protocol.recovery import is_recovered, merge_live
 from staywire.protocol.state import ConnectionStateMachine, ConnState
+from staywire.proxy.backend import Backend
+from staywire.proxy.schema import Disconnect
 from staywire.server.access import AccessRules
-from staywire.server.auth import Authenticator, Identity
+from staywire.server.auth import Authenticator, Identity, proxy_identity
+from staywire.server.background import Background
 from staywire.server.hooks import Hooks
 from staywire.server.membership import Membership
 from staywire.server.publisher import Publisher
@@ -56,6 +62,10 @@ __all__ = ["Conn", "RequestHandlers", "session_record"]
 log = logging.getLogger("staywire.server")
 
 RECOVERING = object()  # a subscription's value while its recovery is in flight
+
+# A refresh the backend could not answer is asked again after this long; the connection
+# stays open meanwhile (an outage of the backend never drops an open connection).
+REFRESH_RETRY = 5.0
 
 
 class Conn(Protocol):
@@ -77,6 +87,7 @@ class Conn(Protocol):
     resumed: bool
     final_saved: bool
     user_data: dict[str, Any]
+    headers: dict[str, str] | None
     out: list[bytes]
     out_size: int
     opened_at: float
@@ -94,12 +105,14 @@ class Conn(Protocol):
 
 class RequestHandlers:
     __slots__ = ("config", "rate_limit", "authenticator", "access", "membership", "broker",
-                 "sessions", "rpc", "hooks", "publisher", "table", "publish_now")
+                 "sessions", "rpc", "hooks", "publisher", "table", "publish_now", "backend",
+                 "background", "keep_headers")
 
     def __init__(self, config: Config, *, rate_limit: dict[str, float],
                  authenticator: Authenticator, access: AccessRules, membership: Membership,
                  broker: Broker, sessions: Sessions, rpc: RpcRegistry, hooks: Hooks,
-                 publisher: Publisher, table: ConnectionTable[Any]) -> None:
+                 publisher: Publisher, table: ConnectionTable[Any],
+                 backend: Backend | None = None, background: Background | None = None) -> None:
         self.config = config
         self.rate_limit = rate_limit  # announced in every welcome
         self.authenticator = authenticator
@@ -111,7 +124,13 @@ class RequestHandlers:
         self.hooks = hooks
         self.publisher = publisher
         self.table = table
-        self.publish_now = publisher.publish_nowait is not None
+        # A publish the backend must approve cannot be answered in the frame callback.
+        self.publish_now = publisher.publish_nowait is not None and not access.proxied_pub
+        self.backend = backend  # connect and refresh proxies (sub/pub: access, rpc: rpc)
+        self.background = background
+        # The forwarded headers outlive the connect only when a later event sends them.
+        self.keep_headers = bool(config.refresh_proxy_url or config.subscribe_proxy_url
+                                 or config.publish_proxy_url or config.rpc_proxy_url)
 
     # ------------------------------------------------------------------ ordering
 
@@ -174,6 +193,9 @@ class RequestHandlers:
 
     async def _handle(self, conn: Conn, request: Inbound | None) -> None:
         if request is None:
+            if self.backend is not None and self.backend.connect_url is not None:
+                await self._proxy_connect(conn, self.backend)
+                return
             await self._welcome(conn, Identity(user="",
                                                channels=self.config.anonymous_channels))
             return
@@ -223,14 +245,73 @@ class RequestHandlers:
         conn.identity = identity
         # Channels the new token no longer grants are left, and the client is told which:
         # a subscription must never end in silence.
-        for channel in [c for c in conn.subs if not self.access.allows(identity, c, "sub")]:
+        access = self.access
+        for channel in [c for c in conn.subs if access.asks(c, "sub") is None
+                        and not access.allows(identity, c, "sub")]:
             conn.subs.pop(channel, None)
             self.membership.leave(channel, conn)
             conn.send_error(ErrorCode.FORBIDDEN, "the refreshed token does not grant this channel",
                             channel=channel)
         self._send_welcome(conn)
 
-    async def _welcome(self, conn: Conn, identity: Identity) -> None:
+    async def _proxy_connect(self, conn: Conn, backend: Backend) -> None:
+        """No token in the handshake: the application's backend says who this is."""
+        try:
+            answer = await backend.connect((conn.id, conn.ip, conn.headers))
+        except ProxyUnavailable:
+            # 1013: "try again later", which every client reconnects after with backoff.
+            conn.close(CloseCode.TRY_AGAIN_LATER, "the application's backend is unavailable")
+            return
+        finally:
+            if not self.keep_headers:
+                conn.headers = None
+        if conn.sm.state != ConnState.AUTHENTICATING:
+            return  # closed while the backend was asked
+        if isinstance(answer, Disconnect):
+            conn.close(answer.code, answer.reason or None)
+            return
+        identity = proxy_identity(answer.user, answer.channels, answer.expire_at)
+        await self._welcome(conn, identity,
+                            bytes(answer.data) if isinstance(answer.data, msgspec.Raw) else None)
+
+    def expired(self, conn: Conn, wall: float) -> None:
+        """The identity's expiry has come (the sweeper): refresh it at the backend, or close.
+
+        Only an identity the connect proxy granted is refreshed there; a JWT's expiry
+        closes 4401 as without proxies."""
+        ident = conn.identity
+        backend = self.backend
+        if (ident is None or not ident.via_proxy or backend is None
+                or backend.refresh_url is None or self.background is None):
+            conn.close(CloseCode.TOKEN_EXPIRED)
+            return
+        # Pushed forward first: the sweeper must not ask again while this call is out.
+        conn.identity = dataclasses.replace(ident, expires_at=wall + REFRESH_RETRY)
+        self.background.spawn(self._refresh(conn, backend))
+
+    async def _refresh(self, conn: Conn, backend: Backend) -> None:
+        ident = conn.identity
+        assert ident is not None
+        try:
+            answer = await backend.refresh((conn.id, conn.ip, conn.headers), ident.user)
+        except ProxyUnavailable:
+            log.info("refresh not answered conn=%s: asked again in %.0fs", conn.id,
+                     REFRESH_RETRY)
+            return
+        if conn.sm.state != ConnState.OPEN:
+            return
+        if isinstance(answer, Disconnect):
+            conn.close(answer.code, answer.reason or None)
+            return
+        if answer.expired or answer.expire_at is None or answer.expire_at <= time.time():
+            conn.close(CloseCode.TOKEN_EXPIRED, "session ended by the application")
+            return
+        current = conn.identity
+        if current is not None and current.via_proxy:
+            conn.identity = dataclasses.replace(current, expires_at=answer.expire_at)
+
+    async def _welcome(self, conn: Conn, identity: Identity, data: bytes | None = None
+                       ) -> None:
         conn.identity = identity
         if not await self.hooks.allow(conn):
             conn.close(CloseCode.FORBIDDEN)
@@ -249,24 +330,27 @@ class RequestHandlers:
             return  # closed while the session was loading
         conn.sm.advance(ConnState.OPEN)
         conn.auth_deadline = None
-        self._send_welcome(conn, previous, failed)
+        self._send_welcome(conn, previous, failed, data)
         self.table.welcomed(conn)
         # No record yet: a session is worth keeping once it has subscriptions (saved at
         # each sub and when the connection ends). Idle connections cost the broker nothing.
 
     def _send_welcome(self, conn: Conn,
                       previous: dict[str, Position] | None = None,
-                      resume_failed: str | None = None) -> None:
+                      resume_failed: str | None = None, data: bytes | None = None) -> None:
         cfg = self.config
         ident = conn.identity
         assert ident is not None
+        expires_at = ident.expires_at
+        if ident.via_proxy and cfg.refresh_proxy_url:
+            expires_at = None  # the server renews it at the backend: the client has nothing to do
         welcome: dict[str, Any] = {
             "type": "welcome",
             "client": conn.id,
             "session": conn.session,
             "ping_interval": cfg.ping_interval,
             "pong_timeout": cfg.pong_timeout,
-            "expires_at": ident.expires_at,
+            "expires_at": expires_at,
             "resumed": conn.resumed,
             "subs": [{"channel": c, "epoch": p.epoch, "offset": p.offset}
                      for c, p in (previous or {}).items()],
@@ -274,6 +358,8 @@ class RequestHandlers:
         }
         if resume_failed is not None:
             welcome["resume_failed"] = resume_failed  # a new session, and why
+        if data is not None:
+            welcome["data"] = msgspec.Raw(data)  # the connect proxy's custom data
         conn.send(welcome)
 
     # ------------------------------------------------------------------ channels
@@ -283,7 +369,21 @@ class RequestHandlers:
         if channel in conn.subs:
             conn.send_error(ErrorCode.ALREADY_SUBSCRIBED, "already subscribed", req.id)
             return
-        if not self.access.allows(conn.identity, channel, "sub"):  # type: ignore[arg-type]
+        access = self.access
+        url = access.asks(channel, "sub") if access.proxied_sub else None
+        if url is not None:
+            try:
+                verdict = await access.ask(url, conn, channel, "sub")
+            except ProxyUnavailable:
+                conn.send_error(ErrorCode.UNAVAILABLE,
+                                "the application's backend is unavailable; try again", req.id)
+                return
+            if isinstance(verdict, tuple):
+                conn.send_error(verdict[0], verdict[1], req.id)
+                return
+            if conn.sm.state != ConnState.OPEN or channel in conn.subs:
+                return  # closed meanwhile
+        elif not access.allows(conn.identity, channel, "sub"):  # type: ignore[arg-type]
             conn.send_error(ErrorCode.FORBIDDEN, "not allowed to subscribe to this channel", req.id)
             return
         if len(conn.subs) >= self.config.max_subscriptions:
@@ -373,16 +473,51 @@ class RequestHandlers:
         _pub_ack(conn, req.id, result.epoch, result.offset, result.duplicate)
 
     async def _pub(self, conn: Conn, req: Pub) -> None:
-        if not self._pub_check(conn, req):
-            return
+        access = self.access
+        url = access.asks(req.channel, "pub") if access.proxied_pub else None
+        if url is None:
+            if not self._pub_check(conn, req):
+                return
+            data = bytes(req.data)
+        else:
+            approved = await self._pub_ask(conn, req, url)
+            if approved is None:
+                return
+            data = approved
         try:
-            result = await self.publisher.publish(req.channel, bytes(req.data), req.key)
+            result = await self.publisher.publish(req.channel, data, req.key)
         except BrokerUnavailable as exc:
             log.warning("publish refused conn=%s channel=%s: %s", conn.id, req.channel, exc)
             conn.send_error(ErrorCode.UNAVAILABLE, "broker unavailable; nothing was published",
                             req.id)
             return
         _pub_ack(conn, req.id, result.epoch, result.offset, result.duplicate)
+
+    async def _pub_ask(self, conn: Conn, req: Pub, url: str) -> bytes | None:
+        """The data to publish, as the backend approved (or replaced) it; None: refused."""
+        data = bytes(req.data)
+        if len(data) > self.config.max_data_size:
+            conn.send_error(ErrorCode.BAD_REQUEST, "data over max_data_size", req.id)
+            return None
+        try:
+            verdict = await self.access.ask(url, conn, req.channel, "pub", data)
+        except ProxyUnavailable:
+            conn.send_error(ErrorCode.UNAVAILABLE,
+                            "the application's backend is unavailable; nothing was published",
+                            req.id)
+            return None
+        if isinstance(verdict, tuple):
+            conn.send_error(verdict[0], verdict[1], req.id)  # refused: never a silent drop
+            return None
+        if verdict is not None:
+            if len(verdict) > self.config.max_data_size:
+                conn.send_error(ErrorCode.INTERNAL, "the application's data is over "
+                                "max_data_size; nothing was published", req.id)
+                return None
+            data = verdict
+        if conn.sm.state != ConnState.OPEN:
+            return None
+        return data
 
     async def _rpc(self, conn: Conn, req: Rpc) -> None:
         outcome = await self.rpc.call(conn, req.method, bytes(req.data))

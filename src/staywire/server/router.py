@@ -13,7 +13,7 @@ import mimetypes
 import re
 import time
 from importlib import resources
-from typing import Protocol
+from typing import Any, Protocol
 
 from staywire.protocol.envelope import SUBPROTOCOL
 from staywire.protocol.ratelimit import KeyedBuckets
@@ -53,6 +53,12 @@ class Router:
         self.table = table
         self.status = status
         self._static: dict[str, tuple[bytes, str] | None] = {}
+        # The headers the application's backend gets (an allow-list: never the query,
+        # so never a query token); read only when some proxy is configured.
+        cfg = self.config
+        self.forward = cfg.proxy_forward_headers if (
+            cfg.connect_proxy_url or cfg.subscribe_proxy_url or cfg.publish_proxy_url
+            or cfg.rpc_proxy_url) else ()
 
     def __call__(self, request: Request, peer: str) -> object:
         target = request.path.decode("latin-1")
@@ -124,7 +130,19 @@ class Router:
         session = params.get("session")
         if session is not None and not re.fullmatch(r"[0-9a-f]{1,64}", session):
             session = None
-        return accept(Connection(self.node, ip, token, session), subprotocol)
+        passed = self._forwarded(headers) if self.forward else None
+        return accept(Connection(self.node, ip, token, session, passed), subprotocol)
+
+    def _forwarded(self, headers: Any) -> dict[str, str]:
+        """The allow-listed headers of the upgrade, for the application's backend."""
+        passed = {}
+        for name in self.forward:
+            value = headers.get(name)
+            if value is not None:
+                if not value.isascii():  # picows keeps raw bytes as surrogates; JSON can't
+                    value = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+                passed[name] = value
+        return passed
 
     def _file(self, path: str) -> tuple[bytes, str] | None:
         if path in self._static:

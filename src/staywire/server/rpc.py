@@ -1,6 +1,8 @@
 """RPC methods and what their handlers see of the caller.
 
 ``RpcRegistry`` holds the methods an application registers with ``@server.rpc``;
+a method registered nowhere but matched by ``rpc_proxy_url`` is forwarded to the
+application's backend, whose result or error is the answer (docs/proxy.md).
 ``call`` decodes the params into the handler's declared type (bad params are an
 ``invalid_params`` error reply, never an exception out of the connection) and
 encodes the result. ``RpcContext`` is the caller as handlers and hooks see it.
@@ -16,10 +18,13 @@ from typing import Any, Protocol
 
 import msgspec
 
+from staywire.exceptions import ProxyUnavailable
 from staywire.protocol.codes import ErrorCode
+from staywire.proxy.routes import Routes
+from staywire.proxy.schema import Failure, RpcResult
 from staywire.server.auth import Identity
 
-__all__ = ["Caller", "RpcContext", "RpcRegistry"]
+__all__ = ["Caller", "RpcBackend", "RpcContext", "RpcRegistry"]
 
 log = logging.getLogger("staywire.server")
 
@@ -35,6 +40,18 @@ class Caller(Protocol):
     def identity(self) -> Identity | None: ...
     @property
     def user_data(self) -> dict[str, Any]: ...
+    @property
+    def headers(self) -> dict[str, str] | None: ...
+
+
+class RpcBackend(Protocol):
+    """The application's backend as RPC uses it (``proxy.backend.Backend``)."""
+
+    @property
+    def rpc(self) -> Routes: ...
+
+    async def call(self, url: str, caller: tuple[str, str, dict[str, str] | None], user: str,
+                   method: str, data: bytes) -> RpcResult | Failure: ...
 
 
 class RpcContext:
@@ -77,10 +94,11 @@ class _Method:
 
 
 class RpcRegistry:
-    __slots__ = ("_methods",)
+    __slots__ = ("_methods", "backend")
 
-    def __init__(self) -> None:
+    def __init__(self, backend: RpcBackend | None = None) -> None:
         self._methods: dict[str, _Method] = {}
+        self.backend = backend
 
     def register(self, name: str, handler: Callable[..., Any]) -> None:
         """``handler(ctx, params: T)``: ``T`` is read from its annotation (``Any`` if none)."""
@@ -94,7 +112,10 @@ class RpcRegistry:
         """The encoded result, or the error reply's code and reason."""
         entry = self._methods.get(method)
         if entry is None:
-            return ErrorCode.UNKNOWN_METHOD, f"unknown method {method!r}"
+            url = self.backend.rpc.url_for(method) if self.backend is not None else None
+            if url is None:
+                return ErrorCode.UNKNOWN_METHOD, f"unknown method {method!r}"
+            return await self._forward(url, conn, method, data)
         args: list[Any] = [RpcContext(conn)]
         if entry.param_type is not None:
             try:
@@ -109,3 +130,17 @@ class RpcRegistry:
         except Exception:
             log.exception("rpc %s failed conn=%s", method, conn.id)
             return ErrorCode.INTERNAL, "internal error"
+
+    async def _forward(self, url: str, conn: Caller, method: str, data: bytes
+                       ) -> bytes | tuple[ErrorCode, str]:
+        assert self.backend is not None
+        ident = conn.identity
+        try:
+            answer = await self.backend.call(url, (conn.id, conn.ip, conn.headers),
+                                             ident.user if ident is not None else "", method,
+                                             data)
+        except ProxyUnavailable:
+            return ErrorCode.UNAVAILABLE, "the application's backend is unavailable; try again"
+        if isinstance(answer, Failure):
+            return answer.code, answer.reason or "refused by the application"
+        return bytes(answer.data)

@@ -1,0 +1,2 @@
+"""Ready-made backends for the proxies (docs/proxy.md): ``answers`` is what a handler
+returns, shared by every framework; ``fastapi`` is a router (``staywire[fastapi]``)."""

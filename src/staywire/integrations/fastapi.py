@@ -1,0 +1,88 @@
+"""The five proxy endpoints as a FastAPI router: ``pip install staywire[fastapi]``.
+
+::
+
+    from fastapi import FastAPI
+    from staywire.integrations.fastapi import StaywireProxy
+    from staywire.integrations.answers import Disconnect, Identify, ProxyCall
+
+    proxy = StaywireProxy(prefix="/staywire")
+
+    @proxy.on_connect
+    async def connect(call: ProxyCall) -> Identify | Disconnect:
+        user = sessions.get(call.cookies.get("session", ""))
+        return Identify(user, channels=[f"user:{user}"]) if user else Disconnect(4503)
+
+    app = FastAPI()
+    app.include_router(proxy.router)
+
+and Staywire runs with ``connect_proxy_url = "http://127.0.0.1:8000/staywire/connect"``
+(docs/fastapi.md). Each handler gets a ``ProxyCall`` and returns an answer of
+``staywire.integrations.answers``; a handler may be sync or async. An event with no
+handler answers 404, which Staywire reports as that request failing.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import msgspec
+from fastapi import APIRouter, Request, Response
+
+from staywire.integrations.answers import decode_call, encode
+
+__all__ = ["StaywireProxy"]
+
+log = logging.getLogger("staywire.integrations")
+
+Handler = Callable[..., Any]
+H = TypeVar("H", bound=Handler)
+
+_EVENTS = ("connect", "refresh", "subscribe", "publish", "rpc")
+
+
+class StaywireProxy:
+    def __init__(self, prefix: str = "/staywire") -> None:
+        self.router = APIRouter(prefix=prefix)
+        self._handlers: dict[str, Handler] = {}
+        for event in _EVENTS:
+            self.router.add_api_route(f"/{event}", self._endpoint(event), methods=["POST"],
+                                      include_in_schema=False)
+
+    def on_connect(self, handler: H) -> H:
+        return self._register("connect", handler)
+
+    def on_refresh(self, handler: H) -> H:
+        return self._register("refresh", handler)
+
+    def on_subscribe(self, handler: H) -> H:
+        return self._register("subscribe", handler)
+
+    def on_publish(self, handler: H) -> H:
+        return self._register("publish", handler)
+
+    def on_rpc(self, handler: H) -> H:
+        return self._register("rpc", handler)
+
+    def _register(self, event: str, handler: H) -> H:
+        self._handlers[event] = handler
+        return handler
+
+    def _endpoint(self, event: str) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            handler = self._handlers.get(event)
+            if handler is None:
+                return Response(b"no handler\n", status_code=404, media_type="text/plain")
+            try:
+                call = decode_call(event, await request.body())
+            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                return Response(f"{exc}\n".encode(), status_code=400, media_type="text/plain")
+            answer = handler(call)
+            if inspect.isawaitable(answer):
+                answer = await answer
+            return Response(encode(event, answer), media_type="application/json")
+
+        return endpoint

@@ -1,0 +1,187 @@
+"""The HTTP side of the proxies: one pooled client, bounded, timed, retried, broken.
+
+Every call to the application's backend goes through ``ProxyClient.call``, which
+either returns a validated answer or raises ``ProxyUnavailable``: nothing else
+escapes, so a backend that is down, slow, overloaded or answering garbage is an
+error for that one request and never takes a connection (or the node) with it.
+
+* **Keep-alive**: one ``httpx.AsyncClient`` per node reuses its connections; a
+  TCP (and TLS) handshake per WebSocket connect would double the backend's cost.
+* **Concurrency**: at most ``max_concurrency`` calls in flight per node. One more
+  fails at once (``overloaded``) instead of queueing: a queue in front of a slow
+  backend only turns its slowness into every client's timeout, unbounded.
+* **Timeout**: ``timeout`` bounds the whole call, retries and a trickling body
+  included (httpx's own timeouts are per read, so a backend sending one byte a
+  second would otherwise never time out).
+* **Retries** (``retries``, exponential backoff with jitter) only for events that
+  change nothing at the backend (connect, refresh, subscribe), and only after a
+  failure that says the request was not handled (connection refused or reset, 502,
+  503, 504). A publish or an RPC is never sent twice: the backend may have acted.
+* **Circuit breaker** per event (``breaker.py``).
+* **Size**: a body over ``max_response_size`` is refused while it is read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random as _random
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import TypeVar
+
+import httpx
+import msgspec
+
+from staywire.exceptions import ProxyUnavailable
+from staywire.protocol.backoff import Backoff
+from staywire.proxy.breaker import Breaker, BreakerState
+
+__all__ = ["EVENTS", "IDEMPOTENT", "ProxyClient"]
+
+log = logging.getLogger("staywire.proxy")
+
+T = TypeVar("T")
+
+EVENTS = ("connect", "refresh", "subscribe", "publish", "rpc")
+IDEMPOTENT = frozenset({"connect", "refresh", "subscribe"})
+
+# The backend did not handle the request: safe to send an idempotent one again.
+_RETRY_STATUS = frozenset({502, 503, 504})
+
+
+class _Failed(Exception):
+    """One attempt failed; ``kind`` names how (the metric's ``outcome`` label)."""
+
+    def __init__(self, kind: str, retry: bool, backend_down: bool) -> None:
+        super().__init__(kind)
+        self.kind = kind
+        self.retry = retry  # the backend did not handle it: an idempotent call may retry
+        self.backend_down = backend_down  # counts toward opening the circuit
+
+
+class ProxyClient:
+    def __init__(self, *, timeout: float = 1.0, max_concurrency: int = 64, retries: int = 2,
+                 max_response_size: int = 65536, breaker_failures: int = 5,
+                 breaker_reset: float = 5.0, clock: Callable[[], float] = time.monotonic,
+                 random: Callable[[], float] = _random.random) -> None:
+        self.timeout = timeout
+        self.max_concurrency = max_concurrency
+        self.retries = retries
+        self.max_response_size = max_response_size
+        self.breakers = {event: Breaker(event, failures=breaker_failures,
+                                        reset_after=breaker_reset, clock=clock)
+                         for event in EVENTS}
+        self._backoff = Backoff(base=0.05, factor=2.0, cap=1.0, max_retries=None, random=random)
+        self.in_flight = 0
+        self.outcomes: Counter[tuple[str, str]] = Counter()  # (event, outcome) -> calls
+        self._last_failure: dict[str, str] = {}
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout),
+            limits=httpx.Limits(max_connections=max_concurrency,
+                                max_keepalive_connections=max_concurrency, keepalive_expiry=30),
+            follow_redirects=False,  # a redirect would resend cookies to wherever it points
+            trust_env=False,  # HTTP(S)_PROXY variables must not reroute calls to the backend
+        )
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    def state(self, event: str) -> BreakerState:
+        return self.breakers[event].state
+
+    async def call(self, event: str, url: str, body: msgspec.Struct, answer: type[T]) -> T:
+        """POST ``body`` as JSON to ``url``; the answer decoded as ``answer``.
+
+        Raises ``ProxyUnavailable`` (with the outcome as its message) for every failure."""
+        breaker = self.breakers[event]
+        if self.in_flight >= self.max_concurrency:
+            raise self._fail(event, "overloaded")
+        if not breaker.allow():
+            raise self._fail(event, "circuit_open")
+        self.in_flight += 1
+        verdict = False
+        try:
+            payload = msgspec.json.encode(body)
+            try:
+                async with asyncio.timeout(self.timeout):
+                    raw = await self._attempts(event, url, payload)
+            except TimeoutError:
+                breaker.failure()
+                verdict = True
+                raise self._fail(event, "timeout") from None
+            except _Failed as exc:
+                if exc.backend_down:
+                    breaker.failure()
+                else:
+                    breaker.success()  # it answered: alive, if wrong
+                verdict = True
+                raise self._fail(event, exc.kind) from None
+            breaker.success()
+            verdict = True
+            try:
+                decoded = msgspec.json.decode(raw, type=answer)
+            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                raise self._fail(event, "malformed", str(exc)) from None
+            self._ok(event)
+            return decoded
+        finally:
+            self.in_flight -= 1
+            if not verdict:
+                breaker.release()  # cancelled mid-call: the probe slot must not stay taken
+
+    async def _attempts(self, event: str, url: str, payload: bytes) -> bytes:
+        tries = 1 + (self.retries if event in IDEMPOTENT else 0)
+        for attempt in range(1, tries + 1):
+            try:
+                return await self._post(url, payload)
+            except _Failed as exc:
+                if not exc.retry or attempt == tries:
+                    raise
+                delay = self._backoff(attempt)
+                assert delay is not None  # max_retries=None: never gives up by itself
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def _post(self, url: str, payload: bytes) -> bytes:
+        try:
+            async with self._http.stream("POST", url, content=payload,
+                                         headers={"Content-Type": "application/json"}) as resp:
+                status = resp.status_code
+                if status != 200:
+                    raise _Failed(f"status_{status // 100}xx", retry=status in _RETRY_STATUS,
+                                  backend_down=status >= 500)
+                declared = resp.headers.get("Content-Length")
+                cap = self.max_response_size
+                if declared is not None and declared.isdigit() and int(declared) > cap:
+                    raise _Failed("oversized", retry=False, backend_down=False)
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in resp.aiter_bytes():  # decoded: a gzip bomb is capped too
+                    size += len(chunk)
+                    if size > cap:
+                        raise _Failed("oversized", retry=False, backend_down=False)
+                    chunks.append(chunk)
+                return b"".join(chunks)
+        except httpx.TimeoutException:
+            raise TimeoutError from None
+        except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError,
+                httpx.WriteError):
+            raise _Failed("unreachable", retry=True, backend_down=True) from None
+        except httpx.HTTPError:
+            raise _Failed("unreachable", retry=False, backend_down=True) from None
+
+    def _ok(self, event: str) -> None:
+        self.outcomes[(event, "ok")] += 1
+        if self._last_failure.pop(event, None) is not None:
+            log.info("proxy %s: the backend answers again", event)
+
+    def _fail(self, event: str, kind: str, detail: str = "") -> ProxyUnavailable:
+        self.outcomes[(event, kind)] += 1
+        # One line when the way it fails changes, not one per failed request: an outage
+        # must not flood the log (the counters have the numbers).
+        if self._last_failure.get(event) != kind:
+            self._last_failure[event] = kind
+            log.warning("proxy %s failed: %s%s", event, kind, f" ({detail})" if detail else "")
+        return ProxyUnavailable(kind)
