@@ -1,4 +1,6 @@
 // Backoff: 1 s doubling to a 30 s cap, times 0.5 + random(); a retry budget; the retry timer.
+// The decision after each close is in reconnect.js, held to the Python client's by
+// tests/vectors/reconnect.json (vectors.test.mjs).
 import { describe, it, mock, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { Backoff, RetryTimer, jittered } from '../../src/staywire/static/backoff.js';
@@ -49,60 +51,34 @@ describe('Backoff', () => {
 describe('RetryTimer', () => {
   afterEach(() => mock.timers.reset());
 
-  it('runs the callback after each delay and counts attempts in a row', () => {
+  it('runs the callback once after the delay and says when', () => {
     mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 0 });
     const calls = [];
-    const timer = new RetryTimer(() => calls.push(Date.now()), new Backoff({ random: () => 0.5 }));
-    assert.deepEqual(timer.schedule(), { attempt: 1, delay: 1000, at: 1000 });
+    const timer = new RetryTimer(() => calls.push(Date.now()));
+    assert.equal(timer.schedule(1000), 1000);
     assert.equal(timer.at, 1000);
+    assert.equal(timer.pending, true);
     mock.timers.tick(999);
     assert.deepEqual(calls, []);
     mock.timers.tick(1);
     assert.deepEqual(calls, [1000]);
     assert.equal(timer.at, null);
-    assert.deepEqual(timer.schedule(), { attempt: 2, delay: 2000, at: 3000 });
-    mock.timers.tick(2000);
-    assert.deepEqual(timer.schedule(), { attempt: 3, delay: 4000, at: 7000 });
-    mock.timers.tick(4000);
-    assert.deepEqual(calls, [1000, 3000, 7000]);
-  });
-
-  it('starts again from the base delay after reset() (a welcome)', () => {
-    mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 0 });
-    const timer = new RetryTimer(() => {}, new Backoff({ jitter: false }));
-    timer.schedule();
-    mock.timers.tick(1000);
-    timer.schedule();
-    timer.reset();
     assert.equal(timer.pending, false);
-    assert.equal(timer.schedule().delay, 1000);
   });
 
-  it('returns null when the budget is spent, without scheduling', () => {
+  it('keeps one pending attempt: a new schedule replaces it, cancel drops it', () => {
     mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 0 });
     let calls = 0;
-    const timer = new RetryTimer(() => { calls += 1; }, new Backoff({ jitter: false, maxRetries: 2 }));
-    assert.ok(timer.schedule());
-    mock.timers.tick(1000);
-    assert.ok(timer.schedule());
-    mock.timers.tick(2000);
-    assert.equal(timer.schedule(), null);
-    assert.equal(timer.pending, false);
-    mock.timers.tick(60000);
-    assert.equal(calls, 2);
-    assert.equal(timer.attempts, 2);
-  });
-
-  it('lets a drain override the delay, still counting the attempt', () => {
-    mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 0 });
-    let calls = 0;
-    const timer = new RetryTimer(() => { calls += 1; }, new Backoff({ jitter: false }));
-    assert.deepEqual(timer.schedule(250), { attempt: 1, delay: 250, at: 250 });
-    mock.timers.tick(250);
+    const timer = new RetryTimer(() => { calls += 1; });
+    timer.schedule(5000);
+    assert.equal(timer.schedule(250), 250);
+    mock.timers.tick(10000);
     assert.equal(calls, 1);
-    timer.schedule();
+    timer.schedule(-5); // never in the past
+    assert.equal(timer.at, 10000);
     timer.cancel();
     mock.timers.tick(10000);
     assert.equal(calls, 1);
+    assert.equal(timer.at, null);
   });
 });

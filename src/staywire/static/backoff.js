@@ -1,5 +1,5 @@
-// Reconnect delays: exponential backoff with jitter, a bounded retry budget, and the timer
-// that schedules the next attempt (Phoenix's `Timer`).
+// Reconnect delays: exponential backoff with jitter and a bounded retry budget, and the timer
+// that runs the next attempt (Phoenix's `Timer`); reconnect.js decides which delay applies.
 //
 // The same policy as the Python client (staywire/protocol/backoff.py): the delay before the
 // n-th attempt (1-based) is min(cap, base * factor^(n-1)), then multiplied by 0.5 + random(),
@@ -57,51 +57,36 @@ export class Backoff {
 }
 
 /**
- * Counts reconnect attempts in a row and runs `callback` after each delay.
- * `reset()` when a connection is fully open (welcome): the budget is about consecutive
- * failures, and the next outage starts again from the base delay.
+ * Runs `callback` once after a delay, and says when (Phoenix's `Timer`). How long to wait is
+ * reconnect.js's decision; this only keeps the one pending attempt.
  */
 export class RetryTimer {
   /**
    * @param {() => void} callback
-   * @param {{delay(attempt: number): number|null}} policy
    * @param {{setTimeout?: (fn: () => void, ms: number) => any, clearTimeout?: (id: any) => void,
    *          now?: () => number}} [clock]
    */
-  constructor(callback, policy, clock = {}) {
+  constructor(callback, clock = {}) {
     this.callback = callback;
-    this.policy = policy;
     this._setTimeout = clock.setTimeout ?? ((fn, ms) => setTimeout(fn, ms));
     this._clearTimeout = clock.clearTimeout ?? ((id) => clearTimeout(id));
     this._now = clock.now ?? (() => Date.now());
-    /** Failed attempts in a row. */
-    this.attempts = 0;
     /** @type {any} */
     this._timer = null;
     /** When the scheduled attempt runs (ms since the epoch), or null. @type {number|null} */
     this.at = null;
   }
 
-  /**
-   * Schedules the next attempt. `delayOverride` (say, a drain's `reconnect_in_ms`) replaces
-   * the policy's delay but still counts against the budget.
-   * @param {number} [delayOverride]
-   * @returns {{attempt: number, delay: number, at: number}|null} null: the budget is spent
-   */
-  schedule(delayOverride) {
+  /** Runs the callback in `delay` ms, replacing a pending one; returns when. @param {number} delay */
+  schedule(delay) {
     this.cancel();
-    const attempt = this.attempts + 1;
-    const policyDelay = this.policy.delay(attempt);
-    if (policyDelay === null) return null;
-    const delay = Math.max(0, delayOverride ?? policyDelay);
-    this.attempts = attempt;
-    this.at = this._now() + delay;
+    this.at = this._now() + Math.max(0, delay);
     this._timer = this._setTimeout(() => {
       this._timer = null;
       this.at = null;
       this.callback();
-    }, delay);
-    return { attempt, delay, at: this.at };
+    }, Math.max(0, delay));
+    return this.at;
   }
 
   get pending() {
@@ -112,10 +97,5 @@ export class RetryTimer {
     if (this._timer !== null) this._clearTimeout(this._timer);
     this._timer = null;
     this.at = null;
-  }
-
-  reset() {
-    this.cancel();
-    this.attempts = 0;
   }
 }

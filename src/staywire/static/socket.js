@@ -6,21 +6,21 @@
 //        │                                              │
 //        └──────── terminal close code, retry budget spent, close() ──> CLOSED
 //
-// * Close-code policy comes from codes.js (generated from the server's enum): 1000 and
-//   4500-4999 are terminal; 4401 fetches a new token (the token provider is called on every
-//   connect anyway) and reconnects; everything else reconnects with backoff and jitter
-//   (backoff.js). A `drain` from the server replaces the next delay by its `reconnect_in_ms`,
-//   jittered.
+// * What follows a close is reconnect.js's decision, by the close-code policy of codes.js
+//   (generated from the server's enum): 1000 and 4500-4999 are terminal; 4401 fetches a new
+//   token (the token provider is called on every connect anyway) and reconnects; everything
+//   else reconnects with backoff and jitter (backoff.js). A `drain` from the server replaces
+//   the next delay by its `reconnect_in_ms`, jittered.
 // * Heartbeat (heartbeat.js): a `ping` every `pingInterval`; nothing back within
 //   `pongTimeout` drops the transport at once (code 4000) instead of waiting for TCP.
 // * Backpressure: when WebSocket.bufferedAmount is over `highWaterMark`, frames wait in a
 //   queue (and `writable()` waits) until it falls under `lowWaterMark`.
 
 import { Emitter } from './emitter.js';
-import { Backoff, RetryTimer, jittered } from './backoff.js';
+import { Backoff, RetryTimer } from './backoff.js';
+import { ReconnectSchedule } from './reconnect.js';
 import { Heartbeat } from './heartbeat.js';
-import { CloseCode, SUBPROTOCOL, reconnectPolicy } from './codes.js';
-import { ConnectionClosed, ReconnectFailed, Unauthorized } from './errors.js';
+import { CloseCode, SUBPROTOCOL } from './codes.js';
 
 export const State = Object.freeze({
   CONNECTING: 'CONNECTING',
@@ -75,7 +75,9 @@ export class Socket extends Emitter {
     const backoff = options.backoff ?? new Backoff({
       maxRetries: options.maxRetries ?? 10, random: this._random,
     });
-    this._retry = new RetryTimer(() => this._attempt(), backoff,
+    this._schedule = new ReconnectSchedule(backoff,
+      { canRefresh: typeof options.token === 'function', random: this._random });
+    this._retry = new RetryTimer(() => this._attempt(),
       { setTimeout: this._setTimeout, clearTimeout: this._clearTimeout, now: this._now });
     this.highWaterMark = options.highWaterMark ?? 1 << 20;
     this.lowWaterMark = Math.min(options.lowWaterMark ?? 1 << 18, this.highWaterMark);
@@ -114,8 +116,6 @@ export class Socket extends Emitter {
     this.lastClose = null;
     /** @type {Error|null} why the socket is CLOSED, when it was not close() */
     this.error = null;
-    /** When a drained connection leaves and comes back (ms since the epoch), or null. @type {number|null} */
-    this._drainAt = null;
     this._drainTimer = null;
     /** @type {string[]} */
     this._queue = [];
@@ -145,7 +145,7 @@ export class Socket extends Emitter {
   }
 
   get attempts() {
-    return this._retry.attempts;
+    return this._schedule.attempts;
   }
 
   /** When the next reconnect attempt runs (ms since the epoch), or null. */
@@ -187,7 +187,7 @@ export class Socket extends Emitter {
   async _attempt() {
     if (this._closing) return;
     const gen = ++this._gen;
-    this._setState(this._everOpen || this._retry.attempts > 0 ? State.RECONNECTING : State.CONNECTING);
+    this._setState(this._everOpen || this._schedule.attempts > 0 ? State.RECONNECTING : State.CONNECTING);
     let token;
     try {
       token = await this._token(); // called on every (re)connect: tokens expire
@@ -281,8 +281,8 @@ export class Socket extends Emitter {
     this._conns += 1;
     this.connId = `${this._connPrefix}${this._conns}`;
     this._everOpen = true;
-    this._drainAt = null;
-    this._retry.reset();
+    this._retry.cancel();
+    this._schedule.opened();
     this._setState(State.OPEN);
     this.emit('welcome', welcome, this.connId);
     this._heartbeat.pingNow(); // an RTT at once, and a first proof of life
@@ -295,8 +295,7 @@ export class Socket extends Emitter {
    * @param {number} ms
    */
   _onDrain(ms) {
-    const delay = jittered(Math.max(0, ms), this._random);
-    this._drainAt = this._now() + delay;
+    const delay = this._schedule.drain(ms, this._now());
     this.emit('drain', delay);
     const ws = this._ws;
     if (this._drainTimer !== null) this._clearTimeout(this._drainTimer);
@@ -446,27 +445,12 @@ export class Socket extends Emitter {
       this._setState(State.CLOSED);
       return;
     }
-    const policy = reconnectPolicy(code);
-    if (policy === 'never') {
-      const err = code === CloseCode.UNAUTHORIZED || code === CloseCode.FORBIDDEN
-        ? new Unauthorized(code, reason) : new ConnectionClosed(code, reason);
-      this._giveUp(err);
+    const delay = this._schedule.after(code, reason, this._now());
+    if (delay instanceof Error) {
+      this._giveUp(delay);
       return;
     }
-    if (policy === 'new_token' && typeof this.options.token !== 'function') {
-      // A fixed token cannot be renewed: reconnecting would only meet 4401 again.
-      this._giveUp(new ConnectionClosed(code, reason));
-      return;
-    }
-    let override;
-    if (policy === 'new_token' && this._retry.attempts === 0) override = 0; // expired: come back at once
-    if (this._drainAt !== null) override = Math.max(0, this._drainAt - this._now());
-    this._drainAt = null;
-    const next = this._retry.schedule(override);
-    if (next === null) {
-      this._giveUp(new ReconnectFailed(code, reason, this._retry.attempts));
-      return;
-    }
+    const next = { attempt: this._schedule.attempts, delay, at: this._retry.schedule(delay) };
     this.lastRetry = next;
     this._setState(State.RECONNECTING);
     this.emit('reconnect', next);
