@@ -3,8 +3,10 @@
 the connection just dies), and whether invalid UTF-8 in a text frame gets 1007.
 
 Each probe message is the preset's harmless message padded with JSON whitespace to the
-exact size, followed by a ping frame: the pong says the server read the whole message
-and kept the connection."""
+exact size, followed by a ping frame. A pong alone does not prove the message was
+accepted: many servers answer pings in the frame layer before the application has seen
+the message, and refuse it a moment later. So a size counts as accepted only when the
+connection is still open after a settle time and a second ping is answered."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ __all__ = ["check_limits", "probe_sizes"]
 
 _FIRST = 1024
 _UTF8_GRACE = 1.5
+_SETTLE = 0.1  # seconds after the first pong in which a refusal still counts
 _WHY_SIZE = ("Huge messages block the event loop and memory: set a max message size "
              "server-side (checklist: Message Handling, Common Mistakes)")
 _WHY_OVERSIZE = ("A refusal with 1009 and a reason tells the client what went wrong; a "
@@ -57,6 +60,19 @@ async def _confirm(probe: Probe, tag: bytes, timeout: float) -> _Answer:
     return _Answer()
 
 
+async def _accepted(probe: Probe, tag: bytes, timeout: float) -> _Answer:
+    """The server read the message and, a settle time later, still answers pings."""
+    first = await _confirm(probe, tag + b"-a", timeout)
+    if not first.ok:
+        return first
+    deadline = probe.elapsed() + _SETTLE
+    while (remaining := deadline - probe.elapsed()) > 0:
+        event = await probe.recv(remaining)
+        if isinstance(event, Closed):
+            return _Answer(closed=event)
+    return await _confirm(probe, tag + b"-b", timeout)
+
+
 def _fmt(n: int) -> str:
     return f"{n // (1 << 20)} MiB" if n >= 1 << 20 and n % (1 << 20) == 0 else \
         f"{n // 1024} KiB" if n >= 1024 and n % 1024 == 0 else f"{n} bytes"
@@ -75,7 +91,7 @@ async def _sizes(ctx: Context) -> list[Check]:
             if not await probe.send(OP_TEXT, ctx.preset.probe_message(size)):
                 refused = (size, probe.closed)
                 break
-            answer = await _confirm(probe, f"doctor-size-{i}".encode(), 5 + size / (1 << 20))
+            answer = await _accepted(probe, f"doctor-size-{i}".encode(), 5 + size / (1 << 20))
             if not answer.ok:
                 refused = (size, answer.closed)
                 break
