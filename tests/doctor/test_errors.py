@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import http.server
 import subprocess
@@ -11,6 +12,8 @@ from collections.abc import Iterator
 
 from staywire_bench.ports import free_port
 
+from staywire.doctor.model import Check, Status
+from staywire.doctor.runner import _guard
 from tests.doctor.support import doctor
 
 
@@ -104,3 +107,13 @@ def test_bad_arguments() -> None:
                        (["ws://127.0.0.1/", "--app-pong", "x"], "--app-pong needs --app-ping")):
         out = run_plain(*args)
         assert out.returncode == 2 and text in out.stderr and "Traceback" not in out.stderr
+
+
+def test_an_error_inside_a_check_is_its_skip_line_not_a_traceback() -> None:
+    async def broken() -> list[Check]:
+        raise KeyError("no such field")
+
+    [check] = asyncio.run(_guard("limits.max_message", "Message limits", broken()))
+    assert check.id == "limits.max_message" and check.status is Status.SKIP
+    assert "KeyError" in check.saw and "no such field" in check.saw
+    assert check.data["error"].startswith("KeyError")

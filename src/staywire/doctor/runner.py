@@ -79,12 +79,19 @@ def _failed_base(exc: ConnectFailure) -> Check:
 
 
 async def _guard(check_id: str, title: str, work: Awaitable[list[Check]]) -> list[Check]:
-    """A later connection that cannot open spoils its own check, not the run."""
+    """A later connection that cannot open spoils its own check, not the run; so does an
+    error of the doctor's own, which is reported as a SKIP (it says nothing about the
+    server) with the error, never as a traceback."""
     try:
         return await work
     except ConnectFailure as exc:
         return [Check(check_id, title, Status.FAIL, f"could not connect: {exc.message}",
                       "the checks need a connection like the first one")]
+    except Exception as exc:  # noqa: BLE001 - one check's failure must not end the run
+        return [Check(check_id, title, Status.SKIP,
+                      f"the check could not finish: {type(exc).__name__}: {exc}",
+                      "an error in the doctor, not a verdict on the server: please report it",
+                      None, {"error": f"{type(exc).__name__}: {exc}"})]
 
 
 async def _one(work: Awaitable[Check]) -> list[Check]:
