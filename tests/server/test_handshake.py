@@ -72,3 +72,34 @@ async def test_connection_limits_give_503(server_factory) -> None:
 
 async def test_unknown_path_is_404(anon_server) -> None:
     assert await status_of(anon_server.url.replace("/ws", "/nope")) == 404
+
+
+async def raw_status(url: str, connection_lines: list[str]) -> int:
+    """The status of a hand-written upgrade request with the given Connection lines."""
+    host, _, rest = url.removeprefix("ws://").partition(":")
+    port, _, path = rest.partition("/")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        head = [f"GET /{path} HTTP/1.1", f"Host: {host}:{port}", "Upgrade: websocket",
+                *connection_lines, "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+                "Sec-WebSocket-Version: 13"]
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
+        status_line = await asyncio.wait_for(reader.readline(), 5)
+        return int(status_line.split()[1])
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize("lines", [
+    ["Connection: keep-alive, Upgrade"],  # Firefox
+    ["Connection: upgrade"],
+    ["Connection: Upgrade, HTTP2-Settings"],
+    ["Connection: keep-alive", "Connection: Upgrade"],  # two lines make one list
+])
+async def test_connection_is_a_token_list(anon_server, lines: list[str]) -> None:
+    assert await raw_status(anon_server.url, lines) == 101
+
+
+@pytest.mark.parametrize("lines", [["Connection: keep-alive"], ["Connection: upgraded"], []])
+async def test_connection_without_the_upgrade_token_gets_400(anon_server, lines) -> None:
+    assert await raw_status(anon_server.url, lines) == 400

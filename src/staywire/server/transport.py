@@ -168,12 +168,29 @@ class _PeerProtocol(WSProtocol):  # type: ignore[misc]
         )
 
     def _route(self, request: WSUpgradeRequest) -> Any:
+        _accept_connection_list(request)
         return self.router(request, self.peer)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         addr = transport.get_extra_info("peername")
         self.peer = addr[0] if isinstance(addr, tuple) else str(addr)
         super().connection_made(transport)
+
+
+def _accept_connection_list(request: WSUpgradeRequest) -> None:
+    """``Connection`` is a comma-separated, case-insensitive token list (RFC 9110 7.6.1):
+    Firefox and some proxies send ``keep-alive, Upgrade``. picows 2.3.1 compares the
+    whole value to "upgrade" and answers 400. It validates the request after calling
+    the router with it, so a list holding the ``upgrade`` token is narrowed to that
+    token here, once per handshake; anything else is left for picows to refuse.
+    tests/server/test_handshake.py holds picows to that order."""
+    headers = request.headers
+    values = headers.getall("Connection", ())
+    if len(values) == 1 and values[0].lower() == "upgrade":
+        return
+    tokens = {t.strip().lower() for v in values for t in v.split(",")}
+    if "upgrade" in tokens:
+        headers["Connection"] = "Upgrade"
 
 
 # picows builds a logging.Logger per connection when given a Logger; a LoggerAdapter is
