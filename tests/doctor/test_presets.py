@@ -5,17 +5,22 @@ client sends heartbeats; the server only times a silent client out)."""
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 from tests.doctor.support import ROOT, checks, doctor, start_peer
 
 SERVERS = ROOT / "tests" / "doctor" / "servers"
 
 
-def test_graphql_ws_pings_are_answered_and_timed() -> None:
-    with start_peer([sys.executable, str(SERVERS / "graphql_ws_server.py")]) as peer:
-        rc, doc, _ = doctor(f"ws://127.0.0.1:{peer.port}/", "--preset", "graphql-ws",
+def run(server: str, preset: str) -> tuple[int, dict[str, Any], dict[str, dict[str, Any]]]:
+    with start_peer([sys.executable, str(SERVERS / server)]) as peer:
+        rc, doc, _ = doctor(f"ws://127.0.0.1:{peer.port}/", "--preset", preset,
                             "--max-wait", "4")
-    found = checks(doc)
+    return rc, doc, checks(doc)
+
+
+def test_graphql_ws_pings_are_answered_and_timed() -> None:
+    rc, doc, found = run("graphql_ws_server.py", "graphql-ws")
     assert doc["preset"] == "graphql-ws" and rc == 0
     sub = found["handshake.subprotocol"]
     assert sub["status"] == "PASS" and sub["data"]["selected"] == "graphql-transport-ws"
@@ -31,10 +36,7 @@ def test_graphql_ws_pings_are_answered_and_timed() -> None:
 
 
 def test_phoenix_heartbeats_come_from_the_client() -> None:
-    with start_peer([sys.executable, str(SERVERS / "phoenix_server.py")]) as peer:
-        rc, doc, _ = doctor(f"ws://127.0.0.1:{peer.port}/", "--preset", "phoenix",
-                            "--max-wait", "4")
-    found = checks(doc)
+    rc, doc, found = run("phoenix_server.py", "phoenix")
     assert doc["preset"] == "phoenix" and rc == 0
     # Phoenix never pings: a WARN that says so, and the silent client is still dropped.
     pings = found["heartbeat.pings"]
