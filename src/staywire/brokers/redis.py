@@ -42,6 +42,8 @@ from redis.backoff import NoBackoff
 from staywire.protocol.stream import Position, Publication
 from staywire.brokers.base import (
     Broker,
+    HistoryLimits,
+    HistoryPolicy,
     HistoryResult,
     PublicationHandler,
     PublishResult,
@@ -136,6 +138,24 @@ return {epoch, top, redis.call('XRANGE', KEYS[2], ARGV[4], '+')}
 """
 
 
+# KEYS: stream; ARGV: bound on the data bytes kept
+#
+# Per-channel option history_max_bytes, run after a publish on channels that set it:
+# the newest entries are kept while they fit, older ones are trimmed in one XTRIM.
+_TRIM_BYTES_LUA = """
+local entries = redis.call('XREVRANGE', KEYS[1], '+', '-')
+local total, bound = 0, tonumber(ARGV[1])
+for i, entry in ipairs(entries) do
+  total = total + #entry[2][2]
+  if total > bound then
+    if i == 1 then return redis.call('DEL', KEYS[1]) end
+    return redis.call('XTRIM', KEYS[1], 'MINID', entries[i - 1][1])
+  end
+end
+return 0
+"""
+
+
 def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
@@ -171,6 +191,7 @@ class RedisBroker(Broker):
         dedupe_window: float = 120.0,
         prefix: str = "staywire:",
         reconnect_backoff_max: float = 5.0,
+        policy: HistoryPolicy | None = None,
     ) -> None:
         if history_size < 0:
             raise ConfigError("history_size must be >= 0")
@@ -179,6 +200,8 @@ class RedisBroker(Broker):
         if reconnect_backoff_max <= 0:
             raise ConfigError("reconnect_backoff_max must be > 0")
         self._history_size = history_size
+        default = HistoryLimits(history_size, history_ttl)
+        self._policy: HistoryPolicy = policy or (lambda channel: default)  # per-channel options
         self._history_ttl_ms = _ms(history_ttl)
         self._meta_ttl_ms = _ms(history_ttl * _META_TTL_FACTOR)
         self._dedupe_ms = _ms(dedupe_window)
@@ -207,6 +230,7 @@ class RedisBroker(Broker):
             raise ConfigError(f"invalid Redis URL: {exc}") from None
         self._publish_script = self._redis.register_script(_PUBLISH_LUA)
         self._history_script = self._redis.register_script(_HISTORY_LUA)
+        self._trim_bytes_script = self._redis.register_script(_TRIM_BYTES_LUA)
         self._on_publication: PublicationHandler | None = None
         self._tracks: dict[str, _Track] = {}
         self._link: AbstractConnection | None = None
@@ -299,18 +323,21 @@ class RedisBroker(Broker):
         keys = [self._key(channel, "meta"), self._key(channel, "stream")]
         if key is not None:
             keys.append(self._key(channel, f"key:{key}"))
+        limits = self._policy(channel)
         args: list[bytes | str | int] = [
             data,
             self._new_epoch(),
-            self._history_size,
-            self._history_ttl_ms,
-            self._meta_ttl_ms,
+            limits.size,
+            _ms(limits.ttl),
+            _ms(limits.ttl * _META_TTL_FACTOR),
             self._pubsub_name(channel),
             channel,
             self._dedupe_ms,
         ]
         with self._guard("publish"):
             epoch, offset, duplicate = await self._publish_script(keys=keys, args=args)
+            if limits.max_bytes is not None and limits.size > 0 and not duplicate:
+                await self._trim_bytes_script(keys=keys[1:2], args=[limits.max_bytes])
         return PublishResult(epoch.decode(), int(offset), duplicate=bool(duplicate))
 
     async def history(self, channel: str, since: Position | None) -> HistoryResult:
