@@ -81,12 +81,16 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
 
 # KEYS: meta, stream[, idempotency key]
 # ARGV: data, epoch if new, history size, history ttl ms, meta ttl ms,
-#       pub/sub channel, channel, dedupe window ms
+#       pub/sub channel, channel, dedupe window ms, history byte bound (0: none)
 #
 # A stream rather than a list: with the offset as the entry id, "everything after
 # offset N" is one XRANGE whose answer carries its own offsets, MAXLEN trims
 # exactly to history_size in the same command, and nothing depends on index
-# arithmetic staying in step with the offset counter.
+# arithmetic staying in step with the offset counter. The byte bound (the per-channel
+# option history_max_bytes) is applied in the same script, so no reader ever sees the
+# stream over it: the newest entries are kept while they fit, older ones go in one
+# XTRIM. It reads the stream (at most history_size entries), so it costs only on the
+# channels that set it.
 _PUBLISH_LUA = """
 if KEYS[3] then
   local seen = redis.call('GET', KEYS[3])
@@ -108,6 +112,22 @@ redis.call('PEXPIRE', KEYS[1], ARGV[5])
 if tonumber(ARGV[3]) > 0 then
   redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], offset, 'd', ARGV[1])
   redis.call('PEXPIRE', KEYS[2], ARGV[4])
+  local bound = tonumber(ARGV[9])
+  if bound > 0 then
+    local total, kept = 0, nil
+    for i, entry in ipairs(redis.call('XREVRANGE', KEYS[2], '+', '-')) do
+      total = total + #entry[2][2]
+      if total > bound then
+        if i == 1 then
+          redis.call('DEL', KEYS[2])
+        else
+          redis.call('XTRIM', KEYS[2], 'MINID', kept)
+        end
+        break
+      end
+      kept = entry[1]
+    end
+  end
 end
 redis.call('PUBLISH', ARGV[6], offset .. ':' .. epoch .. ':' .. #ARGV[7] .. ':' .. ARGV[7] .. ARGV[1])
 if KEYS[3] then
@@ -135,24 +155,6 @@ if ARGV[3] ~= epoch then
   return {epoch, top}
 end
 return {epoch, top, redis.call('XRANGE', KEYS[2], ARGV[4], '+')}
-"""
-
-
-# KEYS: stream; ARGV: bound on the data bytes kept
-#
-# Per-channel option history_max_bytes, run after a publish on channels that set it:
-# the newest entries are kept while they fit, older ones are trimmed in one XTRIM.
-_TRIM_BYTES_LUA = """
-local entries = redis.call('XREVRANGE', KEYS[1], '+', '-')
-local total, bound = 0, tonumber(ARGV[1])
-for i, entry in ipairs(entries) do
-  total = total + #entry[2][2]
-  if total > bound then
-    if i == 1 then return redis.call('DEL', KEYS[1]) end
-    return redis.call('XTRIM', KEYS[1], 'MINID', entries[i - 1][1])
-  end
-end
-return 0
 """
 
 
@@ -230,7 +232,6 @@ class RedisBroker(Broker):
             raise ConfigError(f"invalid Redis URL: {exc}") from None
         self._publish_script = self._redis.register_script(_PUBLISH_LUA)
         self._history_script = self._redis.register_script(_HISTORY_LUA)
-        self._trim_bytes_script = self._redis.register_script(_TRIM_BYTES_LUA)
         self._on_publication: PublicationHandler | None = None
         self._tracks: dict[str, _Track] = {}
         self._link: AbstractConnection | None = None
@@ -333,11 +334,10 @@ class RedisBroker(Broker):
             self._pubsub_name(channel),
             channel,
             self._dedupe_ms,
+            limits.max_bytes or 0,
         ]
         with self._guard("publish"):
             epoch, offset, duplicate = await self._publish_script(keys=keys, args=args)
-            if limits.max_bytes is not None and limits.size > 0 and not duplicate:
-                await self._trim_bytes_script(keys=keys[1:2], args=[limits.max_bytes])
         return PublishResult(epoch.decode(), int(offset), duplicate=bool(duplicate))
 
     async def history(self, channel: str, since: Position | None) -> HistoryResult:
