@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from staywire.channel_options import INHERITED, ChannelOptions, ChannelRules, parse_channel_rules
 from staywire.exceptions import ConfigError
 from staywire.proxy.routes import Routes, check_url
 
@@ -72,8 +73,17 @@ class Config:
     broker: str = "memory"  # "memory" or redis://host:port/db
     history_size: int = 100
     history_ttl: float = 300.0
+    history_max_bytes: int | None = None  # data bytes kept per channel; None: unbounded
     dedupe_window: float = 120.0
     session_ttl: float = 300.0
+
+    # -- channels: options by channel pattern (channel_options.py, docs/configuration.md)
+    channels: ChannelRules = ChannelRules()
+
+    # -- presence (on the channels whose options turn it on)
+    presence_max_members: int = 1000  # default of the per-channel option
+    presence_grace: float = 5.0  # a client gone this long is a leave; back sooner: nothing
+    presence_ttl: float = 15.0  # a node's members expire this long after its last refresh
 
     # -- lifecycle
     drain_window: float = 10.0
@@ -118,8 +128,23 @@ class Config:
         if not self.ws_path.startswith("/"):
             problems.append("ws_path must start with '/'")
         problems += _proxy_problems(self)
+        if self.history_size < 0 or self.history_ttl <= 0:
+            problems.append("history_size must be >= 0 and history_ttl > 0")
+        if self.history_max_bytes is not None and self.history_max_bytes < 1:
+            problems.append("history_max_bytes must be >= 1 (or unset)")
+        if self.presence_max_members < 1:
+            problems.append("presence_max_members must be >= 1")
+        if self.presence_grace < 0 or self.presence_ttl < 1:
+            problems.append("presence_grace must be >= 0 and presence_ttl >= 1")
         if problems:
             raise ConfigError("; ".join(problems))
+        defaults = ChannelOptions(**{name: getattr(self, name) for name in INHERITED})
+        if self.channels.defaults != defaults:
+            object.__setattr__(self, "channels", self.channels.bind(defaults))
+
+    def channel(self, name: str) -> ChannelOptions:
+        """The options of channel ``name``: its most specific pattern's, else the defaults."""
+        return self.channels.for_channel(name)
 
     @property
     def effective_api_port(self) -> int | None:
@@ -171,6 +196,11 @@ _FIELDS = {f.name: f for f in fields(Config) if not f.name.startswith("_")}
 def _coerce(name: str, value: Any) -> Any:
     """Turn a TOML, environment or flag value into the option's type, or say why not."""
     kind = str(_FIELDS[name].type)
+    if kind == "ChannelRules":
+        if isinstance(value, ChannelRules):
+            return value
+        raise ConfigError("option channels: set it as [channels.\"PATTERN\"] tables in the "
+                          "config file")
     try:
         if kind.startswith("tuple"):
             if isinstance(value, str):
@@ -195,14 +225,27 @@ def _coerce(name: str, value: Any) -> Any:
         raise ConfigError(f"option {name}: cannot use {value!r} as {kind}") from None
 
 
-def _from_mapping(data: Mapping[str, Any], source: str) -> dict[str, Any]:
+def _from_mapping(data: Mapping[str, Any], source: str, text: str | None = None
+                  ) -> dict[str, Any]:
     out = {}
     for key, value in data.items():
         name = key.replace("-", "_")
         if name not in _FIELDS:
-            raise ConfigError(f"{source}: unknown option {key!r}")
+            line = _line_of(text, key) if text is not None else None
+            raise ConfigError(f"{source}{f':{line}' if line else ''}: unknown option {key!r}")
+        if name == "channels" and text is not None:
+            value = parse_channel_rules(value, source, text)
         out[name] = _coerce(name, value)
     return out
+
+
+def _line_of(text: str, key: str) -> int | None:
+    """The first line that sets ``key`` (tomllib reports no lines of its own)."""
+    pattern = re.compile(rf"^\s*[\"']?{re.escape(key)}[\"']?\s*=")
+    for number, line in enumerate(text.splitlines(), 1):
+        if pattern.match(line):
+            return number
+    return None
 
 
 def load_config(
@@ -216,12 +259,13 @@ def load_config(
     if path is not None:
         try:
             with open(path, "rb") as fh:
-                data = tomllib.load(fh)
+                text = fh.read().decode("utf-8", "replace")
+            data = tomllib.loads(text)
         except OSError as exc:
             raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path}: {exc}") from None
-        values.update(_from_mapping(data.get("staywire", data), path))
+        values.update(_from_mapping(data.get("staywire", data), path, text))
     env = os.environ if env is None else env
     prefixed = {
         k[len("STAYWIRE_") :].lower(): v for k, v in env.items() if k.startswith("STAYWIRE_")

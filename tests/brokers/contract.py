@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from staywire.brokers.base import Broker, Publication, Position
+from staywire.brokers.base import Broker, HistoryLimits, Publication, Position
 
 __all__ = ["BrokerContract", "MakeNode", "Node", "Received", "eventually"]
 
@@ -105,6 +105,33 @@ class BrokerContract:
         assert [p.offset for p in h.publications] == [3, 4, 5]
         assert [p.data for p in h.publications] == [b'{"n":3}', b'{"n":4}', b'{"n":5}']
         assert h.position.offset == 5
+
+    async def test_history_limits_follow_the_channel_policy(self, make_node: MakeNode) -> None:
+        limits = {"small": HistoryLimits(2, 300.0), "none": HistoryLimits(0, 300.0),
+                  "bytes": HistoryLimits(100, 300.0, max_bytes=20)}
+        b = (await make_node(policy=lambda c: limits.get(c, HistoryLimits(100, 300.0)))).broker
+
+        async def kept(channel: str) -> list[int]:
+            epoch = (await b.history(channel, None)).position.epoch
+            return [p.offset for p in (await b.history(channel, Position(epoch, 0))).publications]
+
+        for channel in ("small", "none", "bytes", "other"):
+            for i in range(1, 6):
+                await b.publish(channel, b'"%07d"' % i)  # 9 bytes each
+        assert await kept("small") == [4, 5]
+        assert await kept("none") == []
+        assert await kept("bytes") == [4, 5]  # 18 bytes fit in 20, 27 would not
+        assert await kept("other") == [1, 2, 3, 4, 5]
+        assert (await b.history("bytes", None)).position.offset == 5
+
+    async def test_a_publication_over_the_byte_bound_is_not_kept(self, make_node: MakeNode
+                                                                 ) -> None:
+        b = (await make_node(policy=lambda c: HistoryLimits(100, 300.0, max_bytes=5))).broker
+        await b.publish("c", b'"ab"')
+        await b.publish("c", b'"too long"')
+        epoch = (await b.history("c", None)).position.epoch
+        assert (await b.history("c", Position(epoch, 0))).publications == []
+        assert (await b.history("c", None)).position.offset == 2
 
     async def test_history_after_since_is_exactly_what_was_missed(self, node: Node) -> None:
         b = node.broker

@@ -19,6 +19,15 @@ def test_every_option_is_documented_with_its_default() -> None:
         assert f"`{f.name}`" in text, f"docs/configuration.md does not list {f.name}"
 
 
+def test_every_channel_option_is_documented_in_the_channels_table() -> None:
+    from staywire.channel_options import ChannelOptions
+
+    text = DOCS.read_text()
+    section = text.split("## Channels: options by pattern", 1)[1].split("\n## ", 1)[0]
+    for f in fields(ChannelOptions):
+        assert f"| `{f.name}` |" in section, f"docs/configuration.md: no row for {f.name}"
+
+
 def test_sources_in_order(tmp_path: Path) -> None:
     toml = tmp_path / "s.toml"
     toml.write_text('port = 9000\nping_interval = 5.0\nallowed_origins = ["https://a.example"]\n')

@@ -19,6 +19,8 @@ from staywire.protocol.stream import Position, Publication
 
 __all__ = [
     "Broker",
+    "HistoryLimits",
+    "HistoryPolicy",
     "HistoryResult",
     "Publication",
     "PublicationHandler",
@@ -49,6 +51,19 @@ class HistoryResult:
 
 
 PublicationHandler = Callable[[Publication], None]
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryLimits:
+    """What a channel's history keeps: entries, their age, and their data bytes in total."""
+
+    size: int = 100
+    ttl: float = 300.0
+    max_bytes: int | None = None  # None: bounded by ``size`` x ``max_data_size`` only
+
+
+# The limits of each channel (per-channel options); a broker without one uses its own.
+HistoryPolicy = Callable[[str], HistoryLimits]
 
 
 class Broker(abc.ABC):

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from staywire.protocol.stream import Position, Publication
 from staywire.brokers.base import (
     Broker,
+    HistoryLimits,
+    HistoryPolicy,
     HistoryResult,
     PublicationHandler,
     PublishResult,
@@ -24,13 +26,15 @@ __all__ = ["MemoryBroker"]
 
 
 class _Stream:
-    __slots__ = ("epoch", "offset", "entries", "last_publish")
+    __slots__ = ("epoch", "offset", "entries", "last_publish", "limits", "bytes")
 
-    def __init__(self, now: float) -> None:
+    def __init__(self, now: float, limits: HistoryLimits) -> None:
         self.epoch = secrets.token_hex(4)
         self.offset = 0
         self.entries: deque[tuple[float, Publication]] = deque()
         self.last_publish = now
+        self.limits = limits  # read once: a stream keeps the limits it was created with
+        self.bytes = 0  # data bytes in entries
 
 
 class MemoryBroker(Broker):
@@ -42,9 +46,10 @@ class MemoryBroker(Broker):
         dedupe_window: float = 120.0,
         max_dedupe_keys: int = 1_000_000,
         clock: Callable[[], float] = time.monotonic,
+        policy: HistoryPolicy | None = None,
     ) -> None:
-        self._history_size = history_size
-        self._history_ttl = history_ttl
+        default = HistoryLimits(history_size, history_ttl)
+        self._policy: HistoryPolicy = policy or (lambda channel: default)
         self._dedupe_window = dedupe_window
         self._max_dedupe_keys = max_dedupe_keys
         self._clock = clock
@@ -75,13 +80,16 @@ class MemoryBroker(Broker):
     def _stream(self, channel: str, now: float) -> _Stream:
         stream = self._streams.get(channel)
         if stream is None:
-            stream = self._streams[channel] = _Stream(now)
+            stream = self._streams[channel] = _Stream(now, self._policy(channel))
         return stream
 
     def _trim(self, stream: _Stream, now: float) -> None:
         entries = stream.entries
-        while entries and (len(entries) > self._history_size or entries[0][0] <= now):
-            entries.popleft()
+        size = stream.limits.size
+        max_bytes = stream.limits.max_bytes
+        while entries and (len(entries) > size or entries[0][0] <= now
+                           or (max_bytes is not None and stream.bytes > max_bytes)):
+            stream.bytes -= len(entries.popleft()[1].data)
 
     def _expire_keys(self, now: float) -> None:
         keys = self._keys
@@ -104,8 +112,9 @@ class MemoryBroker(Broker):
         stream.offset += 1
         stream.last_publish = now
         pub = Publication(channel, stream.epoch, stream.offset, data)
-        if self._history_size > 0:
-            stream.entries.append((now + self._history_ttl, pub))
+        if stream.limits.size > 0:
+            stream.entries.append((now + stream.limits.ttl, pub))
+            stream.bytes += len(data)
             self._trim(stream, now)
         result = PublishResult(stream.epoch, stream.offset)
         if key is not None:
@@ -128,7 +137,7 @@ class MemoryBroker(Broker):
         for name in [
             n
             for n, s in self._streams.items()
-            if n not in self._subscribed and now - s.last_publish > self._history_ttl
+            if n not in self._subscribed and now - s.last_publish > s.limits.ttl
         ]:
             del self._streams[name]
 

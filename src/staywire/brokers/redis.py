@@ -42,6 +42,8 @@ from redis.backoff import NoBackoff
 from staywire.protocol.stream import Position, Publication
 from staywire.brokers.base import (
     Broker,
+    HistoryLimits,
+    HistoryPolicy,
     HistoryResult,
     PublicationHandler,
     PublishResult,
@@ -79,12 +81,16 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
 
 # KEYS: meta, stream[, idempotency key]
 # ARGV: data, epoch if new, history size, history ttl ms, meta ttl ms,
-#       pub/sub channel, channel, dedupe window ms
+#       pub/sub channel, channel, dedupe window ms, history byte bound (0: none)
 #
 # A stream rather than a list: with the offset as the entry id, "everything after
 # offset N" is one XRANGE whose answer carries its own offsets, MAXLEN trims
 # exactly to history_size in the same command, and nothing depends on index
-# arithmetic staying in step with the offset counter.
+# arithmetic staying in step with the offset counter. The byte bound (the per-channel
+# option history_max_bytes) is applied in the same script, so no reader ever sees the
+# stream over it: the newest entries are kept while they fit, older ones go in one
+# XTRIM. It reads the stream (at most history_size entries), so it costs only on the
+# channels that set it.
 _PUBLISH_LUA = """
 if KEYS[3] then
   local seen = redis.call('GET', KEYS[3])
@@ -106,6 +112,22 @@ redis.call('PEXPIRE', KEYS[1], ARGV[5])
 if tonumber(ARGV[3]) > 0 then
   redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], offset, 'd', ARGV[1])
   redis.call('PEXPIRE', KEYS[2], ARGV[4])
+  local bound = tonumber(ARGV[9])
+  if bound > 0 then
+    local total, kept = 0, nil
+    for i, entry in ipairs(redis.call('XREVRANGE', KEYS[2], '+', '-')) do
+      total = total + #entry[2][2]
+      if total > bound then
+        if i == 1 then
+          redis.call('DEL', KEYS[2])
+        else
+          redis.call('XTRIM', KEYS[2], 'MINID', kept)
+        end
+        break
+      end
+      kept = entry[1]
+    end
+  end
 end
 redis.call('PUBLISH', ARGV[6], offset .. ':' .. epoch .. ':' .. #ARGV[7] .. ':' .. ARGV[7] .. ARGV[1])
 if KEYS[3] then
@@ -171,6 +193,7 @@ class RedisBroker(Broker):
         dedupe_window: float = 120.0,
         prefix: str = "staywire:",
         reconnect_backoff_max: float = 5.0,
+        policy: HistoryPolicy | None = None,
     ) -> None:
         if history_size < 0:
             raise ConfigError("history_size must be >= 0")
@@ -179,6 +202,8 @@ class RedisBroker(Broker):
         if reconnect_backoff_max <= 0:
             raise ConfigError("reconnect_backoff_max must be > 0")
         self._history_size = history_size
+        default = HistoryLimits(history_size, history_ttl)
+        self._policy: HistoryPolicy = policy or (lambda channel: default)  # per-channel options
         self._history_ttl_ms = _ms(history_ttl)
         self._meta_ttl_ms = _ms(history_ttl * _META_TTL_FACTOR)
         self._dedupe_ms = _ms(dedupe_window)
@@ -299,15 +324,17 @@ class RedisBroker(Broker):
         keys = [self._key(channel, "meta"), self._key(channel, "stream")]
         if key is not None:
             keys.append(self._key(channel, f"key:{key}"))
+        limits = self._policy(channel)
         args: list[bytes | str | int] = [
             data,
             self._new_epoch(),
-            self._history_size,
-            self._history_ttl_ms,
-            self._meta_ttl_ms,
+            limits.size,
+            _ms(limits.ttl),
+            _ms(limits.ttl * _META_TTL_FACTOR),
             self._pubsub_name(channel),
             channel,
             self._dedupe_ms,
+            limits.max_bytes or 0,
         ]
         with self._guard("publish"):
             epoch, offset, duplicate = await self._publish_script(keys=keys, args=args)

@@ -113,6 +113,7 @@ class ErrorCode(enum.StrEnum):
     NOT_SUBSCRIBED = "not_subscribed"
     ALREADY_SUBSCRIBED = "already_subscribed"
     TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"
+    CHANNEL_FULL = "channel_full"  # the channel's max_subscribers is reached on this node
     UNKNOWN_METHOD = "unknown_method"
     INVALID_PARAMS = "invalid_params"
     UNAUTHORIZED = "unauthorized"  # an in-band re-auth token was rejected

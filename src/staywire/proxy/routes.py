@@ -9,8 +9,9 @@ no entry matches is decided by the usual access rules (docs/proxy.md).
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Iterable
+
+from staywire.protocol.patterns import Glob
 
 __all__ = ["Routes", "check_url"]
 
@@ -26,13 +27,13 @@ class Routes:
     __slots__ = ("entries",)
 
     def __init__(self, entries: Iterable[str]) -> None:
-        parsed: list[tuple[str, str]] = []
+        parsed: list[tuple[Glob, str]] = []
         for entry in entries:
             parts = entry.split()
             if len(parts) == 1:
-                parsed.append(("*", check_url(parts[0])))
+                parsed.append((Glob("*"), check_url(parts[0])))
             elif len(parts) == 2:
-                parsed.append((parts[0], check_url(parts[1])))
+                parsed.append((Glob(parts[0]), check_url(parts[1])))
             else:
                 raise ValueError(f"a proxy route is 'URL' or 'PATTERN URL', got {entry!r}")
         self.entries = tuple(parsed)
@@ -43,6 +44,6 @@ class Routes:
     def url_for(self, name: str) -> str | None:
         """The URL of the first entry whose pattern matches ``name``, or None."""
         for pattern, url in self.entries:
-            if pattern == "*" or fnmatch.fnmatchcase(name, pattern):
+            if pattern.matches(name):
                 return url
         return None

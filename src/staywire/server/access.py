@@ -17,6 +17,7 @@ from typing import Protocol
 
 from msgspec import Raw
 
+from staywire.channel_options import ChannelOptions
 from staywire.protocol.codes import ErrorCode
 from staywire.proxy.routes import Routes
 from staywire.proxy.schema import ChannelResult, Failure
@@ -59,20 +60,34 @@ class ChannelBackend(Protocol):
 
 
 class AccessRules:
-    __slots__ = ("_authorize", "_backend", "proxied_sub", "proxied_pub")
+    __slots__ = ("_authorize", "_backend", "_options", "proxied_sub", "proxied_pub")
 
     def __init__(self, authorize: Authorizer | None = None,
-                 backend: ChannelBackend | None = None) -> None:
+                 backend: ChannelBackend | None = None,
+                 options: Callable[[str], ChannelOptions] | None = None) -> None:
         self._authorize = authorize
         self._backend = backend
+        self._options = options  # per-channel options (Config.channel)
         self.proxied_sub = backend is not None and bool(backend.subscribe)
         self.proxied_pub = backend is not None and bool(backend.publish)
 
     def allows(self, identity: Identity, channel: str, action: str) -> bool:
-        """``action`` is ``"sub"`` or ``"pub"``."""
+        """``action`` is ``"sub"`` or ``"pub"``.
+
+        A channel's ``anonymous_read`` / ``anonymous_write`` option, when set, decides
+        for anonymous connections before anything else."""
+        if identity.anonymous and self._options is not None:
+            opts = self._options(channel)
+            setting = opts.anonymous_read if action == "sub" else opts.anonymous_write
+            if setting is not None:
+                return setting
         if self._authorize is not None:
             return bool(self._authorize(identity, channel, action))
         return can_access(identity, channel)
+
+    def clients_publish(self, channel: str) -> bool:
+        """May clients publish here at all (option ``publish``), or only the backend?"""
+        return self._options is None or self._options(channel).publish
 
     def asks(self, channel: str, action: str) -> str | None:
         """The backend URL that decides ``action`` on ``channel``, or None (``allows`` does)."""

@@ -83,7 +83,7 @@ class Server:
         self.authenticator: Authenticator = authenticator or _refuse_tokens
         # The application's backend (docs/proxy.md): None unless a proxy URL is set.
         self.backend = Backend.from_config(cfg)
-        self.access = AccessRules(authorize, self.backend)
+        self.access = AccessRules(authorize, self.backend, cfg.channel)
         self.limits = Limits.from_config(cfg)
         self.rate_limit = self.limits.announced()  # in every welcome
         self.stats = Stats()

@@ -7,7 +7,6 @@ Whatever the way, a token is never written to a log line or a metric label:
 
 from __future__ import annotations
 
-import fnmatch
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -16,6 +15,7 @@ from http.cookies import CookieError, SimpleCookie
 from typing import Protocol
 from urllib.parse import parse_qs, urlsplit
 
+from staywire.protocol.patterns import matches
 from staywire.exceptions import AuthError, ConfigError, TokenExpired
 
 __all__ = [
@@ -118,7 +118,7 @@ def proxy_identity(user: str, channels: list[str], expire_at: float | None) -> I
 
 
 def can_access(identity: Identity, channel: str) -> bool:
-    return any(fnmatch.fnmatchcase(channel, pattern) for pattern in identity.channels)
+    return any(matches(pattern, channel) for pattern in identity.channels)
 
 
 _TOKEN_IN_TARGET = re.compile(r"([?&](?:token|access_token)=)[^&#\s]*", re.IGNORECASE)

@@ -59,6 +59,10 @@ class Membership:
         if joining is not None:
             await asyncio.shield(joining)
 
+    def count(self, channel: str) -> int:
+        """Local subscribers of ``channel``."""
+        return self._hub.subscribers(channel)
+
     def leave(self, channel: str, conn: Subscriber) -> None:
         if self._hub.remove(channel, conn):
             self._background.spawn(self._unsubscribe(channel))

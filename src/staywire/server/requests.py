@@ -389,7 +389,14 @@ class RequestHandlers:
         if len(conn.subs) >= self.config.max_subscriptions:
             conn.send_error(ErrorCode.TOO_MANY_SUBSCRIPTIONS, "too many subscriptions", req.id)
             return
-        since = req.since
+        opts = self.config.channel(channel)
+        if (opts.max_subscribers is not None
+                and self.membership.count(channel) >= opts.max_subscribers):
+            conn.send_error(ErrorCode.CHANNEL_FULL, "the channel has max_subscribers already",
+                            req.id)
+            return
+        # recovery = false: the position is acked, nothing is replayed.
+        since = req.since if opts.recovery else None
         # Join first, buffer live publications, then read history: nothing published in
         # between can fall through the crack, and the buffer is merged by offset.
         if conn.recovering is None:
@@ -458,6 +465,10 @@ class RequestHandlers:
     # ------------------------------------------------------------------ publish and rpc
 
     def _pub_check(self, conn: Conn, req: Pub) -> bool:
+        if not self.access.clients_publish(req.channel):
+            conn.send_error(ErrorCode.FORBIDDEN, "only the backend publishes to this channel",
+                            req.id)
+            return False
         if not self.access.allows(conn.identity, req.channel, "pub"):  # type: ignore[arg-type]
             conn.send_error(ErrorCode.FORBIDDEN, "not allowed to publish to this channel", req.id)
             return False
@@ -495,6 +506,10 @@ class RequestHandlers:
 
     async def _pub_ask(self, conn: Conn, req: Pub, url: str) -> bytes | None:
         """The data to publish, as the backend approved (or replaced) it; None: refused."""
+        if not self.access.clients_publish(req.channel):
+            conn.send_error(ErrorCode.FORBIDDEN, "only the backend publishes to this channel",
+                            req.id)
+            return None
         data = bytes(req.data)
         if len(data) > self.config.max_data_size:
             conn.send_error(ErrorCode.BAD_REQUEST, "data over max_data_size", req.id)

@@ -31,6 +31,7 @@ export const ErrorCode = Object.freeze({
   "NOT_SUBSCRIBED": "not_subscribed",
   "ALREADY_SUBSCRIBED": "already_subscribed",
   "TOO_MANY_SUBSCRIPTIONS": "too_many_subscriptions",
+  "CHANNEL_FULL": "channel_full",
   "UNKNOWN_METHOD": "unknown_method",
   "INVALID_PARAMS": "invalid_params",
   "UNAUTHORIZED": "unauthorized",
