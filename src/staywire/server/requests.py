@@ -464,10 +464,16 @@ class RequestHandlers:
 
     # ------------------------------------------------------------------ publish and rpc
 
+    def _backend_only(self, conn: Conn, req: Pub) -> bool:
+        """The channel's ``publish = false``: refused with ``forbidden`` before any other
+        check, the backend's proxy included."""
+        if self.access.clients_publish(req.channel):
+            return False
+        conn.send_error(ErrorCode.FORBIDDEN, "only the backend publishes to this channel", req.id)
+        return True
+
     def _pub_check(self, conn: Conn, req: Pub) -> bool:
-        if not self.access.clients_publish(req.channel):
-            conn.send_error(ErrorCode.FORBIDDEN, "only the backend publishes to this channel",
-                            req.id)
+        if self._backend_only(conn, req):
             return False
         if not self.access.allows(conn.identity, req.channel, "pub"):  # type: ignore[arg-type]
             conn.send_error(ErrorCode.FORBIDDEN, "not allowed to publish to this channel", req.id)
@@ -506,9 +512,7 @@ class RequestHandlers:
 
     async def _pub_ask(self, conn: Conn, req: Pub, url: str) -> bytes | None:
         """The data to publish, as the backend approved (or replaced) it; None: refused."""
-        if not self.access.clients_publish(req.channel):
-            conn.send_error(ErrorCode.FORBIDDEN, "only the backend publishes to this channel",
-                            req.id)
+        if self._backend_only(conn, req):
             return None
         data = bytes(req.data)
         if len(data) > self.config.max_data_size:
