@@ -2,8 +2,9 @@
 
 Each test says how every event answers (``backend.answer[event] = ...``): a JSON
 object to send, ``SLOW`` (answers ``after_slow[event]`` after longer than any proxy timeout, or once ``release`` is set), ``GARBAGE``
-(not JSON), ``HUGE`` (a body over the size cap) or an HTTP status code. Every request
-body is kept in ``backend.seen[event]``. ``stop()`` and ``start()`` take the backend
+(not JSON), ``HUGE`` (a body over the size cap), an HTTP status code or a Starlette
+``Response`` sent as is. Every request body is kept in ``backend.seen[event]``, and the
+``Cookie`` HTTP header of each call (None when absent) in ``backend.http_cookies``. ``stop()`` and ``start()`` take the backend
 down and bring it back on the same port.
 """
 
@@ -40,6 +41,7 @@ class Backend:
         self.after_slow: dict[str, Any] = {}  # what a SLOW answer sends once released
         self.seen: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.peers: set[int] = set()  # client ports seen: one per TCP connection
+        self.http_cookies: list[str | None] = []
         self.release = asyncio.Event()  # set at stop(): a SLOW answer gives up
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
@@ -50,9 +52,12 @@ class Backend:
     def _endpoint(self, event: str) -> Any:
         async def endpoint(request: Request) -> Response:
             self.seen[event].append(json.loads(await request.body()))
+            self.http_cookies.append(request.headers.get("cookie"))
             if request.client is not None:
                 self.peers.add(request.client.port)
             answer = self.answer.get(event, {"result": {}})
+            if isinstance(answer, Response):  # before callable(): an ASGI app is callable
+                return answer
             if callable(answer):
                 answer = answer(self.seen[event][-1])
             if answer == SLOW:

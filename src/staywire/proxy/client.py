@@ -5,14 +5,19 @@ either returns a validated answer or raises ``ProxyUnavailable``: nothing else
 escapes, so a backend that is down, slow, overloaded or answering garbage is an
 error for that one request and never takes a connection (or the node) with it.
 
-* **Keep-alive**: one ``httpx.AsyncClient`` per node reuses its connections; a
-  TCP (and TLS) handshake per WebSocket connect would double the backend's cost.
+* **Keep-alive**: one ``aiohttp.ClientSession`` per node reuses its connections; a
+  TCP (and TLS) handshake per WebSocket connect would double the backend's cost. It
+  keeps no cookies (``DummyCookieJar``): a ``Set-Cookie`` in one user's answer must
+  never ride along on another user's call. (aiohttp rather than httpx: under
+  ``staywire bench --workloads proxy`` httpx's pool cost the node about 3 ms of CPU
+  per call, its pool polling every pooled socket on each request, httpcore #928;
+  aiohttp about 0.15 ms.)
 * **Concurrency**: at most ``max_concurrency`` calls in flight per node. One more
   fails at once (``overloaded``) instead of queueing: a queue in front of a slow
   backend only turns its slowness into every client's timeout, unbounded.
 * **Timeout**: ``timeout`` bounds the whole call, retries and a trickling body
-  included (httpx's own timeouts are per read, so a backend sending one byte a
-  second would otherwise never time out).
+  included (a per-read timeout alone would let a backend sending one byte a second
+  hold a call for ever).
 * **Retries** (``retries``, exponential backoff with jitter) only for events that
   change nothing at the backend (connect, refresh, subscribe), and only after a
   failure that says the request was not handled (connection refused or reset, 502,
@@ -31,7 +36,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import TypeVar
 
-import httpx
+import aiohttp
 import msgspec
 
 from staywire.exceptions import ProxyUnavailable
@@ -49,6 +54,7 @@ IDEMPOTENT = frozenset({"connect", "refresh", "subscribe"})
 
 # The backend did not handle the request: safe to send an idempotent one again.
 _RETRY_STATUS = frozenset({502, 503, 504})
+_HEADERS = {"Content-Type": "application/json"}
 
 
 class _Failed(Exception):
@@ -77,16 +83,25 @@ class ProxyClient:
         self.in_flight = 0
         self.outcomes: Counter[tuple[str, str]] = Counter()  # (event, outcome) -> calls
         self._last_failure: dict[str, str] = {}
-        self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout),
-            limits=httpx.Limits(max_connections=max_concurrency,
-                                max_keepalive_connections=max_concurrency, keepalive_expiry=30),
-            follow_redirects=False,  # a redirect would resend cookies to wherever it points
-            trust_env=False,  # HTTP(S)_PROXY variables must not reroute calls to the backend
-        )
+        self._http: aiohttp.ClientSession | None = None  # made in the loop, on first use
+
+    def _session(self) -> aiohttp.ClientSession:
+        if self._http is None or self._http.closed:
+            self._http = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self.max_concurrency, limit_per_host=0,
+                                               keepalive_timeout=30),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeout,
+                                              sock_read=self.timeout),
+                cookie_jar=aiohttp.DummyCookieJar(),  # no cookie from one call to the next
+                trust_env=False,  # HTTP(S)_PROXY variables must not reroute the calls
+                raise_for_status=False,
+            )
+        return self._http
 
     async def close(self) -> None:
-        await self._http.aclose()
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
 
     def state(self, event: str) -> BreakerState:
         return self.breakers[event].state
@@ -146,9 +161,10 @@ class ProxyClient:
 
     async def _post(self, url: str, payload: bytes) -> bytes:
         try:
-            async with self._http.stream("POST", url, content=payload,
-                                         headers={"Content-Type": "application/json"}) as resp:
-                status = resp.status_code
+            # No redirects: one would resend the forwarded cookies to wherever it points.
+            async with self._session().post(url, data=payload, headers=_HEADERS,
+                                            allow_redirects=False) as resp:
+                status = resp.status
                 if status != 200:
                     raise _Failed(f"status_{status // 100}xx", retry=status in _RETRY_STATUS,
                                   backend_down=status >= 500)
@@ -158,18 +174,19 @@ class ProxyClient:
                     raise _Failed("oversized", retry=False, backend_down=False)
                 chunks: list[bytes] = []
                 size = 0
-                async for chunk in resp.aiter_bytes():  # decoded: a gzip bomb is capped too
+                # Decoded chunks: a gzip bomb is capped too.
+                async for chunk in resp.content.iter_any():
                     size += len(chunk)
                     if size > cap:
                         raise _Failed("oversized", retry=False, backend_down=False)
                     chunks.append(chunk)
                 return b"".join(chunks)
-        except httpx.TimeoutException:
-            raise TimeoutError from None
-        except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError,
-                httpx.WriteError):
+        except TimeoutError:  # aiohttp's socket timeouts are TimeoutErrors too
+            raise
+        except (aiohttp.ClientConnectionError, ConnectionError):
+            # Refused, reset, closed before the answer: the request was not handled.
             raise _Failed("unreachable", retry=True, backend_down=True) from None
-        except httpx.HTTPError:
+        except aiohttp.ClientError:  # a broken HTTP answer, a bad URL
             raise _Failed("unreachable", retry=False, backend_down=True) from None
 
     def _ok(self, event: str) -> None:
