@@ -62,7 +62,7 @@ class Backend:
         if not (cfg.connect_proxy_url or cfg.refresh_proxy_url or cfg.subscribe_proxy_url
                 or cfg.publish_proxy_url or cfg.rpc_proxy_url):
             return None
-        # Here, not at module level: a node without proxies never imports aiohttp.
+        # Here, not at module level: a node without proxies never imports its HTTP client.
         from staywire.proxy.client import ProxyClient
 
         client = ProxyClient(timeout=cfg.proxy_timeout, max_concurrency=cfg.proxy_max_concurrency,

@@ -5,13 +5,10 @@ either returns a validated answer or raises ``ProxyUnavailable``: nothing else
 escapes, so a backend that is down, slow, overloaded or answering garbage is an
 error for that one request and never takes a connection (or the node) with it.
 
-* **Keep-alive**: one ``aiohttp.ClientSession`` per node reuses its connections; a
-  TCP (and TLS) handshake per WebSocket connect would double the backend's cost. It
-  keeps no cookies (``DummyCookieJar``): a ``Set-Cookie`` in one user's answer must
-  never ride along on another user's call. (aiohttp rather than httpx: under
-  ``staywire bench --workloads proxy`` httpx's pool cost the node about 3 ms of CPU
-  per call, its pool polling every pooled socket on each request, httpcore #928;
-  aiohttp about 0.15 ms.)
+* **Keep-alive**: one pool per node (``http.py``) reuses its connections; a TCP
+  (and TLS) handshake per WebSocket connect would double the backend's cost. It keeps
+  no cookies: a ``Set-Cookie`` in one user's answer must never ride along on another
+  user's call. (``http.py`` says why it is not httpx or aiohttp: measured cost.)
 * **Concurrency**: at most ``max_concurrency`` calls in flight per node. One more
   fails at once (``overloaded``) instead of queueing: a queue in front of a slow
   backend only turns its slowness into every client's timeout, unbounded.
@@ -36,11 +33,11 @@ from collections import Counter
 from collections.abc import Callable
 from typing import TypeVar
 
-import aiohttp
 import msgspec
 
 from staywire.exceptions import ProxyUnavailable
 from staywire.protocol.backoff import Backoff
+from staywire.proxy.http import HttpError, HttpPool
 from staywire.proxy.breaker import Breaker, BreakerState
 
 __all__ = ["EVENTS", "IDEMPOTENT", "ProxyClient"]
@@ -54,7 +51,6 @@ IDEMPOTENT = frozenset({"connect", "refresh", "subscribe"})
 
 # The backend did not handle the request: safe to send an idempotent one again.
 _RETRY_STATUS = frozenset({502, 503, 504})
-_HEADERS = {"Content-Type": "application/json"}
 
 
 class _Failed(Exception):
@@ -83,25 +79,10 @@ class ProxyClient:
         self.in_flight = 0
         self.outcomes: Counter[tuple[str, str]] = Counter()  # (event, outcome) -> calls
         self._last_failure: dict[str, str] = {}
-        self._http: aiohttp.ClientSession | None = None  # made in the loop, on first use
-
-    def _session(self) -> aiohttp.ClientSession:
-        if self._http is None or self._http.closed:
-            self._http = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self.max_concurrency, limit_per_host=0,
-                                               keepalive_timeout=30),
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeout,
-                                              sock_read=self.timeout),
-                cookie_jar=aiohttp.DummyCookieJar(),  # no cookie from one call to the next
-                trust_env=False,  # HTTP(S)_PROXY variables must not reroute the calls
-                raise_for_status=False,
-            )
-        return self._http
+        self._http = HttpPool(max_connections=max_concurrency, max_body=max_response_size)
 
     async def close(self) -> None:
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
+        await self._http.close()
 
     def state(self, event: str) -> BreakerState:
         return self.breakers[event].state
@@ -161,33 +142,18 @@ class ProxyClient:
 
     async def _post(self, url: str, payload: bytes) -> bytes:
         try:
-            # No redirects: one would resend the forwarded cookies to wherever it points.
-            async with self._session().post(url, data=payload, headers=_HEADERS,
-                                            allow_redirects=False) as resp:
-                status = resp.status
-                if status != 200:
-                    raise _Failed(f"status_{status // 100}xx", retry=status in _RETRY_STATUS,
-                                  backend_down=status >= 500)
-                declared = resp.headers.get("Content-Length")
-                cap = self.max_response_size
-                if declared is not None and declared.isdigit() and int(declared) > cap:
-                    raise _Failed("oversized", retry=False, backend_down=False)
-                chunks: list[bytes] = []
-                size = 0
-                # Decoded chunks: a gzip bomb is capped too.
-                async for chunk in resp.content.iter_any():
-                    size += len(chunk)
-                    if size > cap:
-                        raise _Failed("oversized", retry=False, backend_down=False)
-                    chunks.append(chunk)
-                return b"".join(chunks)
-        except TimeoutError:  # aiohttp's socket timeouts are TimeoutErrors too
-            raise
-        except (aiohttp.ClientConnectionError, ConnectionError):
-            # Refused, reset, closed before the answer: the request was not handled.
-            raise _Failed("unreachable", retry=True, backend_down=True) from None
-        except aiohttp.ClientError:  # a broken HTTP answer, a bad URL
-            raise _Failed("unreachable", retry=False, backend_down=True) from None
+            status, raw = await self._http.post(url, payload)
+        except HttpError as exc:
+            if exc.kind == "oversized":
+                raise _Failed("oversized", retry=False, backend_down=False) from None
+            # "unreachable": refused, reset, closed before the answer; the request was not
+            # answered, so an idempotent one may go again. "protocol": not HTTP at all.
+            raise _Failed("unreachable", retry=exc.kind == "unreachable",
+                          backend_down=True) from None
+        if status != 200:
+            raise _Failed(f"status_{status // 100}xx", retry=status in _RETRY_STATUS,
+                          backend_down=status >= 500)
+        return raw
 
     def _ok(self, event: str) -> None:
         self.outcomes[(event, "ok")] += 1

@@ -90,7 +90,7 @@ class Server:
         self.registry = CollectorRegistry()
         self.registry.register(StatsCollector(self.stats, self._gauges))
         if self.backend is not None:
-            from staywire.proxy.metrics import ProxyCollector  # imports aiohttp: only if used
+            from staywire.proxy.metrics import ProxyCollector  # the proxy client: only if used
 
             self.registry.register(ProxyCollector(self.backend.client))
         self.table: ConnectionTable[Connection] = ConnectionTable(self.stats)
