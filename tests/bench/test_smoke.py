@@ -131,3 +131,39 @@ def test_quick_scaleout_keeps_the_peer_results(tmp_path: Path) -> None:
     assert len(pids) >= 10  # nodes, generators, redis-server, nginx master and workers
     alive = [pid for pid in pids if _alive(pid)]
     assert not alive, f"left running: {alive}"
+
+
+def test_quick_proxy_measures_each_setup_and_says_the_limit(tmp_path: Path) -> None:
+    """``--workloads proxy`` alone: the node without proxies, with the connect and
+    subscribe proxies on a real FastAPI backend under uvicorn, and that backend alone;
+    every connection is identified by the backend (no refusal, no retry), each figure
+    is positive, the page has its section, and every process was stopped by PID."""
+    out_json = tmp_path / "bench.json"
+    argv = [
+        sys.executable, "-m", "staywire", "bench", "--quick", "--workloads", "proxy",
+        "-k", "80", "--no-progress", "--json", str(out_json),
+        "--markdown", str(tmp_path / "bench.md"), "--chart", str(tmp_path / "bench.png"),
+    ]
+    proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, PYTHONUNBUFFERED="1"), stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    px = json.loads(out_json.read_text())["proxy"]
+    by_setup = {r["setup"]: r["metrics"] for r in px["records"]}
+    assert set(by_setup) == {"direct", "proxy", "backend"}, px["warnings"]
+    through = by_setup["proxy"]
+    assert through["connect"]["count"] == 80 and through["connect"]["connect_failures"] == 0
+    assert through["subscribe"]["count"] == 80 and through["subscribe"]["sub_errors"] == 0
+    for name, row in px["summary"].items():
+        assert row["rate"] > 0, (name, px["warnings"])
+        assert row["limit"], name
+    # The backend did work only where it was called, and the node only where it ran.
+    assert px["summary"]["proxy connect"]["backend us"] > 0
+    assert px["summary"]["direct connect"]["backend us"] is None
+    assert px["summary"]["backend connect"]["node A us"] is None
+    assert "connect_node_added_us" in px["ratios"]
+    text = (tmp_path / "bench.md").read_text()
+    assert "## Proxies: connect and subscribe through the application's backend" in text
+    pids = px["meta"]["pids"]
+    assert len(pids) >= 7  # 2 nodes, 2 backends, 3 generators
+    alive = [pid for pid in pids if _alive(pid)]
+    assert not alive, f"left running: {alive}"

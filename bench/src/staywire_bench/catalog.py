@@ -12,6 +12,6 @@ SERVERS = ("staywire", "staywire-redis", "picows", "websockets", "python-socketi
 #: Workloads, in the order they run.
 WORKLOADS = ("echo1", "echo100", "fanout", "idle", "connrate", "storm")
 
-#: Staywire-only workloads, run only when named (``--workloads scaleout``): not part of the
-#: default run and not run against the peers.
-EXTRA_WORKLOADS = ("scaleout",)
+#: Staywire-only workloads, run only when named (``--workloads scaleout``, ``proxy``): not
+#: part of the default run and not run against the peers.
+EXTRA_WORKLOADS = ("scaleout", "proxy")

@@ -32,8 +32,9 @@ def register(subparsers: Any) -> None:
                    help=f"servers to run (default: all): {','.join(ALL_SERVERS)}")
     p.add_argument("--workloads", type=_csv, metavar="A,B",
                    help=f"workloads to run (default: all): {','.join(ALL_WORKLOADS)}; "
-                        f"{','.join(EXTRA_WORKLOADS)} (Staywire only: one node on memory, "
-                        "one on Redis, two on Redis behind nginx) runs only when named")
+                        f"{','.join(EXTRA_WORKLOADS)} (Staywire only; scaleout: one node on "
+                        "memory, one on Redis, two on Redis behind nginx; proxy: connect and "
+                        "subscribe through a FastAPI backend) run only when named")
     p.add_argument("--rounds", type=int, help="rounds; medians are reported (default 3)")
     p.add_argument("-k", "--subscribers", dest="k", type=int,
                    help="fan-out subscribers = idle connections = storm clients (default 5000)")

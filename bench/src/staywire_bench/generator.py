@@ -178,12 +178,15 @@ class Generator:
         if conn.ready.done() and not conn.ready.cancelled() and conn.ready.exception() is None:
             self.unexpected_losses += 1
 
-    async def connect(self, idx: int, timeout: float, url: str | None = None) -> Conn:
+    async def connect(self, idx: int, timeout: float, url: str | None = None,
+                      headers: dict[str, str] | None = None) -> Conn:
         """One connection, usable (handshake done) within ``timeout``; ``url``: another
-        endpoint than the spec's (its path is the protocol's)."""
+        endpoint than the spec's (its path is the protocol's); ``headers``: sent with the
+        upgrade besides the protocol's own."""
+        extra = self.headers if not headers else {**(self.headers or {}), **headers}
         async with asyncio.timeout(timeout):
             _, conn = await ws_connect(
-                lambda: Conn(self, idx), url or self.url, extra_headers=self.headers,
+                lambda: Conn(self, idx), url or self.url, extra_headers=extra,
                 websocket_handshake_timeout=timeout, enable_auto_ping=False,
                 read_buffer_init_size=4096, logger_name="bench",
                 use_aiofastnet=False,  # uvloop's own connect: cheaper per handshake
@@ -231,10 +234,12 @@ class Generator:
 
         return handler
 
-    async def open_many(self, n: int, concurrency: int, phase: str, url: str | None = None
+    async def open_many(self, n: int, concurrency: int, phase: str, url: str | None = None,
+                        headers: Callable[[int], dict[str, str]] | None = None
                         ) -> tuple[list[Conn], int, str]:
         """Open ``n`` connections, at most ``concurrency`` handshakes at a time, each tried
-        up to three times. Returns the open ones, the failed attempts and the last error."""
+        up to three times; ``headers(i)``: extra upgrade headers of connection ``i``.
+        Returns the open ones, the failed attempts and the last error."""
         slots: list[Conn | None] = [None] * n
         indexes = iter(range(n))
         failures = 0
@@ -247,7 +252,8 @@ class Generator:
             for i in indexes:
                 for attempt in range(3):
                     try:
-                        slots[i] = await self.connect(i, timeout, url)
+                        slots[i] = await self.connect(i, timeout, url,
+                                                      headers(i) if headers else None)
                         opened += 1
                         break
                     except Exception as exc:  # noqa: BLE001 - counted and reported

@@ -13,9 +13,10 @@ The server runs pinned to core 0, the load generator to core 1, the harness
 itself also on core 1 (it mostly waits). Every process is started through a
 ``ProcessRegistry`` and stopped by its PID, on errors and Ctrl-C too.
 
-``--workloads scaleout`` (Staywire only, ``staywire_bench.scaleout``) runs after
-the peers, or alone; a run that measured only one of the two parts keeps the
-other from the results file it rewrites.
+``--workloads scaleout`` (Staywire only, ``staywire_bench.scaleout``) and
+``--workloads proxy`` (``staywire_bench.proxyrun``) run after the peers, or alone; a
+run that measured only some of the parts keeps the others from the results file it
+rewrites.
 """
 
 from __future__ import annotations
@@ -213,6 +214,10 @@ class Harness:
             from staywire_bench.scaleout import ScaleOut
 
             results["scaleout"] = ScaleOut(cfg, self.root, self.registry).run()
+        if "proxy" in cfg.workloads:
+            from staywire_bench.proxyrun import ProxyBench
+
+            results["proxy"] = ProxyBench(cfg, self.root, self.registry).run()
         return results
 
     def run_peers(self) -> dict[str, Any]:
@@ -284,8 +289,9 @@ class Harness:
 
 
 def keep_previous(results: dict[str, Any], path: Path) -> dict[str, Any]:
-    """A run that measured only the peers or only the scale-out keeps the other part from
-    the results file it is about to rewrite (each part carries its own command and date)."""
+    """A run that measured only some parts (the peers, the scale-out, the proxies) keeps the
+    others from the results file it is about to rewrite (each carries its own command and
+    date)."""
     try:
         previous = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -295,8 +301,9 @@ def keep_previous(results: dict[str, Any], path: Path) -> dict[str, Any]:
     merged = dict(results)
     if "meta" not in results and "meta" in previous:
         merged.update({k: previous[k] for k in PEER_KEYS if k in previous})
-    if "scaleout" not in results and "scaleout" in previous:
-        merged["scaleout"] = previous["scaleout"]
+    for part in ("scaleout", "proxy"):
+        if part not in results and part in previous:
+            merged[part] = previous[part]
     return merged
 
 

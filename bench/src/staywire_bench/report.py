@@ -399,6 +399,10 @@ def markdown(results: dict[str, Any]) -> str:
         from staywire_bench.scaleout_report import markdown_section
 
         lines += markdown_section(results["scaleout"])
+    if results.get("proxy"):
+        from staywire_bench.proxy_report import markdown_section as proxy_section
+
+        lines += proxy_section(results["proxy"])
     return "\n".join(lines)
 
 
@@ -537,7 +541,7 @@ def write_outputs(results: dict[str, Any], cfg: Any, root: Path) -> None:
     png_path = _resolve(root, cfg.chart_path)
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(results, indent=1, default=str) + "\n")
-    if "meta" not in results:  # a scale-out run with no peer results to keep
+    if "meta" not in results:  # a scale-out or proxy run with no peer results to keep
         from staywire_bench.scaleout_report import standalone_page
 
         md_path.parent.mkdir(parents=True, exist_ok=True)
