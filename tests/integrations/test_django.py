@@ -186,3 +186,15 @@ async def test_the_views_take_only_proxy_posts(project: DjangoProject) -> None:
             "data": None})
         assert ok.status_code == 200
         assert ok.json() == {"result": {"data": {"id": "", "username": ""}}}
+
+
+def test_the_docs_show_the_example_files() -> None:
+    """docs/django.md shows each file of the example as it is: the tests above run those."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "django.md").read_text()
+    shown = dict(re.findall(r"`examples/django/([^`]+)`:\n\n```\w*\n(.*?)```", doc, re.S))
+    files = {str(p.relative_to(EXAMPLE)) for p in EXAMPLE.rglob("*")
+             if p.is_file() and p.name not in ("manage.py", "__init__.py")
+             and "__pycache__" not in p.parts}
+    assert set(shown) == files
+    for name, text in shown.items():
+        assert text == (EXAMPLE / name).read_text(), f"docs/django.md shows an old {name}"
