@@ -57,7 +57,8 @@ async def staywire(project: DjangoProject, tmp_path: Path) -> AsyncIterator[str]
     await server.stop()
 
 
-async def login(http: httpx.AsyncClient, username: str, password: str) -> str:
+async def login(http: httpx.AsyncClient, username: str, password: str,
+                cookie_name: str = "sessionid") -> str:
     """Django's LoginView, as a browser uses it: GET the form, POST it with its CSRF token.
     The ``Cookie`` header of the session it opened."""
     page = await http.get("/accounts/login/")
@@ -66,7 +67,7 @@ async def login(http: httpx.AsyncClient, username: str, password: str) -> str:
     resp = await http.post("/accounts/login/", data={
         "csrfmiddlewaretoken": token.group(1), "username": username, "password": password})
     assert resp.status_code == 302, resp.text  # to LOGIN_REDIRECT_URL
-    return f"sessionid={http.cookies['sessionid']}"
+    return f"{cookie_name}={http.cookies[cookie_name]}"
 
 
 async def logout(http: httpx.AsyncClient) -> None:
@@ -171,6 +172,82 @@ async def test_subscribe_publish_and_rpc_allow_and_refuse(project: DjangoProject
         unknown = await request(ws, {"type": "rpc", "id": 5, "method": "nope"})
         assert (unknown["type"], unknown["code"], unknown["reason"]) == (
             "error", "unknown_method", "nope")
+
+
+async def test_the_session_engine_and_cookie_name_are_the_settings(tmp_path: Path) -> None:
+    """Another SESSION_ENGINE (the session in a signed cookie, no database row) under
+    another SESSION_COOKIE_NAME: the views read both from the settings."""
+    project = DjangoProject(tmp_path, STAYWIRE_CHECK_EVERY=CHECK_EVERY,
+                            SESSION_ENGINE="django.contrib.sessions.backends.signed_cookies",
+                            SESSION_COOKIE_NAME="app_session")
+    pk = project.add_user("ann", "ann-pw")
+    project.start()
+    cfg = load_config(path=str(staywire_toml(project, tmp_path)), env={},
+                      overrides={"port": 0, "api_port": 0, "close_timeout": 0.4})
+    server = Server(cfg)
+    await server.start()
+    try:
+        url = f"ws://127.0.0.1:{server.port}/ws"
+        async with client(project) as http:
+            cookie = await login(http, "ann", "ann-pw", cookie_name="app_session")
+        async with connect(url, additional_headers={"Cookie": cookie}) as ws:
+            await expect(ws, "welcome")
+            assert await whoami(ws) == {"id": pk, "username": "ann"}
+        # The default name carries nothing here, and a cookie whose signature fails is
+        # no session at all.
+        value = cookie.split("=", 1)[1]
+        for forged in (f"sessionid={value}", f"app_session={value[:-2]}xx"):
+            async with connect(url, additional_headers={"Cookie": forged}) as ws:
+                assert await closed_with(ws) == (4503, "log in first")
+    finally:
+        await server.stop()
+        project.stop()
+
+
+def session_exists(project: DjangoProject, cookie: str) -> bool:
+    key = cookie.split("=", 1)[1]
+    out = project.shell("from django.contrib.sessions.models import Session\n"
+                        f"print(Session.objects.filter(session_key={key!r}).exists())")
+    return out.split()[-1] == "True"
+
+
+async def test_a_changed_password_ends_the_session(project: DjangoProject,
+                                                   staywire: str) -> None:
+    project.add_user("carol", "carol-pw")
+    async with client(project) as http:
+        cookie = await login(http, "carol", "carol-pw")
+    project.shell("from django.contrib.auth import get_user_model\n"
+                  "u = get_user_model().objects.get(username='carol')\n"
+                  "u.set_password('new-pw')\nu.save()")
+    async with connect(staywire, additional_headers={"Cookie": cookie}) as ws:
+        assert await closed_with(ws) == (4503, "log in first")
+
+
+async def test_a_rotated_secret_key_keeps_the_browsers_session(tmp_path: Path) -> None:
+    """With SECRET_KEY rotated (the old one in SECRET_KEY_FALLBACKS), Django's get_user
+    moves a session to a new key: the browser then gets the new cookie. A proxy call
+    cannot hand the browser a cookie, so the views read the session and never write it:
+    the user stays identified, and stays logged in to the site."""
+    project = DjangoProject(tmp_path, STAYWIRE_CHECK_EVERY=CHECK_EVERY, SECRET_KEY="old-key")
+    project.add_user("ann", "ann-pw")
+    project.start()
+    try:
+        async with client(project) as http:
+            cookie = await login(http, "ann", "ann-pw")
+        project.configure(SECRET_KEY="new-key", SECRET_KEY_FALLBACKS=["old-key"])
+        project.restart()
+        body = {"client": "c", "ip": "127.0.0.1", "headers": {"Cookie": cookie}}
+        async with client(project) as http:
+            for _ in range(2):  # a session cycled by the first call would fail the second
+                answer = (await http.post("/staywire/connect", json=body)).json()
+                assert answer["result"]["user"] == project.users["ann"], answer
+        assert session_exists(project, cookie)
+        # The site itself still knows the browser: its page says who is logged in.
+        async with client(project) as http:
+            http.cookies.set("sessionid", cookie.split("=", 1)[1])
+            assert "Logged in as <b>ann</b>" in (await http.get("/")).text
+    finally:
+        project.stop()
 
 
 async def test_the_views_take_only_proxy_posts(project: DjangoProject) -> None:

@@ -33,9 +33,8 @@ class DjangoProject:
                                                                          "__pycache__"))
         # A password hash costs ~0.5 s with the default PBKDF2: tests log in often.
         settings.setdefault("PASSWORD_HASHERS", ["django.contrib.auth.hashers.MD5PasswordHasher"])
-        lines = ["from mysite.settings import *  # noqa: F403"]
-        lines += [f"{name} = {value!r}" for name, value in settings.items()]
-        (self.root / "mysite" / "test_settings.py").write_text("\n".join(lines) + "\n")
+        self.settings: dict[str, Any] = {}
+        self.configure(**settings)
         self.port = port or free_port()
         self.http = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -45,6 +44,17 @@ class DjangoProject:
         self._env.update(DJANGO_SETTINGS_MODULE="mysite.test_settings", PYTHONUNBUFFERED="1")
         self.shell("from django.core.management import call_command\n"
                    "call_command('migrate', verbosity=0)")
+
+    def configure(self, **settings: Any) -> None:
+        """Override more settings; a running server sees them after ``restart()``."""
+        self.settings.update(settings)
+        lines = ["from mysite.settings import *  # noqa: F403"]
+        lines += [f"{name} = {value!r}" for name, value in self.settings.items()]
+        (self.root / "mysite" / "test_settings.py").write_text("\n".join(lines) + "\n")
+
+    def restart(self) -> DjangoProject:
+        self.stop()
+        return self.start()
 
     def shell(self, code: str) -> str:
         """Runs ``code`` in ``manage.py shell`` (the ORM, on this project's database); its
