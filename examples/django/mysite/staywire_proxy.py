@@ -25,6 +25,6 @@ def publish(call: ProxyCall, user) -> Allow | Deny:
 
 @proxy.on_rpc
 def rpc(call: ProxyCall, user) -> Allow | Deny:
-    if call.method == "whoami":
+    if call.method == "whoami":  # call.user: who Staywire says the socket is, for the page
         return Allow({"id": call.user, "username": user.get_username()})
     return Deny("unknown_method", call.method)
