@@ -180,6 +180,18 @@ describe('Socket', { timeout: 30000 }, () => {
     assert.equal(err.code, 4401);
   });
 
+  it('reconnects at once on 4401 with no token: the cookies are its credentials', async () => {
+    // A connect proxy (docs/proxy.md) identified it from the upgrade's cookies: a new
+    // upgrade carries the cookies as they are now, and the backend decides again.
+    const { socket } = make();
+    const ws = await connectOpen(socket);
+    ws.drop(4401, 'session ended by the application');
+    assert.equal(socket.state, State.RECONNECTING);
+    mock.timers.tick(0);
+    await flush();
+    assert.notEqual(FakeWS.last(), ws);
+  });
+
   it('can put the token in the query instead', async () => {
     const { socket } = make({ token: 'tok', tokenIn: 'query' });
     const ws = await connectOpen(socket);

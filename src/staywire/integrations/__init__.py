@@ -1,2 +1,3 @@
 """Ready-made backends for the proxies (docs/proxy.md): ``answers`` is what a handler
-returns, shared by every framework; ``fastapi`` is a router (``staywire[fastapi]``)."""
+returns, shared by every framework; ``fastapi`` is a router (``staywire[fastapi]``),
+``django`` the same as views (``staywire[django]``)."""

@@ -75,8 +75,13 @@ export class Socket extends Emitter {
     const backoff = options.backoff ?? new Backoff({
       maxRetries: options.maxRetries ?? 10, random: this._random,
     });
-    this._schedule = new ReconnectSchedule(backoff,
-      { canRefresh: typeof options.token === 'function', random: this._random });
+    // After 4401 a reconnect can succeed with a token provider, and with no token at all:
+    // then the credentials are the browser's cookies, sent afresh with every upgrade, and
+    // the application's backend (connect proxy) decides again. Only a fixed token cannot.
+    this._schedule = new ReconnectSchedule(backoff, {
+      canRefresh: typeof options.token === 'function' || options.token == null,
+      random: this._random,
+    });
     this._retry = new RetryTimer(() => this._attempt(),
       { setTimeout: this._setTimeout, clearTimeout: this._clearTimeout, now: this._now });
     this.highWaterMark = options.highWaterMark ?? 1 << 20;
