@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,18 +26,21 @@ Script = Callable[[int, bytes], bytes | None]  # (request number, request) -> by
 
 
 class RawServer:
-    def __init__(self, script: Script, close_after: bool = False) -> None:
+    def __init__(self, script: Script, close_after: bool = False,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.script = script
         self.close_after = close_after
+        self.tls = tls
         self.requests: list[bytes] = []
         self.connections = 0
         self.server: asyncio.Server | None = None
         self.url = ""
 
     async def start(self) -> RawServer:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.tls)
         port = self.server.sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}/staywire/connect"
+        scheme = "https" if self.tls else "http"
+        self.url = f"{scheme}://127.0.0.1:{port}/staywire/connect"
         return self
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -68,7 +74,7 @@ class RawServer:
 async def serve() -> AsyncIterator[Callable[..., asyncio.Future[RawServer]]]:
     servers: list[RawServer] = []
 
-    async def start(script: Script, **kw: bool) -> RawServer:
+    async def start(script: Script, **kw: Any) -> RawServer:
         server = await RawServer(script, **kw).start()
         servers.append(server)
         return server
@@ -247,3 +253,29 @@ def test_the_same_on_uvloop_the_servers_loop() -> None:
     answers, connections = uvloop.run(scenario())
     assert answers == [(200, b'{"n":%d}' % n) for n in (1, 2, 3)]
     assert connections == 1
+
+
+async def test_https_verifies_the_backends_certificate(serve, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.doctor.test_tls import make_cert
+
+    cert, key = make_cert(tmp_path, days=10)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    server = await serve(lambda n, _: ok(b'{"tls":true}'), tls=tls)
+    pool = HttpPool(max_connections=2, max_body=1024)
+    try:
+        with pytest.raises(HttpError) as exc:  # a private CA the system does not trust
+            await pool.post(server.url, b"{}")
+        assert exc.value.kind == "unreachable" and "certificate verify failed" in str(exc.value)
+    finally:
+        await pool.close()
+    # The system's way to trust a private CA (OpenSSL's SSL_CERT_FILE) is honoured.
+    monkeypatch.setenv("SSL_CERT_FILE", cert)
+    pool = HttpPool(max_connections=2, max_body=1024)
+    try:
+        assert await pool.post(server.url, b"{}") == (200, b'{"tls":true}')
+        assert await pool.post(server.url, b"{}") == (200, b'{"tls":true}')
+    finally:
+        await pool.close()
+    assert server.connections == 1  # both calls on one kept-alive TLS connection
