@@ -63,11 +63,6 @@ log = logging.getLogger("staywire.server")
 
 RECOVERING = object()  # a subscription's value while its recovery is in flight
 
-# A refresh the backend could not answer is asked again after this long; the connection
-# stays open meanwhile (an outage of the backend never drops an open connection).
-REFRESH_RETRY = 5.0
-
-
 class Conn(Protocol):
     """What the handlers use of a connection: its state, and its output."""
 
@@ -285,8 +280,12 @@ class RequestHandlers:
                 or backend.refresh_url is None or self.background is None):
             conn.close(CloseCode.TOKEN_EXPIRED)
             return
-        # Pushed forward first: the sweeper must not ask again while this call is out.
-        conn.identity = dataclasses.replace(ident, expires_at=wall + REFRESH_RETRY)
+        # Pushed forward first: the sweeper must not ask again while this call is out. If
+        # the call fails, that is when it is asked again (the connection stays open: an
+        # outage never drops one): once the circuit lets a probe through, not before,
+        # when every call would fail at once without reaching the backend.
+        retry = max(self.config.proxy_breaker_reset, self.config.proxy_timeout)
+        conn.identity = dataclasses.replace(ident, expires_at=wall + retry)
         self.background.spawn(self._refresh(conn, backend))
 
     async def _refresh(self, conn: Conn, backend: Backend) -> None:
@@ -295,8 +294,8 @@ class RequestHandlers:
         try:
             answer = await backend.refresh((conn.id, conn.ip, conn.headers), ident.user)
         except ProxyUnavailable:
-            log.info("refresh not answered conn=%s: asked again in %.0fs", conn.id,
-                     REFRESH_RETRY)
+            log.info("refresh not answered conn=%s: asked again in %.1fs", conn.id,
+                     max(self.config.proxy_breaker_reset, self.config.proxy_timeout))
             return
         if conn.sm.state != ConnState.OPEN:
             return
