@@ -21,7 +21,8 @@ const MAX_SUB_RETRIES = 5;
 
 /** @typedef {import('./cursor.js').Position} Position */
 /** @typedef {{tab: string, rid: number, since: Position|null, covered: number|null, unrecovered: boolean}} Waiter */
-/** @typedef {{name: string, tabs: Set<string>, cursor: ChannelCursor, waiting: Waiter[], seq: number, retries: number}} ChannelState */
+/** @typedef {{name: string, tabs: Set<string>, cursor: ChannelCursor, waiting: Waiter[], seq: number, retries: number, serverSide?: boolean}} ChannelState */
+/** @typedef {{channel: string, epoch: string, offset: number}} ServerSub */
 /**
  * The hub's way to send a request (Hub._request).
  * @typedef {(type: string, payload: Record<string, any>, meta: Record<string, any>,
@@ -194,6 +195,32 @@ export class ChannelMux {
   connected() {
     for (const ch of this.channels.values()) {
       if (ch.tabs.size > 0 && ch.cursor.state === CursorState.IDLE) this.subscribe(ch);
+    }
+  }
+
+  /**
+   * The welcome's `server_subs`: channels the server subscribed this connection to itself
+   * (docs/protocol.md, *Server-side subscriptions*). Each is live at once when the connection
+   * before had delivered up to the same position; else it is restarted from the position
+   * delivered (`unsub`, then `sub` with `since`), as a gap is. One the server no longer
+   * names is dropped: its tabs end their Subscription of it (staywire.js), and no `sub` is
+   * sent for it. Call before `connected()`.
+   * @param {ServerSub[]} subs
+   */
+  serverSubscribed(subs) {
+    const named = new Set(subs.map((p) => p.channel));
+    for (const [name, ch] of [...this.channels]) {
+      if (ch.serverSide && !named.has(name)) this.channels.delete(name);
+    }
+    for (const p of subs) {
+      const ch = this._channel(p.channel);
+      ch.serverSide = true;
+      if (ch.cursor.joined(p.epoch, p.offset) !== null) {
+        this._sendUnsub(ch, true);
+        continue;
+      }
+      for (const w of [...ch.waiting]) this._answerIfCovered(ch, w);
+      if (ch.waiting.length > 0) this._rewind(ch);
     }
   }
 
