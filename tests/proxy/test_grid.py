@@ -31,17 +31,24 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import pytest_asyncio
 import websockets
 
+from staywire.config import Config
 from staywire.proxy.breaker import BreakerState
 from staywire.server.app import Server
 from tests.proxy.backend import GARBAGE, HUGE, SLOW, T, Backend, get, metric
+from tests.proxy.conftest import FAST
 from tests.support.ws import closed_with, connect, expect, request
+
+# One backend (uvicorn) for the whole grid, reset before each cell: a uvicorn start and
+# stop per cell would be most of the grid's time. The cells share its event loop.
+IN_GRID_LOOP = pytest.mark.asyncio(loop_scope="module")
 
 
 EVENTS = ("connect", "refresh", "subscribe", "publish", "rpc")
@@ -101,7 +108,7 @@ class Driver:
         # An open connection, welcomed while the backend answered: no cell may drop it.
         if self.event == "refresh":
             backend.answer["connect"] = lambda body: {"result": {
-                "user": "42", "expire_at": time.time() + 0.3}}
+                "user": "42", "expire_at": time.time() + 0.1}}
         ws = await connect(ws_url(server))
         await expect(ws, "welcome")
         return ws
@@ -204,16 +211,47 @@ def cells() -> list[Any]:
     return out
 
 
-@pytest.fixture
-async def node(backend: Backend, staywire) -> Callable[[str], Awaitable[Server]]:  # type: ignore[no-untyped-def]
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def shared_backend() -> AsyncIterator[Backend]:
+    b = await Backend().start()
+    yield b
+    await b.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def backend(shared_backend: Backend) -> AsyncIterator[Backend]:
+    """The shared backend, as a fresh one: up, no answers set, nothing seen."""
+    b = shared_backend
+    if b._server is None:
+        await b.start()  # a down or recovery cell left it stopped
+    b.answer.clear()
+    b.after_slow.clear()
+    b.seen.clear()
+    yield b
+    b.release.set()  # a SLOW answer still held gives up
+    b.release = asyncio.Event()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def node(backend: Backend) -> AsyncIterator[Callable[[str], Awaitable[Server]]]:
+    started: list[Server] = []
+
     async def start(event: str) -> Server:
-        return await staywire(**{**GRID, **DRIVERS[event].options(backend.url)})
-    return start
+        options = {**FAST, **GRID, **DRIVERS[event].options(backend.url)}
+        server = Server(Config(port=0, **options))
+        await server.start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        await server.stop()
 
 
+@IN_GRID_LOOP
 @pytest.mark.parametrize("event,case,malformed", cells())
-async def test_cell(backend: Backend, node, event: str, case: str,  # type: ignore[no-untyped-def]
-                    malformed: tuple[str, Any, str] | None) -> None:
+async def test_cell(backend: Backend, node: Callable[[str], Awaitable[Server]], event: str,
+                    case: str, malformed: tuple[str, Any, str] | None) -> None:
     d = DRIVERS[event]
     server = await node(event)
     assert server.backend is not None
