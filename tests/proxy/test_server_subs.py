@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from staywire.channel_options import parse_channel_rules
 from staywire.client import Client, Message
 from staywire.server.app import Server
@@ -49,7 +51,8 @@ async def test_welcome_names_them_and_their_msgs_follow(backend: Backend, staywi
     assert backend.seen["subscribe"] == []
 
 
-async def test_a_full_channel_is_left_out_and_said(backend: Backend, staywire) -> None:
+async def test_a_full_channel_is_left_out_and_said(backend: Backend, staywire,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
     backend.answer["connect"] = {"result": {"user": "42", "subscriptions": ["small:1", "ok"]}}
     server = await staywire(connect_proxy_url=f"{backend.url}/connect",
                             channels=parse_channel_rules({"small:*": {"max_subscribers": 1}},
@@ -62,6 +65,11 @@ async def test_a_full_channel_is_left_out_and_said(backend: Backend, staywire) -
             err = await expect(second, "error")
             assert (err["code"], err["channel"]) == ("channel_full", "small:1")
             assert "id" not in err
+        # The Python client says so, and has the others.
+        async with Client(ws_url(server), **FAST) as client:
+            assert set(client.server_subscriptions) == {"ok"}
+            await eventually(lambda: "did not subscribe small:1: channel_full" in caplog.text,
+                             what="the client's warning")
 
 
 async def test_an_invalid_channel_name_is_a_malformed_answer(backend: Backend, staywire) -> None:

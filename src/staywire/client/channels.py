@@ -249,6 +249,8 @@ class Channels:
         """The server ended the channel's subscription: every local one ends with ``err``."""
         channel = self._channels.pop(name, None)
         if channel is None:
+            # Say, a server-side subscription the server could not make (channel_full).
+            log.warning("the server did not subscribe %s: %s %s", name, err.code, err.reason)
             return
         log.warning("subscription to %s ended by the server: %s", name, err.reason)
         for sub in channel.subs:

@@ -279,7 +279,11 @@ export class ChannelMux {
    */
   revoked(name, err) {
     const ch = this.channels.get(name);
-    if (!ch) return;
+    if (!ch) {
+      // Say, a server-side subscription the server could not make (channel_full).
+      this._emit({ t: 'warning', message: `the server did not subscribe ${name}: ${err.message}` });
+      return;
+    }
     this.channels.delete(name);
     for (const tab of ch.tabs) {
       this._emit({ t: 'subfail', to: tab, channel: name, error: serializeError(err) });
