@@ -21,6 +21,10 @@ def test_each_answer_decodes_as_staywire_reads_it() -> None:
     ok = msgspec.json.decode(encode("connect", Identify("ann", ["room:*"], 10.0, {"a": 1})),
                              type=ConnectResponse)
     assert ok.result is not None and ok.result.user == "ann" and ok.result.expire_at == 10.0
+    assert ok.result.subscriptions == []
+    subs = msgspec.json.decode(encode("connect", Identify("ann", subscriptions=["user:ann"])),
+                               type=ConnectResponse)
+    assert subs.result is not None and subs.result.subscriptions == ["user:ann"]
     assert msgspec.json.decode(encode("connect", Disconnect(4503, "no")),
                                type=ConnectResponse).disconnect is not None
     assert msgspec.json.decode(encode("refresh", Refresh(expired=True)),
@@ -40,6 +44,8 @@ def test_wrong_answers_fail_in_the_application() -> None:
         encode("connect", Allow())
     with pytest.raises(ValueError):
         Identify("")
+    with pytest.raises(ValueError, match="channel name"):
+        Identify("ann", subscriptions=["no spaces"])
     with pytest.raises(ValueError):
         Disconnect(1000)
     with pytest.raises(ValueError):

@@ -140,3 +140,28 @@ def test_delivered_offsets_are_strictly_increasing_whatever_arrives(start, arriv
     delivered = [n for n in arrivals if cursor.on_message("e1", n).deliver]
     assert delivered == sorted(set(delivered))
     assert all(n > start for n in delivered)
+
+
+def test_server_side_join_is_live_when_nothing_was_missed():
+    fresh = ChannelCursor("user:1")
+    assert fresh.joined("e1", 5) is None  # a first welcome: live from its position
+    assert fresh.state is CursorState.LIVE and fresh.position == Position("e1", 5)
+    assert fresh.on_message("e1", 6) is Verdict.DELIVER
+    fresh.connection_lost()
+    assert fresh.joined("e1", 6) is None  # back at the position delivered
+    assert fresh.state is CursorState.LIVE
+
+
+def test_server_side_join_ahead_resyncs_from_the_delivered_position():
+    c = ChannelCursor("user:1")
+    c.joined("e1", 2)
+    c.connection_lost()
+    assert c.joined("e1", 9) == Position("e1", 2)  # missed 3..9: unsub, then sub since 2
+    assert c.state is CursorState.RESYNCING
+    assert c.on_message("e1", 10) is Verdict.STALE  # live ones wait for the replay
+    c.on_unsubscribed()
+    assert c.state is CursorState.SUBSCRIBING
+    assert c.on_message("e1", 3) is Verdict.DELIVER
+    # Another epoch: the same path, where the ack reports the stream lost.
+    c.connection_lost()
+    assert c.joined("e2", 1) == Position("e1", 3)

@@ -2,19 +2,17 @@
 
 A WebSocket connection with no token is sent to ``connect_proxy_url`` with its
 allow-listed headers; the answer identifies it, or refuses it with a close code.
-An outage closes new connections with 1013 ("try again later"), never drops open ones,
-and leaves /readyz at 200.
+Refusal, timeouts, malformed answers, an outage (1013, /readyz 200, open connections
+kept) and the recovery from it are cells of test_grid.py.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import pytest
-import websockets
 
-from tests.proxy.backend import GARBAGE, HUGE, SLOW, Backend, get, metric
+from tests.proxy.backend import SLOW, Backend
 from tests.support.ws import closed_with, connect, expect, request
 
 pytestmark = pytest.mark.asyncio
@@ -60,58 +58,6 @@ async def test_a_query_token_goes_to_the_token_path_not_the_backend(backend: Bac
     async with connect(ws_url(server) + "?token=secret-token", additional_headers=COOKIE) as ws:
         assert (await closed_with(ws))[0] == 4501  # no authenticator for tokens here
     assert backend.seen["connect"] == []
-
-
-async def test_refuse_closes_with_the_backends_code(backend: Backend, staywire) -> None:
-    backend.answer["connect"] = {"disconnect": {"code": 4503, "reason": "log in first"}}
-    server = await staywire(connect_proxy_url=f"{backend.url}/connect")
-    async with connect(ws_url(server)) as ws:
-        assert await closed_with(ws) == (4503, "log in first")
-
-
-@pytest.mark.parametrize("answer", [SLOW, GARBAGE, HUGE, 500, 404,
-                                    {"result": {"user": ""}}, {"result": {"user": "1"},
-                                                               "disconnect": {"code": 4503}}])
-async def test_timeout_or_malformed_answer_is_try_again_later(backend: Backend, staywire,
-                                                              answer: object) -> None:
-    backend.answer["connect"] = answer
-    server = await staywire(connect_proxy_url=f"{backend.url}/connect", proxy_breaker_failures=50)
-    started = time.monotonic()
-    async with connect(ws_url(server)) as ws:
-        code, _ = await closed_with(ws)
-    assert code == 1013
-    assert time.monotonic() - started < 3.0  # bounded by proxy_timeout, not the backend
-
-
-async def test_outage_try_again_later_then_recovery(backend: Backend, staywire) -> None:
-    backend.answer["connect"] = {"result": {"user": "42", "channels": ["*"]}}
-    server = await staywire(connect_proxy_url=f"{backend.url}/connect",
-                            proxy_breaker_failures=2)
-    api = f"http://127.0.0.1:{server.api_port}"
-    async with connect(ws_url(server)) as before:
-        await expect(before, "welcome")
-        await backend.stop()
-        for _ in range(3):  # down: refused at the TCP level, then the circuit opens
-            async with connect(ws_url(server)) as ws:
-                assert (await closed_with(ws))[0] == 1013
-        assert await metric(api, "staywire_proxy_breaker_state", 'event="connect"') == 2.0
-        assert await metric(api, "staywire_proxy_calls_total",
-                      'event="connect",outcome="circuit_open"') >= 1
-        # The node itself is fine: ready, and the connection opened before still works.
-        assert (await get(f"http://127.0.0.1:{server.port}/readyz"))[0] == 200
-        assert (await request(before, {"type": "sub", "id": 1, "channel": "a"}))["type"] == "ack"
-        await backend.start()
-        deadline = time.monotonic() + 5
-        while True:  # the circuit lets a probe through after proxy_breaker_reset
-            try:
-                async with connect(ws_url(server)) as ws:
-                    await expect(ws, "welcome")
-                    break
-            except websockets.ConnectionClosed as exc:
-                assert exc.rcvd is not None and exc.rcvd.code == 1013
-            assert time.monotonic() < deadline, "never recovered"
-            await asyncio.sleep(0.05)  # poll interval, bounded by the deadline
-        assert await metric(api, "staywire_proxy_breaker_state", 'event="connect"') == 0.0
 
 
 async def test_concurrency_bound_fails_fast(backend: Backend, staywire) -> None:

@@ -39,6 +39,8 @@ def test_valid_answers() -> None:
     (b'{"result":{"user":""}}', ConnectResponse),  # no user
     (b'{"result":{"user":1}}', ConnectResponse),  # wrong type
     (b'{"result":{"user":"1","chanels":["*"]}}', ConnectResponse),  # a typo is not ignored
+    (b'{"result":{"user":"1","subscriptions":["a b"]}}', ConnectResponse),  # not a channel
+    (b'{"result":{"user":"1","subscriptions":"user:1"}}', ConnectResponse),  # not a list
     (b'{"disconnect":{"code":1000}}', ConnectResponse),  # outside 4000-4999
     (b'{"error":{"code":"no_such_code"}}', ChannelResponse),
     (b'{"result":{}}', RefreshResponse),  # neither expire_at nor expired

@@ -24,6 +24,7 @@ from staywire.protocol.backoff import jittered
 from staywire.protocol.codes import ErrorCode
 from staywire.protocol.envelope import CHANNEL_PATTERN
 from staywire.protocol.positions import ChannelCursor, CursorState, Position, Verdict
+from staywire.protocol.stream import ChannelPosition
 
 __all__ = ["Channel", "Channels", "check_channel"]
 
@@ -40,6 +41,7 @@ class Channel:
     cursor: ChannelCursor
     subs: list[Subscription] = field(default_factory=list)
     retries: int = 0  # transient sub errors in a row
+    server_side: Subscription | None = None  # the one the server subscribed (welcome)
 
 
 class Channels:
@@ -77,6 +79,8 @@ class Channels:
         if channel is None or sub not in channel.subs:
             return
         channel.subs.remove(sub)
+        if channel.server_side is sub:
+            channel.server_side = None
         if channel.subs:
             return
         del self._channels[sub.channel]
@@ -92,9 +96,47 @@ class Channels:
     # -- connections come and go ----------------------------------------------------------
 
     def resubscribe(self, link: Link) -> None:
-        """A new connection was welcomed: subscribe to every channel again."""
+        """A new connection was welcomed: subscribe to every channel again (but those the
+        server subscribed itself: ``server_subscribed`` did)."""
         for channel in self._channels.values():
-            self._send_sub(link, channel)
+            if channel.cursor.state is CursorState.IDLE:
+                self._send_sub(link, channel)
+
+    def server_subscribed(
+        self, link: Link, subs: list[ChannelPosition], make: Callable[[str], Subscription]
+    ) -> list[Subscription]:
+        """The welcome's ``server_subs``: the channels the server subscribed this
+        connection to. Each is recovered from the position delivered on the connection
+        before, as a gap is (``unsub``, ``sub`` with ``since``); ``make`` builds the
+        ``Subscription`` of a channel seen for the first time, which is returned. A
+        channel the server no longer subscribes ends its server-side subscription."""
+        named = {p.channel for p in subs}
+        for name, old in list(self._channels.items()):
+            sub = old.server_side
+            if sub is not None and name not in named:
+                old.server_side = None
+                old.subs.remove(sub)
+                sub._end()
+                if not old.subs:
+                    del self._channels[name]
+        new: list[Subscription] = []
+        for p in subs:
+            channel = self._channels.get(p.channel)
+            if channel is None:
+                channel = self._channels[p.channel] = Channel(ChannelCursor(p.channel))
+            if channel.server_side is None:
+                channel.server_side = make(p.channel)
+                channel.subs.append(channel.server_side)
+                new.append(channel.server_side)
+            since = channel.cursor.joined(p.epoch, p.offset)
+            if since is not None:
+                log.info("recovering %s (subscribed by the server) from %d", p.channel,
+                         since.offset)
+                self._send_resync(link, channel, since)
+            else:
+                for sub in channel.subs:
+                    sub._subscribed()
+        return new
 
     def connection_lost(self) -> None:
         for channel in self._channels.values():
@@ -207,6 +249,8 @@ class Channels:
         """The server ended the channel's subscription: every local one ends with ``err``."""
         channel = self._channels.pop(name, None)
         if channel is None:
+            # Say, a server-side subscription the server could not make (channel_full).
+            log.warning("the server did not subscribe %s: %s %s", name, err.code, err.reason)
             return
         log.warning("subscription to %s ended by the server: %s", name, err.reason)
         for sub in channel.subs:

@@ -112,6 +112,9 @@ class Client:
         self.error: ConnectionClosed | None = None  # why the client is CLOSED, if not by close()
         self.session: str | None = None
         self.welcome: m.Welcome | None = None
+        # The channels the server subscribed this client to (the connect proxy's answer):
+        # each a Subscription, recovered after every reconnect like the client's own.
+        self.server_subscriptions: dict[str, Subscription] = {}
         self.rtt: float | None = None  # seconds, from the last answered ping
         self.stats: dict[str, int] = {
             "connects": 0,
@@ -338,6 +341,12 @@ class Client:
             link.pacer = Pacer.announced(limit.messages, limit.burst, limit.bytes,
                                          limit.bytes_burst, asyncio.get_running_loop().time())
         self._keepalive.start(link, welcome)
+        named = {p.channel for p in welcome.server_subs}
+        for name in [n for n in self.server_subscriptions if n not in named]:
+            del self.server_subscriptions[name]  # ended below: no longer subscribed by the server
+        for sub in self._channels.server_subscribed(link, welcome.server_subs,
+                                                    self._server_subscription):
+            self.server_subscriptions[sub.channel] = sub
         self._channels.resubscribe(link)
         self._publisher.replay(link)
         self._watch.set(ConnectionState.OPEN)
@@ -466,6 +475,14 @@ class Client:
 
     def _detach(self, sub: Subscription) -> None:
         self._channels.detach(sub)
+        if self.server_subscriptions.get(sub.channel) is sub:
+            del self.server_subscriptions[sub.channel]
+
+    def _server_subscription(self, channel: str) -> Subscription:
+        sub = Subscription(self, channel)
+        sub._attached = True  # attached by the server, not by ``async with``
+        sub.server_side = True
+        return sub
 
     def _position(self, channel: str) -> Position | None:
         return self._channels.position(channel)

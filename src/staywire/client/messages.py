@@ -60,6 +60,7 @@ class Welcome(_Base, frozen=True, tag="welcome"):
     subs: list[ChannelPosition] = []
     rate_limit: RateLimit | None = None
     data: Any = None  # the application's backend's custom data (connect proxy), if any
+    server_subs: list[ChannelPosition] = []  # subscribed by the server (connect proxy)
 
 
 class Ack(_Base, frozen=True, tag="ack"):

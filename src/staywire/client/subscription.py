@@ -76,6 +76,7 @@ class Subscription:
         self._ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._attached = False
         self.delivered = 0  # messages handed to this subscription
+        self.server_side = False  # subscribed by the server (``Client.server_subscriptions``)
 
     @property
     def position(self) -> Position | None:

@@ -10,6 +10,7 @@ traceback, not as a "malformed" answer seen from Staywire.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
@@ -17,7 +18,10 @@ from typing import Any
 import msgspec
 
 from staywire.protocol.codes import ErrorCode
+from staywire.protocol.envelope import CHANNEL_PATTERN
 from staywire.proxy import schema
+
+_CHANNEL = re.compile(CHANNEL_PATTERN)
 
 __all__ = ["Allow", "Deny", "Disconnect", "Identify", "ProxyCall", "Refresh", "decode_call",
            "encode"]
@@ -48,16 +52,21 @@ class ProxyCall:
 
 @dataclass(frozen=True, slots=True)
 class Identify:
-    """connect: this connection is ``user``."""
+    """connect: this connection is ``user``; the server subscribes it to
+    ``subscriptions`` itself (docs/protocol.md, *Server-side subscriptions*)."""
 
     user: str
     channels: list[str] = field(default_factory=list)
     expire_at: float | None = None
     data: Any = None
+    subscriptions: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.user:
             raise ValueError("Identify needs a non-empty user")
+        for channel in self.subscriptions:
+            if not isinstance(channel, str) or not _CHANNEL.match(channel):
+                raise ValueError(f"Identify: invalid channel name in subscriptions: {channel!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +143,8 @@ def encode(event: str, answer: object) -> bytes:
                                   "expire_at": answer.expire_at}
         if answer.data is not None:
             result["data"] = answer.data
+        if answer.subscriptions:
+            result["subscriptions"] = answer.subscriptions
         body = {"result": result}
     elif isinstance(answer, Refresh):
         body = {"result": {"expired": True} if answer.expired

@@ -178,6 +178,22 @@ class ChannelCursor:
             missing=missing,
         )
 
+    def joined(self, epoch: str, offset: int) -> Position | None:
+        """The server subscribed this channel itself, at ``(epoch, offset)``: a welcome's
+        ``server_subs``. ``None``: LIVE from there, nothing was missed (a first welcome,
+        or a reconnect at the position delivered). Otherwise the ``since`` to restart
+        from (the caller sends ``unsub``, then ``sub``), as for a gap: RESYNCING drops
+        the live ``msg``s until the ``unsub`` ack, and the ``sub`` replays them in order."""
+        current = self.position
+        if current is not None and current != Position(epoch, offset):
+            self.state = CursorState.RESYNCING
+            return current
+        if current is None:
+            self.position = Position(epoch, offset)
+        self.state = CursorState.LIVE
+        self._asked = None
+        return None
+
     def begin_resync(self) -> Position | None:
         """Restart the subscription from the current position (``unsub`` then ``sub``).
 

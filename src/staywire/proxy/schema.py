@@ -10,11 +10,13 @@ where it applies, ``disconnect``.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
 
 from staywire.protocol.codes import ErrorCode
+from staywire.protocol.envelope import CHANNEL_PATTERN
 
 __all__ = [
     "ChannelRequest",
@@ -33,6 +35,9 @@ __all__ = [
     "RpcResult",
     "outcome",
 ]
+
+
+_CHANNEL = re.compile(CHANNEL_PATTERN)
 
 
 class _Request(msgspec.Struct, frozen=True):
@@ -99,10 +104,16 @@ class ConnectResult(_Answer, frozen=True):
     expire_at: float | None = None  # Unix seconds; None: never expires
     channels: list[str] = []  # glob patterns the user may subscribe and publish to
     data: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET  # the client's ``welcome.data``
+    # Channels the server subscribes the connection to itself (welcome.server_subs).
+    subscriptions: list[str] = []
 
     def __post_init__(self) -> None:
         if not self.user:
             raise ValueError("user must be a non-empty string")
+        for channel in self.subscriptions:
+            # A name no client could subscribe to is off contract, like any wrong field.
+            if not _CHANNEL.match(channel):
+                raise ValueError(f"invalid channel name in subscriptions: {channel!r}")
 
 
 class RefreshResult(_Answer, frozen=True):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from http.cookies import CookieError, SimpleCookie
 from typing import Protocol
@@ -37,6 +37,8 @@ class Identity:
     expires_at: float | None = None  # Unix seconds
     claims: dict[str, object] = field(default_factory=dict, compare=False)
     via_proxy: bool = False  # granted by connect_proxy_url: refresh_proxy_url renews it
+    # Channels the connect proxy subscribed it to (server-side): granted by that answer.
+    server_subs: tuple[str, ...] = ()
 
     @property
     def anonymous(self) -> bool:
@@ -112,9 +114,11 @@ class JWTAuthenticator:
         return Identity(user, tuple(channels), float(exp) if exp is not None else None, claims)
 
 
-def proxy_identity(user: str, channels: list[str], expire_at: float | None) -> Identity:
+def proxy_identity(user: str, channels: list[str], expire_at: float | None,
+                   subscriptions: Sequence[str] = ()) -> Identity:
     """The identity the application's backend granted (connect proxy, docs/proxy.md)."""
-    return Identity(user, tuple(channels), expire_at, via_proxy=True)
+    return Identity(user, tuple(channels), expire_at, via_proxy=True,
+                    server_subs=tuple(dict.fromkeys(subscriptions)))
 
 
 def can_access(identity: Identity, channel: str) -> bool:

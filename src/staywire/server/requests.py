@@ -30,17 +30,7 @@ from staywire.protocol.stream import Position, Publication
 from staywire.config import Config
 from staywire.exceptions import AuthError, BrokerUnavailable, ProxyUnavailable, TokenExpired
 from staywire.protocol.codes import CloseCode, ErrorCode
-from staywire.protocol.envelope import (
-    Auth,
-    Inbound,
-    Ping,
-    Pong,
-    Pub,
-    Rpc,
-    Sub,
-    Unsub,
-    msg_envelope,
-)
+from staywire.protocol.envelope import Auth, Inbound, Ping, Pong, Pub, Rpc, Sub, Unsub
 from staywire.protocol.inbound import CloseConnection, InboundGuard
 from staywire.protocol.recovery import is_recovered, merge_live
 from staywire.protocol.state import ConnectionStateMachine, ConnState
@@ -53,6 +43,7 @@ from staywire.server.hooks import Hooks
 from staywire.server.membership import Membership
 from staywire.server.publisher import Publisher
 from staywire.server.rpc import RpcRegistry
+from staywire.server.server_subs import RECOVERING, Joined, ServerSubs, msg_frame, positions
 from staywire.server.sessions import Sessions, encode_session
 from staywire.server.tracker import ConnectionTable
 from staywire.server.transport import text_frame
@@ -60,12 +51,6 @@ from staywire.server.transport import text_frame
 __all__ = ["Conn", "RequestHandlers", "session_record"]
 
 log = logging.getLogger("staywire.server")
-
-RECOVERING = object()  # a subscription's value while its recovery is in flight
-
-# A refresh the backend could not answer is asked again after this long; the connection
-# stays open meanwhile (an outage of the backend never drops an open connection).
-REFRESH_RETRY = 5.0
 
 
 class Conn(Protocol):
@@ -106,7 +91,7 @@ class Conn(Protocol):
 class RequestHandlers:
     __slots__ = ("config", "rate_limit", "authenticator", "access", "membership", "broker",
                  "sessions", "rpc", "hooks", "publisher", "table", "publish_now", "backend",
-                 "background", "keep_headers")
+                 "background", "keep_headers", "server_subs")
 
     def __init__(self, config: Config, *, rate_limit: dict[str, float],
                  authenticator: Authenticator, access: AccessRules, membership: Membership,
@@ -131,6 +116,7 @@ class RequestHandlers:
         # The forwarded headers outlive the connect only when a later event sends them.
         self.keep_headers = bool(config.refresh_proxy_url or config.subscribe_proxy_url
                                  or config.publish_proxy_url or config.rpc_proxy_url)
+        self.server_subs = ServerSubs(config, membership, broker)
 
     # ------------------------------------------------------------------ ordering
 
@@ -270,7 +256,8 @@ class RequestHandlers:
         if isinstance(answer, Disconnect):
             conn.close(answer.code, answer.reason or None)
             return
-        identity = proxy_identity(answer.user, answer.channels, answer.expire_at)
+        identity = proxy_identity(answer.user, answer.channels, answer.expire_at,
+                                  answer.subscriptions)
         await self._welcome(conn, identity,
                             bytes(answer.data) if isinstance(answer.data, msgspec.Raw) else None)
 
@@ -285,8 +272,12 @@ class RequestHandlers:
                 or backend.refresh_url is None or self.background is None):
             conn.close(CloseCode.TOKEN_EXPIRED)
             return
-        # Pushed forward first: the sweeper must not ask again while this call is out.
-        conn.identity = dataclasses.replace(ident, expires_at=wall + REFRESH_RETRY)
+        # Pushed forward first: the sweeper must not ask again while this call is out. If
+        # the call fails, that is when it is asked again (the connection stays open: an
+        # outage never drops one): once the circuit lets a probe through, not before,
+        # when every call would fail at once without reaching the backend.
+        retry = max(self.config.proxy_breaker_reset, self.config.proxy_timeout)
+        conn.identity = dataclasses.replace(ident, expires_at=wall + retry)
         self.background.spawn(self._refresh(conn, backend))
 
     async def _refresh(self, conn: Conn, backend: Backend) -> None:
@@ -295,8 +286,8 @@ class RequestHandlers:
         try:
             answer = await backend.refresh((conn.id, conn.ip, conn.headers), ident.user)
         except ProxyUnavailable:
-            log.info("refresh not answered conn=%s: asked again in %.0fs", conn.id,
-                     REFRESH_RETRY)
+            log.info("refresh not answered conn=%s: asked again in %.1fs", conn.id,
+                     max(self.config.proxy_breaker_reset, self.config.proxy_timeout))
             return
         if conn.sm.state != ConnState.OPEN:
             return
@@ -328,16 +319,26 @@ class RequestHandlers:
             previous = {}
         if conn.sm.state != ConnState.AUTHENTICATING:
             return  # closed while the session was loading
+        joined: Joined | None = None
+        if identity.server_subs:
+            joined, refused = await self.server_subs.join(conn, identity.server_subs)
+            if conn.sm.state != ConnState.AUTHENTICATING:
+                return  # closed while joining: detach() left what was joined
         conn.sm.advance(ConnState.OPEN)
         conn.auth_deadline = None
-        self._send_welcome(conn, previous, failed, data)
+        self._send_welcome(conn, previous, failed, data, joined)
         self.table.welcomed(conn)
+        if joined is not None:
+            self.server_subs.settle(conn, joined, refused)
+            if joined and conn.session:
+                await self.sessions.save(conn.session, session_record(conn))
         # No record yet: a session is worth keeping once it has subscriptions (saved at
         # each sub and when the connection ends). Idle connections cost the broker nothing.
 
     def _send_welcome(self, conn: Conn,
                       previous: dict[str, Position] | None = None,
-                      resume_failed: str | None = None, data: bytes | None = None) -> None:
+                      resume_failed: str | None = None, data: bytes | None = None,
+                      joined: Joined | None = None) -> None:
         cfg = self.config
         ident = conn.identity
         assert ident is not None
@@ -360,6 +361,8 @@ class RequestHandlers:
             welcome["resume_failed"] = resume_failed  # a new session, and why
         if data is not None:
             welcome["data"] = msgspec.Raw(data)  # the connect proxy's custom data
+        if joined is not None:
+            welcome["server_subs"] = positions(joined)  # subscribed by the connect proxy
         conn.send(welcome)
 
     # ------------------------------------------------------------------ channels
@@ -370,8 +373,11 @@ class RequestHandlers:
             conn.send_error(ErrorCode.ALREADY_SUBSCRIBED, "already subscribed", req.id)
             return
         access = self.access
+        ident = conn.identity
         url = access.asks(channel, "sub") if access.proxied_sub else None
-        if url is not None:
+        if ident is not None and channel in ident.server_subs:
+            pass  # the connect answer subscribed it: granted (a client resubscribes to recover)
+        elif url is not None:
             try:
                 verdict = await access.ask(url, conn, channel, "sub")
             except ProxyUnavailable:
@@ -383,7 +389,7 @@ class RequestHandlers:
                 return
             if conn.sm.state != ConnState.OPEN or channel in conn.subs:
                 return  # closed meanwhile
-        elif not access.allows(conn.identity, channel, "sub"):  # type: ignore[arg-type]
+        elif not access.allows(ident, channel, "sub"):  # type: ignore[arg-type]
             conn.send_error(ErrorCode.FORBIDDEN, "not allowed to subscribe to this channel", req.id)
             return
         if len(conn.subs) >= self.config.max_subscriptions:
@@ -413,7 +419,7 @@ class RequestHandlers:
         if conn.recovering is None or channel not in conn.recovering:
             return  # closed or unsubscribed meanwhile
         top = result.position
-        replay = [text_frame(_msg(pub)) for pub in result.publications]
+        replay = [msg_frame(pub) for pub in result.publications]
         conn.allowance += sum(len(frame) for frame in replay)
         for frame in replay:
             conn.enqueue(frame)
@@ -426,18 +432,13 @@ class RequestHandlers:
         if not conn.recovering:
             conn.recovering = None
         for pub in merge_live(top.offset, top.epoch, buffered):
-            conn.enqueue(text_frame(_msg(pub)))
+            conn.enqueue(msg_frame(pub))
         conn.subs[channel] = top
         if conn.session:
             await self.sessions.save(conn.session, session_record(conn))
 
     def _abort_sub(self, conn: Conn, channel: str) -> None:
-        conn.subs.pop(channel, None)
-        if conn.recovering is not None:
-            conn.recovering.pop(channel, None)
-            if not conn.recovering:
-                conn.recovering = None
-        self.membership.leave(channel, conn)
+        self.server_subs.abort(conn, channel)
 
     def _unsub(self, conn: Conn, req: Unsub) -> None:
         if req.channel not in conn.subs:
@@ -564,10 +565,6 @@ def _pub_ack(conn: Conn, rid: int, epoch: str, offset: int, duplicate: bool) -> 
     else:
         conn.enqueue(text_frame(b'{"type":"ack","id":%d,"epoch":"%s","offset":%d}'
                                 % (rid, epoch.encode(), offset)))
-
-
-def _msg(pub: Publication) -> bytes:
-    return msg_envelope(pub.channel, pub.epoch, pub.offset, pub.data)
 
 
 def session_record(conn: Conn) -> bytes:

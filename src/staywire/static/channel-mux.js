@@ -21,7 +21,8 @@ const MAX_SUB_RETRIES = 5;
 
 /** @typedef {import('./cursor.js').Position} Position */
 /** @typedef {{tab: string, rid: number, since: Position|null, covered: number|null, unrecovered: boolean}} Waiter */
-/** @typedef {{name: string, tabs: Set<string>, cursor: ChannelCursor, waiting: Waiter[], seq: number, retries: number}} ChannelState */
+/** @typedef {{name: string, tabs: Set<string>, cursor: ChannelCursor, waiting: Waiter[], seq: number, retries: number, serverSide?: boolean}} ChannelState */
+/** @typedef {{channel: string, epoch: string, offset: number}} ServerSub */
 /**
  * The hub's way to send a request (Hub._request).
  * @typedef {(type: string, payload: Record<string, any>, meta: Record<string, any>,
@@ -197,6 +198,32 @@ export class ChannelMux {
     }
   }
 
+  /**
+   * The welcome's `server_subs`: channels the server subscribed this connection to itself
+   * (docs/protocol.md, *Server-side subscriptions*). Each is live at once when the connection
+   * before had delivered up to the same position; else it is restarted from the position
+   * delivered (`unsub`, then `sub` with `since`), as a gap is. One the server no longer
+   * names is dropped: its tabs end their Subscription of it (staywire.js), and no `sub` is
+   * sent for it. Call before `connected()`.
+   * @param {ServerSub[]} subs
+   */
+  serverSubscribed(subs) {
+    const named = new Set(subs.map((p) => p.channel));
+    for (const [name, ch] of [...this.channels]) {
+      if (ch.serverSide && !named.has(name)) this.channels.delete(name);
+    }
+    for (const p of subs) {
+      const ch = this._channel(p.channel);
+      ch.serverSide = true;
+      if (ch.cursor.joined(p.epoch, p.offset) !== null) {
+        this._sendUnsub(ch, true);
+        continue;
+      }
+      for (const w of [...ch.waiting]) this._answerIfCovered(ch, w);
+      if (ch.waiting.length > 0) this._rewind(ch);
+    }
+  }
+
   /** The connection is gone, and every subscription with it: each join waits for a `sub` on the next. */
   connectionLost() {
     for (const ch of this.channels.values()) {
@@ -252,7 +279,11 @@ export class ChannelMux {
    */
   revoked(name, err) {
     const ch = this.channels.get(name);
-    if (!ch) return;
+    if (!ch) {
+      // Say, a server-side subscription the server could not make (channel_full).
+      this._emit({ t: 'warning', message: `the server did not subscribe ${name}: ${err.message}` });
+      return;
+    }
     this.channels.delete(name);
     for (const tab of ch.tabs) {
       this._emit({ t: 'subfail', to: tab, channel: name, error: serializeError(err) });

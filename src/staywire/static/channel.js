@@ -47,6 +47,8 @@ export class Subscription extends Emitter {
     });
     this.ready.catch(() => {});
     this._everJoined = false;
+    /** Subscribed by the server (the connect proxy), not by subscribe(): Client.serverSubscriptions. */
+    this.serverSide = false;
   }
 
   /** The `since` to (re)join with; starts holding messages until the answer. */

@@ -148,6 +148,26 @@ export class ChannelCursor {
   }
 
   /**
+   * The server subscribed this channel itself, at `{epoch, offset}`: a welcome's
+   * `server_subs`. Returns null when it is LIVE from there, nothing missed (a first welcome,
+   * or a reconnect at the position delivered); otherwise the `since` to restart from (the
+   * caller sends `unsub`, then `sub`), as for a gap: RESYNCING drops the live `msg`s until
+   * the `unsub` is acked, and the `sub` replays them in order.
+   * @param {string} epoch @param {number} offset @returns {Position|null}
+   */
+  joined(epoch, offset) {
+    const current = this.position;
+    if (current !== null && (current.epoch !== epoch || current.offset !== offset)) {
+      this.state = CursorState.RESYNCING;
+      return current;
+    }
+    if (current === null) this.position = { epoch, offset };
+    this.state = CursorState.LIVE;
+    this.asked = null;
+    return null;
+  }
+
+  /**
    * Restarts the subscription from the current position (`unsub` then `sub`), say after
    * `already_subscribed`; returns the `since` of the follow-up `sub`.
    */

@@ -119,6 +119,7 @@ export class Hub {
     s.on('late', () => this._status());
     s.on('welcome', (/** @type {any} */ welcome) => {
       this._pubs.pace(welcome?.rate_limit);
+      this._mux.serverSubscribed(serverSubs(welcome));
       this._onOpen();
     });
     s.on('close', (/** @type {{code: number, reason: string}} */ info) => this._onClosed(info));
@@ -173,6 +174,8 @@ export class Hub {
       lateFires: s.lateFires,
       lastClose: s.lastClose,
       session: s.session,
+      // The tabs make a Subscription of each (staywire.js, serverSubscriptions).
+      serverSubs: s.state === State.OPEN ? serverSubs(s.welcome) : [],
       channels: this._mux.channels.size,
       adopted: this.adopted,
       removeFailures: this._removals.failures,
@@ -386,4 +389,16 @@ export class Hub {
       this._adopting = false;
     }
   }
+}
+
+/**
+ * A welcome's `server_subs`, keeping only well-formed entries (a newer server may send more).
+ * @param {any} welcome @returns {import('./channel-mux.js').ServerSub[]}
+ */
+export function serverSubs(welcome) {
+  const list = Array.isArray(welcome?.server_subs) ? welcome.server_subs : [];
+  return list
+    .filter((/** @type {any} */ p) => p && typeof p.channel === 'string' && typeof p.epoch === 'string'
+      && Number.isInteger(p.offset))
+    .map((/** @type {any} */ p) => ({ channel: p.channel, epoch: p.epoch, offset: p.offset }));
 }

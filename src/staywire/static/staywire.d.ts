@@ -154,6 +154,10 @@ export interface ClientEvents {
   rtt: (ms: number | null) => void;
   recovery: (info: RecoveryEvent) => void;
   outbox: (size: number) => void;
+  /** A publication of a channel the server subscribed this client to (`serverSubscriptions`). */
+  publication: (data: any, msg: Publication) => void;
+  /** The server subscribed this client to a channel (the connect proxy's answer). */
+  serverSubscription: (sub: Subscription) => void;
   /** Terminal: ConnectionClosed, Unauthorized or ReconnectFailed. */
   error: (err: Error) => void;
   warning: (message: string) => void;
@@ -182,6 +186,8 @@ export declare class Subscription extends Emitter<SubscriptionEvents> {
   readonly position: Position | null;
   readonly state: 'joining' | 'live' | 'closed';
   readonly delivered: number;
+  /** Subscribed by the server (`Client.serverSubscriptions`), not by `subscribe()`. */
+  readonly serverSide: boolean;
   /** Resolves at the first ack. */
   readonly ready: Promise<Subscription>;
   unsubscribe(): Promise<void>;
@@ -197,6 +203,11 @@ export declare class Client extends Emitter<ClientEvents> {
   readonly isLeader: boolean;
   readonly status: ClientStatus;
   readonly error: Error | null;
+  /**
+   * The channels the server subscribed this client to (welcome.server_subs), recovered after
+   * every reconnect like the client's own subscriptions.
+   */
+  readonly serverSubscriptions: Map<string, Subscription>;
   /** Resolves when first OPEN; rejects on a terminal close or when the retry budget is spent. */
   connect(): Promise<void>;
   subscribe<T = any>(

@@ -110,6 +110,12 @@ export class Client extends Emitter {
     this.state = State.CONNECTING;
     /** @type {Map<string, Subscription>} */
     this._subs = new Map();
+    /**
+     * The channels the server subscribed this client to (the connect proxy's answer), each a
+     * Subscription like those of subscribe(), recovered after every reconnect; their
+     * publications are also the client's 'publication' events. @type {Map<string, Subscription>}
+     */
+    this.serverSubscriptions = new Map();
     /** The tab holding the connection. @type {string|null} */
     this.leader = null;
     /** @type {Hub|null} set while this tab holds the connection */
@@ -358,6 +364,7 @@ export class Client extends Emitter {
     if (s.state === State.OPEN && s.connId) {
       if (s.connId !== this._connId) {
         this._connId = s.connId;
+        this._serverSubscribed(Array.isArray(s.serverSubs) ? s.serverSubs : []);
         this._flushOutbox();
         this.emit('open', s.connId);
       }
@@ -408,6 +415,40 @@ export class Client extends Emitter {
     }
     if (handler) sub.on('message', handler);
     return sub.ready;
+  }
+
+  /**
+   * A new connection's server-side subscriptions (welcome.server_subs, through the hub): a
+   * channel seen for the first time becomes a Subscription that joins from the position the
+   * server joined at, so nothing published since is missed; one the server no longer names
+   * is unsubscribed. Emits 'serverSubscription' with each new one.
+   * @param {Array<{channel: string, epoch: string, offset: number}>} list
+   */
+  _serverSubscribed(list) {
+    const named = new Map(list.map((p) => [p.channel, { epoch: p.epoch, offset: p.offset }]));
+    for (const [name, sub] of [...this.serverSubscriptions]) {
+      if (named.has(name)) continue;
+      this.serverSubscriptions.delete(name);
+      sub.serverSide = false;
+      sub.unsubscribe().catch(() => {});
+    }
+    for (const [name, since] of named) {
+      const have = this.serverSubscriptions.get(name);
+      if (have && have.state !== SubscriptionState.CLOSED) continue; // kept: the hub recovers it
+      let sub = this._subs.get(name);
+      if (!sub || sub.state === SubscriptionState.CLOSED) {
+        sub = new Subscription(name, { since, unsubscribe: (s) => this._unsubscribe(s) });
+        this._subs.set(name, sub);
+        sub.on('recovery', (/** @type {any} */ info) => this.emit('recovery', info));
+        if (this.leader) this._join(sub);
+      }
+      sub.serverSide = true;
+      sub.on('message', (/** @type {any} */ data, /** @type {any} */ msg) => {
+        if (sub.serverSide) this.emit('publication', data, msg);
+      });
+      this.serverSubscriptions.set(name, sub);
+      this.emit('serverSubscription', sub);
+    }
   }
 
   /** The subscription to `channel` in this tab, if any. @param {string} channel */
