@@ -20,7 +20,6 @@ of CPU. Every wait is bounded; every connection is closed before the process exi
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import msgspec
@@ -33,8 +32,6 @@ from staywire_bench.scaleload import cpu_snapshot, cpu_use
 
 __all__ = ["run_proxy"]
 
-perf_counter = time.perf_counter
-monotonic = time.monotonic
 
 
 async def run_proxy(gen: Generator) -> None:
