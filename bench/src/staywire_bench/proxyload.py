@@ -33,7 +33,6 @@ from staywire_bench.scaleload import cpu_snapshot, cpu_use
 __all__ = ["run_proxy"]
 
 
-
 async def run_proxy(gen: Generator) -> None:
     setup = gen.spec["setup"]
     try:
