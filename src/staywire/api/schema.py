@@ -57,11 +57,11 @@ User = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 AppCloseCode = Annotated[int, msgspec.Meta(ge=4000, le=4999)]
 
 
-class _Request(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+class _Request(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     pass
 
 
-class _Reply(msgspec.Struct, frozen=True, kw_only=True):
+class _Reply(msgspec.Struct, kw_only=True):
     pass
 
 

@@ -173,7 +173,8 @@ class RedisControl(ControlPlane):
     async def live_nodes(self) -> set[str]:
         """The nodes whose heartbeat key lives (and the stale ids pruned from the set)."""
         with self._guard():
-            ids = sorted(m.decode() for m in await self._redis.smembers(f"{self._prefix}nodes"))
+            members = await self._redis.smembers(f"{self._prefix}nodes")
+            ids = sorted(m.decode() if isinstance(m, bytes) else m for m in members)
             if not ids:
                 return set()
             alive = await self._redis.mget([self._node_key(i) for i in ids])
@@ -203,14 +204,15 @@ class RedisControl(ControlPlane):
             finally:
                 self._listening.clear()
                 with contextlib.suppress(*_UNAVAILABLE):
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
             await asyncio.sleep(min(_BACKOFF_MAX, 0.05 * 2 ** attempt) * random.uniform(0.5, 1))
             attempt = min(attempt + 1, 10)
 
-    def _received(self, channel: bytes, data: bytes) -> None:
+    def _received(self, channel: bytes | str, data: bytes) -> None:
         assert self._node is not None
         try:
-            if channel.decode() == self._commands:
+            name = channel.decode() if isinstance(channel, bytes) else channel
+            if name == self._commands:
                 command = self._command_decoder.decode(data)
                 if command.sender != self._node.node_id:
                     self._take(command)
