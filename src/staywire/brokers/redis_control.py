@@ -60,8 +60,8 @@ class _Command(msgspec.Struct, frozen=True):
 class _Answer(msgspec.Struct, frozen=True):
     id: str
     node: str
-    result: msgspec.Raw | None = None
-    error: str | None = None
+    result: msgspec.Raw  # (msgspec cannot decode a Raw inside a union: no "| None")
+    error: str | None = None  # set: the command failed there, and ``result`` is null
 
 
 class _Pending:
@@ -73,10 +73,10 @@ class _Pending:
         self.done = asyncio.Event()
 
     def answered(self, answer: _Answer) -> None:
-        if answer.result is not None:
+        if answer.error is None:
             self.out.results[answer.node] = bytes(answer.result)
         else:
-            self.out.failed[answer.node] = answer.error or "failed"
+            self.out.failed[answer.node] = answer.error
         self.check()
 
     def check(self) -> None:
@@ -242,8 +242,9 @@ class RedisControl(ControlPlane):
 
     async def _answer(self, command: _Command, result: bytes | None, error: str | None) -> None:
         assert self._node is not None
-        answer = _Answer(command.id, self._node.node_id,
-                         msgspec.Raw(result) if result is not None else None, error)
+        if result is None:
+            result, error = b"null", error or "failed"
+        answer = _Answer(command.id, self._node.node_id, msgspec.Raw(result), error)
         try:
             with self._guard():
                 await self._redis.publish(self._answers(command.sender), self._encode(answer))
