@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,7 +18,15 @@ from tests.api.conftest import API_KEY
 from tests.support.servers import free_port, wait_http
 from tests.support.ws import connect, expect, request
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "fastapi_publish"
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "fastapi_publish"
+
+
+def test_docs_show_the_example_as_it_is() -> None:
+    doc = (ROOT / "docs" / "api.md").read_text()
+    shown = re.search(r"## From FastAPI.*?```python\n(.*?)```", doc, re.S)
+    assert shown is not None, "docs/api.md shows no FastAPI example"
+    assert shown.group(1) in (EXAMPLE / "app.py").read_text()
 
 
 @pytest.fixture
