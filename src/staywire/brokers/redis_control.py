@@ -91,9 +91,11 @@ class RedisControl(ControlPlane):
         if not 0 < period < ttl:
             raise ConfigError("the heartbeat period must be > 0 and below its ttl")
         try:
+            # health_check_interval: redis-py PINGs a link idle that long before reading
+            # it, so a control link whose peer vanished without a FIN fails and reconnects.
             self._redis: Redis = Redis.from_url(
                 url, protocol=2, max_connections=8, socket_connect_timeout=2.0,
-                socket_timeout=5.0, retry=Retry(NoBackoff(), 0))
+                socket_timeout=5.0, retry=Retry(NoBackoff(), 0), health_check_interval=5)
         except ValueError as exc:
             raise ConfigError(f"invalid Redis URL: {exc}") from None
         self._prefix = prefix
