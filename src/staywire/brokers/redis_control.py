@@ -267,10 +267,12 @@ class RedisControl(ControlPlane):
         rid = secrets.token_hex(8)
         self._pending[rid] = pending
         try:
+            # The node list first: once the command is out, a failure must not answer
+            # "nothing was done" (BrokerUnavailable) while other nodes are running it.
+            known = await self.live_nodes()
             message = self._encode(_Command(rid, node.node_id, command, msgspec.Raw(args)))
             with self._guard():
                 listeners: Any = await self._redis.publish(self._commands, message)
-            known = await self.live_nodes()
             await run_local(node, command, args, out)
             pending.expected = max(0, int(listeners) - 1)  # every listener but this node
             pending.check()
