@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import socket
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -112,3 +113,20 @@ def test_bad_requests_get_codes_and_the_port_serves_on(api_server) -> None:
     status, nested = post(f"{api}/batch", b'{"commands": [{"method": "batch"}]}')
     assert status == 200 and nested["replies"][0]["error"]["code"] == "bad_request"
     assert post(f"{api}/info", b"{}")[0] == 200
+
+
+def test_what_is_not_http_gets_a_400_and_the_port_serves_on(api_server) -> None:
+    host, port = "127.0.0.1", int(api_server.api.rsplit(":", 1)[1])
+    for junk, status in ((b"GARBAGE\r\n\r\n", b"400"),
+                         (b"POST /api/info HTTP/1.1\r\nHost: x\r\nX: " + b"a" * 20000, b"431")):
+        with socket.create_connection((host, port), timeout=5) as sock:
+            sock.sendall(junk)
+            answer = b""
+            while b"\r\n\r\n" not in answer or not answer.endswith(b"}"):
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 " + status), answer[:80]
+        assert b'"code":"bad_request"' in answer
+    assert post(f"{api_server.api}/api/info", b"{}")[0] == 200

@@ -62,6 +62,20 @@ async def start_api(node: ApiHost, host: str, port: int) -> asyncio.Server:
 async def _serve_http(node: ApiHost, reader: asyncio.StreamReader,
                       writer: asyncio.StreamWriter) -> None:
     conn = h11.Connection(h11.SERVER, max_incomplete_event_size=16 * 1024)
+    try:
+        await _serve_requests(node, conn, reader, writer)
+    except h11.RemoteProtocolError as exc:
+        # Not HTTP/1.1 (or headers over 16 KiB): answered, as h11 suggests, before closing.
+        failure = ApiFailure(ErrorCode.BAD_REQUEST, f"bad HTTP request: {exc}",
+                             exc.error_status_hint)
+        try:
+            await _send(writer, conn, failure.status, failure.body())
+        except h11.LocalProtocolError:
+            pass  # a response had started: nothing more can be said
+
+
+async def _serve_requests(node: ApiHost, conn: h11.Connection, reader: asyncio.StreamReader,
+                          writer: asyncio.StreamWriter) -> None:
     while True:
         request: h11.Request | None = None
         body = bytearray()
