@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from staywire.api import ApiClient
+from staywire.api import ApiClient, ApiError
 from staywire.client import ConnectionState
 from staywire.exceptions import ConnectionClosed
 from tests.api.conftest import API_KEY, NODE
@@ -149,3 +149,19 @@ async def test_a_killed_node_is_missing_at_once_then_forgotten(nodes) -> None:
             await asyncio.sleep(0.2)
 
     await asyncio.wait_for(forgotten(), 10)  # the heartbeat TTL (5 s) and a beat
+
+
+async def test_history_on_redis_both_ways_and_at_the_offset_bound(nodes) -> None:
+    a, b = nodes
+    for i in range(1, 5):
+        await asyncio.to_thread(api_of(a).publish, "hist", i)
+    h = await asyncio.to_thread(api_of(b).history, "hist", limit=3, reverse=True)
+    assert [p.offset for p in h.publications] == [4, 3, 2] and h.offset == 4
+    older = await asyncio.to_thread(api_of(b).history, "hist", since=(h.epoch, 2),
+                                    reverse=True)
+    assert [p.data for p in older.publications] == [1]
+    top = await asyncio.to_thread(api_of(b).history, "hist", since=(h.epoch, 2**53 - 1))
+    assert top.publications == []
+    with pytest.raises(ApiError) as bad:
+        await asyncio.to_thread(api_of(b).history, "hist", since=(h.epoch, 2**60))
+    assert bad.value.code == "bad_request"

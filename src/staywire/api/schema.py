@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import msgspec
 
 from staywire.protocol.envelope import Channel, Key
+from staywire.protocol.stream import Epoch, Offset
 
 __all__ = [
     "METHODS",
@@ -114,8 +115,11 @@ class BroadcastReply(_Reply):
 
 
 class StreamPosition(_Request):
-    epoch: str
-    offset: Annotated[int, msgspec.Meta(ge=0)]
+    """``sub.since``'s bounds (``protocol.stream.Position``); a struct of its own so that
+    the OpenAPI description names it in this API's terms."""
+
+    epoch: Epoch
+    offset: Offset
 
 
 class HistoryRequest(_Request):
@@ -181,7 +185,8 @@ class InfoReply(_Reply):
 
 class DisconnectRequest(_Request):
     user: User
-    client: str | None = None  # one connection (the welcome's ``client``) instead of all
+    # One connection (the welcome's ``client``) instead of all.
+    client: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
     code: AppCloseCode | None = None  # default: 4010 with reconnect, 4510 without
     reason: Annotated[str, msgspec.Meta(max_length=123)] | None = None
     reconnect: bool | None = None  # must agree with code's range when both are given
