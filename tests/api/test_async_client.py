@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 
 import pytest
 
@@ -41,3 +43,12 @@ async def test_an_idle_connection_is_replaced_and_a_closed_port_is_an_error(
         with pytest.raises(ApiConnectionError) as failed:
             await gone.info()
         assert failed.value.code == "unavailable" and failed.value.status == 0
+
+
+def test_the_clients_load_no_server_and_no_dependency() -> None:
+    code = ("import sys, staywire.api; "
+            "print(sorted(m for m in sys.modules if m.startswith(('staywire.server', "
+            "'staywire.brokers', 'redis', 'picows', 'uvloop', 'h11', 'httpx'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=30, check=True)
+    assert out.stdout.strip() == "[]"
