@@ -102,3 +102,17 @@ async def test_memory_control_is_this_node_only() -> None:
 def test_a_heartbeat_period_over_its_ttl_is_refused() -> None:
     with pytest.raises(ConfigError):
         RedisControl("redis://127.0.0.1:1/0", period=5, ttl=5)
+
+
+async def test_a_node_that_crashes_on_a_command_answers_internal_error(planes) -> None:
+    _, (a, b, _) = planes
+
+    class Broken(Node):
+        async def execute(self, command: str, args: bytes) -> bytes:
+            raise ZeroDivisionError("a bug")
+
+    await a.start(Node("a"))
+    await b.start(Broken("b"))
+    out = await a.run("echo", b"1", 2.0)
+    assert list(out.results) == ["a"] and out.failed == {"b": "internal error"}
+    assert sorted((await a.run("echo", b"2", 2.0)).failed) == ["b"]  # b still listens

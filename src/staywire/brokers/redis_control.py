@@ -171,6 +171,8 @@ class RedisControl(ControlPlane):
                 await self._announce()
             except BrokerUnavailable as exc:
                 log.debug("heartbeat not written: %s", exc)
+            except Exception:  # a node that stops beating disappears from the cluster
+                log.exception("heartbeat failed")
 
     async def live_nodes(self) -> set[str]:
         """The nodes whose heartbeat key lives (and the stale ids pruned from the set)."""
@@ -203,6 +205,10 @@ class RedisControl(ControlPlane):
                         self._received(message["channel"], message["data"])
             except _UNAVAILABLE as exc:
                 log.warning("control link lost: %s", exc)
+            except Exception:
+                # Anything else (a Redis error reply, a bug) must not leave the node deaf
+                # to every later command: logged, and the link is made again.
+                log.exception("control link failed")
             finally:
                 self._listening.clear()
                 with contextlib.suppress(*_UNAVAILABLE):
@@ -238,7 +244,11 @@ class RedisControl(ControlPlane):
     async def _execute(self, command: _Command) -> None:
         assert self._node is not None
         out = FanOut()
-        await run_local(self._node, command.command, bytes(command.args), out)
+        try:
+            await run_local(self._node, command.command, bytes(command.args), out)
+        except Exception:
+            log.exception("control command %r failed", command.command)
+            out.failed[self._node.node_id] = "internal error"  # no details leave the node
         result = out.results.get(self._node.node_id)
         await self._answer(command, result, out.failed.get(self._node.node_id))
 
