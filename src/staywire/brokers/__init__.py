@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from staywire.brokers.base import Broker, HistoryLimits
+from staywire.brokers.control import ControlPlane, MemoryControl
 from staywire.brokers.memory import MemoryBroker
 
 if TYPE_CHECKING:
     from staywire.config import Config
 
-__all__ = ["Broker", "MemoryBroker", "create_broker"]
+__all__ = ["Broker", "ControlPlane", "MemoryBroker", "create_broker", "create_control"]
 
 
 def create_broker(config: Config) -> Broker:
@@ -30,3 +31,12 @@ def create_broker(config: Config) -> Broker:
     return RedisBroker(config.broker, history_size=config.history_size,
                        history_ttl=config.history_ttl, dedupe_window=config.dedupe_window,
                        policy=policy)
+
+
+def create_control(config: Config) -> ControlPlane:
+    """The control plane beside ``config.broker``: this node alone, or every node on Redis."""
+    if config.broker == "memory":
+        return MemoryControl()
+    from staywire.brokers.redis_control import RedisControl
+
+    return RedisControl(config.broker)
