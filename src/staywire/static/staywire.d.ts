@@ -23,7 +23,7 @@ export declare const CloseCode: Readonly<{
 export declare const ErrorCode: Readonly<Record<
   'BAD_REQUEST' | 'UNKNOWN_TYPE' | 'BINARY_UNSUPPORTED' | 'RATE_LIMITED' | 'FORBIDDEN' |
   'NOT_SUBSCRIBED' | 'ALREADY_SUBSCRIBED' | 'TOO_MANY_SUBSCRIPTIONS' | 'UNKNOWN_METHOD' |
-  'INVALID_PARAMS' | 'UNAUTHORIZED' | 'UNAVAILABLE' | 'INTERNAL',
+  'INVALID_PARAMS' | 'UNAUTHORIZED' | 'UNAVAILABLE' | 'INTERNAL' | 'CHANNEL_FULL',
   string>>;
 /** What a client does after a close with `code`. */
 export declare function reconnectPolicy(code: number): 'never' | 'backoff' | 'new_token';
