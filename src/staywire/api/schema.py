@@ -164,6 +164,16 @@ class InfoRequest(_Request):
     pass
 
 
+class RecentClose(_Reply):
+    """A slow-consumer (4008) or rate-limit (4029) close, for the admin page."""
+
+    at: float  # Unix seconds
+    code: int
+    reason: str
+    user: str  # "" for an anonymous connection
+    client: str
+
+
 class NodeInfo(_Reply):
     node: str
     version: str
@@ -173,6 +183,9 @@ class NodeInfo(_Reply):
     channels: int
     deliveries_per_second: float  # publications written to subscribers, last few seconds
     publications_per_second: float
+    connects_per_second: float = 0.0  # connections accepted, last few seconds
+    closes: dict[str, int] = {}  # connections closed since the node started, by close code
+    recent_closes: list[RecentClose] = []  # the last 20 of 4008 and 4029, oldest first
 
 
 class InfoReply(_Reply):

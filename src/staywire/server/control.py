@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import msgspec
 
 from staywire import __version__
-from staywire.api.schema import NodeInfo
+from staywire.api.schema import NodeInfo, RecentClose
 from staywire.brokers.control import NodeFailed
 from staywire.protocol.patterns import Glob
 from staywire.protocol.state import ConnState
@@ -87,7 +87,8 @@ class HubView(Protocol):
 
 
 class Rates:
-    """Publications and deliveries per second over the last few one-second samples."""
+    """Deliveries, publications and connects per second over the last few one-second
+    samples."""
 
     __slots__ = ("_stats", "_hub", "_samples", "_clock")
 
@@ -96,20 +97,24 @@ class Rates:
         self._stats = stats
         self._hub = hub
         self._clock = clock
-        self._samples: deque[tuple[float, int, int]] = deque(maxlen=_RATE_WINDOW)
+        self._samples: deque[tuple[float, int, int, int]] = deque(maxlen=_RATE_WINDOW)
         self.sample()
 
-    def sample(self) -> None:
-        self._samples.append((self._clock(), self._hub.deliveries, self._stats.publications))
+    def _now(self) -> tuple[int, int, int]:
+        s = self._stats
+        return self._hub.deliveries, s.publications, s.connections_opened
 
-    def per_second(self) -> tuple[float, float]:
-        """(deliveries, publications) per second since the oldest sample."""
-        t0, d0, p0 = self._samples[0]
+    def sample(self) -> None:
+        self._samples.append((self._clock(), *self._now()))
+
+    def per_second(self) -> tuple[float, float, float]:
+        """(deliveries, publications, connects) per second since the oldest sample."""
+        t0, *then = self._samples[0]
         elapsed = self._clock() - t0
         if elapsed <= 0:
-            return 0.0, 0.0
-        return ((self._hub.deliveries - d0) / elapsed,
-                (self._stats.publications - p0) / elapsed)
+            return 0.0, 0.0, 0.0
+        d, p, c = (now - before for now, before in zip(self._now(), then, strict=True))
+        return d / elapsed, p / elapsed, c / elapsed
 
 
 class NodeControl:
@@ -121,6 +126,7 @@ class NodeControl:
         self._connections = connections
         self._hub = hub
         self._started = time.monotonic()
+        self._stats = stats
         self.rates = Rates(stats, hub)
         self._sampler: asyncio.Task[None] | None = None
         self._commands: dict[str, tuple[type[Any], Callable[[Any], Awaitable[Any]]]] = {
@@ -162,7 +168,8 @@ class NodeControl:
 
     async def _info(self, _: Any) -> NodeInfo:
         channels = self._hub.channels
-        deliveries, publications = self.rates.per_second()
+        deliveries, publications, connects = self.rates.per_second()
+        stats = self._stats
         return NodeInfo(
             node=self._node_id, version=__version__,
             uptime=round(time.monotonic() - self._started, 3),
@@ -170,7 +177,12 @@ class NodeControl:
             subscriptions=sum(len(subs) for subs in channels.values()),
             channels=len(channels),
             deliveries_per_second=round(deliveries, 3),
-            publications_per_second=round(publications, 3))
+            publications_per_second=round(publications, 3),
+            connects_per_second=round(connects, 3),
+            closes={str(code): n for code, n in sorted(stats.closes.items())},
+            recent_closes=[RecentClose(at=round(at, 3), code=code, reason=reason, user=user,
+                                       client=client)
+                           for at, code, reason, user, client in stats.recent_closes])
 
     async def _channels(self, args: ChannelsArgs) -> ChannelsResult:
         glob = Glob(args.pattern)
