@@ -48,6 +48,7 @@ from staywire.brokers.base import (
     PublicationHandler,
     PublishResult,
 )
+from staywire.brokers.redis_publish import PublishPipeline
 from staywire.exceptions import BrokerError, BrokerUnavailable, ConfigError
 
 __all__ = ["RedisBroker"]
@@ -78,63 +79,6 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     redis_errors.ReadOnlyError,
     OSError,
 )
-
-# KEYS: meta, stream[, idempotency key]
-# ARGV: data, epoch if new, history size, history ttl ms, meta ttl ms,
-#       pub/sub channel, channel, dedupe window ms, history byte bound (0: none)
-#
-# A stream rather than a list: with the offset as the entry id, "everything after
-# offset N" is one XRANGE whose answer carries its own offsets, MAXLEN trims
-# exactly to history_size in the same command, and nothing depends on index
-# arithmetic staying in step with the offset counter. The byte bound (the per-channel
-# option history_max_bytes) is applied in the same script, so no reader ever sees the
-# stream over it: the newest entries are kept while they fit, older ones go in one
-# XTRIM. It reads the stream (at most history_size entries), so it costs only on the
-# channels that set it.
-_PUBLISH_LUA = """
-if KEYS[3] then
-  local seen = redis.call('GET', KEYS[3])
-  if seen then
-    local sep = string.find(seen, ':', 1, true)
-    return {string.sub(seen, 1, sep - 1), string.sub(seen, sep + 1), 1}
-  end
-end
-local epoch = redis.call('HGET', KEYS[1], 'e')
-if not epoch then
-  -- A new life of the channel: entries of an earlier one would have offsets
-  -- that mean something else now.
-  epoch = ARGV[2]
-  redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0)
-end
-local offset = string.format('%d', redis.call('HINCRBY', KEYS[1], 'o', 1))
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
-if tonumber(ARGV[3]) > 0 then
-  redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], offset, 'd', ARGV[1])
-  redis.call('PEXPIRE', KEYS[2], ARGV[4])
-  local bound = tonumber(ARGV[9])
-  if bound > 0 then
-    local total, kept = 0, nil
-    for i, entry in ipairs(redis.call('XREVRANGE', KEYS[2], '+', '-')) do
-      total = total + #entry[2][2]
-      if total > bound then
-        if i == 1 then
-          redis.call('DEL', KEYS[2])
-        else
-          redis.call('XTRIM', KEYS[2], 'MINID', kept)
-        end
-        break
-      end
-      kept = entry[1]
-    end
-  end
-end
-redis.call('PUBLISH', ARGV[6], offset .. ':' .. epoch .. ':' .. #ARGV[7] .. ':' .. ARGV[7] .. ARGV[1])
-if KEYS[3] then
-  redis.call('SET', KEYS[3], epoch .. ':' .. offset, 'NX', 'PX', ARGV[8])
-end
-return {epoch, offset, 0}
-"""
 
 # KEYS: meta, stream
 # ARGV: epoch if new, meta ttl ms, since epoch ('' for none), first offset wanted
@@ -230,7 +174,8 @@ class RedisBroker(Broker):
             self._redis: Redis = Redis(connection_pool=pool)
         except ValueError as exc:  # the message names the problem, never the password
             raise ConfigError(f"invalid Redis URL: {exc}") from None
-        self._publish_script = self._redis.register_script(_PUBLISH_LUA)
+        # Publishes go through one pipeline (one write per tick; see redis_publish).
+        self._publisher = PublishPipeline(pool)
         self._history_script = self._redis.register_script(_HISTORY_LUA)
         self._on_publication: PublicationHandler | None = None
         self._tracks: dict[str, _Track] = {}
@@ -287,6 +232,7 @@ class RedisBroker(Broker):
         for channel, track in list(self._tracks.items()):
             self._forget(channel, track, closed)
         self._on_publication = None
+        await self._publisher.close()
         await self._redis.aclose()
 
     @property
@@ -321,6 +267,8 @@ class RedisBroker(Broker):
     # -- streams ----------------------------------------------------------------
 
     async def publish(self, channel: str, data: bytes, *, key: str | None = None) -> PublishResult:
+        # Queued synchronously, before the first await: publishes handed in in order
+        # reach Redis in that order (redis_publish.PublishPipeline).
         keys = [self._key(channel, "meta"), self._key(channel, "stream")]
         if key is not None:
             keys.append(self._key(channel, f"key:{key}"))
@@ -337,7 +285,7 @@ class RedisBroker(Broker):
             limits.max_bytes or 0,
         ]
         with self._guard("publish"):
-            epoch, offset, duplicate = await self._publish_script(keys=keys, args=args)
+            epoch, offset, duplicate = await self._publisher.submit(keys, args)
         return PublishResult(epoch.decode(), int(offset), duplicate=bool(duplicate))
 
     async def history(self, channel: str, since: Position | None) -> HistoryResult:
