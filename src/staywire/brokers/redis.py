@@ -29,7 +29,7 @@ import contextlib
 import logging
 import random
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -48,7 +48,7 @@ from staywire.brokers.base import (
     PublicationHandler,
     PublishResult,
 )
-from staywire.brokers.redis_publish import PublishPipeline
+from staywire.brokers.redis_publish import PublishCommands, PublishPipeline
 from staywire.exceptions import BrokerError, BrokerUnavailable, ConfigError
 
 __all__ = ["RedisBroker"]
@@ -79,6 +79,7 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     redis_errors.ReadOnlyError,
     OSError,
 )
+_TRANSLATED: tuple[type[BaseException], ...] = (*_UNAVAILABLE, redis_errors.RedisError)
 
 # KEYS: meta, stream
 # ARGV: epoch if new, meta ttl ms, since epoch ('' for none), first offset wanted
@@ -176,6 +177,9 @@ class RedisBroker(Broker):
             raise ConfigError(f"invalid Redis URL: {exc}") from None
         # Publishes go through one pipeline (one write per tick; see redis_publish).
         self._publisher = PublishPipeline(pool)
+        self._commands = PublishCommands(prefix=prefix, pubsub_prefix=self._pubsub_prefix,
+                                         policy=self._policy, dedupe_ms=self._dedupe_ms,
+                                         meta_ttl_factor=_META_TTL_FACTOR)
         self._history_script = self._redis.register_script(_HISTORY_LUA)
         self._on_publication: PublicationHandler | None = None
         self._tracks: dict[str, _Track] = {}
@@ -254,39 +258,60 @@ class RedisBroker(Broker):
             raise BrokerUnavailable(f"{what}: the Redis broker is closed")
         try:
             yield
-        except _UNAVAILABLE as exc:
+        except _TRANSLATED as exc:
+            raise self._translate(what, exc) from exc
+        if self._link is not None:
+            self._available = True
+
+    def _translate(self, what: str, exc: BaseException) -> BaseException:
+        """The broker's error for a redis-py one (``exc`` itself when it is neither)."""
+        if isinstance(exc, _UNAVAILABLE):
             # After a timeout the outcome is unknown (a publish may have happened);
             # a retry with the same idempotency key is what makes that safe.
             self._available = False
-            raise BrokerUnavailable(f"{what}: Redis unreachable: {exc}") from exc
-        except redis_errors.RedisError as exc:
-            raise BrokerError(f"{what}: {exc}") from exc
-        if self._link is not None:
-            self._available = True
+            error: BaseException = BrokerUnavailable(f"{what}: Redis unreachable: {exc}")
+        elif isinstance(exc, redis_errors.RedisError):
+            error = BrokerError(f"{what}: {exc}")
+        else:
+            return exc
+        error.__cause__ = exc
+        return error
 
     # -- streams ----------------------------------------------------------------
 
     async def publish(self, channel: str, data: bytes, *, key: str | None = None) -> PublishResult:
-        # Queued synchronously, before the first await: publishes handed in in order
-        # reach Redis in that order (redis_publish.PublishPipeline).
-        keys = [self._key(channel, "meta"), self._key(channel, "stream")]
-        if key is not None:
-            keys.append(self._key(channel, f"key:{key}"))
-        limits = self._policy(channel)
-        args: list[bytes | str | int] = [
-            data,
-            self._new_epoch(),
-            limits.size,
-            _ms(limits.ttl),
-            _ms(limits.ttl * _META_TTL_FACTOR),
-            self._pubsub_name(channel),
-            channel,
-            self._dedupe_ms,
-            limits.max_bytes or 0,
-        ]
-        with self._guard("publish"):
-            epoch, offset, duplicate = await self._publisher.submit(keys, args)
-        return PublishResult(epoch.decode(), int(offset), duplicate=bool(duplicate))
+        fut: asyncio.Future[PublishResult] = asyncio.get_running_loop().create_future()
+
+        def settle(result: PublishResult | None, exc: BaseException | None) -> None:
+            if fut.done():
+                return  # the caller was cancelled
+            if exc is not None:
+                fut.set_exception(exc)
+            else:
+                fut.set_result(cast("PublishResult", result))
+
+        self.publish_soon(channel, data, key, settle)
+        return await fut
+
+    def publish_soon(self, channel: str, data: bytes, key: str | None,
+                     done: Callable[[PublishResult | None, BaseException | None], None]) -> None:
+        """``publish`` without a coroutine: queued now, so publishes made in order reach
+        Redis in that order (redis_publish.PublishPipeline); ``done`` is called once,
+        later, with the result or with ``BrokerUnavailable`` / ``BrokerError``."""
+        if self._closed:
+            done(None, BrokerUnavailable("publish: the Redis broker is closed"))
+            return
+
+        def reply(value: Any, exc: BaseException | None) -> None:
+            if exc is None:
+                if self._link is not None:
+                    self._available = True
+                epoch, offset, duplicate = value
+                done(PublishResult(epoch.decode(), int(offset), duplicate=bool(duplicate)), None)
+            else:
+                done(None, self._translate("publish", exc))
+
+        self._publisher.submit(self._commands.command(channel, data, key), reply)
 
     async def history(self, channel: str, since: Position | None) -> HistoryResult:
         with self._guard("history"):
