@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from staywire.brokers.base import Broker
+from staywire.brokers.base import Broker, PublishResult
 from staywire.protocol.stream import Position, Publication
 from staywire.config import Config
 from staywire.exceptions import AuthError, BrokerUnavailable, ProxyUnavailable, TokenExpired
@@ -109,7 +109,7 @@ class Conn(Protocol):
 
 class RequestHandlers:
     __slots__ = ("config", "rate_limit", "authenticator", "access", "membership", "broker",
-                 "sessions", "rpc", "hooks", "publisher", "table", "publish_now", "pub_runs",
+                 "sessions", "rpc", "hooks", "publisher", "table", "publish_now", "pub_runs", "publish_later",
                  "backend", "background", "keep_headers")
 
     def __init__(self, config: Config, *, rate_limit: dict[str, float],
@@ -133,6 +133,9 @@ class RequestHandlers:
         # A publish the backend approves first awaits before it reaches the broker, so a
         # run of them would no longer reach it in order: those are handled one by one.
         self.pub_runs = not access.proxied_pub
+        # The queued path (Redis): handed to the broker in the frame callback, in order.
+        self.publish_later = (publisher.publish_soon is not None and not self.publish_now
+                              and not access.proxied_pub)
         self.backend = backend  # connect and refresh proxies (sub/pub: access, rpc: rpc)
         self.background = background
         # The forwarded headers outlive the connect only when a later event sends them.
@@ -170,6 +173,8 @@ class RequestHandlers:
             pass
         elif kind is Pub and self.publish_now:
             self._pub_now(conn, request)  # type: ignore[arg-type]
+        elif kind is Pub and self.publish_later:
+            self._pub_later(conn, request)  # type: ignore[arg-type]
         elif kind is Unsub:
             self._unsub(conn, request)  # type: ignore[arg-type]
         else:
@@ -511,6 +516,26 @@ class RequestHandlers:
             return
         result = self.publisher.publish_now(req.channel, bytes(req.data), req.key)
         _pub_ack(conn, req.id, result.epoch, result.offset, result.duplicate)
+
+    def _pub_later(self, conn: Conn, req: Pub) -> None:
+        """A publish answered when the broker replies, with no task: the Redis broker
+        queues it now (in the order the client sent it) and calls ``done`` later."""
+        if not self._pub_check(conn, req):
+            return
+        rid, channel = req.id, req.channel
+
+        def done(result: PublishResult | None, exc: BaseException | None) -> None:
+            if result is not None:
+                _pub_ack(conn, rid, result.epoch, result.offset, result.duplicate)
+            elif isinstance(exc, BrokerUnavailable):
+                log.warning("publish refused conn=%s channel=%s: %s", conn.id, channel, exc)
+                conn.send_error(ErrorCode.UNAVAILABLE,
+                                "broker unavailable; nothing was published", rid)
+            else:  # as a failed request of the worker: logged, the connection closed
+                log.error("request handling failed conn=%s: %s", conn.id, exc)
+                conn.close(CloseCode.INTERNAL_ERROR)
+
+        self.publisher.publish_later(channel, bytes(req.data), req.key, done)
 
     async def _pub(self, conn: Conn, req: Pub) -> None:
         access = self.access
