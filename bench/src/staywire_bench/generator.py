@@ -20,6 +20,7 @@ from typing import Any
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 from staywire_bench import procfs, protocols
+from staywire_bench.redis_cpu import redis_cpu_seconds
 from staywire.protocol.backoff import jittered
 
 __all__ = ["CLOSE", "TEXT", "Conn", "Generator", "Handler", "Refused"]
@@ -99,6 +100,8 @@ class Generator:
         self.proto = protocols.get(spec["protocol"])
         self.url: str = spec["url"].rstrip("/") + self.proto.path
         self.server_pid: int | None = spec.get("pid")
+        # The redis-server of a Redis-broker server (None otherwise): its CPU per publication.
+        self.redis_port: int | None = spec.get("redis_port")
         self.loop = asyncio.get_running_loop()
         self.headers = ({"Sec-WebSocket-Protocol": self.proto.subprotocol}
                         if self.proto.subprotocol else None)
@@ -165,6 +168,9 @@ class Generator:
 
     def server_cpu(self) -> float | None:
         return procfs.cpu_seconds(self.server_pid) if self.server_pid else None
+
+    def redis_cpu(self) -> float | None:
+        return redis_cpu_seconds(self.redis_port) if self.redis_port else None
 
     # ------------------------------------------------------------------ connections
 

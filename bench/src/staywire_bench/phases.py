@@ -68,6 +68,7 @@ async def echo(gen: Generator, name: str, nconns: int) -> dict[str, Any]:
         marks[which + "_cpu"] = time.process_time()
         marks[which + "_wall"] = perf_counter()
         marks[which + "_srv"] = gen.server_cpu()
+        marks[which + "_redis"] = gen.redis_cpu()
         marks[which + "_cores"] = procfs.core_times()  # type: ignore[assignment]
 
     gen.loop.call_at(gen.loop.time() + warmup, mark, "start")
@@ -219,6 +220,7 @@ async def fanout(gen: Generator, publisher: Conn, subs: list[Conn], m: int) -> d
     publisher.on_text = h_pub
     pad = b"x" * int(gen.params["pad"])
     cores0 = procfs.core_times()
+    redis0 = gen.redis_cpu()
     cpu0, srv0 = time.process_time(), gen.server_cpu()
     first = perf_counter()
     for i in range(1, m + 1):
@@ -229,6 +231,7 @@ async def fanout(gen: Generator, publisher: Conn, subs: list[Conn], m: int) -> d
         await asyncio.wait([done], timeout=0.25)
         gen.progress("fanout", delivered, expected)
     cpu1, srv1 = time.process_time(), gen.server_cpu()
+    redis1 = gen.redis_cpu()
     cores1 = procfs.core_times()
     end = last if done.done() else perf_counter()
     for c in subs:
@@ -246,11 +249,15 @@ async def fanout(gen: Generator, publisher: Conn, subs: list[Conn], m: int) -> d
         "p99_ms": ms(percentile(lat, 99)),
         "max_ms": ms(max(lat) if lat else None),
         "lost": gen.unexpected_losses,
+        # One PUBLISH per node per channel: this must not grow with the subscribers.
+        "redis_us_per_pub": (None if redis0 is None or redis1 is None
+                             else us((redis1 - redis0) / m)),
     }
     # The CPU window is the whole wait (up to the next 0.25 s poll), not only the burst.
     metrics.update(cpu_window({"start_cpu": cpu0, "end_cpu": cpu1, "start_wall": first,
                                "end_wall": perf_counter(), "start_srv": srv0,
-                               "end_srv": srv1, "start_cores": cores0, "end_cores": cores1}))
+                               "end_srv": srv1, "start_cores": cores0, "end_cores": cores1,
+                               "start_redis": redis0, "end_redis": redis1}))
     return metrics
 
 

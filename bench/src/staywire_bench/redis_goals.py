@@ -1,0 +1,71 @@
+"""The Redis broker against the memory broker (issue 12): the goals, as ratios of one run.
+
+``staywire`` (memory broker) and ``staywire-redis`` run in the same ``staywire bench``
+run, on the same machine, against the same generator: their ratio is the figure, not
+either number alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["redis_goals", "redis_goals_markdown"]
+
+MEMORY = "staywire"
+REDIS = "staywire-redis"
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def _f(value: float | None, digits: int = 0, suffix: str = "") -> str:
+    return "n/a" if value is None else f"{value:,.{digits}f}{suffix}"
+
+
+def redis_goals(summary: dict[str, dict[str, float | None]]) -> list[dict[str, Any]]:
+    """One row per goal: memory's and Redis' figures, Redis / memory, and whether met."""
+    mem, red = summary.get(MEMORY), summary.get(REDIS)
+    if not mem or not red:
+        return []
+    rows: list[dict[str, Any]] = []
+
+    def row(goal: str, key: str, digits: int, unit: str, bound: float, up: bool) -> None:
+        r = _ratio(red.get(key), mem.get(key))
+        rows.append({"goal": goal, "memory": _f(mem.get(key), digits, unit),
+                     "redis": _f(red.get(key), digits, unit),
+                     "ratio": r, "met": None if r is None else bool(r >= bound if up
+                                                                    else r <= bound)})
+
+    row("fan-out deliveries/s: Redis >= 80% of memory", "fanout_rate", 0, "", 0.8, True)
+    row("fan-out p99: Redis <= 1.5x memory", "fanout_p99", 1, " ms", 1.5, False)
+    row("publishes/s from 100 connections: Redis >= 50% of memory", "publish_rate", 0, "",
+        0.5, True)
+    row("reconnect storm, all back: Redis <= 1.5x memory", "storm_s", 2, " s", 1.5, False)
+    fan, pub = red.get("fanout_redis_us"), red.get("publish_redis_us")
+    r = _ratio(fan, pub)
+    # Within 2x: the fan-out's window holds only M publications, so its figure is the
+    # noisier one; a PUBLISH per subscriber would make it grow K-fold.
+    rows.append({"goal": "Redis CPU per publication independent of subscribers "
+                         "(fan-out's K subscribers vs publish's 0)",
+                 "memory": "n/a", "redis": f"{_f(fan, 1, ' µs')} vs {_f(pub, 1, ' µs')}",
+                 "ratio": r, "met": None if r is None else bool(r <= 2.0)})
+    return rows
+
+
+def redis_goals_markdown(rows: list[dict[str, Any]], k: int) -> list[str]:
+    if not rows:
+        return []
+    out = ["## Redis broker against the memory broker", "",
+           "Both Staywire servers of this run, side by side; Redis / memory is the figure "
+           f"the goals of issue 12 are about. Fan-out to K = {k:,} subscribers; publish: "
+           "100 connections, one acked publication in flight each, history kept. Redis "
+           "CPU per publication is redis-server's `INFO cpu` (user + sys) over the "
+           "workload's window divided by the publications in it.", "",
+           "| goal | memory | Redis | Redis / memory | |", "|---|---|---|---|---|"]
+    for r in rows:
+        met = {True: "met", False: "**not met**", None: "n/a"}[r["met"]]
+        ratio = "n/a" if r["ratio"] is None else f"{r['ratio']:.2f}"
+        out.append(f"| {r['goal']} | {r['memory']} | {r['redis']} | {ratio} | {met} |")
+    out.append("")
+    return out
