@@ -43,7 +43,8 @@ def test_goals_are_ratios_of_the_same_run() -> None:
                      "storm_s": 1.0},
         "staywire-redis": {"fanout_rate": 85_000.0, "fanout_p99": 16.0,
                            "publish_rate": 19_000.0, "storm_s": 1.4,
-                           "fanout_redis_us": 14.0, "publish_redis_us": 12.0},
+                           "fanout_redis_us": 14.0, "publish_redis_us": 12.0,
+                           "fanout_redis_publishes": 1.0},
     }
     rows = {r["goal"].split(":")[0]: r for r in redis_goals(summary)}
     assert [(r["ratio"], r["met"]) for r in rows.values()] == [

@@ -15,6 +15,7 @@ from typing import Any
 
 from staywire_bench import procfs
 from staywire_bench.generator import TEXT, Conn, Generator
+from staywire_bench.redis_cpu import per_publication_us
 from staywire_bench.stats import peak_rate, percentile
 from staywire_bench.windows import cpu_window, ms, us
 from staywire.protocol.backoff import Backoff, RetryBudget
@@ -219,8 +220,9 @@ async def fanout(gen: Generator, publisher: Conn, subs: list[Conn], m: int) -> d
         c.on_text = h_msg
     publisher.on_text = h_pub
     pad = b"x" * int(gen.params["pad"])
+    idle = await gen.redis_idle_rate()
     cores0 = procfs.core_times()
-    redis0 = gen.redis_cpu()
+    sample0 = gen.redis_sample()
     cpu0, srv0 = time.process_time(), gen.server_cpu()
     first = perf_counter()
     for i in range(1, m + 1):
@@ -231,7 +233,9 @@ async def fanout(gen: Generator, publisher: Conn, subs: list[Conn], m: int) -> d
         await asyncio.wait([done], timeout=0.25)
         gen.progress("fanout", delivered, expected)
     cpu1, srv1 = time.process_time(), gen.server_cpu()
-    redis1 = gen.redis_cpu()
+    sample1 = gen.redis_sample()
+    redis_window = perf_counter() - first
+    redis0, redis1 = (s[0] if s else None for s in (sample0, sample1))
     cores1 = procfs.core_times()
     end = last if done.done() else perf_counter()
     for c in subs:
@@ -250,8 +254,9 @@ async def fanout(gen: Generator, publisher: Conn, subs: list[Conn], m: int) -> d
         "max_ms": ms(max(lat) if lat else None),
         "lost": gen.unexpected_losses,
         # One PUBLISH per node per channel: this must not grow with the subscribers.
-        "redis_us_per_pub": (None if redis0 is None or redis1 is None
-                             else us((redis1 - redis0) / m)),
+        "redis_us_per_pub": per_publication_us(redis0, redis1, redis_window, idle, m),
+        "redis_publish_per_pub": (None if not sample0 or not sample1
+                                  else (sample1[1] - sample0[1]) / m),
     }
     # The CPU window is the whole wait (up to the next 0.25 s poll), not only the burst.
     metrics.update(cpu_window({"start_cpu": cpu0, "end_cpu": cpu1, "start_wall": first,

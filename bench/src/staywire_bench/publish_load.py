@@ -19,8 +19,9 @@ from typing import Any
 
 from staywire_bench import procfs
 from staywire_bench.generator import Conn, Generator
+from staywire_bench.redis_cpu import per_publication_us
 from staywire_bench.stats import percentile
-from staywire_bench.windows import cpu_window, ms, us
+from staywire_bench.windows import cpu_window, ms
 
 __all__ = ["publish"]
 
@@ -39,6 +40,7 @@ async def publish(gen: Generator, nconns: int) -> dict[str, Any]:
     conns, failures, last_error = await gen.open_many(nconns, nconns, "publish")
     if not conns:
         raise RuntimeError(f"publish: no connection opened ({last_error})")
+    idle = await gen.redis_idle_rate()
     proto = gen.proto
     ack_prefix = proto.ack_prefix
     control = proto.control
@@ -84,7 +86,9 @@ async def publish(gen: Generator, nconns: int) -> dict[str, Any]:
         marks[which + "_cpu"] = time.process_time()
         marks[which + "_wall"] = perf_counter()
         marks[which + "_srv"] = gen.server_cpu()
-        marks[which + "_redis"] = gen.redis_cpu()
+        sample = gen.redis_sample()
+        marks[which + "_redis"] = sample[0] if sample else None
+        marks[which + "_publishes"] = sample[1] if sample else None
         marks[which + "_cores"] = procfs.core_times()
         marks[which + "_count"] = count
 
@@ -115,8 +119,13 @@ async def publish(gen: Generator, nconns: int) -> dict[str, Any]:
         "last_error": last_err,
         "complete": done.done(),
         "subscribers": 0,
-        "redis_us_per_pub": (us((r1 - r0) / pubs) if r0 is not None and r1 is not None
-                             and pubs > 0 else None),
+        "redis_us_per_pub": per_publication_us(
+            r0, r1, (marks.get("end_wall") or 0.0) - (marks.get("start_wall") or 0.0), idle,
+            pubs),
+        "redis_publish_per_pub": (
+            (marks["end_publishes"] - marks["start_publishes"]) / pubs
+            if marks.get("start_publishes") is not None
+            and marks.get("end_publishes") is not None and pubs > 0 else None),
         "connect_failures": failures,
         "lost": gen.unexpected_losses,
     }

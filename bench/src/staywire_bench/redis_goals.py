@@ -43,13 +43,17 @@ def redis_goals(summary: dict[str, dict[str, float | None]]) -> list[dict[str, A
         0.5, True)
     row("reconnect storm, all back: Redis <= 1.5x memory", "storm_s", 2, " s", 1.5, False)
     fan, pub = red.get("fanout_redis_us"), red.get("publish_redis_us")
-    r = _ratio(fan, pub)
-    # Within 2x: the fan-out's window holds only M publications, so its figure is the
-    # noisier one; a PUBLISH per subscriber would make it grow K-fold.
-    rows.append({"goal": "Redis CPU per publication independent of subscribers "
-                         "(fan-out's K subscribers vs publish's 0)",
-                 "memory": "n/a", "redis": f"{_f(fan, 1, ' µs')} vs {_f(pub, 1, ' µs')}",
-                 "ratio": r, "met": None if r is None else bool(r <= 2.0)})
+    calls = red.get("fanout_redis_publishes")
+    # The exact figure is the PUBLISH count (INFO commandstats): one per publication on
+    # one node, whatever K. The CPU figures are shown beside it; the fan-out's is the
+    # noisier (its window holds only M publications, the first ones on cold caches).
+    rows.append({"goal": "Redis CPU per publication independent of subscribers: one "
+                         "PUBLISH per node per channel",
+                 "memory": "n/a",
+                 "redis": (f"{_f(calls, 2)} PUBLISH per publication at K subscribers; "
+                           f"{_f(fan, 1, ' µs')} at K vs {_f(pub, 1, ' µs')} at 0"),
+                 "ratio": _ratio(fan, pub),
+                 "met": None if calls is None else bool(calls <= 1.0)})
     return rows
 
 
@@ -61,7 +65,8 @@ def redis_goals_markdown(rows: list[dict[str, Any]], k: int) -> list[str]:
            f"the goals of issue 12 are about. Fan-out to K = {k:,} subscribers; publish: "
            "100 connections, one acked publication in flight each, history kept. Redis "
            "CPU per publication is redis-server's `INFO cpu` (user + sys) over the "
-           "workload's window divided by the publications in it.", "",
+           "workload's window, less its idle rate, divided by the publications in it; "
+           "the PUBLISH count is `INFO commandstats`'.", "",
            "| goal | memory | Redis | Redis / memory | |", "|---|---|---|---|---|"]
     for r in rows:
         met = {True: "met", False: "**not met**", None: "n/a"}[r["met"]]
