@@ -10,7 +10,9 @@ or error), reading the replies in order.
 
 Order: only one batch is in flight at a time, on one connection, so Redis runs the
 publishes in the order they were submitted; a client whose publishes are handed in
-order (the request worker does) keeps its order per channel. A batch that fails at
+in order (the request handler does, in the frame callback) keeps its order per
+channel. Each command is built by ``PublishCommands`` from per-channel parts made
+once, and a batch's replies are read under one timeout. A batch that fails at
 the connection (Redis down, a timeout) fails every publish in it that has no reply
 yet, as unavailable: none of them is retried here, since a publish whose reply was
 lost may have happened (the caller retries with its idempotency key).
