@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
+from staywire.brokers.base import Position
 from staywire.exceptions import BrokerError, BrokerUnavailable
 from tests.brokers.contract import MakeNode
 from tests.brokers.test_redis_broker import node_factory, prefix_of
@@ -95,3 +96,33 @@ async def test_a_batch_cut_by_an_outage_is_unavailable_and_the_broker_recovers(
     finally:
         for n in nodes:
             await n.broker.close()
+
+
+async def test_history_reads_and_session_commands_share_the_pipeline(
+        make_node: MakeNode, admin: Redis) -> None:
+    """A reconnect storm's recovery reads and session saves: one connection, not one
+    per request in flight."""
+    node = await make_node()
+    first = await node.broker.publish("room", b"1")
+    await node.broker.save_session("s0", b"r", 30)
+    before = await _clients(admin)
+    results = await asyncio.gather(*(node.broker.history("room", Position(first.epoch, 0))
+                                     for _ in range(100)),
+                                   *(node.broker.save_session(f"s{i}", b"r%d" % i, 30)
+                                     for i in range(1, 101)))
+    assert await _clients(admin) <= before
+    assert all([p.data for p in r.publications] == [b"1"] for r in results[:100])
+    assert await node.broker.load_session("s42") == b"r42"
+    await node.broker.delete_session("s42")
+    assert await node.broker.load_session("s42") is None
+
+
+async def test_a_history_read_after_a_script_flush_loads_its_own_script(
+        make_node: MakeNode, admin: Redis) -> None:
+    node = await make_node()
+    first = await node.broker.publish("c", b"1")
+    await admin.script_flush()
+    history, second = await asyncio.gather(node.broker.history("c", Position(first.epoch, 0)),
+                                           node.broker.publish("c", b"2"))
+    assert [p.offset for p in history.publications] == [1]
+    assert second.offset == 2

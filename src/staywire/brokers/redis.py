@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import random
 import secrets
@@ -48,7 +49,7 @@ from staywire.brokers.base import (
     PublicationHandler,
     PublishResult,
 )
-from staywire.brokers.redis_publish import PublishCommands, PublishPipeline
+from staywire.brokers.redis_publish import PublishCommands, PublishPipeline, pack
 from staywire.exceptions import BrokerError, BrokerUnavailable, ConfigError
 
 __all__ = ["RedisBroker"]
@@ -180,7 +181,7 @@ class RedisBroker(Broker):
         self._commands = PublishCommands(prefix=prefix, pubsub_prefix=self._pubsub_prefix,
                                          policy=self._policy, dedupe_ms=self._dedupe_ms,
                                          meta_ttl_factor=_META_TTL_FACTOR)
-        self._history_script = self._redis.register_script(_HISTORY_LUA)
+        self._history_sha = hashlib.sha1(_HISTORY_LUA.encode()).hexdigest()
         self._on_publication: PublicationHandler | None = None
         self._tracks: dict[str, _Track] = {}
         self._link: AbstractConnection | None = None
@@ -318,15 +319,12 @@ class RedisBroker(Broker):
             return await self._read_history(channel, since)
 
     async def _read_history(self, channel: str, since: Position | None) -> HistoryResult:
-        reply = await self._history_script(
-            keys=[self._key(channel, "meta"), self._key(channel, "stream")],
-            args=[
-                self._new_epoch(),
-                self._meta_ttl_ms,
-                since.epoch if since is not None else "",
-                max(since.offset, 0) + 1 if since is not None else 0,
-            ],
-        )
+        # Through the pipeline: a storm's recovery reads share round trips.
+        reply = await self._publisher.call(pack(
+            "EVALSHA", self._history_sha, 2, self._key(channel, "meta"),
+            self._key(channel, "stream"), self._new_epoch(), self._meta_ttl_ms,
+            since.epoch if since is not None else "",
+            max(since.offset, 0) + 1 if since is not None else 0), _HISTORY_LUA)
         epoch = reply[0].decode()
         position = Position(epoch, int(reply[1]))
         entries: list[Any] = reply[2] if len(reply) > 2 else []
@@ -557,13 +555,14 @@ class RedisBroker(Broker):
 
     async def save_session(self, session_id: str, record: bytes, ttl: float) -> None:
         with self._guard("save_session"):
-            await self._redis.set(self._session_key(session_id), record, px=_ms(ttl))
+            await self._publisher.call(pack("SET", self._session_key(session_id), record, "PX",
+                                            _ms(ttl)))
 
     async def load_session(self, session_id: str) -> bytes | None:
         with self._guard("load_session"):
-            record = await self._redis.get(self._session_key(session_id))
+            record = await self._publisher.call(pack("GET", self._session_key(session_id)))
         return cast("bytes | None", record)  # bytes: the client does not decode
 
     async def delete_session(self, session_id: str) -> None:
         with self._guard("delete_session"):
-            await self._redis.delete(self._session_key(session_id))
+            await self._publisher.call(pack("DEL", self._session_key(session_id)))

@@ -34,7 +34,7 @@ from staywire.brokers.base import HistoryPolicy
 
 log = logging.getLogger("staywire.brokers.redis")
 
-__all__ = ["PUBLISH_LUA", "PublishCommands", "PublishPipeline"]
+__all__ = ["PUBLISH_LUA", "PublishCommands", "PublishPipeline", "pack"]
 
 # At most this many publishes in one write: bounds the write and the time one batch
 # holds the connection; the rest go in the next batch, right after.
@@ -105,7 +105,8 @@ PUBLISH_SHA = hashlib.sha1(PUBLISH_LUA.encode()).hexdigest()
 
 # Called once with the script's reply, or with the redis-py error of this publish.
 ReplyCallback = Callable[[Any, BaseException | None], None]
-_Pending = tuple[bytes, ReplyCallback]
+# A command, its callback, and the Lua source to load should Redis answer NOSCRIPT.
+_Pending = tuple[bytes, ReplyCallback, str | None]
 # Channels whose command parts are cached; past it the cache starts again (bounded memory
 # whatever the number of channel names).
 _CACHE_CHANNELS = 4096
@@ -113,6 +114,13 @@ _CACHE_CHANNELS = 4096
 
 def _bulk(raw: bytes) -> bytes:
     return b"$%d\r\n%s\r\n" % (len(raw), raw)
+
+
+def pack(*args: bytes | str | int) -> bytes:
+    """Any command in RESP (an array of bulk strings), for the pipeline."""
+    return b"*%d\r\n" % len(args) + b"".join(
+        _bulk(a if isinstance(a, bytes) else a.encode() if isinstance(a, str) else b"%d" % a)
+        for a in args)
 
 
 def _head(nkeys: int) -> bytes:
@@ -174,7 +182,11 @@ def _ms(seconds: float) -> int:
 
 
 class PublishPipeline:
-    """The publishes of one tick as one pipeline; one batch in flight at a time."""
+    """The commands of one tick as one pipeline; one batch in flight at a time.
+
+    Publishes, history reads and session commands all go through it: in a reconnect
+    storm every client's recovery read and session save would otherwise be a round
+    trip of its own through redis-py's general command path."""
 
     def __init__(self, pool: ConnectionPool) -> None:
         self._pool = pool
@@ -182,18 +194,35 @@ class PublishPipeline:
         self._task: asyncio.Task[None] | None = None
         self._closed = False
 
-    def submit(self, command: bytes, callback: ReplyCallback) -> None:
-        """Queue one publish (a ``PublishCommands`` command). ``callback`` is called once,
-        on the event loop, with the script's reply or the redis-py error; the callbacks
-        of one batch are called in the order the publishes were queued."""
+    def submit(self, command: bytes, callback: ReplyCallback,
+               script: str | None = PUBLISH_LUA) -> None:
+        """Queue one command (RESP bytes; ``script``: the Lua source an ``EVALSHA`` runs).
+        ``callback`` is called once, on the event loop, with the reply or the redis-py
+        error; the callbacks of one batch are called in the order the commands were
+        queued."""
         if self._closed:
             callback(None, redis_errors.ConnectionError("the publish pipeline is closed"))
             return
-        self._pending.append((command, callback))
+        self._pending.append((command, callback, script))
         if self._task is None:
             # Starts on the next loop iteration: every publish of this tick is in.
             self._task = asyncio.get_running_loop().create_task(
                 self._run(), name="staywire-redis-publish")
+
+    async def call(self, command: bytes, script: str | None = None) -> Any:
+        """Queue one command and wait for its reply (a redis-py error is raised)."""
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        def settle(reply: Any, exc: BaseException | None) -> None:
+            if fut.done():
+                return  # the caller was cancelled
+            if exc is not None:
+                fut.set_exception(exc)
+            else:
+                fut.set_result(reply)
+
+        self.submit(command, settle, script)
+        return await fut
 
     async def close(self) -> None:
         self._closed = True
@@ -233,8 +262,9 @@ class PublishPipeline:
             if missing:
                 # SCRIPT FLUSH or a fresh Redis: a NOSCRIPT reply means the script did
                 # not run, so those publishes are sent again (in order) after a load.
-                await conn.send_command("SCRIPT", "LOAD", PUBLISH_LUA)
-                await conn.read_response()
+                for script in dict.fromkeys(item[2] for item in missing if item[2]):
+                    await conn.send_command("SCRIPT", "LOAD", script)
+                    await conn.read_response()
                 missing = await self._roundtrip(conn, missing, done)
                 self._fail(missing, redis_errors.NoScriptError("the publish script is missing"))
                 done.extend(missing)
@@ -250,7 +280,7 @@ class PublishPipeline:
         batch: ``read_response`` arms and cancels a timer per reply, which was a fifth of
         the pipeline's time. Any failure leaves the connection out of step with its
         replies, so it is disconnected (the pool connects it again when next used)."""
-        await conn.send_packed_command(b"".join([cmd for cmd, _ in batch]), check_health=False)
+        await conn.send_packed_command(b"".join([item[0] for item in batch]), check_health=False)
         parser = conn._parser  # redis-py's (hiredis or RESP2) parser; pinned version
         missing = []
         try:
@@ -278,8 +308,8 @@ class PublishPipeline:
 
     @staticmethod
     def _fail(batch: list[_Pending], exc: BaseException) -> None:
-        for _, callback in batch:
-            _call(callback, None, exc)
+        for item in batch:
+            _call(item[1], None, exc)
 
 
 def _call(callback: ReplyCallback, reply: Any, exc: BaseException | None) -> None:
