@@ -5,9 +5,10 @@ hands it each request with itself (``dispatch(conn, request)``), so the handlers
 the node's services and the connection holds only its own state.
 
 There is no task per connection. Requests that can be answered at once are
-answered in the frame callback; the others (auth, sub, rpc, and anything on a
-broker that must be awaited) go to a short-lived worker task that drains the
-connection's request queue in order and then ends. So an idle connection owns
+answered in the frame callback, and a publish on a broker with a queued path
+(Redis) is handed to it there and answered from its callback; the others (auth,
+sub, rpc, and anything on a broker that must be awaited) go to a short-lived worker
+task that drains the connection's request queue in order and then ends. So an idle connection owns
 no task, and a connection's requests are handled in the order they were sent
 (a client's publishes keep their order).
 """
@@ -109,8 +110,8 @@ class Conn(Protocol):
 
 class RequestHandlers:
     __slots__ = ("config", "rate_limit", "authenticator", "access", "membership", "broker",
-                 "sessions", "rpc", "hooks", "publisher", "table", "publish_now", "pub_runs", "publish_later",
-                 "backend", "background", "keep_headers")
+                 "sessions", "rpc", "hooks", "publisher", "table", "publish_now", "pub_runs",
+                 "publish_later", "backend", "background", "keep_headers")
 
     def __init__(self, config: Config, *, rate_limit: dict[str, float],
                  authenticator: Authenticator, access: AccessRules, membership: Membership,
