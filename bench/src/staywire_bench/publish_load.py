@@ -40,7 +40,6 @@ async def publish(gen: Generator, nconns: int) -> dict[str, Any]:
     conns, failures, last_error = await gen.open_many(nconns, nconns, "publish")
     if not conns:
         raise RuntimeError(f"publish: no connection opened ({last_error})")
-    idle = await gen.redis_idle_rate()
     proto = gen.proto
     ack_prefix = proto.ack_prefix
     control = proto.control
@@ -107,6 +106,7 @@ async def publish(gen: Generator, nconns: int) -> dict[str, Any]:
                      int((warmup + duration) * 1000))
     for c in conns:
         c.on_text = gen.h_idle
+    idle = await gen.redis_idle_rate()  # after: the connections publish no more
     r0, r1 = marks.get("start_redis"), marks.get("end_redis")
     pubs = (marks.get("end_count") or 0) - (marks.get("start_count") or 0)
     metrics: dict[str, Any] = {
