@@ -13,8 +13,9 @@ available on this VM), what was changed, and what stands in the way.
   p99 far below); the generator saturates its core before the server does, so the
   figure is a floor.
 * **Fan-out on Redis** was 16-27% of the memory broker's deliveries/s (2,000
-  subscribers, 50 publications: 85-100k against 370-540k). The profile (py-spy on the
-  node) had 89% of its samples in `Connection.flush`, against 509-611 samples where
+  subscribers, 50 publications: 85-100k against 370-540k; `staywire bench --quick -k 2000
+  -m 50 --servers staywire,staywire-redis --workloads fanout --profile`). The profile
+  (py-spy on the node) had 89% of its samples in `Connection.flush`, against 509-611 samples where
   the memory node needed 25-48: each publish was its own `EVALSHA` round trip, so the
   publications came back from pub/sub one round trip apart and each was flushed to
   every subscriber on its own. Of the three suspects, the second was the cause: the
@@ -36,7 +37,9 @@ available on this VM), what was changed, and what stands in the way.
   ranged 1.4-2.4 s). What is left: redis-py's import adds about 0.1 s to the restart,
   and Redis runs on the server's core.
 * **Publishing on Redis** from 100 connections was 3.8k acked publishes/s against
-  about 20-39k in memory. After pipelining, the profile showed redis-py's general
+  about 20-39k in memory (`staywire bench --quick --servers staywire,staywire-redis
+  --workloads publish,fanout,storm`; py-spy attached to the node for 3 s of the publish
+  window). After pipelining, the profile showed redis-py's general
   command packer (16%) and its per-reply read (14%: a timer armed and cancelled per
   reply, the pure-Python parser). Each `EVALSHA` is now built from per-channel parts
   made once, a batch's replies are read under one timeout, and redis-py uses hiredis

@@ -46,8 +46,6 @@ METRICS = [
     Metric("fanout_rate", "fanout", "rate", "Fan-out", "deliveries/s", "up"),
     Metric("fanout_p50", "fanout", "p50_ms", "Fan-out p50", "ms", "down", 1),
     Metric("fanout_p99", "fanout", "p99_ms", "Fan-out p99", "ms", "down", 1),
-    Metric("fanout_redis_us", "fanout", "redis_us_per_pub", "Redis CPU per publication, "
-           "K subscribers", "µs", "down", 1),
     Metric("fanout_redis_publishes", "fanout", "redis_publish_per_pub", "Redis PUBLISH "
            "commands per publication, K subscribers", "", "down", 2),
     Metric("idle_kib", "idle", "kib_per_conn", "Idle memory", "KiB/conn", "down", 2),
