@@ -5,9 +5,10 @@ hands it each request with itself (``dispatch(conn, request)``), so the handlers
 the node's services and the connection holds only its own state.
 
 There is no task per connection. Requests that can be answered at once are
-answered in the frame callback; the others (auth, sub, rpc, and anything on a
-broker that must be awaited) go to a short-lived worker task that drains the
-connection's request queue in order and then ends. So an idle connection owns
+answered in the frame callback, and a publish on a broker with a queued path
+(Redis) is handed to it there and answered from its callback; the others (auth,
+sub, rpc, and anything on a broker that must be awaited) go to a short-lived worker
+task that drains the connection's request queue in order and then ends. So an idle connection owns
 no task, and a connection's requests are handled in the order they were sent
 (a client's publishes keep their order).
 """
@@ -25,7 +26,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from staywire.brokers.base import Broker
+from staywire.brokers.base import Broker, PublishResult
 from staywire.protocol.stream import Position, Publication
 from staywire.config import Config
 from staywire.exceptions import AuthError, BrokerUnavailable, ProxyUnavailable, TokenExpired
@@ -51,6 +52,10 @@ from staywire.server.transport import text_frame
 __all__ = ["Conn", "RequestHandlers", "session_record"]
 
 log = logging.getLogger("staywire.server")
+
+
+# At most this many consecutive publishes of one connection handled as one run.
+_PUB_RUN = 64
 
 
 class Conn(Protocol):
@@ -90,8 +95,8 @@ class Conn(Protocol):
 
 class RequestHandlers:
     __slots__ = ("config", "rate_limit", "authenticator", "access", "membership", "broker",
-                 "sessions", "rpc", "hooks", "publisher", "table", "publish_now", "backend",
-                 "background", "keep_headers", "server_subs")
+                 "sessions", "rpc", "hooks", "publisher", "table", "publish_now", "pub_runs",
+                 "publish_later", "backend", "background", "keep_headers", "server_subs")
 
     def __init__(self, config: Config, *, rate_limit: dict[str, float],
                  authenticator: Authenticator, access: AccessRules, membership: Membership,
@@ -111,6 +116,12 @@ class RequestHandlers:
         self.table = table
         # A publish the backend must approve cannot be answered in the frame callback.
         self.publish_now = publisher.publish_nowait is not None and not access.proxied_pub
+        # A publish the backend approves first awaits before it reaches the broker, so a
+        # run of them would no longer reach it in order: those are handled one by one.
+        self.pub_runs = not access.proxied_pub
+        # The queued path (Redis): handed to the broker in the frame callback, in order.
+        self.publish_later = (publisher.publish_soon is not None and not self.publish_now
+                              and not access.proxied_pub)
         self.backend = backend  # connect and refresh proxies (sub/pub: access, rpc: rpc)
         self.background = background
         # The forwarded headers outlive the connect only when a later event sends them.
@@ -149,6 +160,8 @@ class RequestHandlers:
             pass
         elif kind is Pub and self.publish_now:
             self._pub_now(conn, request)  # type: ignore[arg-type]
+        elif kind is Pub and self.publish_later:
+            self._pub_later(conn, request)  # type: ignore[arg-type]
         elif kind is Unsub:
             self._unsub(conn, request)  # type: ignore[arg-type]
         else:
@@ -167,7 +180,11 @@ class RequestHandlers:
         assert queue is not None
         try:
             while queue and conn.sm.state <= ConnState.OPEN:
-                await self._handle(conn, queue.popleft())
+                request = queue.popleft()
+                if queue and type(request) is Pub and type(queue[0]) is Pub and self.pub_runs:
+                    await self._pub_run(conn, request, queue)
+                else:
+                    await self._handle(conn, request)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -176,6 +193,18 @@ class RequestHandlers:
         finally:
             conn.worker = None
             conn.queue = None
+
+    async def _pub_run(self, conn: Conn, first: Pub, queue: deque[Inbound | None]) -> None:
+        """Consecutive publishes of a connection handled together, so that the broker
+        sends them in one round trip (RedisBroker pipelines the publishes of a tick).
+
+        Each task reaches ``broker.publish`` before its first await, in the order the
+        tasks were created, which is the order the client sent them: the broker keeps
+        that order, and the acks follow it."""
+        run: list[Inbound | None] = [first]
+        while queue and type(queue[0]) is Pub and len(run) < _PUB_RUN:
+            run.append(queue.popleft())
+        await asyncio.gather(*(self._handle(conn, req) for req in run))
 
     async def _handle(self, conn: Conn, request: Inbound | None) -> None:
         if request is None:
@@ -489,6 +518,26 @@ class RequestHandlers:
             return
         result = self.publisher.publish_now(req.channel, bytes(req.data), req.key)
         _pub_ack(conn, req.id, result.epoch, result.offset, result.duplicate)
+
+    def _pub_later(self, conn: Conn, req: Pub) -> None:
+        """A publish answered when the broker replies, with no task: the Redis broker
+        queues it now (in the order the client sent it) and calls ``done`` later."""
+        if not self._pub_check(conn, req):
+            return
+        rid, channel = req.id, req.channel
+
+        def done(result: PublishResult | None, exc: BaseException | None) -> None:
+            if result is not None:
+                _pub_ack(conn, rid, result.epoch, result.offset, result.duplicate)
+            elif isinstance(exc, BrokerUnavailable):
+                log.warning("publish refused conn=%s channel=%s: %s", conn.id, channel, exc)
+                conn.send_error(ErrorCode.UNAVAILABLE,
+                                "broker unavailable; nothing was published", rid)
+            else:  # as a failed request of the worker: logged, the connection closed
+                log.error("request handling failed conn=%s: %s", conn.id, exc)
+                conn.close(CloseCode.INTERNAL_ERROR)
+
+        self.publisher.publish_later(channel, bytes(req.data), req.key, done)
 
     async def _pub(self, conn: Conn, req: Pub) -> None:
         access = self.access
