@@ -64,6 +64,8 @@ export class Hub {
     this._pushes = new Map();
     /** @type {import('./channel-mux.js').ServerSub[]} this connection's server-side subscriptions */
     this._serverSubs = [];
+    /** the welcome `_serverSubs` started from (the state event may come before its own) */
+    this._serverSubsOf = null;
     this._now = clock.now ?? (() => Date.now());
     const emit = (/** @type {any} */ msg) => this._emit(msg);
     /** @type {import('./channel-mux.js').SendRequest} */
@@ -121,8 +123,7 @@ export class Hub {
     s.on('late', () => this._status());
     s.on('welcome', (/** @type {any} */ welcome) => {
       this._pubs.pace(welcome?.rate_limit);
-      this._serverSubs = serverSubs(welcome);
-      this._mux.serverSubscribed(this._serverSubs);
+      this._mux.serverSubscribed(this._currentServerSubs());
       this._onOpen();
     });
     s.on('close', (/** @type {{code: number, reason: string}} */ info) => this._onClosed(info));
@@ -179,7 +180,7 @@ export class Hub {
       session: s.session,
       // The tabs make a Subscription of each (staywire.js, serverSubscriptions).
       // The welcome's, as the server API changed them since (subscribed / unsubscribed).
-      serverSubs: s.state === State.OPEN ? this._serverSubs : [],
+      serverSubs: s.state === State.OPEN ? this._currentServerSubs() : [],
       channels: this._mux.channels.size,
       adopted: this.adopted,
       removeFailures: this._removals.failures,
@@ -298,7 +299,7 @@ export class Hub {
    */
   _serverChanged(msg) {
     if (typeof msg.channel !== 'string') return;
-    const rest = this._serverSubs.filter((p) => p.channel !== msg.channel);
+    const rest = this._currentServerSubs().filter((p) => p.channel !== msg.channel);
     if (msg.type === 'subscribed') {
       const [p] = serverSubs({ server_subs: [msg] });
       if (!p) return;
@@ -309,6 +310,16 @@ export class Hub {
       this._serverSubs = rest;
     }
     this._emit({ t: 'serversubs', connId: this.socket.connId, serverSubs: this._serverSubs });
+  }
+
+  /** The connection's server-side subscriptions: its welcome's, as the server API changed them. */
+  _currentServerSubs() {
+    const welcome = this.socket.welcome;
+    if (welcome !== this._serverSubsOf) {
+      this._serverSubsOf = welcome;
+      this._serverSubs = serverSubs(welcome);
+    }
+    return this._serverSubs;
   }
 
   _onClosed(info) {
