@@ -290,7 +290,6 @@ export class Hub {
     this._sweep(connId);
   }
 
-  /** @param {{code: number, reason: string}} info */
   /**
    * The server API joined (`subscribed`) or left (`unsubscribed`) a channel for this
    * connection: the mux follows, and every tab gets the new list (staywire.js makes or ends
@@ -322,6 +321,7 @@ export class Hub {
     return this._serverSubs;
   }
 
+  /** @param {{code: number, reason: string}} info */
   _onClosed(info) {
     this._mux.connectionLost();
     const pushes = [...this._pushes.values()];
