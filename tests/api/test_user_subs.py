@@ -5,6 +5,7 @@ resumed session keeps what the API subscribed, on any node (docs/api.md)."""
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
@@ -151,3 +152,53 @@ async def test_two_nodes_join_and_a_session_resumes_on_the_other(server_factory,
         reply = await asyncio.to_thread(api.unsubscribe, "dave", "news:5")
         assert reply.unsubscribed == 1
         await eventually(lambda: on_b.server_subscriptions == {}, what="b left")
+
+
+async def test_a_channel_the_client_has_goes_on_and_unsubscribe_ends_it_too(
+        api_server, api, client_factory) -> None:
+    alice = client_factory(api_server.url, token=make_token("alice", channels=ROOMS))
+    await alice.connect()
+    async with alice.subscribe("room:1") as own:
+        await asyncio.to_thread(api.subscribe, "alice", "room:1")
+        await eventually(lambda: "room:1" in alice.server_subscriptions, what="server-side")
+        server_side = alice.server_subscriptions["room:1"]
+        await asyncio.to_thread(api.publish, "room:1", "x")
+        assert [(await _next(s)).data for s in (own, server_side)] == ["x", "x"]
+        await asyncio.to_thread(api.unsubscribe, "alice", "room:1")
+        for s in (own, server_side):  # the server left the channel: both end, no error
+            with pytest.raises(StopAsyncIteration):
+                await _next(s)
+
+
+async def test_a_token_refresh_keeps_what_the_api_subscribed(api_server, api) -> None:
+    token = make_token("erin", channels=ROOMS)
+    async with connect(f"{api_server.url}?token={token}") as ws:
+        await expect(ws, "welcome")
+        await asyncio.to_thread(api.subscribe, "erin", "news:7")
+        joined = await expect(ws, "subscribed")
+        assert (joined["channel"], joined["offset"]) == ("news:7", 0)
+        # A fresh token that grants room:* only: news:7 was granted by the API, not by it.
+        await ws.send(json.dumps({"type": "auth", "token": make_token("erin", channels=ROOMS,
+                                                                      ttl=120)}))
+        again = await expect(ws, "welcome")  # no error {channel: news:7} before it
+        assert again["client"]
+        await asyncio.to_thread(api.publish, "news:7", "still")
+        msg = await expect(ws, "msg")
+        assert (msg["channel"], msg["data"]) == ("news:7", "still")
+
+
+async def test_after_unsubscribe_a_resumed_session_does_not_rejoin(api_server, api,
+                                                                   client_factory) -> None:
+    alice = client_factory(api_server.url, token=make_token("alice", channels=ROOMS),
+                           auth=AuthMode.QUERY)
+    await alice.connect()
+    await asyncio.to_thread(api.subscribe, "alice", "news:8")
+    await eventually(lambda: "news:8" in alice.server_subscriptions, what="subscribed")
+    await asyncio.to_thread(api.unsubscribe, "alice", "news:8")
+    await eventually(lambda: "news:8" not in alice.server_subscriptions, what="unsubscribed")
+    first = alice.welcome.client
+    await asyncio.to_thread(api.disconnect, "alice", reconnect=True)
+    await eventually(lambda: alice.state is ConnectionState.OPEN
+                     and alice.welcome.client != first, what="reconnected")
+    assert alice.welcome.resumed and alice.welcome.server_subs == []
+    assert alice.server_subscriptions == {}

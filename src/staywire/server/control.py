@@ -232,8 +232,13 @@ class NodeControl:
             raise NodeFailed("this node takes no subscribe commands")
         return self._subscriber
 
+    def _open_users(self, user: str) -> list[Managed]:
+        # Welcomed only: nothing may reach a connection before its welcome, and one being
+        # welcomed now joins what its session record names (docs/api.md, subscribe).
+        return [c for c in self._users(user) if c.sm.state == ConnState.OPEN]
+
     async def _subscribe(self, args: UserChannelArgs) -> SubscribeResult:
-        conns = [c for c in self._users(args.user) if c.sm.state == ConnState.OPEN]
+        conns = self._open_users(args.user)
         outcomes = await self._user_subscriber().subscribe(conns, args.channel)
         refused: dict[str, int] = {}
         for code in outcomes:
@@ -242,5 +247,5 @@ class NodeControl:
         return SubscribeResult(sum(1 for code in outcomes if code is None), refused)
 
     async def _unsubscribe(self, args: UserChannelArgs) -> UserResult:
-        conns = self._users(args.user)
+        conns = self._open_users(args.user)
         return UserResult(await self._user_subscriber().unsubscribe(conns, args.channel))
