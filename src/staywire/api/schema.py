@@ -7,7 +7,8 @@ three cannot say different things. No I/O here.
 
 Every method is ``POST /api/<method>`` with a JSON body; an error is
 ``{"error": {"code", "reason"}}`` with an ``ErrorCode`` of the WebSocket protocol.
-Methods that ask every node (``channels``, ``info``, ``disconnect``, ``refresh``)
+Methods that ask every node (``channels``, ``info``, ``disconnect``, ``refresh``,
+``subscribe``, ``unsubscribe``)
 name in ``missing`` the nodes that did not answer within ``api_node_timeout``.
 """
 
@@ -48,6 +49,12 @@ __all__ = [
     "RefreshReply",
     "RefreshRequest",
     "StreamPosition",
+    "SubscribeNode",
+    "SubscribeReply",
+    "SubscribeRequest",
+    "UnsubscribeNode",
+    "UnsubscribeReply",
+    "UnsubscribeRequest",
 ]
 
 MAX_BROADCAST_CHANNELS = 1000
@@ -222,6 +229,39 @@ class RefreshReply(_Reply):
     missing: list[str]
 
 
+class SubscribeRequest(_Request):
+    user: User
+    channel: Channel
+
+
+class SubscribeNode(_Reply):
+    node: str
+    subscribed: int  # the user's connections that joined (or had the channel already)
+    refused: dict[str, int]  # error code -> connections refused with it (channel_full...)
+
+
+class SubscribeReply(_Reply):
+    subscribed: int  # on every node that answered
+    nodes: list[SubscribeNode]  # sorted by node id: the nodes that answered
+    missing: list[str]
+
+
+class UnsubscribeRequest(_Request):
+    user: User
+    channel: Channel
+
+
+class UnsubscribeNode(_Reply):
+    node: str
+    unsubscribed: int
+
+
+class UnsubscribeReply(_Reply):
+    unsubscribed: int  # connections that had the channel and left it
+    nodes: list[UnsubscribeNode]
+    missing: list[str]
+
+
 # -- batch
 
 
@@ -264,5 +304,9 @@ METHODS: dict[str, Method] = {
                          "Close a user's connections on every node"),
     "refresh": Method(RefreshRequest, RefreshReply,
                       "Set a user's session expiry on every node"),
+    "subscribe": Method(SubscribeRequest, SubscribeReply,
+                        "Join a user's connections on every node to a channel, server-side"),
+    "unsubscribe": Method(UnsubscribeRequest, UnsubscribeReply,
+                          "Take a user's connections on every node out of a channel"),
     "batch": Method(BatchRequest, BatchReply, "Several commands in one request, in order"),
 }

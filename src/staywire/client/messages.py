@@ -24,6 +24,8 @@ __all__ = [
     "Pong",
     "Result",
     "ServerMessage",
+    "Subscribed",
+    "Unsubscribed",
     "Welcome",
     "decode",
     "encode_auth",
@@ -98,11 +100,27 @@ class Error(_Base, frozen=True, tag="error"):
     channel: str | None = None  # without an id: the server ended this subscription
 
 
+class Subscribed(_Base, frozen=True, tag="subscribed"):
+    """The server subscribed this open connection to ``channel`` (the server API), at
+    ``(epoch, offset)``: its ``msg``s follow from there."""
+
+    channel: str
+    epoch: str
+    offset: int
+
+
+class Unsubscribed(_Base, frozen=True, tag="unsubscribed"):
+    """The server took this connection out of ``channel`` (the server API)."""
+
+    channel: str
+
+
 class Drain(_Base, frozen=True, tag="drain"):
     reconnect_in_ms: float = 0.0
 
 
-ServerMessage = Welcome | Ack | Result | Msg | Ping | Pong | Error | Drain
+ServerMessage = (Welcome | Ack | Result | Msg | Ping | Pong | Error | Drain | Subscribed
+                 | Unsubscribed)
 _decoder: Final = msgspec.json.Decoder(ServerMessage)
 _encoder: Final = msgspec.json.Encoder()
 

@@ -1,9 +1,10 @@
-"""This node's side of the cluster-wide API commands: info, channels, disconnect, refresh.
+"""This node's side of the cluster-wide API commands: info, channels, disconnect, refresh,
+subscribe and unsubscribe.
 
 The control plane (``brokers/control.py``) brings a command here from whichever node's
 API port took the request; ``NodeControl.execute`` runs it on this node's connections
-and hub and answers JSON. One table of commands (``_COMMANDS``): the server-side
-``subscribe``/``unsubscribe`` are two more entries, with their argument structs.
+and hub and answers JSON. One table of commands (``self._commands``), each with its
+argument struct.
 
 A user's connections are found by a pass over the node's connections: the API is for
 administrators, not for every request (a pass over 100,000 connections costs a few
@@ -17,7 +18,7 @@ import dataclasses
 import heapq
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 import msgspec
@@ -31,7 +32,7 @@ from staywire.server.auth import Identity
 from staywire.server.metrics import Stats
 
 __all__ = ["ChannelsArgs", "ChannelsResult", "DisconnectArgs", "NodeControl", "RefreshArgs",
-           "UserResult"]
+           "SubscribeResult", "UserChannelArgs", "UserResult"]
 
 # The channel names matched between two yields to the event loop: a pattern over a
 # node with a million channels must not stall its connections for the whole pass.
@@ -67,6 +68,23 @@ class RefreshArgs(msgspec.Struct, frozen=True):
 
 class UserResult(msgspec.Struct, frozen=True):
     count: int  # the user's connections the command changed on this node
+
+
+class UserChannelArgs(msgspec.Struct, frozen=True):
+    user: str
+    channel: str
+
+
+class SubscribeResult(msgspec.Struct, frozen=True):
+    count: int  # the user's connections that joined (or had the channel already)
+    refused: dict[str, int] = {}  # ErrorCode value -> connections refused with it
+
+
+class UserSubscriber(Protocol):
+    """Joins and leaves channels on a user's connections (``user_subs.UserSubs``)."""
+
+    async def subscribe(self, conns: Sequence[Any], channel: str) -> list[str | None]: ...
+    async def unsubscribe(self, conns: Sequence[Any], channel: str) -> int: ...
 
 
 class Managed(Protocol):
@@ -121,8 +139,9 @@ class NodeControl:
     """Runs control commands on this node (the ``LocalNode`` of the control plane)."""
 
     def __init__(self, node_id: str, *, connections: Callable[[], Iterable[Managed]],
-                 hub: HubView, stats: Stats) -> None:
+                 hub: HubView, stats: Stats, subscriber: UserSubscriber | None = None) -> None:
         self._node_id = node_id
+        self._subscriber = subscriber
         self._connections = connections
         self._hub = hub
         self._started = time.monotonic()
@@ -134,6 +153,8 @@ class NodeControl:
             "channels": (ChannelsArgs, self._channels),
             "disconnect": (DisconnectArgs, self._disconnect),
             "refresh": (RefreshArgs, self._refresh),
+            "subscribe": (UserChannelArgs, self._subscribe),
+            "unsubscribe": (UserChannelArgs, self._unsubscribe),
         }
         self._encode = msgspec.json.Encoder().encode
 
@@ -217,3 +238,26 @@ class NodeControl:
             # session the connect proxy granted, a refresh at the backend).
             conn.identity = dataclasses.replace(ident, expires_at=args.expire_at)
         return UserResult(len(conns))
+
+    def _user_subscriber(self) -> UserSubscriber:
+        if self._subscriber is None:
+            raise NodeFailed("this node takes no subscribe commands")
+        return self._subscriber
+
+    def _open_users(self, user: str) -> list[Managed]:
+        # Welcomed only: nothing may reach a connection before its welcome, and one being
+        # welcomed now joins what its session record names (docs/api.md, subscribe).
+        return [c for c in self._users(user) if c.sm.state == ConnState.OPEN]
+
+    async def _subscribe(self, args: UserChannelArgs) -> SubscribeResult:
+        conns = self._open_users(args.user)
+        outcomes = await self._user_subscriber().subscribe(conns, args.channel)
+        refused: dict[str, int] = {}
+        for code in outcomes:
+            if code is not None:
+                refused[code] = refused.get(code, 0) + 1
+        return SubscribeResult(sum(1 for code in outcomes if code is None), refused)
+
+    async def _unsubscribe(self, args: UserChannelArgs) -> UserResult:
+        conns = self._open_users(args.user)
+        return UserResult(await self._user_subscriber().unsubscribe(conns, args.channel))

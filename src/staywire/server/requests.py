@@ -44,7 +44,15 @@ from staywire.server.hooks import Hooks
 from staywire.server.membership import Membership
 from staywire.server.publisher import Publisher
 from staywire.server.rpc import RpcRegistry
-from staywire.server.server_subs import RECOVERING, Joined, ServerSubs, msg_frame, positions
+from staywire.server.server_subs import (
+    RECOVERING,
+    Joined,
+    ServerSubs,
+    carry_over,
+    msg_frame,
+    positions,
+    with_api_subs,
+)
 from staywire.server.sessions import Sessions, encode_session
 from staywire.server.tracker import ConnectionTable
 from staywire.server.transport import text_frame
@@ -257,11 +265,13 @@ class RequestHandlers:
         if current is not None and not current.anonymous and current.user != identity.user:
             conn.send_error(ErrorCode.FORBIDDEN, "a refreshed token must be for the same user")
             return
+        identity = carry_over(current, identity)  # the server-made subscriptions stay
         conn.identity = identity
         # Channels the new token no longer grants are left, and the client is told which:
         # a subscription must never end in silence.
         access = self.access
         for channel in [c for c in conn.subs if access.asks(c, "sub") is None
+                        and c not in identity.server_subs
                         and not access.allows(identity, c, "sub")]:
             conn.subs.pop(channel, None)
             self.membership.leave(channel, conn)
@@ -343,6 +353,8 @@ class RequestHandlers:
             conn.session = conn.requested_session  # type: ignore[assignment]
             conn.resumed = True
             previous = record.subs
+            # The server API's subscriptions of the session: joined again below.
+            identity = conn.identity = with_api_subs(identity, record.api_subs)
         else:
             conn.session = secrets.token_hex(12)
             previous = {}
@@ -619,5 +631,7 @@ def _pub_ack(conn: Conn, rid: int, epoch: str, offset: int, duplicate: bool) -> 
 def session_record(conn: Conn) -> bytes:
     """The session as a reconnect would resume it: the user and the settled positions."""
     subs = {c: v for c, v in conn.subs.items() if v is not RECOVERING}
-    user = conn.identity.user if conn.identity is not None else ""
-    return encode_session(user, subs)
+    ident = conn.identity
+    if ident is None:
+        return encode_session("", subs)
+    return encode_session(ident.user, subs, ident.api_subs)
