@@ -52,7 +52,18 @@ def summarize_proxy(meta: dict[str, Any], records: list[dict[str, Any]],
         if direct and proxy and direct["rate"] and proxy["rate"] is not None:
             ratio = proxy["rate"] / direct["rate"]
             ratios[f"{phase}_rate_proxy_vs_direct"] = ratio
-            verdicts[f"{phase} rate ≥ {GOAL:.0%} of direct"] = ratio >= GOAL
+            verdicts[f"{phase} rate ≥ {GOAL:.0%} of direct (measured, all on 2 cores)"] = (
+                ratio >= GOAL)
+        if direct and proxy and direct["node A us"] and proxy["node A us"]:
+            # What the node itself can do with a core of its own: one operation per its CPU
+            # cost. On 2 cores the measured rates also share the cores with the backend and
+            # the generator, which a deployment gives machines of their own.
+            capacity = direct["node A us"] / proxy["node A us"]
+            ratios[f"{phase}_node_capacity_proxy_vs_direct"] = capacity
+            ratios[f"{phase}_node_capacity_direct"] = 1e6 / direct["node A us"]
+            ratios[f"{phase}_node_capacity_proxy"] = 1e6 / proxy["node A us"]
+            verdicts[f"{phase}: the node's own capacity with the proxy ≥ {GOAL:.0%} of "
+                     "without"] = capacity >= GOAL
         if direct and proxy and direct["node A us"] is not None and proxy["node A us"] is not None:
             added = proxy["node A us"] - direct["node A us"]
             ratios[f"{phase}_node_added_us"] = added
@@ -73,6 +84,9 @@ def _f(value: float | None, fmt: str = "{:,.0f}") -> str:
 
 
 def markdown_section(px: dict[str, Any]) -> list[str]:
+    # From the records, so that a page rewritten from a results file (--from-json) says
+    # what this version of the report computes.
+    px = summarize_proxy(px["meta"], px["records"], px["warnings"])
     meta, rows, ratios, verdicts = px["meta"], px["summary"], px["ratios"], px["verdicts"]
     cfg, mach, place = meta["config"], meta.get("machine", {}), meta.get("placement", {})
     lines: list[str] = []
@@ -115,9 +129,19 @@ def markdown_section(px: dict[str, Any]) -> list[str]:
         r = ratios.get(f"{phase}_rate_proxy_vs_direct")
         added = ratios.get(f"{phase}_node_added_us")
         alone = ratios.get(f"{phase}_backend_alone_us")
-        add(f"* **{phase}**: with the proxy, {_f(r, '{:.0%}')} of the direct rate; the proxy "
-            f"adds {_f(added)} µs of node CPU per {phase}, against {_f(alone)} µs of backend "
-            f"CPU per call when the backend is called alone.")
+        cap = ratios.get(f"{phase}_node_capacity_proxy_vs_direct")
+        add(f"* **{phase}**: with the proxy, {_f(r, '{:.0%}')} of the direct rate as measured "
+            f"here; the proxy adds {_f(added)} µs of node CPU per {phase}, against "
+            f"{_f(alone)} µs of backend CPU per call when the backend is called alone. The "
+            f"node's own capacity (one {phase} per its CPU µs, a core to itself): "
+            f"{_f(ratios.get(f'{phase}_node_capacity_direct'))}/s without the proxy, "
+            f"{_f(ratios.get(f'{phase}_node_capacity_proxy'))}/s with it "
+            f"({_f(cap, '{:.0%}')}).")
+    add("")
+    add("On 2 cores the node, the backend and the load generator share the machine: the "
+        "measured rate with the proxy is bounded by their summed CPU per operation, where a "
+        "deployment gives the backend machines of its own. Hence both figures: the measured "
+        "rate, and the node's capacity from its own CPU cost.")
     add("")
     for name, ok in verdicts.items():
         add(f"* {'✅' if ok else '❌'} {name}")
