@@ -1,4 +1,5 @@
-"""What each request does: auth and welcome, sub (with recovery), unsub, pub, rpc.
+"""What each request does: auth and welcome, sub (with recovery), unsub; pub and rpc
+are in ``publishing.py``.
 
 ``RequestHandlers`` is one object per node, shared by its connections: a connection
 hands it each request with itself (``dispatch(conn, request)``), so the handlers hold
@@ -31,7 +32,7 @@ from staywire.config import Config
 from staywire.exceptions import AuthError, BrokerUnavailable, ProxyUnavailable, TokenExpired
 from staywire.protocol.codes import CloseCode, ErrorCode
 from staywire.protocol.envelope import Auth, Inbound, Ping, Pong, Pub, Rpc, Sub, Unsub
-from staywire.protocol.inbound import CloseConnection, InboundGuard
+from staywire.protocol.inbound import InboundGuard
 from staywire.protocol.recovery import is_recovered, merge_live
 from staywire.protocol.state import ConnectionStateMachine, ConnState
 from staywire.proxy.backend import Backend
@@ -42,11 +43,11 @@ from staywire.server.background import Background
 from staywire.server.hooks import Hooks
 from staywire.server.membership import Membership
 from staywire.server.publisher import Publisher
+from staywire.server.publishing import PublishRequests
 from staywire.server.rpc import RpcRegistry
 from staywire.server.server_subs import RECOVERING, Joined, ServerSubs, msg_frame, positions
 from staywire.server.sessions import Sessions, encode_session
 from staywire.server.tracker import ConnectionTable
-from staywire.server.transport import text_frame
 
 __all__ = ["Conn", "RequestHandlers", "session_record"]
 
@@ -90,7 +91,7 @@ class Conn(Protocol):
 
 class RequestHandlers:
     __slots__ = ("config", "rate_limit", "authenticator", "access", "membership", "broker",
-                 "sessions", "rpc", "hooks", "publisher", "table", "publish_now", "backend",
+                 "sessions", "rpc", "hooks", "publisher", "table", "publishing", "backend",
                  "background", "keep_headers", "server_subs")
 
     def __init__(self, config: Config, *, rate_limit: dict[str, float],
@@ -109,8 +110,7 @@ class RequestHandlers:
         self.hooks = hooks
         self.publisher = publisher
         self.table = table
-        # A publish the backend must approve cannot be answered in the frame callback.
-        self.publish_now = publisher.publish_nowait is not None and not access.proxied_pub
+        self.publishing = PublishRequests(config, access, publisher, rpc)
         self.backend = backend  # connect and refresh proxies (sub/pub: access, rpc: rpc)
         self.background = background
         # The forwarded headers outlive the connect only when a later event sends them.
@@ -147,8 +147,8 @@ class RequestHandlers:
             _pong(conn, request)  # type: ignore[arg-type]
         elif kind is Pong:
             pass
-        elif kind is Pub and self.publish_now:
-            self._pub_now(conn, request)  # type: ignore[arg-type]
+        elif kind is Pub and self.publishing.publish_now:
+            self.publishing.pub_now(conn, request)  # type: ignore[arg-type]
         elif kind is Unsub:
             self._unsub(conn, request)  # type: ignore[arg-type]
         else:
@@ -194,9 +194,9 @@ class RequestHandlers:
         if kind is Sub:
             await self._sub(conn, request)  # type: ignore[arg-type]
         elif kind is Pub:
-            await self._pub(conn, request)  # type: ignore[arg-type]
+            await self.publishing.pub(conn, request)  # type: ignore[arg-type]
         elif kind is Rpc:
-            await self._rpc(conn, request)  # type: ignore[arg-type]
+            await self.publishing.rpc(conn, request)  # type: ignore[arg-type]
         elif kind is Unsub:
             self._unsub(conn, request)  # type: ignore[arg-type]
         elif kind is Ping:
@@ -463,108 +463,8 @@ class RequestHandlers:
             conn.subs = {}
         conn.recovering = None
 
-    # ------------------------------------------------------------------ publish and rpc
-
-    def _backend_only(self, conn: Conn, req: Pub) -> bool:
-        """The channel's ``publish = false``: refused with ``forbidden`` before any other
-        check, the backend's proxy included."""
-        if self.access.clients_publish(req.channel):
-            return False
-        conn.send_error(ErrorCode.FORBIDDEN, "only the backend publishes to this channel", req.id)
-        return True
-
-    def _pub_check(self, conn: Conn, req: Pub) -> bool:
-        if self._backend_only(conn, req):
-            return False
-        if not self.access.allows(conn.identity, req.channel, "pub"):  # type: ignore[arg-type]
-            conn.send_error(ErrorCode.FORBIDDEN, "not allowed to publish to this channel", req.id)
-            return False
-        if len(req.data) > self.config.max_data_size:
-            conn.send_error(ErrorCode.BAD_REQUEST, "data over max_data_size", req.id)
-            return False
-        return True
-
-    def _pub_now(self, conn: Conn, req: Pub) -> None:
-        if not self._pub_check(conn, req):
-            return
-        result = self.publisher.publish_now(req.channel, bytes(req.data), req.key)
-        _pub_ack(conn, req.id, result.epoch, result.offset, result.duplicate)
-
-    async def _pub(self, conn: Conn, req: Pub) -> None:
-        access = self.access
-        url = access.asks(req.channel, "pub") if access.proxied_pub else None
-        if url is None:
-            if not self._pub_check(conn, req):
-                return
-            data = bytes(req.data)
-        else:
-            approved = await self._pub_ask(conn, req, url)
-            if approved is None:
-                return
-            data = approved
-        try:
-            result = await self.publisher.publish(req.channel, data, req.key)
-        except BrokerUnavailable as exc:
-            log.warning("publish refused conn=%s channel=%s: %s", conn.id, req.channel, exc)
-            conn.send_error(ErrorCode.UNAVAILABLE, "broker unavailable; nothing was published",
-                            req.id)
-            return
-        _pub_ack(conn, req.id, result.epoch, result.offset, result.duplicate)
-
-    async def _pub_ask(self, conn: Conn, req: Pub, url: str) -> bytes | None:
-        """The data to publish, as the backend approved (or replaced) it; None: refused."""
-        if self._backend_only(conn, req):
-            return None
-        data = bytes(req.data)
-        if len(data) > self.config.max_data_size:
-            conn.send_error(ErrorCode.BAD_REQUEST, "data over max_data_size", req.id)
-            return None
-        try:
-            verdict = await self.access.ask(url, conn, req.channel, "pub", data)
-        except ProxyUnavailable:
-            conn.send_error(ErrorCode.UNAVAILABLE,
-                            "the application's backend is unavailable; nothing was published",
-                            req.id)
-            return None
-        if isinstance(verdict, tuple):
-            conn.send_error(verdict[0], verdict[1], req.id)  # refused: never a silent drop
-            return None
-        if verdict is not None:
-            if len(verdict) > self.config.max_data_size:
-                conn.send_error(ErrorCode.INTERNAL, "the application's data is over "
-                                "max_data_size; nothing was published", req.id)
-                return None
-            data = verdict
-        if conn.sm.state != ConnState.OPEN:
-            return None
-        return data
-
-    async def _rpc(self, conn: Conn, req: Rpc) -> None:
-        outcome = await self.rpc.call(conn, req.method, bytes(req.data))
-        if isinstance(outcome, tuple):
-            code, reason = outcome
-            if code is ErrorCode.INVALID_PARAMS or code is ErrorCode.UNKNOWN_METHOD:
-                try:
-                    conn.guard.invalid(time.monotonic())  # type: ignore[union-attr]
-                except CloseConnection as exc:
-                    conn.close(exc.code, exc.reason)
-                    return
-            conn.send_error(code, reason, req.id)
-            return
-        conn.enqueue(text_frame(b'{"type":"result","id":%d,"data":%s}' % (req.id, outcome)))
-
-
 def _pong(conn: Conn, request: Ping) -> None:
     conn.send({"type": "pong", "t": request.t})
-
-
-def _pub_ack(conn: Conn, rid: int, epoch: str, offset: int, duplicate: bool) -> None:
-    if duplicate:
-        conn.send({"type": "ack", "id": rid, "epoch": epoch, "offset": offset,
-                   "duplicate": True})
-    else:
-        conn.enqueue(text_frame(b'{"type":"ack","id":%d,"epoch":"%s","offset":%d}'
-                                % (rid, epoch.encode(), offset)))
 
 
 def session_record(conn: Conn) -> bytes:
