@@ -169,10 +169,6 @@ def parse_channel_rules(tables: Any, source: str, text: str | None = None) -> Ch
         if values.get("join_leave") and not values.get("presence"):
             raise ConfigError(f"{where(pattern, 'join_leave')}: channels.{pattern!r}: "
                               "join_leave needs presence = true")
-        if values.get("presence"):
-            # Reserved, not silently ignored: nothing answers presence requests yet.
-            raise ConfigError(f"{where(pattern, 'presence')}: channels.{pattern!r}: "
-                              "presence is not available in this version of Staywire")
         rules.append(_Rule(Glob(pattern), tuple(values.items()), lines.get((pattern, None))))
     for i, a in enumerate(rules):
         for b in rules[i + 1:]:

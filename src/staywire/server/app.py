@@ -27,7 +27,8 @@ from typing import Any
 import msgspec
 from prometheus_client import CollectorRegistry
 
-from staywire.brokers import create_broker
+from staywire.brokers import create_broker, create_presence
+from staywire.brokers.presence import PresenceStore
 from staywire.brokers.base import Broker, PublishResult
 from staywire.config import Config
 from staywire.exceptions import AuthError, ConfigError
@@ -46,6 +47,7 @@ from staywire.server.hub import Hub
 from staywire.server.membership import Membership
 from staywire.server.metrics import Stats, StatsCollector
 from staywire.server.origin import OriginPolicy
+from staywire.server.presence import Presence
 from staywire.server.publisher import Publisher
 from staywire.server.requests import RequestHandlers
 from staywire.server.router import Router
@@ -69,6 +71,7 @@ class Server:
         broker: Broker | None = None,
         authenticator: Authenticator | None = None,
         authorize: Authorizer | None = None,
+        presence: PresenceStore | None = None,
     ) -> None:
         self.config = config or Config()
         cfg = self.config
@@ -101,6 +104,9 @@ class Server:
         self.publisher = Publisher(self.broker, self.stats)
         self.faults = FaultLog(self.stats)
         self.sessions = Sessions(self.broker, cfg.session_ttl, self.background, self.faults)
+        self.presence_store = presence if presence is not None else create_presence(
+            cfg, self.broker)
+        self.presence: Presence | None = None  # made in start(), with the hub
         self.hub: Hub = None  # type: ignore[assignment]  # made in start(): needs the loop
         self.draining = False
         self._servers: list[asyncio.Server] = []
@@ -169,11 +175,14 @@ class Server:
         self._stopped = asyncio.Event()
         self.hub = Hub(loop, cfg.max_send_buffer)
         await self.broker.start(self.hub.on_publication)
+        self.presence = Presence(cfg, self.presence_store, self.hub.broadcast, self.faults)
+        await self.presence.start()
         handlers = RequestHandlers(
             cfg, rate_limit=self.rate_limit, authenticator=self.authenticator,
             access=self.access, membership=Membership(self.hub, self.broker, self.background, self.faults),
             broker=self.broker, sessions=self.sessions, rpc=self.rpc_methods, hooks=self.hooks,
-            publisher=self.publisher, table=self.table, backend=self.backend,
+            publisher=self.publisher, table=self.table, presence=self.presence,
+            backend=self.backend,
             background=self.background)
         node = NodeContext(cfg, self.limits, self.stats, self.hub, handlers, self.table,
                            self.hooks)
@@ -243,6 +252,8 @@ class Server:
             self._sweeper.cancel()
         await asyncio.sleep(0)  # let the last disconnects schedule their session saves
         await self.background.stop(timeout=2.0)  # final session saves: a resume needs them
+        if self.presence is not None:
+            await self.presence.close()
         await self.broker.close()
         if self.backend is not None:
             await self.backend.close()

@@ -31,7 +31,9 @@ from staywire.protocol.stream import Position, Publication
 from staywire.config import Config
 from staywire.exceptions import AuthError, BrokerUnavailable, ProxyUnavailable, TokenExpired
 from staywire.protocol.codes import CloseCode, ErrorCode
-from staywire.protocol.envelope import Auth, Inbound, Ping, Pong, Pub, Rpc, Sub, Unsub
+from staywire.protocol.envelope import (
+    Auth, Inbound, Ping, Pong, PresenceQuery, PresenceStatsQuery, Pub, Rpc, Sub, Unsub,
+)
 from staywire.protocol.inbound import InboundGuard
 from staywire.protocol.recovery import is_recovered, merge_live
 from staywire.protocol.state import ConnectionStateMachine, ConnState
@@ -42,6 +44,7 @@ from staywire.server.auth import Authenticator, Identity, proxy_identity
 from staywire.server.background import Background
 from staywire.server.hooks import Hooks
 from staywire.server.membership import Membership
+from staywire.server.presence import MAX_INFO, Presence
 from staywire.server.publisher import Publisher
 from staywire.server.publishing import PublishRequests
 from staywire.server.rpc import RpcRegistry
@@ -74,6 +77,7 @@ class Conn(Protocol):
     final_saved: bool
     user_data: dict[str, Any]
     headers: dict[str, str] | None
+    presence_info: bytes | None
     out: list[bytes]
     out_size: int
     opened_at: float
@@ -92,13 +96,14 @@ class Conn(Protocol):
 class RequestHandlers:
     __slots__ = ("config", "rate_limit", "authenticator", "access", "membership", "broker",
                  "sessions", "rpc", "hooks", "publisher", "table", "publishing", "backend",
-                 "background", "keep_headers", "server_subs")
+                 "background", "keep_headers", "server_subs", "presence")
 
     def __init__(self, config: Config, *, rate_limit: dict[str, float],
                  authenticator: Authenticator, access: AccessRules, membership: Membership,
                  broker: Broker, sessions: Sessions, rpc: RpcRegistry, hooks: Hooks,
                  publisher: Publisher, table: ConnectionTable[Any],
-                 backend: Backend | None = None, background: Background | None = None) -> None:
+                 presence: Presence, backend: Backend | None = None,
+                 background: Background | None = None) -> None:
         self.config = config
         self.rate_limit = rate_limit  # announced in every welcome
         self.authenticator = authenticator
@@ -116,7 +121,8 @@ class RequestHandlers:
         # The forwarded headers outlive the connect only when a later event sends them.
         self.keep_headers = bool(config.refresh_proxy_url or config.subscribe_proxy_url
                                  or config.publish_proxy_url or config.rpc_proxy_url)
-        self.server_subs = ServerSubs(config, membership, broker)
+        self.presence = presence
+        self.server_subs = ServerSubs(config, membership, broker, presence)
 
     # ------------------------------------------------------------------ ordering
 
@@ -197,6 +203,8 @@ class RequestHandlers:
             await self.publishing.pub(conn, request)  # type: ignore[arg-type]
         elif kind is Rpc:
             await self.publishing.rpc(conn, request)  # type: ignore[arg-type]
+        elif kind is PresenceQuery or kind is PresenceStatsQuery:
+            await self.presence.answer(conn, request)  # type: ignore[arg-type]
         elif kind is Unsub:
             self._unsub(conn, request)  # type: ignore[arg-type]
         elif kind is Ping:
@@ -236,6 +244,7 @@ class RequestHandlers:
                         and not access.allows(identity, c, "sub")]:
             conn.subs.pop(channel, None)
             self.membership.leave(channel, conn)
+            self.presence.left(channel, conn, gone=False)
             conn.send_error(ErrorCode.FORBIDDEN, "the refreshed token does not grant this channel",
                             channel=channel)
         self._send_welcome(conn)
@@ -304,6 +313,8 @@ class RequestHandlers:
     async def _welcome(self, conn: Conn, identity: Identity, data: bytes | None = None
                        ) -> None:
         conn.identity = identity
+        if data is not None and len(data) <= MAX_INFO:
+            conn.presence_info = data  # shown as the member's info on presence channels
         if not await self.hooks.allow(conn):
             conn.close(CloseCode.FORBIDDEN)
             return
@@ -434,6 +445,7 @@ class RequestHandlers:
         for pub in merge_live(top.offset, top.epoch, buffered):
             conn.enqueue(msg_frame(pub))
         conn.subs[channel] = top
+        self.presence.joined(channel, conn)
         if conn.session:
             await self.sessions.save(conn.session, session_record(conn))
 
@@ -458,8 +470,10 @@ class RequestHandlers:
             self.sessions.save_later(conn.session, session_record(conn))
         if conn.subs:
             leave = self.membership.leave
+            presence_left = self.presence.left
             for channel in conn.subs:
                 leave(channel, conn)
+                presence_left(channel, conn, gone=True)
             conn.subs = {}
         conn.recovering = None
 

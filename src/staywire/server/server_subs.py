@@ -36,6 +36,7 @@ from staywire.protocol.stream import Position, Publication
 from staywire.protocol.state import ConnectionStateMachine
 from staywire.server.hub import Subscriber
 from staywire.server.membership import Membership
+from staywire.server.presence import Present, Presence
 from staywire.server.transport import text_frame
 
 __all__ = ["RECOVERING", "Joined", "ServerSubs", "msg_frame"]
@@ -45,7 +46,7 @@ RECOVERING = object()  # a subscription's value while its recovery is in flight
 Joined = dict[str, Position]  # channel -> the position it was joined at
 
 
-class Conn(Subscriber, Protocol):
+class Conn(Subscriber, Present, Protocol):
     """What joining uses of a connection (``requests.Conn`` has it all)."""
 
     sm: ConnectionStateMachine
@@ -61,9 +62,11 @@ def msg_frame(pub: Publication) -> bytes:
 
 
 class ServerSubs:
-    __slots__ = ("config", "membership", "broker")
+    __slots__ = ("config", "membership", "broker", "presence")
 
-    def __init__(self, config: Config, membership: Membership, broker: Broker) -> None:
+    def __init__(self, config: Config, membership: Membership, broker: Broker,
+                 presence: Presence) -> None:
+        self.presence = presence
         self.config = config
         self.membership = membership
         self.broker = broker
@@ -116,6 +119,7 @@ class ServerSubs:
             for pub in merge_live(top.offset, top.epoch, buffered):
                 conn.enqueue(msg_frame(pub))
             conn.subs[channel] = top
+            self.presence.joined(channel, conn)
         if not conn.recovering:
             conn.recovering = None
 
@@ -126,6 +130,7 @@ class ServerSubs:
             if not conn.recovering:
                 conn.recovering = None
         self.membership.leave(channel, conn)
+        self.presence.left(channel, conn, gone=False)
 
 
 def positions(joined: Joined) -> list[dict[str, Any]]:
