@@ -165,6 +165,7 @@ export class Hub {
       term: this.term,
       state: s.state,
       connId: s.state === State.OPEN ? s.connId : null,
+      clientId: s.state === State.OPEN ? s.welcome?.client ?? null : null,
       rtt: s.rtt,
       attempts: s.attempts,
       retryAt: s.retryAt,

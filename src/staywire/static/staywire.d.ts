@@ -124,6 +124,8 @@ export interface ClientStatus {
   shared: boolean;
   /** Unique per connection; changes on every reconnect. */
   connId: string | null;
+  /** The server's id of the connection (welcome `client`): a presence member's `client`. */
+  clientId: string | null;
   /** Round-trip time of the last heartbeat, ms. */
   rtt: number | null;
   /** Failed reconnects in a row. */

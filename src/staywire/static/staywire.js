@@ -165,6 +165,7 @@ export class Client extends Emitter {
       isLeader: this.isLeader,
       shared: this.shared,
       connId: this._connId,
+      clientId: this._connId ? r.clientId ?? null : null,
       rtt: r.rtt ?? null,
       attempts: r.attempts ?? 0,
       retryAt: r.retryAt ?? null,
