@@ -97,3 +97,41 @@ async def test_event_payloads_round_trip() -> None:
     e = decode_event(b'j12:6:room:1{"client":"c","user":"u:x"}')
     assert (e.kind, e.clients, e.channel, e.member) == ("join", 12, "room:1",
                                                         b'{"client":"c","user":"u:x"}')
+
+
+@pytest.mark.redis
+async def test_a_leave_redis_could_not_take_is_made_at_the_next_heartbeat(redis_server) -> None:
+    from staywire.exceptions import BrokerUnavailable
+    from tests.support.servers import free_port
+    from tests.support.tcp_proxy import TcpProxy
+
+    proxy = await TcpProxy("127.0.0.1", redis_server.port).start()
+    prefix = f"t{time.monotonic_ns()}:"
+    node = RedisPresence(f"redis://127.0.0.1:{proxy.port}/0", prefix=prefix, ttl=5.0)
+    watcher = RedisPresence(redis_server.url, prefix=prefix, ttl=5.0)
+    events: list[PresenceEvent] = []
+    await watcher.start(events.append)
+    await node.start(lambda e: None)
+    try:
+        await node.join("room:1", member("a1", "alice"))
+        await settle(events, 1)
+        proxy.upstream_port = free_port()  # nothing listens there: Redis is unreachable
+        proxy.reset_all()
+        with pytest.raises(BrokerUnavailable):
+            await node.leave("room:1", member("a1", "alice"))
+        assert (await watcher.snapshot("room:1", 10)).clients == 1  # still there
+        proxy.upstream_port = redis_server.port  # back
+        deadline = time.monotonic() + 5
+        while len(events) < 2 and time.monotonic() < deadline:
+            try:
+                await node.tick()
+            except BrokerUnavailable:
+                pass  # the pool may hand out one more dead connection
+            await asyncio.sleep(0.05)
+        await settle(events, 2)
+        assert events[1].kind == "leave"
+        assert (await watcher.snapshot("room:1", 10)).clients == 0
+    finally:
+        await node.close()
+        await watcher.close()
+        await proxy.close()

@@ -13,7 +13,7 @@ from staywire.config import Config
 from staywire.protocol.codes import ErrorCode
 from staywire.protocol.envelope import PresenceQuery, PresenceStatsQuery
 from staywire.server.auth import Identity
-from staywire.server.presence import Presence
+from staywire.server.presence import UNSUB_WINDOW, Presence
 
 RULES = parse_channel_rules({
     "room:*": {"presence": True, "join_leave": True, "presence_max_members": 3},
@@ -86,7 +86,7 @@ async def answer(presence: Presence, conn: Conn, channel: str, stats: bool = Fal
 
 
 async def test_one_user_on_two_connections_is_one_join_and_one_leave() -> None:
-    presence, _, events = make()
+    presence, clock, events = make()
     a1, a2, b = Conn("a1", "alice"), Conn("a2", "alice"), Conn("b1", "bob")
     presence.joined("room:1", a1)
     presence.joined("room:1", a2)
@@ -97,9 +97,13 @@ async def test_one_user_on_two_connections_is_one_join_and_one_leave() -> None:
     data = await answer(presence, b, "room:1")
     assert (data["clients"], data["users"]) == (3, 2)
     assert sorted(m["client"] for m in data["members"]) == ["a1", "a2", "b1"]
-    presence.left("room:1", a1, gone=False)  # unsub: at once, but alice is still here
+    presence.left("room:1", a1, gone=False)  # unsub: alice is still here on a2
+    presence.tick(clock.now + UNSUB_WINDOW)
     assert len(events) == 2
     presence.left("room:1", a2, gone=False)
+    presence.tick(clock.now + UNSUB_WINDOW - 0.01)
+    assert len(events) == 2
+    presence.tick(clock.now + UNSUB_WINDOW)  # an unsub leaves within UNSUB_WINDOW
     assert kinds(events)[2:] == [("leave", "alice")]
     assert await answer(presence, b, "room:1", stats=True) == {"clients": 1, "users": 1}
 
@@ -119,6 +123,24 @@ async def test_a_reconnect_within_the_grace_period_is_neither_leave_nor_join() -
     data = await answer(presence, new, "room:1")
     assert [m["client"] for m in data["members"]] == ["c-new"]  # the old one is gone
     assert presence.departing == 0
+
+
+async def test_an_unsub_then_sub_of_the_same_client_is_neither_leave_nor_join() -> None:
+    """A client's resync (gap repair, server-side subscription recovery) is unsub + sub."""
+    presence, clock, events = make(grace=5.0)
+    c, bob = Conn("c1", "alice"), Conn("b1", "bob")
+    presence.joined("room:1", c)
+    presence.joined("room:1", bob)
+    presence.left("room:1", c, gone=False)
+    clock.now += 0.2
+    presence.joined("room:1", c)  # the sub right after
+    presence.tick(clock.now + 60)
+    assert kinds(events) == [("join", "alice"), ("join", "bob")]
+    data = await answer(presence, bob, "room:1")
+    assert sorted(m["client"] for m in data["members"]) == ["b1", "c1"]  # still a member
+    presence.left("room:1", c, gone=True)  # and it can still leave later
+    presence.tick(clock.now + 5.0)
+    assert kinds(events)[2:] == [("leave", "alice")]
 
 
 async def test_the_last_connection_gone_leaves_once_the_grace_period_is_over() -> None:
@@ -145,7 +167,7 @@ async def test_no_grace_means_a_dropped_connection_leaves_at_once() -> None:
 
 
 async def test_over_presence_max_members_counts_only_and_no_events() -> None:
-    presence, _, events = make()
+    presence, _, events = make(grace=0)  # leaves at once: the counts are the point here
     conns = [Conn(f"c{i}", f"user{i}") for i in range(5)]
     for c in conns:
         presence.joined("room:big", c)

@@ -178,6 +178,9 @@ class RedisPresence(PresenceStore):
         self._snapshot = self._redis.register_script(_SNAPSHOT_LUA)
         self._beat = self._redis.register_script(_BEAT_LUA)
         self._local: dict[str, dict[str, Member]] = {}  # channel -> client -> member
+        # Joins and leaves Redis could not take, the latest per member: tried again at
+        # each heartbeat, so an outage leaves neither ghosts nor missing members.
+        self._retry: dict[tuple[str, str], tuple[bool, Member]] = {}
         self._on_event: PresenceHandler | None = None
         self._listener: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
@@ -265,7 +268,12 @@ class RedisPresence(PresenceStore):
         if local is None:
             local = self._local[channel] = {}
         local[member.client] = member
-        await self._send_join(channel, member, first=len(local) == 1)
+        self._retry.pop((channel, member.client), None)
+        try:
+            await self._send_join(channel, member, first=len(local) == 1)
+        except BrokerUnavailable:
+            self._retry[(channel, member.client)] = (True, member)
+            raise
 
     async def _send_join(self, channel: str, member: Member, first: bool) -> None:
         with self._guard("join"):
@@ -277,13 +285,26 @@ class RedisPresence(PresenceStore):
 
     async def leave(self, channel: str, member: Member) -> None:
         local = self._local.get(channel)
+        last = False
         if local is not None:
             local.pop(member.client, None)
             if not local:
                 del self._local[channel]
+                last = True
+        self._retry.pop((channel, member.client), None)
+        try:
+            await self._send_leave(channel, member, last)
+        except BrokerUnavailable:
+            self._retry[(channel, member.client)] = (False, member)
+            raise
+
+    async def _send_leave(self, channel: str, member: Member, last: bool) -> None:
         with self._guard("leave"):
             await self._leave(keys=self._keys(channel), args=[member.client, channel,
                                                               self._events])
+            if last and channel not in self._local:
+                # No member here any more: the node's channel set must not grow forever.
+                await self._redis.srem(self._node_key(self.node), channel)
 
     async def snapshot(self, channel: str, limit: int) -> PresenceSnapshot:
         with self._guard("snapshot"):
@@ -305,6 +326,14 @@ class RedisPresence(PresenceStore):
             for channel, members in list(self._local.items()):
                 for i, member in enumerate(list(members.values())):
                     await self._send_join(channel, member, first=i == 0)
+        while self._retry:
+            (channel, client), (join, member) = next(iter(self._retry.items()))
+            if join:
+                await self._send_join(channel, member, first=True)
+            else:
+                await self._send_leave(channel, member, channel not in self._local)
+            if self._retry.get((channel, client)) == (join, member):
+                del self._retry[(channel, client)]  # not replaced meanwhile
         for raw in reply[1:]:
             await self._sweep_node(raw.decode())
 

@@ -4,8 +4,11 @@ The store (``brokers/presence.py``) holds every node's members and says when a u
 first client joins a channel or its last one leaves. This module decides *when* a
 client joins and leaves the store, and delivers the store's events:
 
-* A client joins a channel's presence when its subscription is live (acked), and
-  leaves at once on ``unsub`` (or when a refreshed token no longer grants it).
+* A client joins a channel's presence when its subscription is live (acked).
+* On ``unsub`` (or when a refreshed token no longer grants the channel) it leaves
+  within ``UNSUB_WINDOW`` (1 s, or ``presence_grace`` if shorter): a client repairs a
+  gap or recovers a server-side subscription with ``unsub`` then ``sub``, and that
+  must not show as a leave and a join of its user.
 * A client whose connection ended stays a member for ``presence_grace`` seconds
   (default 5). When a client of the same user (the same key) joins that channel
   within it, on this node, the departed one leaves right after the new one joined:
@@ -25,9 +28,11 @@ the grace period advances in ``tick(now)``, so the unit tests drive it by hand.
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import logging
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -40,13 +45,16 @@ from staywire.server.auth import Identity
 from staywire.server.faults import FaultLog
 from staywire.server.transport import text_frame
 
-__all__ = ["MAX_INFO", "Present", "Presence"]
+__all__ = ["MAX_INFO", "UNSUB_WINDOW", "Present", "Presence"]
 
 log = logging.getLogger("staywire.server")
 
 # The connection data a member shows (``info``) is left out above this many bytes:
 # it is sent to every member of the channel in every answer.
 MAX_INFO = 256
+# An unsubscribed client leaves this much later (at most presence_grace): long enough
+# for the ``sub`` that follows an ``unsub`` in a client's resync (docs/protocol.md).
+UNSUB_WINDOW = 1.0
 
 Deliver = Callable[[str, bytes], None]  # (channel, frame) to the node's subscribers
 
@@ -83,7 +91,7 @@ def member_of(conn: Present) -> Member:
 
 class Presence:
     __slots__ = ("config", "store", "_deliver", "_faults", "_clock", "_sync", "_local",
-                 "_departing", "_by_key", "_ops", "_worker", "_task")
+                 "_departing", "_deadlines", "_seq", "_by_key", "_ops", "_worker", "_task")
 
     def __init__(self, config: Config, store: PresenceStore, deliver: Deliver,
                  faults: FaultLog | None = None,
@@ -95,9 +103,11 @@ class Presence:
         self._clock = clock
         self._sync = store if isinstance(store, MemoryPresence) else None
         self._local: dict[tuple[str, str], Member] = {}  # (channel, client) -> live member
-        # (channel, client) -> (deadline, member): connections that ended, in deadline
-        # order (one grace period for all, so insertion order is deadline order).
-        self._departing: OrderedDict[tuple[str, str], tuple[float, Member]] = OrderedDict()
+        # (channel, client) -> (deadline, member): clients that left and are still members,
+        # and their deadlines in a heap (an entry no longer in _departing is skipped).
+        self._departing: dict[tuple[str, str], tuple[float, Member]] = {}
+        self._deadlines: list[tuple[float, int, str, str]] = []
+        self._seq = itertools.count()
         self._by_key: dict[tuple[str, str], set[str]] = {}  # (channel, key) -> departing clients
         self._ops: deque[tuple[bool, str, Member]] = deque()  # (join?, channel, member)
         self._worker: asyncio.Task[None] | None = None
@@ -147,10 +157,15 @@ class Presence:
             return
         member = member_of(conn)
         self._local[(channel, conn.id)] = member
-        self._op(True, channel, member)
+        clients = self._by_key.pop((channel, member.key), None)
+        if clients and conn.id in clients:
+            # The same client again (its unsub, then sub): it never stopped being a member.
+            clients.discard(conn.id)
+            del self._departing[(channel, conn.id)]
+        else:
+            self._op(True, channel, member)
         # A departed client of the same user: the new one is in first, so the user's
         # count never drops to zero (no leave, and the join above was no first one).
-        clients = self._by_key.pop((channel, member.key), None)
         if clients:
             for client in clients:
                 entry = self._departing.pop((channel, client), None)
@@ -158,24 +173,31 @@ class Presence:
                     self._op(False, channel, entry[1])
 
     def left(self, channel: str, conn: Present, gone: bool) -> None:
-        """``conn`` left ``channel``: ``gone`` when its connection ended (grace applies)."""
+        """``conn`` left ``channel``: ``gone`` when its connection ended (the grace
+        period), else an unsub (``UNSUB_WINDOW``)."""
         member = self._local.pop((channel, conn.id), None)
         if member is None:
             return
         grace = self.config.presence_grace
-        if not gone or grace <= 0:
+        delay = grace if gone else min(grace, UNSUB_WINDOW)
+        if delay <= 0:
             self._op(False, channel, member)
             return
-        self._departing[(channel, conn.id)] = (self._clock() + grace, member)
+        deadline = self._clock() + delay
+        self._departing[(channel, conn.id)] = (deadline, member)
+        heapq.heappush(self._deadlines, (deadline, next(self._seq), channel, conn.id))
         self._by_key.setdefault((channel, member.key), set()).add(conn.id)
 
     def tick(self, now: float) -> None:
-        """Departed clients whose grace period is over leave."""
+        """Departed clients whose time is up leave."""
         departing = self._departing
-        while departing:
-            (channel, client), (deadline, member) = next(iter(departing.items()))
-            if deadline > now:
-                break
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][0] <= now:
+            deadline, _, channel, client = heapq.heappop(deadlines)
+            entry = departing.get((channel, client))
+            if entry is None or entry[0] != deadline:
+                continue  # came back meanwhile (or left again later)
+            member = entry[1]
             del departing[(channel, client)]
             clients = self._by_key.get((channel, member.key))
             if clients is not None:
