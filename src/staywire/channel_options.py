@@ -44,8 +44,8 @@ class ChannelOptions:
     history_ttl: float = 300.0  # seconds they are kept
     history_max_bytes: int | None = None  # bound on the data bytes kept; None: unbounded
     recovery: bool = True  # a `sub` with `since` replays missed publications
-    presence: bool = False  # subscribers may ask who is subscribed
-    join_leave: bool = False  # subscribers who ask get `join` and `leave` events
+    presence: bool = False  # subscribers may ask who is subscribed (server/presence.py)
+    join_leave: bool = False  # subscribers get `join` and `leave` events, per user
     presence_max_members: int = 1000  # over it, presence answers the counts only
     publish: bool = True  # clients may publish; false: only the backend (server API)
     anonymous_read: bool | None = None  # anonymous may subscribe; None: anonymous_channels

@@ -143,6 +143,7 @@ class Presence:
                 next_store = now + store_every
                 try:
                     await self.store.tick()
+                    self._worked()
                 except BrokerUnavailable as exc:
                     self._failed(exc)
                 except Exception:
@@ -229,16 +230,20 @@ class Presence:
                         await self.store.join(channel, member)
                     else:
                         await self.store.leave(channel, member)
+                    self._worked()
                 except BrokerUnavailable as exc:
-                    # The store's heartbeat puts this node's members back when it is
-                    # reachable again (presence_redis.py); a lost leave expires with
-                    # the node's entry only if the node dies. Counted and logged.
+                    # The store makes it again at its next heartbeat (presence_redis.py).
+                    # Counted in staywire_broker_errors{operation="presence"}, logged once.
                     self._failed(exc)
                 except Exception:
                     log.exception("presence %s failed channel=%s", "join" if join else "leave",
                                   channel)
         finally:
             self._worker = None
+
+    def _worked(self) -> None:
+        if self._faults is not None:
+            self._faults.worked("presence")
 
     def _failed(self, exc: BaseException) -> None:
         if self._faults is not None:
