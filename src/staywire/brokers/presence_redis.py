@@ -62,6 +62,9 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     OSError)
 _TIMEOUT = 5.0
 _DEAD_BATCH = 16  # dead nodes swept per heartbeat: bounded work per tick
+# The events link is silent when nothing joins: a PING after this long idle, and a link
+# that answers nothing for twice as long is dead (a vanished peer sends no RST).
+_IDLE_PING = 5.0
 
 # Removes one member (``ARGV[1]``: client) and publishes a leave when its key had no
 # other client. Shared by LEAVE and SWEEP.
@@ -183,7 +186,7 @@ class RedisPresence(PresenceStore):
         self._retry: dict[tuple[str, str], tuple[bool, Member]] = {}
         self._on_event: PresenceHandler | None = None
         self._listener: asyncio.Task[None] | None = None
-        self._listening = asyncio.Event()
+        self._tried = asyncio.Event()  # the events link's first attempt is over
 
     # -- keys -----------------------------------------------------------------
 
@@ -206,10 +209,10 @@ class RedisPresence(PresenceStore):
     async def start(self, on_event: PresenceHandler) -> None:
         self._on_event = on_event
         self._listener = asyncio.get_running_loop().create_task(self._listen())
-        # Events of joins made right after start must not be missed: wait (bounded)
-        # until the link is subscribed; without Redis, start anyway (it retries).
+        # Events of joins made right after start must not be missed: wait (bounded) for
+        # the link's first attempt; without Redis, start anyway (the link retries).
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._listening.wait(), _TIMEOUT)
+            await asyncio.wait_for(self._tried.wait(), _TIMEOUT)
         with contextlib.suppress(BrokerUnavailable):
             await self.tick()
 
@@ -232,19 +235,30 @@ class RedisPresence(PresenceStore):
     async def _listen(self) -> None:
         """The events link: subscribe, read, and resubscribe after a failure (backoff)."""
         delay = 0.05
+        loop = asyncio.get_running_loop()
         while True:
-            pubsub: PubSub = self._redis.pubsub(ignore_subscribe_messages=True)
+            pubsub: PubSub = self._redis.pubsub()
             try:
                 await pubsub.subscribe(self._events)
-                self._listening.set()
+                self._tried.set()
                 delay = 0.05
+                seen = pinged = loop.time()
                 while True:
-                    msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                    if msg is not None and msg.get("type") == "message":
-                        self._dispatch(msg["data"])
+                    msg = await pubsub.get_message(timeout=1.0)
+                    now = loop.time()
+                    if msg is not None:
+                        seen = now
+                        if msg.get("type") == "message":
+                            self._dispatch(msg["data"])
+                    elif now - seen > 2 * _IDLE_PING:
+                        raise ConnectionError("no answer to PING")
+                    elif now - seen > _IDLE_PING and now - pinged > _IDLE_PING:
+                        pinged = now
+                        await pubsub.ping()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a lost link: at most once, membership is kept
+                self._tried.set()
                 log.warning("presence events link lost: %s; retrying in %.2fs", exc, delay)
             finally:
                 with contextlib.suppress(Exception):
