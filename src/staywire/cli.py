@@ -42,7 +42,9 @@ def _serve_parser(sub: Any) -> None:
                    help="an allowed browser Origin (repeatable; https://*.example.com works)")
     p.add_argument("--jwt-secret", help="HS256 secret for JWT auth")
     p.add_argument("--jwt-public-key", help="RS256 public key (PEM text or file)")
-    p.add_argument("--api-key", help="Bearer key for POST /api/publish")
+    p.add_argument("--api-key", help="Bearer key for the server API (POST /api/<method>)")
+    p.add_argument("--api-node-timeout", type=float,
+                   help="seconds a cluster-wide API method waits for the other nodes")
     p.add_argument("--allow-anonymous", action="store_const", const=True)
     p.add_argument("--anonymous-channel", action="append", dest="anonymous_channels",
                    help="channel pattern anonymous users may use (repeatable)")

@@ -44,7 +44,8 @@ class Config:
     jwt_issuer: str | None = None
     cookie_name: str = "staywire_token"
     auth_timeout: float = 10.0
-    api_key: str | None = None  # for POST /api/publish; None: the API refuses publishes
+    api_key: str | None = None  # for the server API (docs/api.md); None: the API refuses
+    api_node_timeout: float = 2.0  # how long a cluster-wide API method waits for other nodes
     trusted_proxy_header: str | None = None  # e.g. "X-Forwarded-For" behind nginx
 
     # -- heartbeats
@@ -174,6 +175,8 @@ def _proxy_problems(cfg: Config) -> list[str]:
         problems.append("refresh_proxy_url refreshes what connect_proxy_url granted: set both")
     if cfg.proxy_timeout <= 0:
         problems.append("proxy_timeout must be > 0")
+    if cfg.api_node_timeout <= 0:
+        problems.append("api_node_timeout must be > 0")
     if cfg.proxy_max_concurrency < 1:
         problems.append("proxy_max_concurrency must be >= 1")
     if cfg.proxy_retries < 0:

@@ -9,6 +9,8 @@
     ├── BrokerError
     │   └── BrokerUnavailable       the broker cannot be reached right now
     ├── ProxyUnavailable            the application's backend gave no usable answer
+    ├── ApiError                    an error answer of the server API (``staywire.api``)
+    │   └── ApiConnectionError      ... or no answer: the API port unreachable or too slow
     └── ClientError                 raised by ``staywire.Client``
         ├── ConnectionClosed        the connection ended; carries code and reason
         │   ├── Unauthorized        closed with 4501 (or 4503): needs new credentials
@@ -21,6 +23,8 @@
 from __future__ import annotations
 
 __all__ = [
+    "ApiConnectionError",
+    "ApiError",
     "AuthError",
     "BrokerError",
     "BrokerUnavailable",
@@ -65,6 +69,22 @@ class BrokerUnavailable(BrokerError):
 class ProxyUnavailable(StaywireError):
     """The application's backend (a proxy URL) gave no usable answer: down, slow, overloaded,
     oversized or malformed. Nothing was decided; the message names the outcome."""
+
+
+class ApiError(StaywireError):
+    """The server API answered an error: ``code`` is an ``ErrorCode`` value, ``status`` the
+    HTTP status (0 when there was no answer)."""
+
+    def __init__(self, code: str, reason: str, status: int) -> None:
+        super().__init__(f"{code}: {reason}" + (f" (HTTP {status})" if status else ""))
+        self.code = code
+        self.reason = reason
+        self.status = status
+
+
+class ApiConnectionError(ApiError):
+    def __init__(self, reason: str) -> None:
+        super().__init__("unavailable", reason, 0)
 
 
 class ClientError(StaywireError):

@@ -169,6 +169,43 @@ class BrokerContract:
         assert [p.data for p in h.publications] == [b"%d" % p.offset for p in h.publications]
         assert h.position == Position(epoch, count)
 
+    @settings(
+        max_examples=30,
+        deadline=None,
+        suppress_health_check=[
+            HealthCheck.function_scoped_fixture,
+            HealthCheck.differing_executors,
+        ],
+    )
+    @given(size=st.integers(0, 4), count=st.integers(0, 7), since=st.integers(0, 9),
+           limit=st.none() | st.integers(0, 5), reverse=st.booleans())
+    async def test_history_limit_and_reverse(
+        self, make_node: MakeNode, size: int, count: int, since: int, limit: int | None,
+        reverse: bool,
+    ) -> None:
+        b = (await make_node(history_size=size)).broker
+        channel = f"h-{uuid.uuid4().hex}"
+        epoch = (await b.history(channel, None)).position.epoch
+        for i in range(1, count + 1):
+            await b.publish(channel, b"%d" % i)
+        h = await b.history(channel, Position(epoch, since), limit=limit, reverse=reverse)
+        kept = range(max(1, count - size + 1), count + 1)
+        want = [o for o in reversed(kept) if o < since] if reverse else [
+            o for o in kept if o > since]
+        assert [p.offset for p in h.publications] == want[:limit]
+        assert [p.data for p in h.publications] == [b"%d" % p.offset for p in h.publications]
+        assert h.position == Position(epoch, count)
+
+    async def test_history_newest_first_from_above_the_top(self, node: Node) -> None:
+        b = node.broker
+        for i in range(1, 6):
+            top = await b.publish("c", b"%d" % i)
+        h = await b.history("c", Position(top.epoch, top.offset + 1), limit=2, reverse=True)
+        assert [p.offset for p in h.publications] == [5, 4]
+        older = await b.history("c", Position(top.epoch, 4), limit=10, reverse=True)
+        assert [p.offset for p in older.publications] == [3, 2, 1]
+        assert (await b.history("c", Position(top.epoch, 0), limit=0)).publications == []
+
     async def test_history_without_since_is_the_position_only(self, node: Node) -> None:
         r = await node.broker.publish("c", b"1")
         h = await node.broker.history("c", None)

@@ -58,3 +58,17 @@ def test_protocol_constants_reach_the_module_and_mean_the_same_in_node(tmp_path)
     assert out["max"] == MAX_ID
     server = re.compile(CHANNEL_PATTERN)
     assert out["ok"] == [server.fullmatch(n) is not None for n in names]
+
+
+def test_the_hand_written_types_name_every_code() -> None:
+    # staywire.d.ts is written by hand; a Record over fewer keys still type-checks
+    # against the module, so only this test sees a code the types forgot.
+    import re
+
+    text = (STATIC / "staywire.d.ts").read_text(encoding="utf-8")
+    close = re.search(r"const CloseCode: Readonly<\{(.*?)\}>", text, re.S)
+    errors = re.search(r"const ErrorCode: Readonly<Record<(.*?),\s*string>>", text, re.S)
+    assert close is not None and errors is not None
+    declared_close = dict(re.findall(r"(\w+): (\d+)", close.group(1)))
+    assert declared_close == {c.name: str(int(c)) for c in CloseCode}
+    assert set(re.findall(r"'(\w+)'", errors.group(1))) == {e.name for e in ErrorCode}

@@ -9,7 +9,7 @@ import pytest
 
 from staywire.client import AuthMode, ConnectionState, Message, Recovery, Subscription
 from staywire.client import messages as m
-from staywire.client.auth import TokenSource, connect_target
+from staywire.client.auth import HeaderSource, TokenSource, connect_target
 from staywire.client.state import CloseInfo, StateWatch
 from staywire.client.store import SqliteOutboxStore
 from staywire.exceptions import ReconnectFailed
@@ -51,6 +51,39 @@ def test_connect_target_defaults_the_path():
     url, _ = connect_target("ws://h:1", token=None, mode=AuthMode.QUERY, cookie_name="c",
                             session=None, client_id="me")
     assert url == "ws://h:1/ws?client=me"
+
+
+def test_connect_target_adds_the_applications_headers_and_joins_cookies():
+    _, headers = connect_target("ws://h:1/ws", token="T", mode=AuthMode.COOKIE, cookie_name="sw",
+                                session=None, client_id=None,
+                                extra={"cookie": "sessionid=abc", "Authorization": "Bearer x"})
+    assert headers == {"Authorization": "Bearer x", "Cookie": "sessionid=abc; sw=T"}
+    url, headers = connect_target("ws://h:1/ws", token=None, mode=AuthMode.FIRST_MESSAGE,
+                                  cookie_name="sw", session=None, client_id=None,
+                                  extra={"Cookie": "sessionid=abc"})
+    assert headers == {"Cookie": "sessionid=abc"} and "sessionid" not in url
+
+
+@pytest.mark.parametrize("bad", [{"Sec-WebSocket-Key": "x"}, {"host": "evil"},
+                                 {"Connection": "close"}, {"X-A": "1\r\nX-B: 2"},
+                                 {"X A": "1"}, {"": "1"}])
+def test_header_source_refuses_the_handshakes_own_and_broken_headers(bad):
+    with pytest.raises(ValueError):
+        HeaderSource(bad)
+
+
+async def test_header_source_asks_the_provider_every_time_and_checks_it():
+    answers = iter([{"Cookie": "s=1"}, {"Cookie": "s=2"}, {"Upgrade": "h2c"}])
+
+    async def provider() -> dict[str, str]:
+        return next(answers)
+
+    source = HeaderSource(provider)
+    assert source.given and await source.get() == {"Cookie": "s=1"}
+    assert await source.get() == {"Cookie": "s=2"}
+    with pytest.raises(ValueError):
+        await source.get()
+    assert not HeaderSource(None).given and await HeaderSource(None).get() == {}
 
 
 async def test_token_source_asks_the_provider_every_time():

@@ -95,3 +95,31 @@ async def test_login_cookie_identifies_the_socket_and_logout_ends_it(
 async def test_no_cookie_is_refused(staywire: Server) -> None:
     async with connect(f"ws://127.0.0.1:{staywire.port}/ws") as ws:
         assert await closed_with(ws) == (4503, "log in first")
+
+
+async def test_the_python_client_sends_the_login_cookie_and_stops_once_logged_out(
+        app_url: tuple[str, types.ModuleType], staywire: Server) -> None:
+    # A service that logged in through the app itself: its cookie is its credential, so
+    # a 4401 (the session's expiry passed) is a reason to ask again, not to stop; the
+    # app's refusal after the logout (4503) is.
+    from staywire import Client
+    from staywire.exceptions import Unauthorized
+
+    url, _ = app_url
+    async with httpx.AsyncClient(base_url=url, trust_env=False) as http:
+        assert (await http.post("/login", json={"user": "ann"})).status_code == 200
+        cookie = f"session={http.cookies['session']}"
+        client = Client(f"ws://127.0.0.1:{staywire.port}/ws", headers={"Cookie": cookie},
+                        ping_interval=None, backoff_base=0.05, max_retries=3)
+        try:
+            async with asyncio.timeout(10 * T):
+                await client.connect()
+                assert client.welcome is not None and client.welcome.data == {"name": "ann"}
+                await http.post("/logout")
+                with pytest.raises(Unauthorized) as refused:
+                    await client.wait_closed()
+            assert (refused.value.code, refused.value.reason) == (4503, "log in first")
+            assert client.stats["connects"] == 1
+            assert client.last_close is not None and client.last_close.code == 4503
+        finally:
+            await client.close()

@@ -140,13 +140,24 @@ async def open_phase(gen: Generator, k: int, want_idle: bool
 # ---------------------------------------------------------------------- subscribe
 
 
-async def subscribe(gen: Generator, conns: list[Conn]) -> dict[str, Any]:
-    """Every connection joins the channel (room)."""
+async def subscribe(gen: Generator, conns: list[Conn], window: int | None = None
+                    ) -> dict[str, Any]:
+    """Every connection joins the channel (room); ``window``: at most that many ``sub``s
+    unanswered at a time (None: all at once)."""
     proto = gen.proto
     acked = 0
     failed = 0
     n = len(conns)
     done: asyncio.Future[None] = gen.loop.create_future()
+    pending = iter(conns)
+
+    def send_next() -> None:
+        c = next(pending, None)
+        if c is not None:
+            c.on_text = handler
+            c.retries = 0
+            c.since = None
+            c.send_text(proto.sub_request(1, None))
 
     def on_done(c: Conn, ok: bool) -> None:
         nonlocal acked, failed
@@ -154,17 +165,17 @@ async def subscribe(gen: Generator, conns: list[Conn]) -> dict[str, Any]:
             acked += 1
         else:
             failed += 1
-        if acked + failed >= n and not done.done():
-            done.set_result(None)
+        if acked + failed >= n:
+            if not done.done():
+                done.set_result(None)
+        elif window is not None:
+            send_next()
 
     handler = gen.sub_handler(on_done)
     errors0 = gen.sub_errors
     t0 = perf_counter()
-    for c in conns:
-        c.on_text = handler
-        c.retries = 0
-        c.since = None
-        c.send_text(proto.sub_request(1, None))
+    for _ in range(n if window is None else min(window, n)):
+        send_next()
     end_by = monotonic() + float(gen.params["phase_timeout"])
     while not done.done() and monotonic() < end_by:
         await asyncio.wait([done], timeout=0.25)

@@ -20,20 +20,17 @@ of CPU. Every wait is bounded; every connection is closed before the process exi
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import msgspec
 
+from staywire_bench import phases
 from staywire_bench.generator import Conn, Generator
 from staywire_bench.protocols import CHANNEL
 from staywire_bench.proxyapp import cookie_for
 from staywire_bench.scaleload import cpu_snapshot, cpu_use
 
 __all__ = ["run_proxy"]
-
-perf_counter = time.perf_counter
-monotonic = time.monotonic
 
 
 async def run_proxy(gen: Generator) -> None:
@@ -96,47 +93,11 @@ async def _subscribe_paced(gen: Generator, conns: list[Conn], window: int) -> di
     """Every connection subscribes, at most ``window`` subscribes unanswered at a time (as
     the handshakes were): a burst of K at once would measure the proxy's concurrency
     bound (``proxy_max_concurrency``, which fails the rest fast), not its rate."""
-    n = len(conns)
-    acked = failed = 0
-    done: asyncio.Future[None] = gen.loop.create_future()
-    pending = iter(conns)
-    proto = gen.proto
-
-    def send_next() -> None:
-        c = next(pending, None)
-        if c is not None:
-            c.on_text = handler
-            c.retries = 0
-            c.since = None
-            c.send_text(proto.sub_request(1, None))
-
-    def on_done(c: Conn, ok: bool) -> None:
-        nonlocal acked, failed
-        if ok:
-            acked += 1
-        else:
-            failed += 1
-        if acked + failed >= n:
-            if not done.done():
-                done.set_result(None)
-        else:
-            send_next()
-
-    handler = gen.sub_handler(on_done)
-    errors0 = gen.sub_errors
     a = cpu_snapshot(gen)
-    for _ in range(min(window, n)):
-        send_next()
-    end_by = monotonic() + float(gen.params["phase_timeout"])
-    while not done.done() and monotonic() < end_by:
-        await asyncio.wait([done], timeout=0.25)
-        gen.progress("subscribe", acked, n)
+    done = await phases.subscribe(gen, conns, window)
     b = cpu_snapshot(gen)
-    if acked < n:
-        raise RuntimeError(f"only {acked} of {n} subscriptions were acked "
-                           f"({gen.sub_errors - errors0} errors, last: {gen.last_sub_error})")
-    out = _window(gen, a, b, n)
-    out.update(sub_errors=gen.sub_errors - errors0)
+    out = _window(gen, a, b, len(conns))
+    out.update(sub_errors=done["sub_errors"])
     return out
 
 

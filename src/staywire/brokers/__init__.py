@@ -5,13 +5,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from staywire.brokers.base import Broker, HistoryLimits
+from staywire.brokers.control import ControlPlane, MemoryControl
 from staywire.brokers.memory import MemoryBroker
 from staywire.brokers.presence import MemoryPresence, PresenceStore
 
 if TYPE_CHECKING:
     from staywire.config import Config
 
-__all__ = ["Broker", "MemoryBroker", "create_broker", "create_presence"]
+__all__ = ["Broker", "ControlPlane", "MemoryBroker", "create_broker", "create_control",
+           "create_presence"]
 
 
 def create_broker(config: Config) -> Broker:
@@ -43,3 +45,12 @@ def create_presence(config: Config, broker: Broker) -> PresenceStore:
 
         return RedisPresence(broker.url, prefix=broker.prefix, ttl=config.presence_ttl)
     return MemoryPresence()
+
+
+def create_control(config: Config) -> ControlPlane:
+    """The control plane beside ``config.broker``: this node alone, or every node on Redis."""
+    if config.broker == "memory":
+        return MemoryControl()
+    from staywire.brokers.redis_control import RedisControl
+
+    return RedisControl(config.broker)

@@ -41,9 +41,10 @@ class HistoryResult:
     """What a broker still holds of a channel after a position.
 
     ``position`` is the stream's current top. ``publications`` are the entries
-    after ``since.offset`` that history still holds, oldest first; empty when
-    ``since`` was ``None`` or its epoch is not the current one. Whether they are
-    a complete recovery is decided by ``staywire.protocol.recovery``.
+    after ``since.offset`` that history still holds, oldest first (with ``reverse``:
+    the entries before it, newest first); empty when ``since`` was ``None`` or its
+    epoch is not the current one. Whether they are a complete recovery is decided by
+    ``staywire.protocol.recovery``.
     """
 
     position: Position
@@ -94,8 +95,13 @@ class Broker(abc.ABC):
         """Stop delivering the channel's publications to this node (idempotent)."""
 
     @abc.abstractmethod
-    async def history(self, channel: str, since: Position | None) -> HistoryResult:
-        """The channel's current position and what history holds after ``since``."""
+    async def history(self, channel: str, since: Position | None, *, limit: int | None = None,
+                      reverse: bool = False) -> HistoryResult:
+        """The channel's current position and what history holds after ``since``.
+
+        ``limit``: at most this many publications (``None``: all that history holds; ``0``:
+        the position only). ``reverse``: the publications *before* ``since.offset``, newest
+        first, so ``Position(epoch, top + 1)`` with a limit reads the newest ones."""
 
     @abc.abstractmethod
     async def save_session(self, session_id: str, record: bytes, ttl: float) -> None:

@@ -147,15 +147,19 @@ class MemoryBroker(Broker):
     async def unsubscribe(self, channel: str) -> None:
         self._subscribed.discard(channel)
 
-    async def history(self, channel: str, since: Position | None) -> HistoryResult:
+    async def history(self, channel: str, since: Position | None, *, limit: int | None = None,
+                      reverse: bool = False) -> HistoryResult:
         now = self._clock()
         stream = self._stream(channel, now)
         self._trim(stream, now)
         position = Position(stream.epoch, stream.offset)
-        if since is None or since.epoch != stream.epoch:
+        if since is None or since.epoch != stream.epoch or limit == 0:
             return HistoryResult(position, [])
-        pubs = [p for _, p in stream.entries if p.offset > since.offset]
-        return HistoryResult(position, pubs)
+        if reverse:
+            pubs = [p for _, p in reversed(stream.entries) if p.offset < since.offset]
+        else:
+            pubs = [p for _, p in stream.entries if p.offset > since.offset]
+        return HistoryResult(position, pubs if limit is None else pubs[:limit])
 
     async def save_session(self, session_id: str, record: bytes, ttl: float) -> None:
         now = self._clock()

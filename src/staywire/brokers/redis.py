@@ -138,6 +138,7 @@ return {epoch, offset, 0}
 
 # KEYS: meta, stream
 # ARGV: epoch if new, meta ttl ms, since epoch ('' for none), first offset wanted
+#       (with reverse: the last), count (0: all), reverse ('1') or not ('')
 #
 # One script so that the position and the entries are one snapshot. Reading a
 # channel that has no epoch yet creates it, so that a subscriber's position and
@@ -154,7 +155,15 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 if ARGV[3] ~= epoch then
   return {epoch, top}
 end
-return {epoch, top, redis.call('XRANGE', KEYS[2], ARGV[4], '+')}
+local range = {'XRANGE', KEYS[2], ARGV[4], '+'}
+if ARGV[6] == '1' then
+  range = {'XREVRANGE', KEYS[2], ARGV[4], '-'}
+end
+if tonumber(ARGV[5]) > 0 then
+  table.insert(range, 'COUNT')
+  table.insert(range, ARGV[5])
+end
+return {epoch, top, redis.call(unpack(range))}
 """
 
 
@@ -345,18 +354,27 @@ class RedisBroker(Broker):
             epoch, offset, duplicate = await self._publish_script(keys=keys, args=args)
         return PublishResult(epoch.decode(), int(offset), duplicate=bool(duplicate))
 
-    async def history(self, channel: str, since: Position | None) -> HistoryResult:
+    async def history(self, channel: str, since: Position | None, *, limit: int | None = None,
+                      reverse: bool = False) -> HistoryResult:
         with self._guard("history"):
-            return await self._read_history(channel, since)
+            return await self._read_history(channel, since, limit, reverse)
 
-    async def _read_history(self, channel: str, since: Position | None) -> HistoryResult:
+    async def _read_history(self, channel: str, since: Position | None,
+                            limit: int | None = None, reverse: bool = False) -> HistoryResult:
+        if since is not None and limit != 0:
+            # Entry ids are the offsets: the range starts next to ``since``, either way.
+            first = max(since.offset - 1, 0) if reverse else max(since.offset, 0) + 1
+        else:
+            since, first = None, 0  # the position only
         reply = await self._history_script(
             keys=[self._key(channel, "meta"), self._key(channel, "stream")],
             args=[
                 self._new_epoch(),
                 self._meta_ttl_ms,
                 since.epoch if since is not None else "",
-                max(since.offset, 0) + 1 if since is not None else 0,
+                first,
+                limit or 0,
+                "1" if reverse else "",
             ],
         )
         epoch = reply[0].decode()

@@ -12,12 +12,20 @@ logs. The query and cookie modes exist for environments that need them.
 from __future__ import annotations
 
 import enum
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-__all__ = ["AuthMode", "TokenProvider", "TokenSource", "connect_target"]
+__all__ = ["AuthMode", "HeaderSource", "HeadersProvider", "TokenProvider", "TokenSource",
+           "connect_target"]
 
 TokenProvider = Callable[[], Awaitable[str]]
+HeadersProvider = Callable[[], Awaitable[Mapping[str, str]]]
+
+# The upgrade's own headers: set by the WebSocket handshake, never by the application.
+_RESERVED = frozenset({"host", "upgrade", "connection", "sec-websocket-key",
+                       "sec-websocket-version", "sec-websocket-extensions",
+                       "sec-websocket-protocol", "sec-websocket-accept", "content-length",
+                       "transfer-encoding"})
 
 
 class AuthMode(enum.Enum):
@@ -50,6 +58,45 @@ class TokenSource:
         return token
 
 
+class HeaderSource:
+    """Extra upgrade headers (``Cookie``, ``Authorization``...): a fixed mapping, a provider
+    asked before every connection attempt, or neither.
+
+    They are how a connect proxy (docs/proxy.md) knows the client: the application's
+    backend reads its own session cookie or bearer token from them. Sent with the
+    upgrade only, never in the URL, so they stay out of access logs as a query token
+    would not."""
+
+    def __init__(self, headers: Mapping[str, str] | HeadersProvider | None) -> None:
+        if headers is not None and not callable(headers):
+            headers = dict(_checked(headers))
+        self._headers = headers
+
+    @property
+    def given(self) -> bool:
+        return self._headers is not None
+
+    async def get(self) -> dict[str, str]:
+        if self._headers is None:
+            return {}
+        if callable(self._headers):
+            return dict(_checked(await self._headers()))
+        return dict(self._headers)
+
+
+def _checked(headers: Mapping[str, str]) -> Mapping[str, str]:
+    if not isinstance(headers, Mapping):
+        raise TypeError(f"headers must be a mapping of str to str, got {type(headers).__name__}")
+    for name, value in headers.items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise TypeError("headers must be a mapping of str to str")
+        if name.lower() in _RESERVED:
+            raise ValueError(f"{name} is the WebSocket handshake's own header: not settable")
+        if not name or any(c in name for c in " :\r\n") or any(c in value for c in "\r\n"):
+            raise ValueError(f"not a valid header: {name!r}")
+    return headers
+
+
 def connect_target(
     url: str,
     *,
@@ -58,8 +105,11 @@ def connect_target(
     cookie_name: str,
     session: str | None,
     client_id: str | None,
+    extra: Mapping[str, str] | None = None,
 ) -> tuple[str, dict[str, str]]:
-    """The URL (with query parameters) and extra headers for one connection attempt."""
+    """The URL (with query parameters) and extra headers for one connection attempt;
+    ``extra``: the application's own headers (a ``Cookie`` of its own is joined with the
+    token cookie)."""
     parts = urlsplit(url)
     query = [(k, v) for k, v in parse_qsl(parts.query) if k not in ("token", "session", "client")]
     if token is not None and mode is AuthMode.QUERY:
@@ -69,7 +119,15 @@ def connect_target(
     if client_id is not None:
         query.append(("client", client_id))
     headers: dict[str, str] = {}
+    cookies: list[str] = []
+    for name, value in (extra or {}).items():
+        if name.lower() == "cookie":
+            cookies.append(value)
+        else:
+            headers[name] = value
     if token is not None and mode is AuthMode.COOKIE:
-        headers["Cookie"] = f"{cookie_name}={token}"
+        cookies.append(f"{cookie_name}={token}")
+    if cookies:
+        headers["Cookie"] = "; ".join(cookies)
     target = urlunsplit((parts.scheme, parts.netloc, parts.path or "/ws", urlencode(query), ""))
     return target, headers

@@ -23,13 +23,13 @@ import contextlib
 import logging
 import random as _random
 import ssl
-from collections.abc import AsyncIterator, Callable, Generator
+from collections.abc import AsyncIterator, Callable, Generator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 from staywire.client import messages as m
-from staywire.client.auth import AuthMode, TokenProvider, TokenSource
+from staywire.client.auth import AuthMode, HeaderSource, HeadersProvider, TokenProvider, TokenSource
 from staywire.client.channels import Channels, check_channel
 from staywire.client.dial import Dialer
 from staywire.client.inbound import Router
@@ -65,6 +65,7 @@ class Client:
         *,
         token: str | None = None,
         token_provider: TokenProvider | None = None,
+        headers: Mapping[str, str] | HeadersProvider | None = None,
         auth: AuthMode = AuthMode.FIRST_MESSAGE,
         cookie_name: str = "staywire_token",
         refresh_margin: float = 30.0,
@@ -94,6 +95,7 @@ class Client:
                 raise ValueError("need 0 <= low_water <= high_water")
         self.url = url
         self._tokens = TokenSource(token, token_provider)
+        self._headers = HeaderSource(headers)
         self._random = random or _random.random
         policy: ReconnectPolicy = reconnect_policy or Backoff(
             base=backoff_base,
@@ -102,9 +104,11 @@ class Client:
             max_retries=max_retries,
             random=self._random,
         )
-        self._schedule = ReconnectSchedule(
-            policy, can_refresh=self._tokens.can_refresh, random=self._random
-        )
+        # After 4401 a reconnect can succeed with a token provider, and with no token but
+        # headers of the application's (its session cookie or bearer): a connect proxy then
+        # decides again (docs/proxy.md). Only a fixed token cannot be renewed.
+        renewable = self._tokens.can_refresh or (token is None and self._headers.given)
+        self._schedule = ReconnectSchedule(policy, can_refresh=renewable, random=self._random)
         self._resume_session = resume_session
         self._watch = StateWatch(ConnectionState.CLOSED, on_state_change)
 
@@ -299,6 +303,10 @@ class Client:
             token = await self._tokens.get()
         except Exception as exc:  # noqa: BLE001 - the application's provider: any failure
             return CloseInfo(ABNORMAL, f"token provider failed: {exc!r}"), False
+        try:
+            headers = await self._headers.get()
+        except Exception as exc:  # noqa: BLE001 - the application's provider: any failure
+            return CloseInfo(ABNORMAL, f"headers provider failed: {exc!r}"), False
         session = self.session if self._resume_session else None
         dialed = await self._dialer.dial(
             self.url,
@@ -306,6 +314,7 @@ class Client:
             session=session,
             on_text=self._router.on_text,
             on_writable=self._publisher.pulse,
+            extra_headers=headers,
         )
         if isinstance(dialed, CloseInfo):
             return dialed, False

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from picows import WSError
@@ -59,9 +59,10 @@ class Dialer:
         session: str | None,
         on_text: Callable[[Link, bytes], None],
         on_writable: Callable[[], None],
+        extra_headers: Mapping[str, str] | None = None,
     ) -> tuple[Link, m.Welcome] | CloseInfo:
-        """Connect to ``url`` with ``token`` (resuming ``session``): the welcomed link and its
-        welcome, or how the attempt failed."""
+        """Connect to ``url`` with ``token`` (resuming ``session``) and the application's
+        ``extra_headers``: the welcomed link and its welcome, or how the attempt failed."""
         loop = asyncio.get_running_loop()
         url, headers = connect_target(
             url,
@@ -70,6 +71,7 @@ class Dialer:
             cookie_name=self._cookie_name,
             session=session,
             client_id=self._client_id,
+            extra=extra_headers,
         )
         waiter: asyncio.Future[m.Welcome] = loop.create_future()
         self._welcome_waiter = waiter

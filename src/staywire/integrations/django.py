@@ -31,7 +31,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from importlib import import_module
-from typing import Any, TypeVar
+from typing import Any
 
 import msgspec
 from django.conf import settings
@@ -49,14 +49,9 @@ from staywire.integrations.answers import (
     decode_call,
     encode,
 )
+from staywire.integrations.handlers import EVENTS, Handlers
 
 __all__ = ["StaywireProxy", "session_store", "session_user"]
-
-Handler = Callable[[ProxyCall, Any], Any]
-H = TypeVar("H", bound=Handler)
-
-_EVENTS = ("connect", "refresh", "subscribe", "publish", "rpc")
-
 
 class _ReadOnlySession:
     """The session as ``get_user`` sees it, with its writes dropped.
@@ -100,40 +95,21 @@ def session_user(call: ProxyCall) -> Any:
     return get_user(request)
 
 
-class StaywireProxy:
+class StaywireProxy(Handlers):
     """``check_every``: seconds an identity of the default handlers lasts before Staywire
     asks ``refresh`` again; a logout ends an open socket at most that late."""
 
     def __init__(self, *, check_every: float = 60.0) -> None:
         if not check_every > 0:
             raise ValueError(f"check_every must be > 0, got {check_every}")
+        super().__init__()
         self.check_every = check_every
-        self._handlers: dict[str, Handler] = {"connect": self._connect,
-                                              "refresh": self._refresh}
+        self._handlers.update(connect=self._connect, refresh=self._refresh)
 
     @property
     def urls(self) -> tuple[list[Any], str]:
         """For ``include()``: the five views, named ``staywire:connect`` ... ``staywire:rpc``."""
-        return [path(f"{event}", self._view(event), name=event) for event in _EVENTS], "staywire"
-
-    def on_connect(self, handler: H) -> H:
-        return self._register("connect", handler)
-
-    def on_refresh(self, handler: H) -> H:
-        return self._register("refresh", handler)
-
-    def on_subscribe(self, handler: H) -> H:
-        return self._register("subscribe", handler)
-
-    def on_publish(self, handler: H) -> H:
-        return self._register("publish", handler)
-
-    def on_rpc(self, handler: H) -> H:
-        return self._register("rpc", handler)
-
-    def _register(self, event: str, handler: H) -> H:
-        self._handlers[event] = handler
-        return handler
+        return [path(f"{event}", self._view(event), name=event) for event in EVENTS], "staywire"
 
     def expire_at(self) -> float:
         """When an identity given now is to be checked again: ``check_every`` from now."""
@@ -152,7 +128,7 @@ class StaywireProxy:
 
     def _view(self, event: str) -> Callable[[HttpRequest], HttpResponse]:
         def view(request: HttpRequest) -> HttpResponse:
-            handler = self._handlers.get(event)
+            handler = self.handler(event)
             if handler is None:
                 return HttpResponse(b"no handler\n", status=404, content_type="text/plain")
             try:

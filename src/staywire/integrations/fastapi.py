@@ -27,53 +27,28 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
 
 import msgspec
 from fastapi import APIRouter, Request, Response
 
 from staywire.integrations.answers import decode_call, encode
+from staywire.integrations.handlers import EVENTS, Handlers
 
 __all__ = ["StaywireProxy"]
 
 log = logging.getLogger("staywire.integrations")
 
-Handler = Callable[..., Any]
-H = TypeVar("H", bound=Handler)
-
-_EVENTS = ("connect", "refresh", "subscribe", "publish", "rpc")
-
-
-class StaywireProxy:
+class StaywireProxy(Handlers):
     def __init__(self, prefix: str = "/staywire") -> None:
+        super().__init__()
         self.router = APIRouter(prefix=prefix)
-        self._handlers: dict[str, Handler] = {}
-        for event in _EVENTS:
+        for event in EVENTS:
             self.router.add_api_route(f"/{event}", self._endpoint(event), methods=["POST"],
                                       include_in_schema=False)
 
-    def on_connect(self, handler: H) -> H:
-        return self._register("connect", handler)
-
-    def on_refresh(self, handler: H) -> H:
-        return self._register("refresh", handler)
-
-    def on_subscribe(self, handler: H) -> H:
-        return self._register("subscribe", handler)
-
-    def on_publish(self, handler: H) -> H:
-        return self._register("publish", handler)
-
-    def on_rpc(self, handler: H) -> H:
-        return self._register("rpc", handler)
-
-    def _register(self, event: str, handler: H) -> H:
-        self._handlers[event] = handler
-        return handler
-
     def _endpoint(self, event: str) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
-            handler = self._handlers.get(event)
+            handler = self.handler(event)
             if handler is None:
                 return Response(b"no handler\n", status_code=404, media_type="text/plain")
             try:

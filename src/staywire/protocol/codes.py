@@ -43,6 +43,7 @@ class CloseCode(enum.IntEnum):
 
     HEARTBEAT_TIMEOUT = 4000
     SLOW_CONSUMER = 4008
+    FORCE_RECONNECT = 4010  # the server API's disconnect, with reconnect
     RATE_LIMITED = 4029
     TOKEN_EXPIRED = 4401
 
@@ -50,6 +51,7 @@ class CloseCode(enum.IntEnum):
     UNAUTHORIZED = 4501
     FORBIDDEN = 4503
     AUTH_TIMEOUT = 4508
+    FORCE_DISCONNECT = 4510  # the server API's disconnect, without reconnect
 
     @property
     def reconnect(self) -> Reconnect:
@@ -74,12 +76,14 @@ _REASONS: dict[CloseCode, str] = {
     CloseCode.TRY_AGAIN_LATER: "try again later",
     CloseCode.HEARTBEAT_TIMEOUT: "heartbeat timeout",
     CloseCode.SLOW_CONSUMER: "slow consumer",
+    CloseCode.FORCE_RECONNECT: "disconnected by the server, reconnect",
     CloseCode.RATE_LIMITED: "rate limited",
     CloseCode.TOKEN_EXPIRED: "token expired",
     CloseCode.PROTOCOL_VIOLATION: "protocol violation",
     CloseCode.UNAUTHORIZED: "unauthorized",
     CloseCode.FORBIDDEN: "forbidden",
     CloseCode.AUTH_TIMEOUT: "auth timeout",
+    CloseCode.FORCE_DISCONNECT: "disconnected by the server",
 }
 
 

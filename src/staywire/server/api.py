@@ -1,30 +1,36 @@
-"""The internal API port (127.0.0.1 by default): metrics, health checks, ``POST /api/publish``.
+"""The internal API port (127.0.0.1 by default): metrics, health checks and the server API.
 
 A small h11 server beside the WebSocket port: picows reads no request body, and
-metrics and publishing are not for the public anyway.
+metrics and the API are not for the public anyway. This module is HTTP only: the
+key, the routes and the status codes; what each ``POST /api/<method>`` does is
+``api_methods.py`` (docs/api.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
+import logging
 from typing import Protocol
 
 import h11
 import msgspec
 from prometheus_client import CollectorRegistry
 
-from staywire.brokers.base import PublishResult
 from staywire.config import Config
-from staywire.exceptions import BrokerUnavailable
-from staywire.protocol.envelope import Channel, Key
+from staywire.protocol.codes import ErrorCode
+from staywire.server.api_methods import ApiFailure, ApiMethods
 from staywire.server.metrics import render
+from staywire.server.openapi import openapi
+
+log = logging.getLogger("staywire.server")
 
 __all__ = ["ApiHost", "start_api"]
 
 
 class ApiHost(Protocol):
-    """What the API port serves from: the node's settings, metrics, state and publishing."""
+    """What the API port serves from: the node's settings, metrics, state and API methods."""
 
     config: Config
     registry: CollectorRegistry
@@ -32,17 +38,13 @@ class ApiHost(Protocol):
     @property
     def ready(self) -> bool: ...
 
-    async def publish_raw(self, channel: str, data: bytes, *, key: str | None = None
-                          ) -> PublishResult: ...
-
-class _PublishBody(msgspec.Struct, forbid_unknown_fields=True):
-    channel: Channel
-    data: msgspec.Raw
-    key: Key | None = None
+    @property
+    def api_methods(self) -> ApiMethods: ...
 
 
-_publish_decoder = msgspec.json.Decoder(_PublishBody)
 _MAX_BODY = 1024 * 1024
+_JSON = "application/json"
+_PREFIX = "/api/"
 
 
 async def start_api(node: ApiHost, host: str, port: int) -> asyncio.Server:
@@ -60,6 +62,20 @@ async def start_api(node: ApiHost, host: str, port: int) -> asyncio.Server:
 async def _serve_http(node: ApiHost, reader: asyncio.StreamReader,
                       writer: asyncio.StreamWriter) -> None:
     conn = h11.Connection(h11.SERVER, max_incomplete_event_size=16 * 1024)
+    try:
+        await _serve_requests(node, conn, reader, writer)
+    except h11.RemoteProtocolError as exc:
+        # Not HTTP/1.1 (or headers over 16 KiB): answered, as h11 suggests, before closing.
+        failure = ApiFailure(ErrorCode.BAD_REQUEST, f"bad HTTP request: {exc}",
+                             exc.error_status_hint)
+        try:
+            await _send(writer, conn, failure.status, failure.body())
+        except h11.LocalProtocolError:
+            pass  # a response had started: nothing more can be said
+
+
+async def _serve_requests(node: ApiHost, conn: h11.Connection, reader: asyncio.StreamReader,
+                          writer: asyncio.StreamWriter) -> None:
     while True:
         request: h11.Request | None = None
         body = bytearray()
@@ -74,13 +90,21 @@ async def _serve_http(node: ApiHost, reader: asyncio.StreamReader,
             elif isinstance(event, h11.Data):
                 body += event.data
                 if len(body) > _MAX_BODY:
-                    await _send(writer, conn, 413, b'{"error":"body too large"}')
+                    failure = ApiFailure(ErrorCode.BAD_REQUEST, "body over 1 MiB", 413)
+                    await _send(writer, conn, 413, failure.body())
                     return
             elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
                 break
         if request is None:
             return
-        status, payload, ctype = await _api_route(node, request, bytes(body))
+        try:
+            status, payload, ctype = await _api_route(node, request, bytes(body))
+        except Exception:
+            # A bug in one method must not cost the port: the request gets a 500 with no
+            # details (they are logged), and the server goes on serving.
+            log.exception("API request failed: %s", request.target[:200].decode("latin-1"))
+            status, ctype = 500, _JSON
+            payload = ApiFailure(ErrorCode.INTERNAL, "internal error").body()
         await _send(writer, conn, status, payload, ctype)
         if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
             return
@@ -91,16 +115,12 @@ async def _serve_http(node: ApiHost, reader: asyncio.StreamReader,
 
 
 async def _send(writer: asyncio.StreamWriter, conn: h11.Connection, status: int, payload: bytes,
-                ctype: str = "application/json") -> None:
+                ctype: str = _JSON) -> None:
     headers = [("Content-Type", ctype), ("Content-Length", str(len(payload)))]
     writer.write(conn.send(h11.Response(status_code=status, headers=headers)))
     writer.write(conn.send(h11.Data(data=payload)))
     writer.write(conn.send(h11.EndOfMessage()))
     await writer.drain()
-
-
-def _json_error(message: str) -> bytes:
-    return msgspec.json.encode({"error": message})
 
 
 async def _api_route(node: ApiHost, request: h11.Request, body: bytes
@@ -114,33 +134,32 @@ async def _api_route(node: ApiHost, request: h11.Request, body: bytes
         return 200, b"ok\n", text
     if method == b"GET" and path == "/readyz":
         return (200, b"ready\n", text) if node.ready else (503, b"not ready\n", text)
-    if path == "/api/publish":
-        if method != b"POST":
-            return 405, _json_error("use POST"), "application/json"
-        return await _api_publish(node, request, body)
-    return 404, _json_error("not found"), "application/json"
-
-
-async def _api_publish(node: ApiHost, request: h11.Request, body: bytes
-                       ) -> tuple[int, bytes, str]:
-    js = "application/json"
+    if path == "/api/openapi.json":
+        if method != b"GET":
+            return _fail(ApiFailure(ErrorCode.BAD_REQUEST, "use GET", 405))
+        return 200, _openapi_body(), _JSON
+    if not path.startswith(_PREFIX):
+        return _fail(ApiFailure(ErrorCode.UNKNOWN_METHOD, "not found"))
+    if method != b"POST":
+        return _fail(ApiFailure(ErrorCode.BAD_REQUEST, "use POST", 405))
     key = node.config.api_key
     if not key:
-        return 403, _json_error("the publish API is off: set api_key"), js
+        return _fail(ApiFailure(ErrorCode.FORBIDDEN, "the server API is off: set api_key"))
     auth = dict(request.headers).get(b"authorization", b"")
     presented = auth[7:] if auth[:7].lower() == b"bearer " else b""
     # Constant-time comparison: response timing must not reveal how much of a guess matched.
     if not hmac.compare_digest(presented, key.encode()):
-        return 401, _json_error("missing or wrong API key"), js
+        return _fail(ApiFailure(ErrorCode.UNAUTHORIZED, "missing or wrong API key"))
     try:
-        msg = _publish_decoder.decode(body)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        return 400, _json_error(str(exc)), js
-    if len(msg.data) > node.config.max_data_size:
-        return 413, _json_error("data over max_data_size"), js
-    try:
-        result = await node.publish_raw(msg.channel, bytes(msg.data), key=msg.key)
-    except BrokerUnavailable:
-        return 503, _json_error("broker unavailable; nothing was published"), js
-    return 200, msgspec.json.encode({"epoch": result.epoch, "offset": result.offset,
-                                     "duplicate": result.duplicate}), js
+        return 200, await node.api_methods.call(path[len(_PREFIX):], body), _JSON
+    except ApiFailure as failure:
+        return _fail(failure)
+
+
+def _fail(failure: ApiFailure) -> tuple[int, bytes, str]:
+    return failure.status, failure.body(), _JSON
+
+
+@functools.cache
+def _openapi_body() -> bytes:
+    return msgspec.json.encode(openapi())

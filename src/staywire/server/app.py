@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import secrets
 import signal
 import ssl
 import time
@@ -27,7 +28,7 @@ from typing import Any
 import msgspec
 from prometheus_client import CollectorRegistry
 
-from staywire.brokers import create_broker, create_presence
+from staywire.brokers import create_broker, create_control, create_presence
 from staywire.brokers.presence import PresenceStore
 from staywire.brokers.base import Broker, PublishResult
 from staywire.config import Config
@@ -38,9 +39,11 @@ from staywire.protocol.state import ConnState
 from staywire.proxy.backend import Backend
 from staywire.server.access import AccessRules, Authorizer
 from staywire.server.api import start_api
+from staywire.server.api_methods import ApiMethods
 from staywire.server.auth import Authenticator, Identity, JWTAuthenticator
 from staywire.server.background import Background
 from staywire.server.connection import Connection, NodeContext
+from staywire.server.control import NodeControl
 from staywire.server.faults import FaultLog
 from staywire.server.hooks import ConnectHook, Hooks
 from staywire.server.hub import Hub
@@ -80,6 +83,9 @@ class Server:
         except ValueError as exc:
             raise ConfigError(f"allowed_origins: {exc}") from None
         self.broker = broker if broker is not None else create_broker(cfg)
+        # This node among the others (the server API's info, channels, disconnect...).
+        self.node_id = secrets.token_hex(6)
+        self.control = create_control(cfg)
         if authenticator is None and (cfg.jwt_secret or cfg.jwt_public_key):
             authenticator = JWTAuthenticator(secret=cfg.jwt_secret, public_key=cfg.jwt_public_key,
                                              audience=cfg.jwt_audience, issuer=cfg.jwt_issuer)
@@ -108,6 +114,10 @@ class Server:
             cfg, self.broker)
         self.presence: Presence | None = None  # made in start(), with the hub
         self.hub: Hub = None  # type: ignore[assignment]  # made in start(): needs the loop
+        self.node_control: NodeControl | None = None  # made in start(), with the hub
+        self.api_methods = ApiMethods(publish=self.publish_raw, broker=self.broker,
+                                      control=self.control, max_data_size=cfg.max_data_size,
+                                      node_timeout=cfg.api_node_timeout)
         self.draining = False
         self._servers: list[asyncio.Server] = []
         self._sweeper: asyncio.Task[None] | None = None
@@ -177,6 +187,10 @@ class Server:
         await self.broker.start(self.hub.on_publication)
         self.presence = Presence(cfg, self.presence_store, self.hub.broadcast, self.faults)
         await self.presence.start()
+        self.node_control = NodeControl(self.node_id, connections=lambda: self.table.connections,
+                                        hub=self.hub, stats=self.stats)
+        self.node_control.start()
+        await self.control.start(self.node_control)
         handlers = RequestHandlers(
             cfg, rate_limit=self.rate_limit, authenticator=self.authenticator,
             access=self.access, membership=Membership(self.hub, self.broker, self.background, self.faults),
@@ -254,6 +268,9 @@ class Server:
         await self.background.stop(timeout=2.0)  # final session saves: a resume needs them
         if self.presence is not None:
             await self.presence.close()
+        await self.control.close()
+        if self.node_control is not None:
+            self.node_control.stop()
         await self.broker.close()
         if self.backend is not None:
             await self.backend.close()

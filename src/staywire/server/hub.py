@@ -49,7 +49,7 @@ class Subscriber(Protocol):
 
 class Hub:
     __slots__ = ("channels", "_dirty", "_loop", "_flush_soon", "_flush_timer", "_last_fanout",
-                 "max_send_buffer")
+                 "max_send_buffer", "deliveries")
 
     def __init__(self, loop: asyncio.AbstractEventLoop,
                  max_send_buffer: int = 1024 * 1024) -> None:
@@ -60,6 +60,7 @@ class Hub:
         self._flush_timer: asyncio.TimerHandle | None = None
         self._last_fanout = 0.0
         self.max_send_buffer = max_send_buffer
+        self.deliveries = 0  # publications times local subscribers (the API's info rates)
 
     def add(self, channel: str, conn: Subscriber) -> bool:
         """Add a subscriber; True when it is the channel's first on this node."""
@@ -97,6 +98,7 @@ class Hub:
         if not subs:
             return
         frame = text_frame(msg_envelope(pub.channel, pub.epoch, pub.offset, pub.data))
+        self.deliveries += len(subs)
         n = len(frame)
         limit = self.max_send_buffer
         dirty = self._dirty
