@@ -19,9 +19,9 @@ from tests.support.servers import TIMEOUT_FACTOR
 pytestmark = [pytest.mark.asyncio, pytest.mark.redis]
 
 TTL = 2.0  # presence_ttl: the bound below is TTL + TTL / 3
-CONFIG = f"""
-presence_ttl = {TTL}
-presence_grace = 0.5
+CONFIG = """
+presence_ttl = {ttl}
+presence_grace = {grace}
 
 [channels."room:*"]
 presence = true
@@ -35,12 +35,16 @@ def redis():
         yield server
 
 
+def start_nodes(server_factory, redis, tmp_path: Path, ttl: float, grace: float) -> list:
+    path = tmp_path / "staywire.toml"
+    path.write_text(CONFIG.format(ttl=ttl, grace=grace))
+    return [server_factory(config=str(path), jwt_secret=SECRET, broker=redis.url,
+                           drain_window=0.2, shutdown_timeout=2) for _ in range(2)]
+
+
 @pytest.fixture
 def nodes(server_factory, redis, tmp_path: Path):
-    path = tmp_path / "staywire.toml"
-    path.write_text(CONFIG)
-    return [server_factory(config=str(path), jwt_secret=SECRET, broker=redis.url)
-            for _ in range(2)]
+    return start_nodes(server_factory, redis, tmp_path, TTL, 0.5)
 
 
 def who(items: list[Join | Leave]) -> list[tuple[str, str]]:
@@ -84,3 +88,31 @@ async def test_presence_spans_nodes_and_a_killed_node_leaves_within_the_bound(
         assert (p.clients, p.users) == (2, 2)
         assert {m.user for m in p.members} == {"bob", "alice"}
         print(f"\nkill -9: node A's members left {took:.2f} s later (bound {TTL * 4 / 3:.2f} s)")
+
+
+async def test_a_node_stopped_gracefully_has_its_members_leave_after_the_grace_period(
+        server_factory, redis, tmp_path, client_factory) -> None:  # noqa: F811
+    """SIGTERM: the node back-dates its heartbeat, so the others sweep its members once
+    presence_grace is over (clients that reconnected elsewhere meanwhile are absorbed),
+    sooner than a silent node's presence_ttl."""
+    ttl, grace = 4.0, 0.3
+    a, b = start_nodes(server_factory, redis, tmp_path, ttl, grace)
+    bob = client_factory(b.url, token=make_token("bob"))
+    carol = client_factory(a.url, token=make_token("carol"))
+    await asyncio.gather(bob.connect(), carol.connect())
+    async with bob.subscribe("room:2") as bob_sub:
+        seen = Collector(bob_sub)
+        await carol.subscribe("room:2").__aenter__()
+        await eventually(lambda: len(seen.presence) == 2, 5, "two joins")
+        await asyncio.get_running_loop().run_in_executor(None, a.stop)  # SIGTERM, waits
+        stopped = time.monotonic()
+        await eventually(lambda: len(seen.presence) == 3, (ttl * 4 / 3 + 3) * TIMEOUT_FACTOR,
+                         "carol's leave")
+        took = time.monotonic() - stopped
+        assert who(seen.presence)[2:] == [("leave", "carol")]
+        # grace + one sweep interval at most; a node that vanished would take at least
+        # ttl - ttl / 3 (its last beat, up to a sweep interval before it stopped).
+        assert took < ttl - ttl / 3, took
+        print(f"\nSIGTERM: the node's members left {took:.2f} s after it exited "
+              f"(grace {grace} s + sweep {ttl / 3:.2f} s)")
+        assert await bob_sub.presence_stats() == (1, 1)
