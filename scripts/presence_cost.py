@@ -10,7 +10,9 @@ of N users would make them, and reports:
 * the Python memory the members hold on the node (tracemalloc, after joining them);
 * the CPU the node then spends per minute keeping them (getrusage over ``--seconds``
   of the node's own presence timer: grace deadlines, and with Redis the heartbeat
-  and the sweep for dead nodes), idle otherwise;
+  and the sweep for dead nodes), idle otherwise; with ``--churn N``, N members a
+  minute reconnect meanwhile (their connection drops, a new one of the same user
+  subscribes: the grace period absorbs it);
 * the CPU of joining them, of one ``presence`` answer (over the bound: counts only)
   and of one full listing, and with Redis the memory of the channel's keys there.
 
@@ -65,7 +67,7 @@ def cpu() -> float:
 
 
 async def measure(members: int, seconds: float, redis: str | None, bound: int,
-                  trace: bool = True) -> dict[str, Any]:
+                  trace: bool = True, churn: int = 0) -> dict[str, Any]:
     rules = parse_channel_rules({"room:*": {"presence": True, "join_leave": True,
                                             "presence_max_members": bound}}, "bench")
     cfg = Config(channels=rules, broker=redis or "memory")
@@ -119,7 +121,19 @@ async def measure(members: int, seconds: float, redis: str | None, bound: int,
             redis_bytes += int(await r.memory_usage(key, samples=0) or 0)
 
     t0, w0 = cpu(), time.monotonic()
-    await asyncio.sleep(seconds)  # the node idles with its members: only presence's timer runs
+    if not churn:
+        await asyncio.sleep(seconds)  # the node idles with its members: only presence's timer
+    else:
+        every = 60.0 / churn
+        reconnects = 0
+        while time.monotonic() - w0 < seconds:
+            i = reconnects % members
+            old = conns[i]
+            presence.left(CHANNEL, old, gone=True)  # its connection dropped...
+            conns[i] = Conn(f"r{reconnects:015x}", old.identity, subs={CHANNEL: None})
+            presence.joined(CHANNEL, conns[i])  # ...and it is back at once, as a new client
+            reconnects += 1
+            await asyncio.sleep(every)
     idle_cpu = cpu() - t0
     wall = time.monotonic() - w0
     await presence.close()
@@ -134,9 +148,10 @@ async def measure(members: int, seconds: float, redis: str | None, bound: int,
         "presence_answer": stats,
         "full_listing_cpu_ms": round(listing_cpu * 1000, 2),
         "redis_bytes": redis_bytes,
-        "idle_cpu_s_per_minute": round(idle_cpu * 60 / wall, 4),
+        "churn_reconnects_per_minute": churn,
+        "cpu_s_per_minute": round(idle_cpu * 60 / wall, 4),
         "measured_seconds": round(wall, 1),
-        "join_events_sent": events,
+        "join_leave_events_sent": events,
     }
 
 
@@ -146,11 +161,13 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--redis", help="redis:// URL: measure RedisPresence instead of memory")
     p.add_argument("--bound", type=int, default=1000, help="presence_max_members")
+    p.add_argument("--churn", type=int, default=0, metavar="N",
+                   help="members that reconnect per minute during the measurement")
     p.add_argument("--no-memory", action="store_true",
                    help="skip tracemalloc (which slows the joins it measures)")
     args = p.parse_args()
     result = asyncio.run(measure(args.members, args.seconds, args.redis, args.bound,
-                                 trace=not args.no_memory))
+                                 trace=not args.no_memory, churn=args.churn))
     print(json.dumps(result, indent=2))
 
 

@@ -26,7 +26,13 @@ async def test_memory_store_figures() -> None:
     assert r["members"] == 500 and r["presence_answer"]["stats_only"] is True
     assert r["presence_answer"]["clients"] == 500 and r["presence_answer"]["users"] == 500
     assert 50 < r["bytes_per_member"] < 5000  # a member is a few hundred bytes
-    assert r["join_events_sent"] == 100  # events stop at the bound
+    assert r["join_leave_events_sent"] == 100  # events stop at the bound
+
+
+async def test_reconnects_are_absorbed_by_the_grace_period() -> None:
+    r = await presence_cost.measure(50, 0.3, None, bound=100, trace=False, churn=6000)
+    assert r["presence_answer"]["users"] == 50
+    assert r["join_leave_events_sent"] == 50  # the first joins only: no reconnect shows
 
 
 @pytest.mark.redis

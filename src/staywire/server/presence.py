@@ -130,25 +130,34 @@ class Presence:
         await self.store.close(self.config.presence_grace)
 
     async def _run(self) -> None:
-        """Grace deadlines and the store's heartbeat, on one timer."""
+        """Grace deadlines (to a quarter of a second) and the store's heartbeat, on one
+        timer; a heartbeat Redis is slow to answer never holds the deadlines back."""
         cfg = self.config
-        period = max(0.05, min(1.0, cfg.presence_ttl / 3,
+        period = max(0.05, min(UNSUB_WINDOW / 4, cfg.presence_ttl / 3,
                                cfg.presence_grace / 5 if cfg.presence_grace else 1.0))
         store_every = cfg.presence_ttl / 3
         next_store = 0.0
-        while True:
-            now = self._clock()
-            self.tick(now)
-            if now >= next_store:
-                next_store = now + store_every
-                try:
-                    await self.store.tick()
-                    self._worked()
-                except BrokerUnavailable as exc:
-                    self._failed(exc)
-                except Exception:
-                    log.exception("presence heartbeat failed")
-            await asyncio.sleep(period)
+        beat: asyncio.Task[None] | None = None
+        try:
+            while True:
+                now = self._clock()
+                self.tick(now)
+                if now >= next_store and (beat is None or beat.done()):
+                    next_store = now + store_every
+                    beat = asyncio.get_running_loop().create_task(self._beat())
+                await asyncio.sleep(period)
+        finally:
+            if beat is not None:
+                beat.cancel()
+
+    async def _beat(self) -> None:
+        try:
+            await self.store.tick()
+            self._worked()
+        except BrokerUnavailable as exc:
+            self._failed(exc)
+        except Exception:
+            log.exception("presence heartbeat failed")
 
     # ------------------------------------------------------------------ membership
 
