@@ -77,9 +77,33 @@ async def test_channels_and_info_count_this_node(api_server, api) -> None:
         await eventually(lambda: api.info().nodes[0].deliveries_per_second > 0,
                          what="deliveries counted")
         assert api.info().nodes[0].publications_per_second > 0
+        assert api.info().nodes[0].connects_per_second > 0  # the three, in the last 5 s
     finally:
         for ws in sockets:
             await ws.close()
+    # Closes by code, totals since start (the admin page charts their rate).
+    await eventually(lambda: api.info().nodes[0].closes.get("1000", 0) >= 3,
+                     what="the three closes counted")
+
+
+def test_rates_are_over_the_last_samples_with_a_fake_clock() -> None:
+    from types import SimpleNamespace
+
+    from staywire.server.control import Rates
+    from staywire.server.metrics import Stats
+
+    now = [100.0]
+    stats = Stats()
+    hub = SimpleNamespace(deliveries=0, channels={})
+    rates = Rates(stats, hub, clock=lambda: now[0])
+    stats.publications, hub.deliveries, stats.connections_opened = 10, 50, 4
+    now[0] += 2.0
+    assert rates.per_second() == (25.0, 5.0, 2.0)
+    rates.sample()
+    for _ in range(5):  # the window holds five samples: the oldest drop out
+        now[0] += 1.0
+        rates.sample()
+    assert rates.per_second() == (0.0, 0.0, 0.0)
 
 
 async def test_disconnect_with_and_without_reconnect(api_server, api, client_factory) -> None:

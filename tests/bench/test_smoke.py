@@ -47,6 +47,12 @@ def test_quick_bench_writes_json_markdown_and_chart(tmp_path: Path) -> None:
     for server in ("staywire", "picows"):
         for workload in ("echo1", "echo100", "connrate", "idle", "fanout", "storm"):
             assert (server, workload) in workloads, (server, workload, results["warnings"])
+    # The acked-publish workload is Staywire's only (the peers' protocols have no ack).
+    assert ("staywire", "publish") in workloads and ("picows", "publish") not in workloads
+    publish = next(r["metrics"] for r in results["records"]
+                   if r["server"] == "staywire" and r["workload"] == "publish")
+    assert publish["connections"] == 100 and publish["count"] > 0 and publish["errors"] == 0
+    assert results["summary"]["staywire"]["publish_p99"] > 0
     for server in ("staywire", "picows"):
         row = results["summary"][server]
         for key in ("echo1_rate", "echo1_p50", "echo100_rate", "fanout_rate", "fanout_p99",

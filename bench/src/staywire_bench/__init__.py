@@ -18,8 +18,10 @@ Harness side (the ``staywire bench`` process):
 Load generator side (``python -m staywire_bench.loadgen``, picows clients on uvloop):
 
 * ``loadgen``: entry point and plan; ``generator``: connections and the harness link;
-* ``phases``: echo, open, subscribe, fan-out, storm; ``scaleload``: the scale-out plans;
-* ``protocols``: what each server speaks; ``windows``, ``procfs``, ``stats``: measuring.
+* ``phases``: echo, open, subscribe, fan-out, storm; ``publish_load``: 100 connections
+  publishing acked publications; ``scaleload``: the scale-out plans;
+* ``protocols``: what each server speaks; ``windows``, ``procfs``, ``redis_cpu``, ``stats``:
+  measuring; ``redis_goals``: the Redis broker against the memory broker (report side).
 
 Dependencies: rich, matplotlib, python-socketio, aiohttp (pinned in bench/pyproject.toml);
 optional: Node and npm for the Node peers, redis-server for the Redis broker, nginx for

@@ -10,7 +10,7 @@ SERVERS = ("staywire", "staywire-redis", "picows", "websockets", "python-socketi
            "node-socketio")
 
 #: Workloads, in the order they run.
-WORKLOADS = ("echo1", "echo100", "fanout", "idle", "connrate", "storm")
+WORKLOADS = ("echo1", "echo100", "publish", "fanout", "idle", "connrate", "storm")
 
 #: Staywire-only workloads, run only when named (``--workloads scaleout``, ``proxy``): not
 #: part of the default run and not run against the peers.

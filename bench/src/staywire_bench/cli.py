@@ -170,9 +170,9 @@ def _print_summary(results: dict[str, Any], cfg: Any) -> None:
         for server, row in summary.items():
             print(server, {k: v for k, v in row.items() if v is not None})
         return
-    shown = [m for m in METRICS if m.key in ("echo1_rate", "echo100_rate", "fanout_rate",
-                                                "fanout_p99", "idle_kib", "connrate",
-                                                "storm_s")]
+    shown = [m for m in METRICS if m.key in ("echo1_rate", "echo100_rate", "publish_rate",
+                                                "publish_p99", "fanout_rate", "fanout_p99",
+                                                "idle_kib", "connrate", "storm_s")]
     table = Table(title="staywire bench (medians; ratio vs Node ws)")
     table.add_column("server")
     for m in shown:
@@ -189,6 +189,11 @@ def _print_summary(results: dict[str, Any], cfg: Any) -> None:
     for t in results["targets"]:
         met = {True: "[green]met", False: "[red]not met", None: "n/a"}[t["met"]]
         console.print(f"target: {t['target']}: {t['measured']} -> {met}")
+    for g in results.get("redis_goals", []):
+        met = {True: "[green]met", False: "[red]not met", None: "n/a"}[g["met"]]
+        ratio = "n/a" if g["ratio"] is None else f"{g['ratio']:.2f}"
+        console.print(f"redis/memory: {g['goal']}: memory {g['memory']}, Redis {g['redis']},"
+                      f" ratio {ratio} -> {met}")
     for w in results["warnings"][:20]:
         console.print(f"[yellow]warning:[/] {w}")
     console.print(f"wrote {cfg.json_path}, {cfg.markdown_path}, {cfg.chart_path}")

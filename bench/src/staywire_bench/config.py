@@ -14,7 +14,7 @@ __all__ = ["ALL_WORKLOADS", "GROUP_A", "GROUP_B", "KNOWN_WORKLOADS", "REFERENCE"
 ALL_WORKLOADS = WORKLOADS
 #: Every workload name the command accepts: the peer workloads and the Staywire-only ones.
 KNOWN_WORKLOADS = WORKLOADS + EXTRA_WORKLOADS
-GROUP_A = ("echo1", "echo100")
+GROUP_A = ("echo1", "echo100", "publish")
 GROUP_B = ("connrate", "idle", "fanout", "storm")
 REFERENCE = "node-ws"
 

@@ -12,11 +12,43 @@ available on this VM), what was changed, and what stands in the way.
   every connection's output is written once per event-loop tick. Target met (5x Node ws,
   p99 far below); the generator saturates its core before the server does, so the
   figure is a floor.
-* **Fan-out on Redis** cost about 9x the CPU per delivery of the memory broker:
-  pub/sub delivers one publication per loop tick, so every publication meant one write
-  per subscriber. A publication that arrives within 1 ms of the previous fan-out flush
-  now waits for the next flush (replies never wait); one node on Redis went from 61k to
-  69k deliveries/s. What remains is the broker's per-publication read and decode path.
+* **Fan-out on Redis** was 16-27% of the memory broker's deliveries/s (2,000
+  subscribers, 50 publications: 85-100k against 370-540k; `staywire bench --quick -k 2000
+  -m 50 --servers staywire,staywire-redis --workloads fanout --profile`). The profile
+  (py-spy on the node) had 89% of its samples in `Connection.flush`, against 509-611 samples where
+  the memory node needed 25-48: each publish was its own `EVALSHA` round trip, so the
+  publications came back from pub/sub one round trip apart and each was flushed to
+  every subscriber on its own. Of the three suspects, the second was the cause: the
+  publishes of one event-loop tick now go to Redis as one pipeline
+  (`staywire.brokers.redis_publish`; one batch in flight, so their order holds; each
+  keeps its own result or error), and a client's publishes are handed over in the frame
+  callback, in order, with no task per publish. After: 39 samples, `Connection.flush`
+  64% and `Hub.on_publication` 18%, as in memory; 382k against 394k deliveries/s (0.97),
+  p99 259 against 251 ms. The first suspect (pub/sub replies read one per call) was
+  refuted: replies already buffered are parsed without yielding to the loop, so a burst
+  is delivered in one tick and flushed once.
+* **Reconnect storm on Redis** (the third suspect) was 2.3x memory's "all back" time at
+  K = 5,000 (3.0-3.4 s against 1.2-1.7 s; the quick run's 200 clients hid it). The
+  broker subscribes once per channel per node, so no Redis work grows with the
+  subscribers of a channel, but each client's recovery read (`EVALSHA` of the history
+  script) and session save (`SET`) was a round trip of its own through redis-py's
+  general command path. Both now go through the publish pipeline (a tick's commands in
+  one write): 1.9-2.8 s, 0.9-1.9x memory's in the same runs (noisy: memory's own figure
+  ranged 1.4-2.4 s). What is left: redis-py's import adds about 0.1 s to the restart,
+  and Redis runs on the server's core.
+* **Publishing on Redis** from 100 connections was 3.8k acked publishes/s against
+  about 20-39k in memory (`staywire bench --quick --servers staywire,staywire-redis
+  --workloads publish,fanout,storm`; py-spy attached to the node for 3 s of the publish
+  window). After pipelining, the profile showed redis-py's general
+  command packer (16%) and its per-reply read (14%: a timer armed and cancelled per
+  reply, the pure-Python parser). Each `EVALSHA` is now built from per-channel parts
+  made once, a batch's replies are read under one timeout, and redis-py uses hiredis
+  (pinned) for its parser: 16-27k acked publishes/s, about half of memory's. What is
+  left is Redis itself, on the same core in this bench: 13-18 µs of its CPU per
+  publication (the Lua script: `HGET`, `HINCRBY`, `XADD`, two `PEXPIRE`, `PUBLISH`).
+* **Redis per publication, against subscribers**: one `PUBLISH` per publication per
+  node (`INFO commandstats`: 1.00 at K subscribers); its CPU time per publication was
+  16 µs at 20 subscribers and 16-20 µs at 2,000 (200 publications each).
 * **Idle memory**: 10.1 KiB per connection at first. A slotted protocol object without
   a per-connection closure, dropping the upgrade headers picows keeps for a connection's
   life (about 1.5 KiB), and no session record until a session has subscriptions brought

@@ -20,6 +20,7 @@ from typing import Any
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 from staywire_bench import procfs, protocols
+from staywire_bench.redis_cpu import RedisCpu
 from staywire.protocol.backoff import jittered
 
 __all__ = ["CLOSE", "TEXT", "Conn", "Generator", "Handler", "Refused"]
@@ -99,6 +100,9 @@ class Generator:
         self.proto = protocols.get(spec["protocol"])
         self.url: str = spec["url"].rstrip("/") + self.proto.path
         self.server_pid: int | None = spec.get("pid")
+        # The redis-server of a Redis-broker server (None otherwise): its CPU per publication.
+        self.redis_port: int | None = spec.get("redis_port")
+        self._redis_cpu = RedisCpu(self.redis_port) if self.redis_port else None
         self.loop = asyncio.get_running_loop()
         self.headers = ({"Sec-WebSocket-Protocol": self.proto.subprotocol}
                         if self.proto.subprotocol else None)
@@ -165,6 +169,23 @@ class Generator:
 
     def server_cpu(self) -> float | None:
         return procfs.cpu_seconds(self.server_pid) if self.server_pid else None
+
+    def redis_cpu(self) -> float | None:
+        return self._redis_cpu.seconds() if self._redis_cpu is not None else None
+
+    def redis_sample(self) -> tuple[float, int] | None:
+        """redis-server's (CPU seconds, PUBLISH commands) so far; None: no Redis."""
+        return self._redis_cpu.sample() if self._redis_cpu is not None else None
+
+    async def redis_idle_rate(self, seconds: float = 0.3) -> float | None:
+        """redis-server's CPU seconds per second while nothing is published (None: no
+        Redis); taken off the workload's window by ``redis_cpu.per_publication_us``."""
+        if not self.redis_port:
+            return None
+        r0, t0 = self.redis_cpu(), monotonic()
+        await asyncio.sleep(seconds)
+        r1, t1 = self.redis_cpu(), monotonic()
+        return None if r0 is None or r1 is None else (r1 - r0) / (t1 - t0)
 
     # ------------------------------------------------------------------ connections
 
@@ -268,6 +289,8 @@ class Generator:
 
     def close_all(self) -> None:
         self.closing = True
+        if self._redis_cpu is not None:
+            self._redis_cpu.close()
         for conn in self.conns:
             conn.close()
         self.conns = []

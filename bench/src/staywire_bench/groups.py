@@ -156,6 +156,8 @@ class GroupRunner:
             "server": sdef.name, "protocol": sdef.protocol, "url": f"ws://127.0.0.1:{port}",
             "pid": pid, "workloads": workloads, "params": self.cfg.gen_params(),
             "cores": [self.server_core, self.gen_core] if pin else [],
+            "redis_port": (self.redis.port if "redis" in sdef.needs and self.redis is not None
+                           else None),
         }
         return start_generator(self.registry, f"loadgen-{sdef.name}", spec, self.gen_core,
                                self.root)

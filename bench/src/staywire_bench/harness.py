@@ -58,7 +58,7 @@ __all__ = ["ALL_WORKLOADS", "BenchConfig", "BenchError", "find_root", "run_bench
 #: Keys of the results that belong to the peer benchmark (the rest is ``scaleout``).
 PEER_KEYS = ("meta", "servers", "metrics", "records", "per_round", "summary",
              "ratios_vs_reference", "generator_cpu_pct", "generator_saturated", "targets",
-             "issue2", "warnings", "profiles")
+             "issue2", "redis_goals", "warnings", "profiles")
 
 
 class Harness:

@@ -50,6 +50,12 @@ async def run_plan(gen: Generator) -> None:
             gen.emit(event="result", workload="echo100",
                      metrics=await phases.echo(gen, "echo100", int(p["echo_conns"])))
             gen.close_conns()
+        if "publish" in wanted and gen.proto.name == "staywire":  # acked publishes: Staywire
+            from staywire_bench.publish_load import publish
+
+            gen.emit(event="result", workload="publish",
+                     metrics=await publish(gen, int(p["echo_conns"])))
+            gen.close_conns()
         group_b = {"connrate", "idle", "fanout", "storm"} & set(wanted)
         if group_b:
             await _group_b(gen, wanted)

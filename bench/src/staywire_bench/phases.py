@@ -15,6 +15,7 @@ from typing import Any
 
 from staywire_bench import procfs
 from staywire_bench.generator import TEXT, Conn, Generator
+from staywire_bench.redis_cpu import per_publication_us
 from staywire_bench.stats import peak_rate, percentile
 from staywire_bench.windows import cpu_window, ms, us
 from staywire.protocol.backoff import Backoff, RetryBudget
@@ -68,6 +69,7 @@ async def echo(gen: Generator, name: str, nconns: int) -> dict[str, Any]:
         marks[which + "_cpu"] = time.process_time()
         marks[which + "_wall"] = perf_counter()
         marks[which + "_srv"] = gen.server_cpu()
+        marks[which + "_redis"] = gen.redis_cpu()
         marks[which + "_cores"] = procfs.core_times()  # type: ignore[assignment]
 
     gen.loop.call_at(gen.loop.time() + warmup, mark, "start")
@@ -230,6 +232,7 @@ async def fanout(gen: Generator, publisher: Conn, subs: list[Conn], m: int) -> d
     publisher.on_text = h_pub
     pad = b"x" * int(gen.params["pad"])
     cores0 = procfs.core_times()
+    sample0 = gen.redis_sample()
     cpu0, srv0 = time.process_time(), gen.server_cpu()
     first = perf_counter()
     for i in range(1, m + 1):
@@ -240,10 +243,16 @@ async def fanout(gen: Generator, publisher: Conn, subs: list[Conn], m: int) -> d
         await asyncio.wait([done], timeout=0.25)
         gen.progress("fanout", delivered, expected)
     cpu1, srv1 = time.process_time(), gen.server_cpu()
+    sample1 = gen.redis_sample()
+    redis_window = perf_counter() - first
+    redis0, redis1 = (s[0] if s else None for s in (sample0, sample1))
     cores1 = procfs.core_times()
     end = last if done.done() else perf_counter()
     for c in subs:
         c.on_text = gen.h_idle
+    # Redis' idle rate, measured after the burst: before it, the subscribers' session
+    # saves may still be running, and that would be taken off as "idle".
+    idle = await gen.redis_idle_rate() if done.done() else None
     elapsed = max(end - first, 1e-9)
     metrics: dict[str, Any] = {
         "subscribers": k,
@@ -257,11 +266,16 @@ async def fanout(gen: Generator, publisher: Conn, subs: list[Conn], m: int) -> d
         "p99_ms": ms(percentile(lat, 99)),
         "max_ms": ms(max(lat) if lat else None),
         "lost": gen.unexpected_losses,
+        # One PUBLISH per node per channel: this must not grow with the subscribers.
+        "redis_us_per_pub": per_publication_us(redis0, redis1, redis_window, idle, m),
+        "redis_publish_per_pub": (None if not sample0 or not sample1
+                                  else (sample1[1] - sample0[1]) / m),
     }
     # The CPU window is the whole wait (up to the next 0.25 s poll), not only the burst.
     metrics.update(cpu_window({"start_cpu": cpu0, "end_cpu": cpu1, "start_wall": first,
                                "end_wall": perf_counter(), "start_srv": srv0,
-                               "end_srv": srv1, "start_cores": cores0, "end_cores": cores1}))
+                               "end_srv": srv1, "start_cores": cores0, "end_cores": cores1,
+                               "start_redis": redis0, "end_redis": redis1}))
     return metrics
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from staywire_bench.profiles import summarize_profile
 from staywire_bench.findings import FINDINGS
+from staywire_bench.redis_goals import redis_goals, redis_goals_markdown
 from staywire_bench.stats import median
 
 __all__ = ["METRICS", "summarize", "summarize_profile", "write_outputs"]
@@ -37,9 +38,16 @@ METRICS = [
     Metric("echo1_p99", "echo1", "p99_us", "Echo, 1 conn p99", "µs", "down", 1),
     Metric("echo100_rate", "echo100", "rate", "Echo, 100 conns", "messages/s", "up"),
     Metric("echo100_p99", "echo100", "p99_us", "Echo, 100 conns p99", "µs", "down"),
+    Metric("publish_rate", "publish", "rate", "Publish, 100 conns", "acked publications/s",
+           "up"),
+    Metric("publish_p99", "publish", "p99_ms", "Publish ack p99", "ms", "down", 1),
+    Metric("publish_redis_us", "publish", "redis_us_per_pub", "Redis CPU per publication, "
+           "0 subscribers", "µs", "down", 1),
     Metric("fanout_rate", "fanout", "rate", "Fan-out", "deliveries/s", "up"),
     Metric("fanout_p50", "fanout", "p50_ms", "Fan-out p50", "ms", "down", 1),
     Metric("fanout_p99", "fanout", "p99_ms", "Fan-out p99", "ms", "down", 1),
+    Metric("fanout_redis_publishes", "fanout", "redis_publish_per_pub", "Redis PUBLISH "
+           "commands per publication, K subscribers", "", "down", 2),
     Metric("idle_kib", "idle", "kib_per_conn", "Idle memory", "KiB/conn", "down", 2),
     Metric("connrate", "connrate", "rate", "Connection rate", "handshakes/s", "up"),
     Metric("storm_s", "storm", "seconds", "Reconnect storm", "s until all resubscribed",
@@ -62,7 +70,8 @@ def summarize(meta: dict[str, Any], servers: dict[str, Any], records: list[dict[
         for metric in METRICS:
             if metric.workload == rec["workload"]:
                 value = m.get(metric.field)
-                if metric.workload in ("fanout", "storm") and m.get("complete") is False:
+                if (metric.workload in ("fanout", "storm", "publish")
+                        and m.get("complete") is False):
                     value = None  # an incomplete run has no valid figure
                 per_round[rec["server"]][metric.key].append(value)
         if m.get("gen_cpu_pct") is not None:
@@ -94,6 +103,7 @@ def summarize(meta: dict[str, Any], servers: dict[str, Any], records: list[dict[
         "generator_saturated": {s: sorted(v) for s, v in saturated.items()},
         "targets": targets(summary),
         "issue2": issue2(summary),
+        "redis_goals": redis_goals(summary),
         "warnings": warnings,
         "profiles": profiles or {},
     }
@@ -247,6 +257,7 @@ def markdown(results: dict[str, Any]) -> str:
     add("")
     add("![benchmark chart](bench-chart.png)")
     add("")
+    lines.extend(redis_goals_markdown(results.get("redis_goals", []), cfg["k"]))
 
     # Issue 2
     i2 = results.get("issue2", {})
@@ -441,6 +452,12 @@ METHOD = """## Method
 * **Idle memory**: the server's VmRSS (`/proc/PID/status`) after the publisher's
   connection and before the {k} connections, then {settle} s after they are all open;
   the difference divided by {k}.
+* **Publish, {echo_conns} connections** (Staywire only: the peers have no acked
+  publish): each connection publishes to a channel of its own, history kept, one
+  acknowledged publication in flight; acked publications/s and the ack latency over
+  {echo_duration} s. For the Redis broker, redis-server's CPU per publication (`INFO
+  cpu`) here, with no subscriber, and in the fan-out, with {k}: one `PUBLISH` per node
+  per channel keeps the two alike.
 * **Fan-out**: the {k} connections join one channel (room); a separate publisher
   connection sends {m} publications back to back (each carries `i`, {pad} bytes of
   padding and its send time `t`); deliveries/s = K x M / (last receipt - first send);

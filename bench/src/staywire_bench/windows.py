@@ -32,6 +32,9 @@ def cpu_window(marks: dict[str, Any]) -> dict[str, float | None]:
     out["gen_cpu_pct"] = None if c0 is None or c1 is None else 100.0 * (c1 - c0) / wall
     s0, s1 = marks.get("start_srv"), marks.get("end_srv")
     out["server_cpu_pct"] = None if s0 is None or s1 is None else 100.0 * (s1 - s0) / wall
+    r0, r1 = marks.get("start_redis"), marks.get("end_redis")
+    if r0 is not None and r1 is not None:  # the Redis broker's redis-server, on the server core
+        out["redis_cpu_pct"] = 100.0 * (r1 - r0) / wall
     k0, k1 = marks.get("start_cores") or {}, marks.get("end_cores") or {}
     if CORES:
         k0 = {c: v for c, v in k0.items() if c in CORES}
@@ -39,7 +42,8 @@ def cpu_window(marks: dict[str, Any]) -> dict[str, float | None]:
     if k0 and k1:
         busy = sum(k1[c][0] - k0[c][0] for c in k1 if c in k0)
         steal = sum(k1[c][1] - k0[c][1] for c in k1 if c in k0)
-        ours = (out["gen_cpu_pct"] or 0.0) + (out["server_cpu_pct"] or 0.0)
+        ours = ((out["gen_cpu_pct"] or 0.0) + (out["server_cpu_pct"] or 0.0)
+                + (out.get("redis_cpu_pct") or 0.0))
         # /proc/stat ticks are coarse (10 ms): small negative values are rounding.
         out["other_cpu_pct"] = max(0.0, 100.0 * busy / wall - ours)
         out["steal_pct"] = 100.0 * steal / wall

@@ -26,6 +26,8 @@ from staywire.api.schema import (
     NodeInfo,
     PublishReply,
     RefreshReply,
+    SubscribeReply,
+    UnsubscribeReply,
 )
 from staywire.api.sync import ApiClient
 from staywire.exceptions import ApiConnectionError, ApiError
@@ -48,4 +50,6 @@ __all__ = [
     "NodeInfo",
     "PublishReply",
     "RefreshReply",
+    "SubscribeReply",
+    "UnsubscribeReply",
 ]

@@ -131,6 +131,14 @@ class AsyncApiClient:
     async def refresh(self, user: str, expire_at: float | None) -> s.RefreshReply:
         return await self.call(calls.refresh(user, expire_at))
 
+    async def subscribe(self, user: str, channel: str) -> s.SubscribeReply:
+        """Join every connection of ``user``, on every node, to ``channel`` server-side."""
+        return await self.call(calls.subscribe(user, channel))
+
+    async def unsubscribe(self, user: str, channel: str) -> s.UnsubscribeReply:
+        """Take every connection of ``user``, on every node, out of ``channel``."""
+        return await self.call(calls.unsubscribe(user, channel))
+
     async def batch(self, batch: Batch) -> list[Any]:
         """One typed reply, or the ``ApiError`` it failed with, per command of ``batch``."""
         return batch.results(await self.call(batch.call()))

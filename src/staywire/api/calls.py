@@ -89,6 +89,14 @@ def refresh(user: str, expire_at: float | None) -> Call[s.RefreshReply]:
     return Call("refresh", {"user": user, "expire_at": expire_at}, s.RefreshReply)
 
 
+def subscribe(user: str, channel: str) -> Call[s.SubscribeReply]:
+    return Call("subscribe", {"user": user, "channel": channel}, s.SubscribeReply)
+
+
+def unsubscribe(user: str, channel: str) -> Call[s.UnsubscribeReply]:
+    return Call("unsubscribe", {"user": user, "channel": channel}, s.UnsubscribeReply)
+
+
 class Batch:
     """Commands for one ``batch`` request, run by the server in this order.
 
@@ -128,6 +136,12 @@ class Batch:
 
     def refresh(self, user: str, expire_at: float | None) -> Batch:
         return self._add(refresh(user, expire_at))
+
+    def subscribe(self, user: str, channel: str) -> Batch:
+        return self._add(subscribe(user, channel))
+
+    def unsubscribe(self, user: str, channel: str) -> Batch:
+        return self._add(unsubscribe(user, channel))
 
     def call(self) -> Call[s.BatchReply]:
         if not self.calls:

@@ -7,7 +7,8 @@ three cannot say different things. No I/O here.
 
 Every method is ``POST /api/<method>`` with a JSON body; an error is
 ``{"error": {"code", "reason"}}`` with an ``ErrorCode`` of the WebSocket protocol.
-Methods that ask every node (``channels``, ``info``, ``disconnect``, ``refresh``)
+Methods that ask every node (``channels``, ``info``, ``disconnect``, ``refresh``,
+``subscribe``, ``unsubscribe``)
 name in ``missing`` the nodes that did not answer within ``api_node_timeout``.
 """
 
@@ -48,6 +49,12 @@ __all__ = [
     "RefreshReply",
     "RefreshRequest",
     "StreamPosition",
+    "SubscribeNode",
+    "SubscribeReply",
+    "SubscribeRequest",
+    "UnsubscribeNode",
+    "UnsubscribeReply",
+    "UnsubscribeRequest",
 ]
 
 MAX_BROADCAST_CHANNELS = 1000
@@ -164,6 +171,16 @@ class InfoRequest(_Request):
     pass
 
 
+class RecentClose(_Reply):
+    """A slow-consumer (4008) or rate-limit (4029) close, for the admin page."""
+
+    at: float  # Unix seconds
+    code: int
+    reason: str
+    user: str  # "" for an anonymous connection
+    client: str
+
+
 class NodeInfo(_Reply):
     node: str
     version: str
@@ -173,6 +190,9 @@ class NodeInfo(_Reply):
     channels: int
     deliveries_per_second: float  # publications written to subscribers, last few seconds
     publications_per_second: float
+    connects_per_second: float = 0.0  # connections accepted, last few seconds
+    closes: dict[str, int] = {}  # connections closed since the node started, by close code
+    recent_closes: list[RecentClose] = []  # the last 20 of 4008 and 4029, oldest first
 
 
 class InfoReply(_Reply):
@@ -206,6 +226,39 @@ class RefreshRequest(_Request):
 
 class RefreshReply(_Reply):
     refreshed: int
+    missing: list[str]
+
+
+class SubscribeRequest(_Request):
+    user: User
+    channel: Channel
+
+
+class SubscribeNode(_Reply):
+    node: str
+    subscribed: int  # the user's connections that joined (or had the channel already)
+    refused: dict[str, int]  # error code -> connections refused with it (channel_full...)
+
+
+class SubscribeReply(_Reply):
+    subscribed: int  # on every node that answered
+    nodes: list[SubscribeNode]  # sorted by node id: the nodes that answered
+    missing: list[str]
+
+
+class UnsubscribeRequest(_Request):
+    user: User
+    channel: Channel
+
+
+class UnsubscribeNode(_Reply):
+    node: str
+    unsubscribed: int
+
+
+class UnsubscribeReply(_Reply):
+    unsubscribed: int  # connections that had the channel and left it
+    nodes: list[UnsubscribeNode]
     missing: list[str]
 
 
@@ -251,5 +304,9 @@ METHODS: dict[str, Method] = {
                          "Close a user's connections on every node"),
     "refresh": Method(RefreshRequest, RefreshReply,
                       "Set a user's session expiry on every node"),
+    "subscribe": Method(SubscribeRequest, SubscribeReply,
+                        "Join a user's connections on every node to a channel, server-side"),
+    "unsubscribe": Method(UnsubscribeRequest, UnsubscribeReply,
+                          "Take a user's connections on every node out of a channel"),
     "batch": Method(BatchRequest, BatchReply, "Several commands in one request, in order"),
 }

@@ -125,6 +125,14 @@ class ApiClient:
     def refresh(self, user: str, expire_at: float | None) -> s.RefreshReply:
         return self.call(calls.refresh(user, expire_at))
 
+    def subscribe(self, user: str, channel: str) -> s.SubscribeReply:
+        """Join every connection of ``user``, on every node, to ``channel`` server-side."""
+        return self.call(calls.subscribe(user, channel))
+
+    def unsubscribe(self, user: str, channel: str) -> s.UnsubscribeReply:
+        """Take every connection of ``user``, on every node, out of ``channel``."""
+        return self.call(calls.unsubscribe(user, channel))
+
     def batch(self, batch: Batch) -> list[Any]:
         """One typed reply, or the ``ApiError`` it failed with, per command of ``batch``."""
         return batch.results(self.call(batch.call()))

@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import random
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -48,6 +49,7 @@ from staywire.brokers.base import (
     PublicationHandler,
     PublishResult,
 )
+from staywire.brokers.redis_publish import PublishCommands, PublishPipeline, pack
 from staywire.exceptions import BrokerError, BrokerUnavailable, ConfigError
 
 __all__ = ["RedisBroker"]
@@ -78,63 +80,7 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     redis_errors.ReadOnlyError,
     OSError,
 )
-
-# KEYS: meta, stream[, idempotency key]
-# ARGV: data, epoch if new, history size, history ttl ms, meta ttl ms,
-#       pub/sub channel, channel, dedupe window ms, history byte bound (0: none)
-#
-# A stream rather than a list: with the offset as the entry id, "everything after
-# offset N" is one XRANGE whose answer carries its own offsets, MAXLEN trims
-# exactly to history_size in the same command, and nothing depends on index
-# arithmetic staying in step with the offset counter. The byte bound (the per-channel
-# option history_max_bytes) is applied in the same script, so no reader ever sees the
-# stream over it: the newest entries are kept while they fit, older ones go in one
-# XTRIM. It reads the stream (at most history_size entries), so it costs only on the
-# channels that set it.
-_PUBLISH_LUA = """
-if KEYS[3] then
-  local seen = redis.call('GET', KEYS[3])
-  if seen then
-    local sep = string.find(seen, ':', 1, true)
-    return {string.sub(seen, 1, sep - 1), string.sub(seen, sep + 1), 1}
-  end
-end
-local epoch = redis.call('HGET', KEYS[1], 'e')
-if not epoch then
-  -- A new life of the channel: entries of an earlier one would have offsets
-  -- that mean something else now.
-  epoch = ARGV[2]
-  redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0)
-end
-local offset = string.format('%d', redis.call('HINCRBY', KEYS[1], 'o', 1))
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
-if tonumber(ARGV[3]) > 0 then
-  redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], offset, 'd', ARGV[1])
-  redis.call('PEXPIRE', KEYS[2], ARGV[4])
-  local bound = tonumber(ARGV[9])
-  if bound > 0 then
-    local total, kept = 0, nil
-    for i, entry in ipairs(redis.call('XREVRANGE', KEYS[2], '+', '-')) do
-      total = total + #entry[2][2]
-      if total > bound then
-        if i == 1 then
-          redis.call('DEL', KEYS[2])
-        else
-          redis.call('XTRIM', KEYS[2], 'MINID', kept)
-        end
-        break
-      end
-      kept = entry[1]
-    end
-  end
-end
-redis.call('PUBLISH', ARGV[6], offset .. ':' .. epoch .. ':' .. #ARGV[7] .. ':' .. ARGV[7] .. ARGV[1])
-if KEYS[3] then
-  redis.call('SET', KEYS[3], epoch .. ':' .. offset, 'NX', 'PX', ARGV[8])
-end
-return {epoch, offset, 0}
-"""
+_TRANSLATED: tuple[type[BaseException], ...] = (*_UNAVAILABLE, redis_errors.RedisError)
 
 # KEYS: meta, stream
 # ARGV: epoch if new, meta ttl ms, since epoch ('' for none), first offset wanted
@@ -240,8 +186,12 @@ class RedisBroker(Broker):
             self._redis: Redis = Redis(connection_pool=pool)
         except ValueError as exc:  # the message names the problem, never the password
             raise ConfigError(f"invalid Redis URL: {exc}") from None
-        self._publish_script = self._redis.register_script(_PUBLISH_LUA)
-        self._history_script = self._redis.register_script(_HISTORY_LUA)
+        # Publishes go through one pipeline (one write per tick; see redis_publish).
+        self._publisher = PublishPipeline(pool)
+        self._commands = PublishCommands(prefix=prefix, pubsub_prefix=self._pubsub_prefix,
+                                         policy=self._policy, dedupe_ms=self._dedupe_ms,
+                                         meta_ttl_factor=_META_TTL_FACTOR)
+        self._history_sha = hashlib.sha1(_HISTORY_LUA.encode()).hexdigest()
         self._on_publication: PublicationHandler | None = None
         self._tracks: dict[str, _Track] = {}
         self._link: AbstractConnection | None = None
@@ -301,6 +251,7 @@ class RedisBroker(Broker):
         for channel, track in list(self._tracks.items()):
             self._forget(channel, track, closed)
         self._on_publication = None
+        await self._publisher.close()
         await self._redis.aclose()
 
     @property
@@ -322,37 +273,60 @@ class RedisBroker(Broker):
             raise BrokerUnavailable(f"{what}: the Redis broker is closed")
         try:
             yield
-        except _UNAVAILABLE as exc:
+        except _TRANSLATED as exc:
+            raise self._translate(what, exc) from exc
+        if self._link is not None:
+            self._available = True
+
+    def _translate(self, what: str, exc: BaseException) -> BaseException:
+        """The broker's error for a redis-py one (``exc`` itself when it is neither)."""
+        if isinstance(exc, _UNAVAILABLE):
             # After a timeout the outcome is unknown (a publish may have happened);
             # a retry with the same idempotency key is what makes that safe.
             self._available = False
-            raise BrokerUnavailable(f"{what}: Redis unreachable: {exc}") from exc
-        except redis_errors.RedisError as exc:
-            raise BrokerError(f"{what}: {exc}") from exc
-        if self._link is not None:
-            self._available = True
+            error: BaseException = BrokerUnavailable(f"{what}: Redis unreachable: {exc}")
+        elif isinstance(exc, redis_errors.RedisError):
+            error = BrokerError(f"{what}: {exc}")
+        else:
+            return exc
+        error.__cause__ = exc
+        return error
 
     # -- streams ----------------------------------------------------------------
 
     async def publish(self, channel: str, data: bytes, *, key: str | None = None) -> PublishResult:
-        keys = [self._key(channel, "meta"), self._key(channel, "stream")]
-        if key is not None:
-            keys.append(self._key(channel, f"key:{key}"))
-        limits = self._policy(channel)
-        args: list[bytes | str | int] = [
-            data,
-            self._new_epoch(),
-            limits.size,
-            _ms(limits.ttl),
-            _ms(limits.ttl * _META_TTL_FACTOR),
-            self._pubsub_name(channel),
-            channel,
-            self._dedupe_ms,
-            limits.max_bytes or 0,
-        ]
-        with self._guard("publish"):
-            epoch, offset, duplicate = await self._publish_script(keys=keys, args=args)
-        return PublishResult(epoch.decode(), int(offset), duplicate=bool(duplicate))
+        fut: asyncio.Future[PublishResult] = asyncio.get_running_loop().create_future()
+
+        def settle(result: PublishResult | None, exc: BaseException | None) -> None:
+            if fut.done():
+                return  # the caller was cancelled
+            if exc is not None:
+                fut.set_exception(exc)
+            else:
+                fut.set_result(cast("PublishResult", result))
+
+        self.publish_soon(channel, data, key, settle)
+        return await fut
+
+    def publish_soon(self, channel: str, data: bytes, key: str | None,
+                     done: Callable[[PublishResult | None, BaseException | None], None]) -> None:
+        """``publish`` without a coroutine: queued now, so publishes made in order reach
+        Redis in that order (redis_publish.PublishPipeline); ``done`` is called once,
+        later, with the result or with ``BrokerUnavailable`` / ``BrokerError``."""
+        if self._closed:
+            done(None, BrokerUnavailable("publish: the Redis broker is closed"))
+            return
+
+        def reply(value: Any, exc: BaseException | None) -> None:
+            if exc is None:
+                if self._link is not None:
+                    self._available = True
+                epoch, offset, duplicate = value
+                done(PublishResult(epoch.decode(), int(offset), duplicate=bool(duplicate)), None)
+            else:
+                done(None, self._translate("publish", exc))
+
+        self._publisher.submit(self._commands.command(channel, data, key), reply)
 
     async def history(self, channel: str, since: Position | None, *, limit: int | None = None,
                       reverse: bool = False) -> HistoryResult:
@@ -366,17 +340,12 @@ class RedisBroker(Broker):
             first = max(since.offset - 1, 0) if reverse else max(since.offset, 0) + 1
         else:
             since, first = None, 0  # the position only
-        reply = await self._history_script(
-            keys=[self._key(channel, "meta"), self._key(channel, "stream")],
-            args=[
-                self._new_epoch(),
-                self._meta_ttl_ms,
-                since.epoch if since is not None else "",
-                first,
-                limit or 0,
-                "1" if reverse else "",
-            ],
-        )
+        # Through the pipeline: a storm's recovery reads share round trips.
+        reply = await self._publisher.call(pack(
+            "EVALSHA", self._history_sha, 2, self._key(channel, "meta"),
+            self._key(channel, "stream"), self._new_epoch(), self._meta_ttl_ms,
+            since.epoch if since is not None else "", first, limit or 0,
+            "1" if reverse else ""), _HISTORY_LUA)
         epoch = reply[0].decode()
         position = Position(epoch, int(reply[1]))
         entries: list[Any] = reply[2] if len(reply) > 2 else []
@@ -607,13 +576,14 @@ class RedisBroker(Broker):
 
     async def save_session(self, session_id: str, record: bytes, ttl: float) -> None:
         with self._guard("save_session"):
-            await self._redis.set(self._session_key(session_id), record, px=_ms(ttl))
+            await self._publisher.call(pack("SET", self._session_key(session_id), record, "PX",
+                                            _ms(ttl)))
 
     async def load_session(self, session_id: str) -> bytes | None:
         with self._guard("load_session"):
-            record = await self._redis.get(self._session_key(session_id))
+            record = await self._publisher.call(pack("GET", self._session_key(session_id)))
         return cast("bytes | None", record)  # bytes: the client does not decode
 
     async def delete_session(self, session_id: str) -> None:
         with self._guard("delete_session"):
-            await self._redis.delete(self._session_key(session_id))
+            await self._publisher.call(pack("DEL", self._session_key(session_id)))

@@ -138,6 +138,41 @@ class Channels:
                     sub._subscribed()
         return new
 
+    def server_joined(
+        self, link: Link, p: ChannelPosition, make: Callable[[str], Subscription]
+    ) -> Subscription | None:
+        """``subscribed``: the server joined this open connection to a channel (the server
+        API). A channel seen for the first time is live from ``p`` (its ``msg``s follow);
+        one this client subscribes already goes on as it is, on the same server
+        subscription. Returns the new server-side ``Subscription``, if one was made."""
+        channel = self._channels.get(p.channel)
+        if channel is None:
+            channel = self._channels[p.channel] = Channel(ChannelCursor(p.channel))
+        made = None
+        if channel.server_side is None:
+            made = channel.server_side = make(p.channel)
+            channel.subs.append(made)
+        state = channel.cursor.state
+        if state is CursorState.IDLE:
+            since = channel.cursor.joined(p.epoch, p.offset)
+            if since is not None:
+                self._send_resync(link, channel, since)
+                return made
+            state = channel.cursor.state
+        if state is CursorState.LIVE and made is not None:
+            made._subscribed()
+        return made
+
+    def server_left(self, name: str) -> list[Subscription]:
+        """``unsubscribed``: the server took the connection out of the channel, so every
+        local subscription of it ends (as iteration ending, not as an error)."""
+        channel = self._channels.pop(name, None)
+        if channel is None:
+            return []
+        for sub in channel.subs:
+            sub._end()
+        return channel.subs
+
     def connection_lost(self) -> None:
         for channel in self._channels.values():
             channel.cursor.connection_lost()

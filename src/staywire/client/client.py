@@ -44,6 +44,7 @@ from staywire.exceptions import ClientError, ConnectionClosed, RequestTimeout
 from staywire.protocol.backoff import Backoff, ReconnectPolicy
 from staywire.protocol.positions import Position
 from staywire.protocol.ratelimit import Pacer
+from staywire.protocol.stream import ChannelPosition
 
 __all__ = ["Client"]
 
@@ -184,6 +185,7 @@ class Client:
             stats=self.stats,
             current_link=self._current_link,
             on_rtt=self._measured,
+            on_server_sub=self._server_changed,
         )
 
     # -- lifecycle ------------------------------------------------------------------
@@ -360,6 +362,21 @@ class Client:
         self._publisher.replay(link)
         self._watch.set(ConnectionState.OPEN)
         self._publisher.pulse()
+
+    def _server_changed(self, link: Link, msg: m.Subscribed | m.Unsubscribed) -> None:
+        """The server API joined (``subscribed``) or left (``unsubscribed``) a channel for
+        this connection: ``server_subscriptions`` follows."""
+        if isinstance(msg, m.Subscribed):
+            made = self._channels.server_joined(
+                link,
+                ChannelPosition(channel=msg.channel, epoch=msg.epoch, offset=msg.offset),
+                self._server_subscription,
+            )
+            if made is not None:
+                self.server_subscriptions[msg.channel] = made
+            return
+        self._channels.server_left(msg.channel)
+        self.server_subscriptions.pop(msg.channel, None)
 
     def _lost(self, link: Link, close: CloseInfo) -> None:
         """The connection ended: in-flight work goes back to waiting for the next one."""

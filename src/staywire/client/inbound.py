@@ -43,6 +43,7 @@ class Router:
         stats: dict[str, int],
         current_link: Callable[[], Link | None],
         on_rtt: Callable[[float], None],
+        on_server_sub: Callable[[Link, m.Subscribed | m.Unsubscribed], None],
     ) -> None:
         self._dialer = dialer
         self._keepalive = keepalive
@@ -53,6 +54,7 @@ class Router:
         self._stats = stats
         self._current_link = current_link  # the welcomed connection, if any
         self._on_rtt = on_rtt
+        self._on_server_sub = on_server_sub  # the server API joined or left a channel
 
     def on_text(self, link: Link, payload: bytes) -> None:
         if link is self._current_link():
@@ -83,6 +85,9 @@ class Router:
         elif isinstance(msg, m.Welcome):
             if not self._dialer.welcomed(msg):
                 self._keepalive.answer(msg)  # the answer to an in-band token refresh
+        elif isinstance(msg, m.Subscribed | m.Unsubscribed):
+            if link is self._current_link():
+                self._on_server_sub(link, msg)
         elif isinstance(msg, m.Drain):
             self._on_drain(link, msg.reconnect_in_ms)
         elif isinstance(msg, m.Join | m.Leave):

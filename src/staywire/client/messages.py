@@ -26,6 +26,8 @@ __all__ = [
     "Pong",
     "Result",
     "ServerMessage",
+    "Subscribed",
+    "Unsubscribed",
     "Welcome",
     "decode",
     "encode_auth",
@@ -101,6 +103,21 @@ class Error(_Base, frozen=True, tag="error"):
     channel: str | None = None  # without an id: the server ended this subscription
 
 
+class Subscribed(_Base, frozen=True, tag="subscribed"):
+    """The server subscribed this open connection to ``channel`` (the server API), at
+    ``(epoch, offset)``: its ``msg``s follow from there."""
+
+    channel: str
+    epoch: str
+    offset: int
+
+
+class Unsubscribed(_Base, frozen=True, tag="unsubscribed"):
+    """The server took this connection out of ``channel`` (the server API)."""
+
+    channel: str
+
+
 class Drain(_Base, frozen=True, tag="drain"):
     reconnect_in_ms: float = 0.0
 
@@ -123,7 +140,8 @@ class Leave(_Base, frozen=True, tag="leave"):
     member: MemberInfo
 
 
-ServerMessage = Welcome | Ack | Result | Msg | Ping | Pong | Error | Drain | Join | Leave
+ServerMessage = (Welcome | Ack | Result | Msg | Ping | Pong | Error | Drain | Subscribed
+                 | Unsubscribed | Join | Leave)
 _decoder: Final = msgspec.json.Decoder(ServerMessage)
 _encoder: Final = msgspec.json.Encoder()
 

@@ -22,6 +22,7 @@ from staywire.config import Config
 from staywire.protocol.codes import ErrorCode
 from staywire.server.api_methods import ApiFailure, ApiMethods
 from staywire.server.metrics import render
+from staywire.server.admin import admin_asset
 from staywire.server.openapi import openapi
 
 log = logging.getLogger("staywire.server")
@@ -114,9 +115,19 @@ async def _serve_requests(node: ApiHost, conn: h11.Connection, reader: asyncio.S
             return
 
 
+# On every answer of the port: the admin page loads only its own files and runs in no frame,
+# and no answer (keys in the admin page's requests, users in the replies) is cached.
+_HEADERS = [
+    ("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'; form-action 'none'"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+    ("Cache-Control", "no-store"),
+]
+
+
 async def _send(writer: asyncio.StreamWriter, conn: h11.Connection, status: int, payload: bytes,
                 ctype: str = _JSON) -> None:
-    headers = [("Content-Type", ctype), ("Content-Length", str(len(payload)))]
+    headers = [("Content-Type", ctype), ("Content-Length", str(len(payload))), *_HEADERS]
     writer.write(conn.send(h11.Response(status_code=status, headers=headers)))
     writer.write(conn.send(h11.Data(data=payload)))
     writer.write(conn.send(h11.EndOfMessage()))
@@ -134,6 +145,13 @@ async def _api_route(node: ApiHost, request: h11.Request, body: bytes
         return 200, b"ok\n", text
     if method == b"GET" and path == "/readyz":
         return (200, b"ready\n", text) if node.ready else (503, b"not ready\n", text)
+    if path == "/admin" or path.startswith("/admin/"):
+        if method != b"GET":
+            return _fail(ApiFailure(ErrorCode.BAD_REQUEST, "use GET", 405))
+        asset = admin_asset(path)
+        if asset is None:
+            return _fail(ApiFailure(ErrorCode.UNKNOWN_METHOD, "not found"))
+        return 200, *asset
     if path == "/api/openapi.json":
         if method != b"GET":
             return _fail(ApiFailure(ErrorCode.BAD_REQUEST, "use GET", 405))

@@ -26,6 +26,8 @@ from staywire.server.control import (
     ChannelsResult,
     DisconnectArgs,
     RefreshArgs,
+    SubscribeResult,
+    UserChannelArgs,
     UserResult,
 )
 
@@ -71,7 +73,8 @@ class ApiMethods:
         self._handlers: dict[str, Callable[[Any], Awaitable[msgspec.Struct]]] = {
             "publish": self.publish, "broadcast": self.broadcast, "history": self.history,
             "channels": self.channels, "info": self.info, "disconnect": self.disconnect,
-            "refresh": self.refresh, "batch": self.batch,
+            "refresh": self.refresh, "subscribe": self.subscribe,
+            "unsubscribe": self.unsubscribe, "batch": self.batch,
         }
         assert self._handlers.keys() == s.METHODS.keys(), "a method without a handler"
         self._decoders = {name: msgspec.json.Decoder(m.request) for name, m in s.METHODS.items()}
@@ -220,6 +223,24 @@ class ApiMethods:
     async def refresh(self, req: s.RefreshRequest) -> s.RefreshReply:
         out = await self._everywhere("refresh", RefreshArgs(req.user, req.expire_at))
         return s.RefreshReply(refreshed=_count(out), missing=out.missing)
+
+    async def subscribe(self, req: s.SubscribeRequest) -> s.SubscribeReply:
+        out = await self._everywhere("subscribe", UserChannelArgs(req.user, req.channel))
+        nodes = []
+        for node, raw in sorted(out.results.items()):
+            part = msgspec.json.decode(raw, type=SubscribeResult)
+            nodes.append(s.SubscribeNode(node=node, subscribed=part.count,
+                                         refused=dict(part.refused)))
+        return s.SubscribeReply(subscribed=sum(n.subscribed for n in nodes), nodes=nodes,
+                                missing=out.missing)
+
+    async def unsubscribe(self, req: s.UnsubscribeRequest) -> s.UnsubscribeReply:
+        out = await self._everywhere("unsubscribe", UserChannelArgs(req.user, req.channel))
+        nodes = [s.UnsubscribeNode(node=node,
+                                   unsubscribed=msgspec.json.decode(raw, type=UserResult).count)
+                 for node, raw in sorted(out.results.items())]
+        return s.UnsubscribeReply(unsubscribed=sum(n.unsubscribed for n in nodes), nodes=nodes,
+                                  missing=out.missing)
 
     # -- batch ----------------------------------------------------------------------------
 

@@ -58,6 +58,7 @@ from staywire.server.rpc import RpcContext, RpcRegistry
 from staywire.server.sessions import Sessions
 from staywire.server.tracker import ConnectionTable
 from staywire.server.transport import listen
+from staywire.server.user_subs import UserSubs
 
 __all__ = ["RpcContext", "Server"]
 
@@ -187,10 +188,6 @@ class Server:
         await self.broker.start(self.hub.on_publication)
         self.presence = Presence(cfg, self.presence_store, self.hub.broadcast, self.faults)
         await self.presence.start()
-        self.node_control = NodeControl(self.node_id, connections=lambda: self.table.connections,
-                                        hub=self.hub, stats=self.stats)
-        self.node_control.start()
-        await self.control.start(self.node_control)
         handlers = RequestHandlers(
             cfg, rate_limit=self.rate_limit, authenticator=self.authenticator,
             access=self.access, membership=Membership(self.hub, self.broker, self.background, self.faults),
@@ -198,6 +195,11 @@ class Server:
             publisher=self.publisher, table=self.table, presence=self.presence,
             backend=self.backend,
             background=self.background)
+        self.node_control = NodeControl(self.node_id, connections=lambda: self.table.connections,
+                                        hub=self.hub, stats=self.stats,
+                                        subscriber=UserSubs(handlers.server_subs, self.sessions))
+        self.node_control.start()
+        await self.control.start(self.node_control)
         node = NodeContext(cfg, self.limits, self.stats, self.hub, handlers, self.table,
                            self.hooks)
         router = Router(node, origins=self.origins, handshakes=self.handshakes, table=self.table,

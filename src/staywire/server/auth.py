@@ -37,8 +37,12 @@ class Identity:
     expires_at: float | None = None  # Unix seconds
     claims: dict[str, object] = field(default_factory=dict, compare=False)
     via_proxy: bool = False  # granted by connect_proxy_url: refresh_proxy_url renews it
-    # Channels the connect proxy subscribed it to (server-side): granted by that answer.
+    # Channels the server subscribed it to itself (the connect proxy's answer, and the
+    # server API's ``subscribe``): granted by whoever named them.
     server_subs: tuple[str, ...] = ()
+    # Those of ``server_subs`` the server API added: kept in the session record, so a
+    # resumed session gets them back (docs/api.md, subscribe).
+    api_subs: tuple[str, ...] = ()
 
     @property
     def anonymous(self) -> bool:

@@ -1,9 +1,10 @@
-"""This node's side of the cluster-wide API commands: info, channels, disconnect, refresh.
+"""This node's side of the cluster-wide API commands: info, channels, disconnect, refresh,
+subscribe and unsubscribe.
 
 The control plane (``brokers/control.py``) brings a command here from whichever node's
 API port took the request; ``NodeControl.execute`` runs it on this node's connections
-and hub and answers JSON. One table of commands (``_COMMANDS``): the server-side
-``subscribe``/``unsubscribe`` are two more entries, with their argument structs.
+and hub and answers JSON. One table of commands (``self._commands``), each with its
+argument struct.
 
 A user's connections are found by a pass over the node's connections: the API is for
 administrators, not for every request (a pass over 100,000 connections costs a few
@@ -17,13 +18,13 @@ import dataclasses
 import heapq
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 import msgspec
 
 from staywire import __version__
-from staywire.api.schema import NodeInfo
+from staywire.api.schema import NodeInfo, RecentClose
 from staywire.brokers.control import NodeFailed
 from staywire.protocol.patterns import Glob
 from staywire.protocol.state import ConnState
@@ -31,7 +32,7 @@ from staywire.server.auth import Identity
 from staywire.server.metrics import Stats
 
 __all__ = ["ChannelsArgs", "ChannelsResult", "DisconnectArgs", "NodeControl", "RefreshArgs",
-           "UserResult"]
+           "SubscribeResult", "UserChannelArgs", "UserResult"]
 
 # The channel names matched between two yields to the event loop: a pattern over a
 # node with a million channels must not stall its connections for the whole pass.
@@ -69,6 +70,23 @@ class UserResult(msgspec.Struct, frozen=True):
     count: int  # the user's connections the command changed on this node
 
 
+class UserChannelArgs(msgspec.Struct, frozen=True):
+    user: str
+    channel: str
+
+
+class SubscribeResult(msgspec.Struct, frozen=True):
+    count: int  # the user's connections that joined (or had the channel already)
+    refused: dict[str, int] = {}  # ErrorCode value -> connections refused with it
+
+
+class UserSubscriber(Protocol):
+    """Joins and leaves channels on a user's connections (``user_subs.UserSubs``)."""
+
+    async def subscribe(self, conns: Sequence[Any], channel: str) -> list[str | None]: ...
+    async def unsubscribe(self, conns: Sequence[Any], channel: str) -> int: ...
+
+
 class Managed(Protocol):
     """What the commands touch of a connection."""
 
@@ -87,7 +105,8 @@ class HubView(Protocol):
 
 
 class Rates:
-    """Publications and deliveries per second over the last few one-second samples."""
+    """Deliveries, publications and connects per second over the last few one-second
+    samples."""
 
     __slots__ = ("_stats", "_hub", "_samples", "_clock")
 
@@ -96,31 +115,37 @@ class Rates:
         self._stats = stats
         self._hub = hub
         self._clock = clock
-        self._samples: deque[tuple[float, int, int]] = deque(maxlen=_RATE_WINDOW)
+        self._samples: deque[tuple[float, int, int, int]] = deque(maxlen=_RATE_WINDOW)
         self.sample()
 
-    def sample(self) -> None:
-        self._samples.append((self._clock(), self._hub.deliveries, self._stats.publications))
+    def _now(self) -> tuple[int, int, int]:
+        s = self._stats
+        return self._hub.deliveries, s.publications, s.connections_opened
 
-    def per_second(self) -> tuple[float, float]:
-        """(deliveries, publications) per second since the oldest sample."""
-        t0, d0, p0 = self._samples[0]
+    def sample(self) -> None:
+        self._samples.append((self._clock(), *self._now()))
+
+    def per_second(self) -> tuple[float, float, float]:
+        """(deliveries, publications, connects) per second since the oldest sample."""
+        t0, *then = self._samples[0]
         elapsed = self._clock() - t0
         if elapsed <= 0:
-            return 0.0, 0.0
-        return ((self._hub.deliveries - d0) / elapsed,
-                (self._stats.publications - p0) / elapsed)
+            return 0.0, 0.0, 0.0
+        d, p, c = (now - before for now, before in zip(self._now(), then, strict=True))
+        return d / elapsed, p / elapsed, c / elapsed
 
 
 class NodeControl:
     """Runs control commands on this node (the ``LocalNode`` of the control plane)."""
 
     def __init__(self, node_id: str, *, connections: Callable[[], Iterable[Managed]],
-                 hub: HubView, stats: Stats) -> None:
+                 hub: HubView, stats: Stats, subscriber: UserSubscriber | None = None) -> None:
         self._node_id = node_id
+        self._subscriber = subscriber
         self._connections = connections
         self._hub = hub
         self._started = time.monotonic()
+        self._stats = stats
         self.rates = Rates(stats, hub)
         self._sampler: asyncio.Task[None] | None = None
         self._commands: dict[str, tuple[type[Any], Callable[[Any], Awaitable[Any]]]] = {
@@ -128,6 +153,8 @@ class NodeControl:
             "channels": (ChannelsArgs, self._channels),
             "disconnect": (DisconnectArgs, self._disconnect),
             "refresh": (RefreshArgs, self._refresh),
+            "subscribe": (UserChannelArgs, self._subscribe),
+            "unsubscribe": (UserChannelArgs, self._unsubscribe),
         }
         self._encode = msgspec.json.Encoder().encode
 
@@ -162,7 +189,8 @@ class NodeControl:
 
     async def _info(self, _: Any) -> NodeInfo:
         channels = self._hub.channels
-        deliveries, publications = self.rates.per_second()
+        deliveries, publications, connects = self.rates.per_second()
+        stats = self._stats
         return NodeInfo(
             node=self._node_id, version=__version__,
             uptime=round(time.monotonic() - self._started, 3),
@@ -170,7 +198,12 @@ class NodeControl:
             subscriptions=sum(len(subs) for subs in channels.values()),
             channels=len(channels),
             deliveries_per_second=round(deliveries, 3),
-            publications_per_second=round(publications, 3))
+            publications_per_second=round(publications, 3),
+            connects_per_second=round(connects, 3),
+            closes={str(code): n for code, n in sorted(stats.closes.items())},
+            recent_closes=[RecentClose(at=round(at, 3), code=code, reason=reason, user=user,
+                                       client=client)
+                           for at, code, reason, user, client in stats.recent_closes])
 
     async def _channels(self, args: ChannelsArgs) -> ChannelsResult:
         glob = Glob(args.pattern)
@@ -205,3 +238,26 @@ class NodeControl:
             # session the connect proxy granted, a refresh at the backend).
             conn.identity = dataclasses.replace(ident, expires_at=args.expire_at)
         return UserResult(len(conns))
+
+    def _user_subscriber(self) -> UserSubscriber:
+        if self._subscriber is None:
+            raise NodeFailed("this node takes no subscribe commands")
+        return self._subscriber
+
+    def _open_users(self, user: str) -> list[Managed]:
+        # Welcomed only: nothing may reach a connection before its welcome, and one being
+        # welcomed now joins what its session record names (docs/api.md, subscribe).
+        return [c for c in self._users(user) if c.sm.state == ConnState.OPEN]
+
+    async def _subscribe(self, args: UserChannelArgs) -> SubscribeResult:
+        conns = self._open_users(args.user)
+        outcomes = await self._user_subscriber().subscribe(conns, args.channel)
+        refused: dict[str, int] = {}
+        for code in outcomes:
+            if code is not None:
+                refused[code] = refused.get(code, 0) + 1
+        return SubscribeResult(sum(1 for code in outcomes if code is None), refused)
+
+    async def _unsubscribe(self, args: UserChannelArgs) -> UserResult:
+        conns = self._open_users(args.user)
+        return UserResult(await self._user_subscriber().unsubscribe(conns, args.channel))

@@ -9,21 +9,26 @@ one process (tests) do not collide.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-__all__ = ["Stats", "StatsCollector", "render"]
+__all__ = ["NOTABLE_CLOSES", "RECENT", "Stats", "StatsCollector", "render"]
+
+#: Closes the admin page lists one by one: a client too slow to read (4008), one over its
+#: rate limit (4029). Every close is counted by code in ``closes`` too.
+NOTABLE_CLOSES = frozenset({4008, 4029})
+RECENT = 20
 
 
 class Stats:
     __slots__ = (
         "messages_in", "bytes_in", "messages_out", "bytes_out", "publications",
         "slow_consumer_closes", "rate_limited", "invalid_messages", "closes", "rejections",
-        "connections_opened", "broker_errors",
+        "connections_opened", "broker_errors", "recent_closes",
     )
 
     def __init__(self) -> None:
@@ -39,6 +44,9 @@ class Stats:
         self.closes: Counter[int] = Counter()
         self.rejections: Counter[str] = Counter()
         self.broker_errors: Counter[str] = Counter()  # by operation (faults.py)
+        # The last slow-consumer and rate-limit closes, newest last (the admin page's
+        # table): (unix time, code, reason, user, client); bounded whatever the churn.
+        self.recent_closes: deque[tuple[float, int, str, str, str]] = deque(maxlen=RECENT)
 
 
 class StatsCollector(Collector):

@@ -4,6 +4,9 @@ One place counts publications (a duplicate, answered from the idempotency window
 is not a new one) and checks channel names for callers that bypass the envelope
 schema. ``publish_nowait`` is the broker's synchronous path, where it has one (the
 memory broker): a client's publish is then answered in the frame callback itself.
+``publish_soon`` is the queued path of a broker that has one (Redis): the publish is
+handed over in the frame callback, in order, and answered from a callback, with no
+task per publish.
 """
 
 from __future__ import annotations
@@ -15,19 +18,24 @@ from staywire.brokers.base import Broker, PublishResult
 from staywire.protocol.envelope import CHANNEL_PATTERN
 from staywire.server.metrics import Stats
 
-__all__ = ["Publisher"]
+__all__ = ["Done", "Publisher"]
+
+# Called once with the result, or with BrokerUnavailable / BrokerError.
+Done = Callable[[PublishResult | None, BaseException | None], None]
 
 _CHANNEL_RE = re.compile(CHANNEL_PATTERN)
 
 
 class Publisher:
-    __slots__ = ("_broker", "_stats", "publish_nowait")
+    __slots__ = ("_broker", "_stats", "publish_nowait", "publish_soon")
 
     def __init__(self, broker: Broker, stats: Stats) -> None:
         self._broker = broker
         self._stats = stats
         self.publish_nowait: Callable[[str, bytes, str | None], PublishResult] | None = getattr(
             broker, "publish_nowait", None)
+        self.publish_soon: Callable[[str, bytes, str | None, Done], None] | None = getattr(
+            broker, "publish_soon", None)
 
     async def publish(self, channel: str, data: bytes, key: str | None = None) -> PublishResult:
         """Raises ``ValueError`` for a bad channel name, ``BrokerUnavailable`` when the
@@ -46,3 +54,15 @@ class Publisher:
         if not result.duplicate:
             self._stats.publications += 1
         return result
+
+    def publish_later(self, channel: str, data: bytes, key: str | None, done: Done) -> None:
+        """Only when ``publish_soon`` is set; the channel name was validated already."""
+        assert self.publish_soon is not None
+        stats = self._stats
+
+        def counted(result: PublishResult | None, exc: BaseException | None) -> None:
+            if result is not None and not result.duplicate:
+                stats.publications += 1
+            done(result, exc)
+
+        self.publish_soon(channel, data, key, counted)

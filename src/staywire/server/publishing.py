@@ -12,6 +12,7 @@ import logging
 import time
 from typing import Any, Protocol
 
+from staywire.brokers.base import PublishResult
 from staywire.config import Config
 from staywire.exceptions import BrokerUnavailable, ProxyUnavailable
 from staywire.protocol.codes import CloseCode, ErrorCode
@@ -48,7 +49,8 @@ class Requester(Protocol):
 
 
 class PublishRequests:
-    __slots__ = ("config", "access", "publisher", "rpc_methods", "publish_now")
+    __slots__ = ("config", "access", "publisher", "rpc_methods", "publish_now", "pub_runs",
+                 "publish_later")
 
     def __init__(self, config: Config, access: AccessRules, publisher: Publisher,
                  rpc: RpcRegistry) -> None:
@@ -58,6 +60,12 @@ class PublishRequests:
         self.rpc_methods = rpc
         # A publish the backend must approve cannot be answered in the frame callback.
         self.publish_now = publisher.publish_nowait is not None and not access.proxied_pub
+        # A publish the backend approves first awaits before it reaches the broker, so a
+        # run of them would no longer reach it in order: those are handled one by one.
+        self.pub_runs = not access.proxied_pub
+        # The queued path (Redis): handed to the broker in the frame callback, in order.
+        self.publish_later = (publisher.publish_soon is not None and not self.publish_now
+                              and not access.proxied_pub)
 
     def _backend_only(self, conn: Requester, req: Pub) -> bool:
         """The channel's ``publish = false``: refused with ``forbidden`` before any other
@@ -83,6 +91,26 @@ class PublishRequests:
             return
         result = self.publisher.publish_now(req.channel, bytes(req.data), req.key)
         _pub_ack(conn, req.id, result.epoch, result.offset, result.duplicate)
+
+    def pub_later(self, conn: Requester, req: Pub) -> None:
+        """A publish answered when the broker replies, with no task: the Redis broker
+        queues it now (in the order the client sent it) and calls ``done`` later."""
+        if not self._pub_check(conn, req):
+            return
+        rid, channel = req.id, req.channel
+
+        def done(result: PublishResult | None, exc: BaseException | None) -> None:
+            if result is not None:
+                _pub_ack(conn, rid, result.epoch, result.offset, result.duplicate)
+            elif isinstance(exc, BrokerUnavailable):
+                log.warning("publish refused conn=%s channel=%s: %s", conn.id, channel, exc)
+                conn.send_error(ErrorCode.UNAVAILABLE,
+                                "broker unavailable; nothing was published", rid)
+            else:  # as a failed request of the worker: logged, the connection closed
+                log.error("request handling failed conn=%s: %s", conn.id, exc)
+                conn.close(CloseCode.INTERNAL_ERROR)
+
+        self.publisher.publish_later(channel, bytes(req.data), req.key, done)
 
     async def pub(self, conn: Requester, req: Pub) -> None:
         access = self.access

@@ -6,9 +6,10 @@ hands it each request with itself (``dispatch(conn, request)``), so the handlers
 the node's services and the connection holds only its own state.
 
 There is no task per connection. Requests that can be answered at once are
-answered in the frame callback; the others (auth, sub, rpc, and anything on a
-broker that must be awaited) go to a short-lived worker task that drains the
-connection's request queue in order and then ends. So an idle connection owns
+answered in the frame callback, and a publish on a broker with a queued path
+(Redis) is handed to it there and answered from its callback; the others (auth,
+sub, rpc, and anything on a broker that must be awaited) go to a short-lived worker
+task that drains the connection's request queue in order and then ends. So an idle connection owns
 no task, and a connection's requests are handled in the order they were sent
 (a client's publishes keep their order).
 """
@@ -48,13 +49,25 @@ from staywire.server.presence import MAX_INFO, Presence
 from staywire.server.publisher import Publisher
 from staywire.server.publishing import PublishRequests
 from staywire.server.rpc import RpcRegistry
-from staywire.server.server_subs import RECOVERING, Joined, ServerSubs, msg_frame, positions
+from staywire.server.server_subs import (
+    RECOVERING,
+    Joined,
+    ServerSubs,
+    carry_over,
+    msg_frame,
+    positions,
+    with_api_subs,
+)
 from staywire.server.sessions import Sessions, encode_session
 from staywire.server.tracker import ConnectionTable
 
 __all__ = ["Conn", "RequestHandlers", "session_record"]
 
 log = logging.getLogger("staywire.server")
+
+
+# At most this many consecutive publishes of one connection handled as one run.
+_PUB_RUN = 64
 
 
 class Conn(Protocol):
@@ -155,6 +168,8 @@ class RequestHandlers:
             pass
         elif kind is Pub and self.publishing.publish_now:
             self.publishing.pub_now(conn, request)  # type: ignore[arg-type]
+        elif kind is Pub and self.publishing.publish_later:
+            self.publishing.pub_later(conn, request)  # type: ignore[arg-type]
         elif kind is Unsub:
             self._unsub(conn, request)  # type: ignore[arg-type]
         else:
@@ -173,7 +188,12 @@ class RequestHandlers:
         assert queue is not None
         try:
             while queue and conn.sm.state <= ConnState.OPEN:
-                await self._handle(conn, queue.popleft())
+                request = queue.popleft()
+                if (queue and type(request) is Pub and type(queue[0]) is Pub
+                        and self.publishing.pub_runs):
+                    await self._pub_run(conn, request, queue)
+                else:
+                    await self._handle(conn, request)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -182,6 +202,18 @@ class RequestHandlers:
         finally:
             conn.worker = None
             conn.queue = None
+
+    async def _pub_run(self, conn: Conn, first: Pub, queue: deque[Inbound | None]) -> None:
+        """Consecutive publishes of a connection handled together, so that the broker
+        sends them in one round trip (RedisBroker pipelines the publishes of a tick).
+
+        Each task reaches ``broker.publish`` before its first await, in the order the
+        tasks were created, which is the order the client sent them: the broker keeps
+        that order, and the acks follow it."""
+        run: list[Inbound | None] = [first]
+        while queue and type(queue[0]) is Pub and len(run) < _PUB_RUN:
+            run.append(queue.popleft())
+        await asyncio.gather(*(self._handle(conn, req) for req in run))
 
     async def _handle(self, conn: Conn, request: Inbound | None) -> None:
         if request is None:
@@ -236,11 +268,13 @@ class RequestHandlers:
         if current is not None and not current.anonymous and current.user != identity.user:
             conn.send_error(ErrorCode.FORBIDDEN, "a refreshed token must be for the same user")
             return
+        identity = carry_over(current, identity)  # the server-made subscriptions stay
         conn.identity = identity
         # Channels the new token no longer grants are left, and the client is told which:
         # a subscription must never end in silence.
         access = self.access
         for channel in [c for c in conn.subs if access.asks(c, "sub") is None
+                        and c not in identity.server_subs
                         and not access.allows(identity, c, "sub")]:
             conn.subs.pop(channel, None)
             self.membership.leave(channel, conn)
@@ -325,6 +359,8 @@ class RequestHandlers:
             conn.session = conn.requested_session  # type: ignore[assignment]
             conn.resumed = True
             previous = record.subs
+            # The server API's subscriptions of the session: joined again below.
+            identity = conn.identity = with_api_subs(identity, record.api_subs)
         else:
             conn.session = secrets.token_hex(12)
             previous = {}
@@ -484,5 +520,7 @@ def _pong(conn: Conn, request: Ping) -> None:
 def session_record(conn: Conn) -> bytes:
     """The session as a reconnect would resume it: the user and the settled positions."""
     subs = {c: v for c, v in conn.subs.items() if v is not RECOVERING}
-    user = conn.identity.user if conn.identity is not None else ""
-    return encode_session(user, subs)
+    ident = conn.identity
+    if ident is None:
+        return encode_session("", subs)
+    return encode_session(ident.user, subs, ident.api_subs)

@@ -19,10 +19,19 @@ a channel's ``max_subscribers``, a broker that cannot be reached. A channel that
 fails one is left out of the welcome and gets ``error {code, channel}`` (no
 ``id``: the server ended, here never started, that subscription). The grants are
 implied: the backend named the channel.
+
+The server API's ``subscribe``/``unsubscribe`` (docs/api.md) do the same on an open
+connection (``join_open``, ``leave_open``): the connection is told with
+``subscribed {channel, epoch, offset}`` (the position it was joined at, from which
+its ``msg``s follow) or ``unsubscribed {channel}``, and the channel is added to (or
+taken from) the identity's ``server_subs`` and ``api_subs``. ``api_subs`` is saved in
+the session record, so a resumed session is subscribed again before its welcome
+(``with_api_subs``) on whichever node it reconnects to.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Protocol
 
 from staywire.brokers.base import Broker
@@ -34,12 +43,13 @@ from staywire.protocol.recovery import merge_live
 from staywire.protocol.state import ConnState
 from staywire.protocol.stream import Position, Publication
 from staywire.protocol.state import ConnectionStateMachine
+from staywire.server.auth import Identity
 from staywire.server.hub import Subscriber
 from staywire.server.membership import Membership
 from staywire.server.presence import Present, Presence
 from staywire.server.transport import text_frame
 
-__all__ = ["RECOVERING", "Joined", "ServerSubs", "msg_frame"]
+__all__ = ["RECOVERING", "Joined", "ServerSubs", "carry_over", "msg_frame", "with_api_subs"]
 
 RECOVERING = object()  # a subscription's value while its recovery is in flight
 
@@ -51,10 +61,12 @@ class Conn(Subscriber, Present, Protocol):
 
     sm: ConnectionStateMachine
     subs: dict[str, Any]
+    identity: Identity | None
 
     def send_error(self, code: ErrorCode, reason: str, request_id: int | None = None,
                    channel: str | None = None) -> None: ...
     def enqueue(self, frame: bytes) -> None: ...
+    def send(self, obj: dict[str, Any]) -> None: ...
 
 
 def msg_frame(pub: Publication) -> bytes:
@@ -123,6 +135,63 @@ class ServerSubs:
         if not conn.recovering:
             conn.recovering = None
 
+    async def join_open(self, conn: Conn, channel: str) -> tuple[ErrorCode, str] | None:
+        """The server API's ``subscribe`` on one open connection: join ``channel``, say
+        ``subscribed`` with the position joined at, then its ``msg``s. ``None``: joined
+        (or had it already, and keeps it as a server-side subscription); else why not."""
+        cfg = self.config
+        if channel in conn.subs:
+            # Subscribed by the client already: the same server subscription goes on (the
+            # client keeps its own position); it is now also the server's.
+            try:
+                top = (await self.broker.history(channel, None)).position
+            except BrokerUnavailable:
+                return ErrorCode.UNAVAILABLE, "broker unavailable"
+            if conn.sm.state != ConnState.OPEN or channel not in conn.subs:
+                return ErrorCode.NOT_SUBSCRIBED, "closed or unsubscribed meanwhile"
+            _mark(conn, channel, True)
+            conn.send(_subscribed(channel, top))
+            return None
+        if len(conn.subs) >= cfg.max_subscriptions:
+            return ErrorCode.TOO_MANY_SUBSCRIPTIONS, "too many subscriptions"
+        opts = cfg.channel(channel)
+        if (opts.max_subscribers is not None
+                and self.membership.count(channel) >= opts.max_subscribers):
+            return ErrorCode.CHANNEL_FULL, "the channel has max_subscribers already"
+        # Joined first, then the top read, as at connect: what is published in between
+        # waits in ``conn.recovering`` and follows ``subscribed`` in order.
+        if conn.recovering is None:
+            conn.recovering = {}
+        conn.recovering[channel] = []
+        conn.subs[channel] = RECOVERING
+        try:
+            await self.membership.join(channel, conn)
+            top = (await self.broker.history(channel, None)).position
+        except BrokerUnavailable:
+            self.abort(conn, channel)
+            return ErrorCode.UNAVAILABLE, "broker unavailable"
+        recovering = conn.recovering
+        if conn.sm.state != ConnState.OPEN or recovering is None or channel not in recovering:
+            return ErrorCode.NOT_SUBSCRIBED, "closed or unsubscribed meanwhile"
+        _mark(conn, channel, True)
+        conn.send(_subscribed(channel, top))
+        for pub in merge_live(top.offset, top.epoch, recovering.pop(channel)):
+            conn.enqueue(msg_frame(pub))
+        if not conn.recovering:
+            conn.recovering = None
+        conn.subs[channel] = top
+        return None
+
+    def leave_open(self, conn: Conn, channel: str) -> bool:
+        """The server API's ``unsubscribe`` on one connection: whether it had the channel
+        (whoever subscribed it); if so it leaves it and is told ``unsubscribed``."""
+        _mark(conn, channel, False)
+        if channel not in conn.subs:
+            return False
+        self.abort(conn, channel)
+        conn.send({"type": "unsubscribed", "channel": channel})
+        return True
+
     def abort(self, conn: Conn, channel: str) -> None:
         conn.subs.pop(channel, None)
         if conn.recovering is not None:
@@ -131,6 +200,39 @@ class ServerSubs:
                 conn.recovering = None
         self.membership.leave(channel, conn)
         self.presence.left(channel, conn, gone=False)
+
+
+def _subscribed(channel: str, top: Position) -> dict[str, Any]:
+    return {"type": "subscribed", "channel": channel, "epoch": top.epoch, "offset": top.offset}
+
+
+def _mark(conn: Conn, channel: str, on: bool) -> None:
+    """Add ``channel`` to (or take it from) the identity's server-made subscriptions."""
+    ident = conn.identity
+    if ident is None:
+        return
+    server = tuple(c for c in ident.server_subs if c != channel)
+    api = tuple(c for c in ident.api_subs if c != channel)
+    if on:
+        server, api = server + (channel,), api + (channel,)
+    conn.identity = dataclasses.replace(ident, server_subs=server, api_subs=api)
+
+
+def with_api_subs(identity: Identity, api_subs: list[str]) -> Identity:
+    """A resumed session's identity: the server API's channels are server-side again."""
+    if not api_subs:
+        return identity
+    extra = tuple(c for c in dict.fromkeys(api_subs) if c not in identity.server_subs)
+    return dataclasses.replace(identity, server_subs=identity.server_subs + extra,
+                               api_subs=tuple(dict.fromkeys(api_subs)))
+
+
+def carry_over(old: Identity | None, new: Identity) -> Identity:
+    """An in-band token refresh keeps the channels the server subscribed (a token does not
+    name them: they were granted by the connect answer or the server API)."""
+    if old is None or not old.server_subs:
+        return new
+    return dataclasses.replace(new, server_subs=old.server_subs, api_subs=old.api_subs)
 
 
 def positions(joined: Joined) -> list[dict[str, Any]]:

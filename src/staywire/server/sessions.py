@@ -36,6 +36,9 @@ class ResumeFailed:
 class SessionRecord(msgspec.Struct):
     user: str
     subs: dict[str, Position] = {}
+    # The channels the server API subscribed the session to (``subscribe``): joined
+    # server-side again when the session resumes, on any node.
+    api_subs: list[str] = []
 
 
 class _StoredRecord(msgspec.Struct):
@@ -43,6 +46,7 @@ class _StoredRecord(msgspec.Struct):
     # Records written before 0.1.0's Position type held ``[epoch, offset]`` arrays; a
     # node reading one during a rolling upgrade must still resume that session.
     subs: dict[str, Position | tuple[str, int]] = {}
+    api_subs: list[str] = []
 
 
 _decoder = msgspec.json.Decoder(_StoredRecord)
@@ -54,11 +58,13 @@ def decode_session(raw: bytes) -> SessionRecord | None:
     except msgspec.DecodeError:
         return None
     return SessionRecord(stored.user, {
-        c: p if isinstance(p, Position) else Position(p[0], p[1]) for c, p in stored.subs.items()})
+        c: p if isinstance(p, Position) else Position(p[0], p[1]) for c, p in stored.subs.items()},
+        stored.api_subs)
 
 
-def encode_session(user: str, subs: dict[str, Position]) -> bytes:
-    return msgspec.json.encode(SessionRecord(user=user, subs=subs))
+def encode_session(user: str, subs: dict[str, Position],
+                   api_subs: tuple[str, ...] = ()) -> bytes:
+    return msgspec.json.encode(SessionRecord(user=user, subs=subs, api_subs=list(api_subs)))
 
 
 class Sessions:

@@ -14,7 +14,7 @@ from typing import Generic, Protocol, TypeVar
 
 from staywire.protocol.codes import CloseCode
 from staywire.server.auth import Identity
-from staywire.server.metrics import Stats
+from staywire.server.metrics import NOTABLE_CLOSES, Stats
 
 __all__ = ["ConnectionTable", "Tracked"]
 
@@ -74,5 +74,9 @@ class ConnectionTable(Generic[C]):
             del self.per_ip[conn.ip]
         code = conn.close_code if conn.close_code is not None else int(CloseCode.ABNORMAL)
         self._stats.closes[code] += 1
+        if code in NOTABLE_CLOSES:
+            ident = conn.identity
+            self._stats.recent_closes.append((time.time(), code, conn.close_reason or "",
+                                              ident.user if ident else "", conn.id))
         log.info("close conn=%s ip=%s code=%d reason=%s duration=%.1fs", conn.id, conn.ip, code,
                  conn.close_reason or "-", time.monotonic() - conn.opened_at)

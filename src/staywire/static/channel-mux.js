@@ -224,6 +224,36 @@ export class ChannelMux {
     }
   }
 
+  /**
+   * `subscribed`: the server joined this open connection to a channel (the server API). A
+   * channel it had no subscription of is live from that position (its `msg`s follow); one a
+   * tab subscribed already goes on as it is, on the same server subscription.
+   * @param {ServerSub} p
+   */
+  serverJoined(p) {
+    const ch = this._channel(p.channel);
+    ch.serverSide = true;
+    if (ch.cursor.state !== CursorState.IDLE) return;
+    if (ch.cursor.joined(p.epoch, p.offset) !== null) {
+      this._sendUnsub(ch, true);
+      return;
+    }
+    for (const w of [...ch.waiting]) this._answerIfCovered(ch, w);
+    if (ch.waiting.length > 0) this._rewind(ch);
+  }
+
+  /**
+   * `unsubscribed`: the server took the connection out of the channel (the server API): every
+   * tab's Subscription of it ends (`subend`), with no error.
+   * @param {string} name
+   */
+  serverLeft(name) {
+    const ch = this.channels.get(name);
+    if (!ch) return;
+    this.channels.delete(name);
+    for (const tab of ch.tabs) this._emit({ t: 'subend', to: tab, channel: name });
+  }
+
   /** The connection is gone, and every subscription with it: each join waits for a `sub` on the next. */
   connectionLost() {
     for (const ch of this.channels.values()) {

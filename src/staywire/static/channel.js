@@ -139,6 +139,15 @@ export class Subscription extends Emitter {
     this._rejectReady(err);
   }
 
+  /** The server ended the subscription (the server API's unsubscribe): no error. */
+  _end() {
+    if (this.state === SubscriptionState.CLOSED) return;
+    this.state = SubscriptionState.CLOSED;
+    this._held = [];
+    this._rejectReady(new Error('unsubscribed by the server'));
+    this.emit('end', { channel: this.channel });
+  }
+
   /** @param {Publication} msg */
   _deliver(msg) {
     const p = this.position;

@@ -62,6 +62,10 @@ export class Hub {
     });
     /** @type {Map<number, {push: Push, kind: string, channel?: string, seq?: number, ch?: ChannelState, tab?: string, rid?: number, key?: string, adopted?: boolean, pub?: QueuedPub}>} */
     this._pushes = new Map();
+    /** @type {import('./channel-mux.js').ServerSub[]} this connection's server-side subscriptions */
+    this._serverSubs = [];
+    /** the welcome `_serverSubs` started from (the state event may come before its own) */
+    this._serverSubsOf = null;
     this._now = clock.now ?? (() => Date.now());
     const emit = (/** @type {any} */ msg) => this._emit(msg);
     /** @type {import('./channel-mux.js').SendRequest} */
@@ -119,7 +123,7 @@ export class Hub {
     s.on('late', () => this._status());
     s.on('welcome', (/** @type {any} */ welcome) => {
       this._pubs.pace(welcome?.rate_limit);
-      this._mux.serverSubscribed(serverSubs(welcome));
+      this._mux.serverSubscribed(this._currentServerSubs());
       this._onOpen();
     });
     s.on('close', (/** @type {{code: number, reason: string}} */ info) => this._onClosed(info));
@@ -176,7 +180,8 @@ export class Hub {
       lastClose: s.lastClose,
       session: s.session,
       // The tabs make a Subscription of each (staywire.js, serverSubscriptions).
-      serverSubs: s.state === State.OPEN ? serverSubs(s.welcome) : [],
+      // The welcome's, as the server API changed them since (subscribed / unsubscribed).
+      serverSubs: s.state === State.OPEN ? this._currentServerSubs() : [],
       channels: this._mux.channels.size,
       adopted: this.adopted,
       removeFailures: this._removals.failures,
@@ -305,6 +310,37 @@ export class Hub {
     this._sweep(connId);
   }
 
+  /**
+   * The server API joined (`subscribed`) or left (`unsubscribed`) a channel for this
+   * connection: the mux follows, and every tab gets the new list (staywire.js makes or ends
+   * its Subscription in `serverSubscriptions`).
+   * @param {any} msg
+   */
+  _serverChanged(msg) {
+    if (typeof msg.channel !== 'string') return;
+    const rest = this._currentServerSubs().filter((p) => p.channel !== msg.channel);
+    if (msg.type === 'subscribed') {
+      const [p] = serverSubs({ server_subs: [msg] });
+      if (!p) return;
+      this._mux.serverJoined(p);
+      this._serverSubs = [...rest, p];
+    } else {
+      this._mux.serverLeft(msg.channel);
+      this._serverSubs = rest;
+    }
+    this._emit({ t: 'serversubs', connId: this.socket.connId, serverSubs: this._serverSubs });
+  }
+
+  /** The connection's server-side subscriptions: its welcome's, as the server API changed them. */
+  _currentServerSubs() {
+    const welcome = this.socket.welcome;
+    if (welcome !== this._serverSubsOf) {
+      this._serverSubsOf = welcome;
+      this._serverSubs = serverSubs(welcome);
+    }
+    return this._serverSubs;
+  }
+
   /** @param {{code: number, reason: string}} info */
   _onClosed(info) {
     this._mux.connectionLost();
@@ -335,6 +371,10 @@ export class Hub {
     if ((msg.type === 'ack' || msg.type === 'result' || msg.type === 'error') && msg.id !== undefined) {
       const entry = this._pushes.get(msg.id);
       if (entry) entry.push.reply(msg);
+      return;
+    }
+    if (msg.type === 'subscribed' || msg.type === 'unsubscribed') {
+      this._serverChanged(msg);
       return;
     }
     if (msg.type === 'error' && typeof msg.channel === 'string') {

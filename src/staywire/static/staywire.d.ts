@@ -159,7 +159,8 @@ export interface ClientEvents {
   outbox: (size: number) => void;
   /** A publication of a channel the server subscribed this client to (`serverSubscriptions`). */
   publication: (data: any, msg: Publication) => void;
-  /** The server subscribed this client to a channel (the connect proxy's answer). */
+  /** The server subscribed this client to a channel (the connect proxy's answer, or the
+   * server API's `subscribe` while connected). */
   serverSubscription: (sub: Subscription) => void;
   /** Terminal: ConnectionClosed, Unauthorized or ReconnectFailed. */
   error: (err: Error) => void;
@@ -203,6 +204,8 @@ export interface SubscriptionEvents {
   recovery: (info: RecoveryEvent) => void;
   joined: (info: { channel: string; recovered: boolean; first: boolean }) => void;
   error: (err: Error) => void;
+  /** The server ended it (the server API's `unsubscribe`): no error, nothing more follows. */
+  end: (info: { channel: string }) => void;
 }
 
 export declare class Subscription extends Emitter<SubscriptionEvents> {
@@ -237,8 +240,9 @@ export declare class Client extends Emitter<ClientEvents> {
   readonly status: ClientStatus;
   readonly error: Error | null;
   /**
-   * The channels the server subscribed this client to (welcome.server_subs), recovered after
-   * every reconnect like the client's own subscriptions.
+   * The channels the server subscribed this client to (welcome.server_subs, and the server
+   * API's `subscribed`/`unsubscribed` while connected), recovered after every reconnect like
+   * the client's own subscriptions.
    */
   readonly serverSubscriptions: Map<string, Subscription>;
   /** Resolves when first OPEN; rejects on a terminal close or when the retry budget is spent. */

@@ -295,6 +295,22 @@ export class Client extends Emitter {
       case 'presence':
         this._subs.get(msg.channel)?._presenceEvent(msg.kind, msg.member);
         return;
+      case 'serversubs':
+        // The server API changed this connection's server-side subscriptions.
+        if (msg.connId === this._connId && Array.isArray(msg.serverSubs)) {
+          this._serverSubscribed(msg.serverSubs);
+        }
+        return;
+      case 'subend': {
+        const sub = this._subs.get(msg.channel);
+        if (sub) {
+          this._subs.delete(msg.channel);
+          if (this.serverSubscriptions.get(msg.channel) === sub) this.serverSubscriptions.delete(msg.channel);
+          sub.serverSide = false;
+          sub._end();
+        }
+        return;
+      }
       case 'subfail': {
         const sub = this._subs.get(msg.channel);
         if (sub) {
