@@ -180,6 +180,7 @@ class ServerSubs:
         if not conn.recovering:
             conn.recovering = None
         conn.subs[channel] = top
+        self.presence.joined(channel, conn)
         return None
 
     def leave_open(self, conn: Conn, channel: str) -> bool:
