@@ -44,8 +44,8 @@ class ChannelOptions:
     history_ttl: float = 300.0  # seconds they are kept
     history_max_bytes: int | None = None  # bound on the data bytes kept; None: unbounded
     recovery: bool = True  # a `sub` with `since` replays missed publications
-    presence: bool = False  # subscribers may ask who is subscribed
-    join_leave: bool = False  # subscribers who ask get `join` and `leave` events
+    presence: bool = False  # subscribers may ask who is subscribed (server/presence.py)
+    join_leave: bool = False  # subscribers get `join` and `leave` events, per user
     presence_max_members: int = 1000  # over it, presence answers the counts only
     publish: bool = True  # clients may publish; false: only the backend (server API)
     anonymous_read: bool | None = None  # anonymous may subscribe; None: anonymous_channels
@@ -169,10 +169,6 @@ def parse_channel_rules(tables: Any, source: str, text: str | None = None) -> Ch
         if values.get("join_leave") and not values.get("presence"):
             raise ConfigError(f"{where(pattern, 'join_leave')}: channels.{pattern!r}: "
                               "join_leave needs presence = true")
-        if values.get("presence"):
-            # Reserved, not silently ignored: nothing answers presence requests yet.
-            raise ConfigError(f"{where(pattern, 'presence')}: channels.{pattern!r}: "
-                              "presence is not available in this version of Staywire")
         rules.append(_Rule(Glob(pattern), tuple(values.items()), lines.get((pattern, None))))
     for i, a in enumerate(rules):
         for b in rules[i + 1:]:

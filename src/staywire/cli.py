@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from importlib.metadata import entry_points
 from typing import Any
 
+from staywire.channel_options import parse_channel_rules
 from staywire.exceptions import ConfigError
 
 __all__ = ["main"]
@@ -23,6 +24,10 @@ _COMMANDS = "staywire.commands"
 # How to get a known subcommand of such a distribution when it is not installed.
 _INSTALL_HINTS = {"bench": "pip install -e bench/ from the Staywire checkout (or: make bench)"}
 
+
+# ``--demo`` without [channels] tables: its rooms have presence and join/leave events.
+DEMO_CHANNELS = parse_channel_rules({"room:*": {"presence": True, "join_leave": True}},
+                                    "--demo")
 
 def _serve_parser(sub: Any) -> None:
     p = sub.add_parser("serve", help="run a Staywire server",
@@ -58,6 +63,10 @@ def _serve_parser(sub: Any) -> None:
     p.add_argument("--rate-bytes-burst", type=float)
     p.add_argument("--history-size", type=int)
     p.add_argument("--history-ttl", type=float)
+    p.add_argument("--presence-grace", type=float,
+                   help="seconds a dropped connection stays a presence member (default 5)")
+    p.add_argument("--presence-ttl", type=float,
+                   help="Redis: seconds a node's members outlive its last heartbeat (default 15)")
     p.add_argument("--dedupe-window", type=float,
                    help="seconds an idempotency key is remembered")
     p.add_argument("--drain-window", type=float)
@@ -86,6 +95,8 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"staywire: {exc}", file=sys.stderr)
         return 2
+    if config.demo and not config.channels:
+        config = config.replace(channels=DEMO_CHANNELS)  # the demo shows who is in the room
     logging.basicConfig(level=config.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("staywire.picows").setLevel(logging.WARNING)

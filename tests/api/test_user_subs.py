@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from staywire.api import ApiClient, ApiError, Batch
-from staywire.client import ConnectionState
+from staywire.client import ConnectionState, Join, Leave
 from staywire.client.auth import AuthMode
 from tests.api.conftest import API_KEY, NODE
 from tests.client.helpers import eventually, make_token
@@ -202,3 +202,24 @@ async def test_after_unsubscribe_a_resumed_session_does_not_rejoin(api_server, a
                      and alice.welcome.client != first, what="reconnected")
     assert alice.welcome.resumed and alice.welcome.server_subs == []
     assert alice.server_subscriptions == {}
+
+
+async def test_a_user_subscribed_by_the_api_is_a_presence_member(server_factory, tmp_path: Path,
+                                                                 client_factory) -> None:
+    path = tmp_path / "staywire.toml"
+    path.write_text('[channels."room:*"]\npresence = true\njoin_leave = true\n')
+    srv = server_factory(config=str(path), **NODE)
+    bob = client_factory(srv.url, token=make_token("bob", channels=ROOMS))
+    alice = client_factory(srv.url, token=make_token("alice", channels=ROOMS))
+    await asyncio.gather(bob.connect(), alice.connect())
+    async with bob.subscribe("room:api") as room:
+        assert isinstance(await _next(room), Join)  # bob's own join
+        with ApiClient(srv.api, API_KEY) as api:
+            await asyncio.to_thread(api.subscribe, "alice", "room:api")
+            join = await _next(room)
+            assert (type(join), join.user) == (Join, "alice")
+            assert (await room.presence()).users == 2
+            await asyncio.to_thread(api.unsubscribe, "alice", "room:api")
+            leave = await _next(room)  # after the unsub window (1 s)
+            assert (type(leave), leave.user) == (Leave, "alice")
+        assert await room.presence_stats() == (1, 1)

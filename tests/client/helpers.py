@@ -9,7 +9,7 @@ from typing import Any
 
 import jwt
 
-from staywire.client import Message, Recovery, Subscription
+from staywire.client import Join, Leave, Message, Recovery, Subscription
 
 SECRET = "client-tests-secret-that-is-long-enough-for-hs256"
 
@@ -41,7 +41,8 @@ class Collector:
         self.sub = sub
         self.messages: list[Message] = []
         self.recoveries: list[Recovery] = []
-        self.items: list[Message | Recovery] = []  # both, in delivery order
+        self.presence: list[Join | Leave] = []  # join_leave channels
+        self.items: list[Message | Recovery | Join | Leave] = []  # all, in delivery order
         self.error: BaseException | None = None
         self.task = asyncio.get_running_loop().create_task(self._read())
 
@@ -51,6 +52,8 @@ class Collector:
                 self.items.append(item)
                 if isinstance(item, Message):
                     self.messages.append(item)
+                elif isinstance(item, Join | Leave):
+                    self.presence.append(item)
                 else:
                     self.recoveries.append(item)
         except Exception as exc:  # noqa: BLE001 - kept for the test to inspect

@@ -87,6 +87,17 @@ anonymous_read = false
     assert cfg.channel("other").recovery is False and cfg.channel("other").history_size == 7
 
 
+def test_presence_options_are_read_per_channel(tmp_path: Path) -> None:
+    path = _write(tmp_path, 'presence_max_members = 50\n[channels."room:*"]\npresence = true\n'
+                  'join_leave = true\n[channels."big:*"]\npresence = true\n'
+                  'presence_max_members = 10000\n')
+    cfg = load_config(env={}, path=path)
+    room, big, other = cfg.channel("room:1"), cfg.channel("big:1"), cfg.channel("x")
+    assert (room.presence, room.join_leave, room.presence_max_members) == (True, True, 50)
+    assert (big.presence, big.join_leave, big.presence_max_members) == (True, False, 10000)
+    assert not other.presence
+
+
 def test_without_channel_tables_every_channel_has_the_top_level_settings() -> None:
     cfg = load_config(env={}, overrides={"history_size": 3, "presence_max_members": 9})
     opts = cfg.channel("x")
@@ -97,9 +108,10 @@ def test_without_channel_tables_every_channel_has_the_top_level_settings() -> No
     ('port = 1\n\n[channels."room:*"]\npresense = true\n', 4, "unknown option 'presense'"),
     ('[channels."room:*"]\nrecovery = true\n\n[channels."*:room"]\nrecovery = true\n', 1,
      "equally specific"),
-    # Reserved until presence is built: refused, never accepted and ignored.
-    ('[channels."room:*"]\nhistory_size = 5\npresence = true\n', 3,
-     "presence is not available"),
+    ('[channels."room:*"]\nhistory_size = 5\njoin_leave = true\n', 3,
+     "join_leave needs presence = true"),
+    ('[channels."room:*"]\npresence = true\npresence_max_members = 0\n', 3,
+     "presence_max_members must be > 0"),
     ('[channels."room:*"]\nhistory_size = "ten"\n', 2, "history_size must be a number"),
     ('[channels."room:*"]\nhistory_size = -1\n', 2, "history_size must be >= 0"),
     ('[channels."room:*"]\npresence = 1\n', 2, "presence must be true or false"),

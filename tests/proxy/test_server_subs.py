@@ -129,3 +129,34 @@ async def test_python_client_ends_one_the_server_no_longer_subscribes(
         assert [item async for item in gone] == []  # ended, not failed
     finally:
         await client.close()
+
+
+async def test_a_server_side_subscription_is_a_presence_member_with_its_data(
+        backend: Backend, staywire) -> None:
+    """Joined by the connect answer, the member shows the answer's small ``data`` as its
+    ``info``; a later connection of the same user is no second join."""
+    backend.answer["connect"] = {"result": {"user": "42", "subscriptions": ["room:42"],
+                                            "data": {"name": "Ada"}}}
+    server = await staywire(connect_proxy_url=f"{backend.url}/connect",
+                            channels=parse_channel_rules(
+                                {"room:*": {"presence": True, "join_leave": True}}, "test"))
+    async with connect(ws_url(server)) as ws:
+        welcome = await expect(ws, "welcome")
+        join = await expect(ws, "join")  # its own: the subscription is live
+        assert join == {"type": "join", "channel": "room:42",
+                        "member": {"client": welcome["client"], "user": "42",
+                                   "info": {"name": "Ada"}}}
+        async with connect(ws_url(server)) as again:
+            second = await expect(again, "welcome")
+            reply = await request(again, {"type": "presence", "id": 1, "channel": "room:42"})
+            assert (reply["data"]["clients"], reply["data"]["users"]) == (2, 1)
+            assert {m["client"] for m in reply["data"]["members"]} == {welcome["client"],
+                                                                       second["client"]}
+            stats = await request(ws, {"type": "presence_stats", "id": 2, "channel": "room:42"})
+            assert stats == {"type": "result", "id": 2, "data": {"clients": 2, "users": 1}}
+        off = await request(ws, {"type": "presence", "id": 3, "channel": "news"})
+        assert (off["type"], off["code"]) == ("error", "presence_disabled")
+        away = await request(ws, {"type": "presence", "id": 5, "channel": "room:other"})
+        assert (away["type"], away["code"]) == ("error", "not_subscribed")
+        bad = await request(ws, {"type": "presence", "id": 4, "channel": "bad channel!"})
+        assert (bad["type"], bad["code"]) == ("error", "bad_request")

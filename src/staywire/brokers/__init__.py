@@ -7,11 +7,13 @@ from typing import TYPE_CHECKING
 from staywire.brokers.base import Broker, HistoryLimits
 from staywire.brokers.control import ControlPlane, MemoryControl
 from staywire.brokers.memory import MemoryBroker
+from staywire.brokers.presence import MemoryPresence, PresenceStore
 
 if TYPE_CHECKING:
     from staywire.config import Config
 
-__all__ = ["Broker", "ControlPlane", "MemoryBroker", "create_broker", "create_control"]
+__all__ = ["Broker", "ControlPlane", "MemoryBroker", "create_broker", "create_control",
+           "create_presence"]
 
 
 def create_broker(config: Config) -> Broker:
@@ -31,6 +33,18 @@ def create_broker(config: Config) -> Broker:
     return RedisBroker(config.broker, history_size=config.history_size,
                        history_ttl=config.history_ttl, dedupe_window=config.dedupe_window,
                        policy=policy)
+
+
+def create_presence(config: Config, broker: Broker) -> PresenceStore:
+    """Where presence lives: in this process beside a memory broker, else in the same
+    Redis as the broker (``presence_redis.py``), with ``presence_ttl``."""
+    from staywire.brokers.redis import RedisBroker
+
+    if isinstance(broker, RedisBroker):
+        from staywire.brokers.presence_redis import RedisPresence
+
+        return RedisPresence(broker.url, prefix=broker.prefix, ttl=config.presence_ttl)
+    return MemoryPresence()
 
 
 def create_control(config: Config) -> ControlPlane:

@@ -156,6 +156,7 @@ class RedisBroker(Broker):
             raise ConfigError("history_ttl and dedupe_window must be > 0")
         if reconnect_backoff_max <= 0:
             raise ConfigError("reconnect_backoff_max must be > 0")
+        self.url = url  # presence_redis.py uses the same Redis
         self._history_size = history_size
         default = HistoryLimits(history_size, history_ttl)
         self._policy: HistoryPolicy = policy or (lambda channel: default)  # per-channel options
@@ -204,6 +205,10 @@ class RedisBroker(Broker):
         self._closed = False
 
     # -- keys -----------------------------------------------------------------
+
+    @property
+    def prefix(self) -> str:
+        return self._prefix
 
     def _key(self, channel: str, suffix: str) -> str:
         return f"{self._prefix}{{{channel}}}:{suffix}"

@@ -3,7 +3,9 @@
 from staywire.client.auth import AuthMode
 from staywire.client.client import Client
 from staywire.client.state import CloseInfo, ConnectionState, StateChange
-from staywire.client.subscription import Message, Recovery, Subscription
+from staywire.client.subscription import (
+    Join, Leave, Member, Message, Presence, Recovery, Subscription,
+)
 from staywire.protocol.backoff import Backoff
 from staywire.protocol.positions import Position
 
@@ -13,8 +15,12 @@ __all__ = [
     "Client",
     "CloseInfo",
     "ConnectionState",
+    "Join",
+    "Leave",
+    "Member",
     "Message",
     "Position",
+    "Presence",
     "Recovery",
     "StateChange",
     "Subscription",

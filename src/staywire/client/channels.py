@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from staywire.client import messages as m
 from staywire.client.link import Link
 from staywire.client.requests import Request, Requests
-from staywire.client.subscription import Message, Recovery, Subscription
+from staywire.client.subscription import Join, Leave, Message, Recovery, Subscription
 from staywire.exceptions import ConnectionClosed, RequestError
 from staywire.protocol.backoff import jittered
 from staywire.protocol.codes import ErrorCode
@@ -219,6 +219,18 @@ class Channels:
             self._stats["gaps"] += 1
             log.warning("gap before offset %d on %s", msg.offset, msg.channel)
         item = Message(msg.channel, msg.epoch, msg.offset, msg.data)
+        for sub in channel.subs:
+            sub._push(item)
+
+    def on_presence(self, msg: m.Join | m.Leave) -> None:
+        """A ``join`` or ``leave`` of a channel with ``join_leave``: to its subscriptions,
+        in the order it arrived among the channel's messages."""
+        channel = self._channels.get(msg.channel)
+        if channel is None:
+            return
+        who = msg.member
+        item: Join | Leave = (Join if isinstance(msg, m.Join) else Leave)(
+            msg.channel, who.user, who.client, who.info)
         for sub in channel.subs:
             sub._push(item)
 

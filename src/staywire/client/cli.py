@@ -19,7 +19,7 @@ from typing import Any
 from staywire.client.auth import AuthMode
 from staywire.client.client import Client
 from staywire.client.state import ConnectionState, StateChange
-from staywire.client.subscription import Message
+from staywire.client.subscription import Join, Leave, Message
 from staywire.exceptions import ClientError
 
 __all__ = ["register"]
@@ -119,6 +119,10 @@ async def _sub(args: argparse.Namespace) -> int:
                 seen += 1
                 if args.count is not None and seen >= args.count:
                     return EXIT_OK
+            elif isinstance(item, Join | Leave):
+                who = item.user or f"anonymous {item.client}"
+                verb = "joined" if isinstance(item, Join) else "left"
+                print(f"staywire: {who} {verb} {item.channel}", file=sys.stderr, flush=True)
             else:
                 why = "stream recreated" if item.epoch_changed else "history incomplete"
                 print(

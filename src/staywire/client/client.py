@@ -483,6 +483,20 @@ class Client:
         except TimeoutError:
             raise RequestTimeout(f"rpc {method!r}: no result within {timeout:g} s") from None
 
+    async def _presence(self, channel: str, stats: bool, timeout: float = 10.0) -> Any:
+        """``Subscription.presence()`` and ``presence_stats()``: one request, one result."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._wait_open()
+                link = self._link
+                if link is None:
+                    raise ConnectionClosed(ABNORMAL, "connection lost")
+                return await self._requests.ask(
+                    link, lambda rid: m.encode_presence(rid, channel, stats))
+        except TimeoutError:
+            raise RequestTimeout(f"presence of {channel!r}: no answer within {timeout:g} s"
+                                 ) from None
+
     @property
     def outbox_size(self) -> int:
         """Publishes not yet acknowledged (including ones restored from ``outbox_path``)."""

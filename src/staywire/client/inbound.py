@@ -90,6 +90,8 @@ class Router:
                 self._on_server_sub(link, msg)
         elif isinstance(msg, m.Drain):
             self._on_drain(link, msg.reconnect_in_ms)
+        elif isinstance(msg, m.Join | m.Leave):
+            self._channels.on_presence(msg)
 
     def _on_ack(self, link: Link, ack: m.Ack) -> None:
         if self._publisher.on_ack(ack):

@@ -19,6 +19,8 @@ __all__ = [
     "Ack",
     "Drain",
     "Error",
+    "Join",
+    "Leave",
     "Msg",
     "Ping",
     "Pong",
@@ -30,6 +32,7 @@ __all__ = [
     "decode",
     "encode_auth",
     "encode_ping",
+    "encode_presence",
     "encode_pong",
     "encode_pub",
     "encode_rpc",
@@ -119,8 +122,26 @@ class Drain(_Base, frozen=True, tag="drain"):
     reconnect_in_ms: float = 0.0
 
 
+class MemberInfo(msgspec.Struct, frozen=True):
+    """A member of a presence channel, as the server sends it."""
+
+    client: str
+    user: str = ""
+    info: Any = None
+
+
+class Join(_Base, frozen=True, tag="join"):
+    channel: str
+    member: MemberInfo
+
+
+class Leave(_Base, frozen=True, tag="leave"):
+    channel: str
+    member: MemberInfo
+
+
 ServerMessage = (Welcome | Ack | Result | Msg | Ping | Pong | Error | Drain | Subscribed
-                 | Unsubscribed)
+                 | Unsubscribed | Join | Leave)
 _decoder: Final = msgspec.json.Decoder(ServerMessage)
 _encoder: Final = msgspec.json.Encoder()
 
@@ -167,6 +188,11 @@ def encode_rpc(request_id: int, method: str, data: bytes) -> bytes:
     return _encoder.encode(
         {"type": "rpc", "id": request_id, "method": method, "data": msgspec.Raw(data)}
     )
+
+
+def encode_presence(request_id: int, channel: str, stats: bool) -> bytes:
+    kind = "presence_stats" if stats else "presence"
+    return _encoder.encode({"type": kind, "id": request_id, "channel": channel})
 
 
 def encode_ping(t: float) -> bytes:

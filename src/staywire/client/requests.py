@@ -7,6 +7,7 @@ client (a ``pub`` takes its id from here too, though the outbox tracks it).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -59,11 +60,16 @@ class Requests:
 
     async def call(self, link: Link, method: str, payload: bytes) -> Any:
         """Send an ``rpc`` on ``link`` and wait for its result."""
+        return await self.ask(link, lambda rid: m.encode_rpc(rid, method, payload))
+
+    async def ask(self, link: Link, encode: Callable[[int], bytes]) -> Any:
+        """Send the request ``encode(id)`` makes (``rpc``, ``presence``...) and wait for
+        its ``result``; an ``error`` reply raises ``RequestError``."""
         rid = self.new_id()
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[rid] = Request[Any]("rpc", future=fut)
         try:
-            link.send(m.encode_rpc(rid, method, payload))
+            link.send(encode(rid))
             return await fut
         finally:
             self._pending.pop(rid, None)

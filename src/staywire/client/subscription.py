@@ -5,6 +5,8 @@ contract (no gap, no duplicate, in offset order), and a queue read by the
 application keeps that order even when the application is slower than the
 network. A ``Recovery`` item sits in that same order, exactly where the
 stream stopped being complete, so the application knows which state to refetch.
+On a channel with ``join_leave`` (docs/configuration.md), ``Join`` and ``Leave``
+items come the same way, in the order the server sent them among the messages.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from typing import Any, Protocol, Self
 from staywire.exceptions import ConnectionClosed
 from staywire.protocol.positions import Position
 
-__all__ = ["Message", "Recovery", "Subscription"]
+__all__ = ["Item", "Join", "Leave", "Member", "Message", "Presence", "Recovery",
+           "Subscription"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +50,54 @@ class Recovery:
     position: Position | None
 
 
+@dataclass(frozen=True, slots=True)
+class Member:
+    """One client of one user on a presence channel; ``user`` is "" for anonymous ones,
+    ``info`` the connection's data from the application's backend, when it has some."""
+
+    user: str
+    client: str
+    info: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    """A user's first client joined the channel (``join_leave`` channels)."""
+
+    channel: str
+    user: str
+    client: str
+    info: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    """A user's last client left the channel (after the server's grace period)."""
+
+    channel: str
+    user: str
+    client: str
+    info: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    """Who is subscribed: ``clients`` and distinct ``users`` on every node, and the
+    members; ``stats_only`` when the channel is over ``presence_max_members`` and
+    ``members`` is left empty."""
+
+    clients: int
+    users: int
+    members: list[Member]
+    stats_only: bool = False
+
+
+Item = Message | Recovery | Join | Leave
+
+
 class _Host(Protocol):
+    async def _presence(self, channel: str, stats: bool) -> Any: ...
+
     def _attach(self, sub: Subscription) -> None: ...
 
     def _detach(self, sub: Subscription) -> None: ...
@@ -70,7 +120,7 @@ class Subscription:
     def __init__(self, host: _Host, channel: str) -> None:
         self._host = host
         self.channel = channel
-        self._items: deque[Message | Recovery | object] = deque()
+        self._items: deque[Item | object] = deque()
         self._wakeup = asyncio.Event()
         self._error: BaseException | None = None
         self._ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -114,10 +164,23 @@ class Subscription:
             self._host._detach(self)
         self._end()
 
+    async def presence(self) -> Presence:
+        """The channel's members (a channel with ``presence``); ``RequestError`` with
+        ``presence_disabled`` on another channel. Waits for the connection to be open."""
+        data = await self._host._presence(self.channel, False)
+        members = [Member(m.get("user", ""), m["client"], m.get("info"))
+                   for m in data.get("members") or []]
+        return Presence(data["clients"], data["users"], members, bool(data.get("stats_only")))
+
+    async def presence_stats(self) -> tuple[int, int]:
+        """``(clients, users)`` subscribed to the channel, on every node."""
+        data = await self._host._presence(self.channel, True)
+        return data["clients"], data["users"]
+
     def __aiter__(self) -> Subscription:
         return self
 
-    async def __anext__(self) -> Message | Recovery:
+    async def __anext__(self) -> Item:
         while not self._items:
             self._wakeup.clear()
             await self._wakeup.wait()
@@ -127,12 +190,12 @@ class Subscription:
                 raise self._error
             raise StopAsyncIteration
         self._items.popleft()
-        assert isinstance(item, Message | Recovery)
+        assert isinstance(item, Message | Recovery | Join | Leave)
         return item
 
     # -- called by the client ----------------------------------------------------------
 
-    def _push(self, item: Message | Recovery) -> None:
+    def _push(self, item: Item) -> None:
         if self._items and self._items[-1] is _END:
             return
         if isinstance(item, Message):

@@ -122,4 +122,5 @@ class ErrorCode(enum.StrEnum):
     INVALID_PARAMS = "invalid_params"
     UNAUTHORIZED = "unauthorized"  # an in-band re-auth token was rejected
     UNAVAILABLE = "unavailable"  # the broker is unreachable: nothing was published
+    PRESENCE_DISABLED = "presence_disabled"  # presence asked on a channel without ``presence``
     INTERNAL = "internal"  # the handler failed; no details are leaked

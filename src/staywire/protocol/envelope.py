@@ -22,6 +22,8 @@ __all__ = [
     "InvalidMessage",
     "Ping",
     "Pong",
+    "PresenceQuery",
+    "PresenceStatsQuery",
     "Pub",
     "Rpc",
     "Sub",
@@ -76,6 +78,20 @@ class Rpc(_Base, tag="rpc", frozen=True):
     data: msgspec.Raw = msgspec.Raw(b"null")
 
 
+class PresenceQuery(_Base, tag="presence", frozen=True):
+    """Who is subscribed to ``channel`` (a channel with the ``presence`` option)."""
+
+    id: Id
+    channel: Channel
+
+
+class PresenceStatsQuery(_Base, tag="presence_stats", frozen=True):
+    """How many clients and users are subscribed to ``channel``."""
+
+    id: Id
+    channel: Channel
+
+
 class Ping(_Base, tag="ping", frozen=True):
     t: Stamp = None
 
@@ -84,9 +100,10 @@ class Pong(_Base, tag="pong", frozen=True):
     t: Stamp = None
 
 
-Inbound = Auth | Sub | Unsub | Pub | Rpc | Ping | Pong
+Inbound = Auth | Sub | Unsub | Pub | Rpc | PresenceQuery | PresenceStatsQuery | Ping | Pong
 _decoder = msgspec.json.Decoder(Inbound)
-_KNOWN_TYPES: Final = frozenset({"auth", "sub", "unsub", "pub", "rpc", "ping", "pong"})
+_KNOWN_TYPES: Final = frozenset({"auth", "sub", "unsub", "pub", "rpc", "presence",
+                                 "presence_stats", "ping", "pong"})
 
 
 class InvalidMessage(Exception):

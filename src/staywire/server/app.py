@@ -28,7 +28,8 @@ from typing import Any
 import msgspec
 from prometheus_client import CollectorRegistry
 
-from staywire.brokers import create_broker, create_control
+from staywire.brokers import create_broker, create_control, create_presence
+from staywire.brokers.presence import PresenceStore
 from staywire.brokers.base import Broker, PublishResult
 from staywire.config import Config
 from staywire.exceptions import AuthError, ConfigError
@@ -49,6 +50,7 @@ from staywire.server.hub import Hub
 from staywire.server.membership import Membership
 from staywire.server.metrics import Stats, StatsCollector
 from staywire.server.origin import OriginPolicy
+from staywire.server.presence import Presence
 from staywire.server.publisher import Publisher
 from staywire.server.requests import RequestHandlers
 from staywire.server.router import Router
@@ -73,6 +75,7 @@ class Server:
         broker: Broker | None = None,
         authenticator: Authenticator | None = None,
         authorize: Authorizer | None = None,
+        presence: PresenceStore | None = None,
     ) -> None:
         self.config = config or Config()
         cfg = self.config
@@ -108,6 +111,9 @@ class Server:
         self.publisher = Publisher(self.broker, self.stats)
         self.faults = FaultLog(self.stats)
         self.sessions = Sessions(self.broker, cfg.session_ttl, self.background, self.faults)
+        self.presence_store = presence if presence is not None else create_presence(
+            cfg, self.broker)
+        self.presence: Presence | None = None  # made in start(), with the hub
         self.hub: Hub = None  # type: ignore[assignment]  # made in start(): needs the loop
         self.node_control: NodeControl | None = None  # made in start(), with the hub
         self.api_methods = ApiMethods(publish=self.publish_raw, broker=self.broker,
@@ -180,11 +186,14 @@ class Server:
         self._stopped = asyncio.Event()
         self.hub = Hub(loop, cfg.max_send_buffer)
         await self.broker.start(self.hub.on_publication)
+        self.presence = Presence(cfg, self.presence_store, self.hub.broadcast, self.faults)
+        await self.presence.start()
         handlers = RequestHandlers(
             cfg, rate_limit=self.rate_limit, authenticator=self.authenticator,
             access=self.access, membership=Membership(self.hub, self.broker, self.background, self.faults),
             broker=self.broker, sessions=self.sessions, rpc=self.rpc_methods, hooks=self.hooks,
-            publisher=self.publisher, table=self.table, backend=self.backend,
+            publisher=self.publisher, table=self.table, presence=self.presence,
+            backend=self.backend,
             background=self.background)
         self.node_control = NodeControl(self.node_id, connections=lambda: self.table.connections,
                                         hub=self.hub, stats=self.stats,
@@ -259,6 +268,8 @@ class Server:
             self._sweeper.cancel()
         await asyncio.sleep(0)  # let the last disconnects schedule their session saves
         await self.background.stop(timeout=2.0)  # final session saves: a resume needs them
+        if self.presence is not None:
+            await self.presence.close()
         await self.control.close()
         if self.node_control is not None:
             self.node_control.stop()

@@ -95,6 +95,7 @@ class Connection(WSListener):
         "identity", "sm", "hb", "guard", "subs", "recovering", "out", "out_size",
         "queue", "worker", "opened_at", "auth_deadline", "close_deadline", "close_code",
         "close_reason", "resumed", "user_data", "final_saved", "allowance", "headers",
+        "presence_info",
     )
 
     def __init__(self, node: NodeContext, ip: str, token: str | None, session: str | None,
@@ -130,6 +131,9 @@ class Connection(WSListener):
         # The upgrade's allow-listed headers (proxy_forward_headers), forwarded to the
         # application's backend; None unless a proxy is configured.
         self.headers = headers
+        # What presence shows of this connection (``info``): the connect proxy's data
+        # when it is small (server/presence.py MAX_INFO), else None.
+        self.presence_info: bytes | None = None
 
     # ------------------------------------------------------------------ picows callbacks
 

@@ -133,6 +133,33 @@ class Hub:
                 self._loop.call_soon(self.flush)
             self._last_fanout = now
 
+    def broadcast(self, channel: str, frame: bytes) -> None:
+        """Queue one frame that is not a publication (presence ``join``/``leave``) for
+        every subscriber of ``channel`` whose subscription is live; same bound as above.
+
+        A subscriber still recovering the channel is skipped: its ``ack`` has not been
+        sent, and it asks ``presence`` once it has."""
+        subs = self.channels.get(channel)
+        if not subs:
+            return
+        n = len(frame)
+        limit = self.max_send_buffer
+        slow: list[Subscriber] = []
+        for conn in subs:
+            recovering = conn.recovering
+            if recovering is not None and channel in recovering:
+                continue
+            out = conn.out
+            if not out:
+                self.mark_dirty(conn)
+            out.append(frame)
+            size = conn.out_size + n
+            conn.out_size = size
+            if size > limit and size > limit + conn.allowance:
+                slow.append(conn)
+        for conn in slow:
+            conn.slow_consumer()
+
     def mark_dirty(self, conn: Subscriber) -> None:
         """A connection has output to write: flush it at the end of this tick."""
         self._dirty.append(conn)

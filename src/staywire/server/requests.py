@@ -1,4 +1,5 @@
-"""What each request does: auth and welcome, sub (with recovery), unsub, pub, rpc.
+"""What each request does: auth and welcome, sub (with recovery), unsub; pub and rpc
+are in ``publishing.py``.
 
 ``RequestHandlers`` is one object per node, shared by its connections: a connection
 hands it each request with itself (``dispatch(conn, request)``), so the handlers hold
@@ -26,13 +27,15 @@ from typing import Any, Protocol
 
 import msgspec
 
-from staywire.brokers.base import Broker, PublishResult
+from staywire.brokers.base import Broker
 from staywire.protocol.stream import Position, Publication
 from staywire.config import Config
 from staywire.exceptions import AuthError, BrokerUnavailable, ProxyUnavailable, TokenExpired
 from staywire.protocol.codes import CloseCode, ErrorCode
-from staywire.protocol.envelope import Auth, Inbound, Ping, Pong, Pub, Rpc, Sub, Unsub
-from staywire.protocol.inbound import CloseConnection, InboundGuard
+from staywire.protocol.envelope import (
+    Auth, Inbound, Ping, Pong, PresenceQuery, PresenceStatsQuery, Pub, Rpc, Sub, Unsub,
+)
+from staywire.protocol.inbound import InboundGuard
 from staywire.protocol.recovery import is_recovered, merge_live
 from staywire.protocol.state import ConnectionStateMachine, ConnState
 from staywire.proxy.backend import Backend
@@ -42,7 +45,9 @@ from staywire.server.auth import Authenticator, Identity, proxy_identity
 from staywire.server.background import Background
 from staywire.server.hooks import Hooks
 from staywire.server.membership import Membership
+from staywire.server.presence import MAX_INFO, Presence
 from staywire.server.publisher import Publisher
+from staywire.server.publishing import PublishRequests
 from staywire.server.rpc import RpcRegistry
 from staywire.server.server_subs import (
     RECOVERING,
@@ -55,7 +60,6 @@ from staywire.server.server_subs import (
 )
 from staywire.server.sessions import Sessions, encode_session
 from staywire.server.tracker import ConnectionTable
-from staywire.server.transport import text_frame
 
 __all__ = ["Conn", "RequestHandlers", "session_record"]
 
@@ -86,6 +90,7 @@ class Conn(Protocol):
     final_saved: bool
     user_data: dict[str, Any]
     headers: dict[str, str] | None
+    presence_info: bytes | None
     out: list[bytes]
     out_size: int
     opened_at: float
@@ -103,14 +108,15 @@ class Conn(Protocol):
 
 class RequestHandlers:
     __slots__ = ("config", "rate_limit", "authenticator", "access", "membership", "broker",
-                 "sessions", "rpc", "hooks", "publisher", "table", "publish_now", "pub_runs",
-                 "publish_later", "backend", "background", "keep_headers", "server_subs")
+                 "sessions", "rpc", "hooks", "publisher", "table", "publishing", "backend",
+                 "background", "keep_headers", "server_subs", "presence")
 
     def __init__(self, config: Config, *, rate_limit: dict[str, float],
                  authenticator: Authenticator, access: AccessRules, membership: Membership,
                  broker: Broker, sessions: Sessions, rpc: RpcRegistry, hooks: Hooks,
                  publisher: Publisher, table: ConnectionTable[Any],
-                 backend: Backend | None = None, background: Background | None = None) -> None:
+                 presence: Presence, backend: Backend | None = None,
+                 background: Background | None = None) -> None:
         self.config = config
         self.rate_limit = rate_limit  # announced in every welcome
         self.authenticator = authenticator
@@ -122,20 +128,14 @@ class RequestHandlers:
         self.hooks = hooks
         self.publisher = publisher
         self.table = table
-        # A publish the backend must approve cannot be answered in the frame callback.
-        self.publish_now = publisher.publish_nowait is not None and not access.proxied_pub
-        # A publish the backend approves first awaits before it reaches the broker, so a
-        # run of them would no longer reach it in order: those are handled one by one.
-        self.pub_runs = not access.proxied_pub
-        # The queued path (Redis): handed to the broker in the frame callback, in order.
-        self.publish_later = (publisher.publish_soon is not None and not self.publish_now
-                              and not access.proxied_pub)
+        self.publishing = PublishRequests(config, access, publisher, rpc)
         self.backend = backend  # connect and refresh proxies (sub/pub: access, rpc: rpc)
         self.background = background
         # The forwarded headers outlive the connect only when a later event sends them.
         self.keep_headers = bool(config.refresh_proxy_url or config.subscribe_proxy_url
                                  or config.publish_proxy_url or config.rpc_proxy_url)
-        self.server_subs = ServerSubs(config, membership, broker)
+        self.presence = presence
+        self.server_subs = ServerSubs(config, membership, broker, presence)
 
     # ------------------------------------------------------------------ ordering
 
@@ -166,10 +166,10 @@ class RequestHandlers:
             _pong(conn, request)  # type: ignore[arg-type]
         elif kind is Pong:
             pass
-        elif kind is Pub and self.publish_now:
-            self._pub_now(conn, request)  # type: ignore[arg-type]
-        elif kind is Pub and self.publish_later:
-            self._pub_later(conn, request)  # type: ignore[arg-type]
+        elif kind is Pub and self.publishing.publish_now:
+            self.publishing.pub_now(conn, request)  # type: ignore[arg-type]
+        elif kind is Pub and self.publishing.publish_later:
+            self.publishing.pub_later(conn, request)  # type: ignore[arg-type]
         elif kind is Unsub:
             self._unsub(conn, request)  # type: ignore[arg-type]
         else:
@@ -189,7 +189,8 @@ class RequestHandlers:
         try:
             while queue and conn.sm.state <= ConnState.OPEN:
                 request = queue.popleft()
-                if queue and type(request) is Pub and type(queue[0]) is Pub and self.pub_runs:
+                if (queue and type(request) is Pub and type(queue[0]) is Pub
+                        and self.publishing.pub_runs):
                     await self._pub_run(conn, request, queue)
                 else:
                     await self._handle(conn, request)
@@ -231,9 +232,11 @@ class RequestHandlers:
         if kind is Sub:
             await self._sub(conn, request)  # type: ignore[arg-type]
         elif kind is Pub:
-            await self._pub(conn, request)  # type: ignore[arg-type]
+            await self.publishing.pub(conn, request)  # type: ignore[arg-type]
         elif kind is Rpc:
-            await self._rpc(conn, request)  # type: ignore[arg-type]
+            await self.publishing.rpc(conn, request)  # type: ignore[arg-type]
+        elif kind is PresenceQuery or kind is PresenceStatsQuery:
+            await self.presence.answer(conn, request)  # type: ignore[arg-type]
         elif kind is Unsub:
             self._unsub(conn, request)  # type: ignore[arg-type]
         elif kind is Ping:
@@ -275,6 +278,7 @@ class RequestHandlers:
                         and not access.allows(identity, c, "sub")]:
             conn.subs.pop(channel, None)
             self.membership.leave(channel, conn)
+            self.presence.left(channel, conn, gone=False)
             conn.send_error(ErrorCode.FORBIDDEN, "the refreshed token does not grant this channel",
                             channel=channel)
         self._send_welcome(conn)
@@ -343,6 +347,8 @@ class RequestHandlers:
     async def _welcome(self, conn: Conn, identity: Identity, data: bytes | None = None
                        ) -> None:
         conn.identity = identity
+        if data is not None and len(data) <= MAX_INFO:
+            conn.presence_info = data  # shown as the member's info on presence channels
         if not await self.hooks.allow(conn):
             conn.close(CloseCode.FORBIDDEN)
             return
@@ -475,6 +481,7 @@ class RequestHandlers:
         for pub in merge_live(top.offset, top.epoch, buffered):
             conn.enqueue(msg_frame(pub))
         conn.subs[channel] = top
+        self.presence.joined(channel, conn)
         if conn.session:
             await self.sessions.save(conn.session, session_record(conn))
 
@@ -499,133 +506,15 @@ class RequestHandlers:
             self.sessions.save_later(conn.session, session_record(conn))
         if conn.subs:
             leave = self.membership.leave
+            presence_left = self.presence.left
             for channel in conn.subs:
                 leave(channel, conn)
+                presence_left(channel, conn, gone=True)
             conn.subs = {}
         conn.recovering = None
 
-    # ------------------------------------------------------------------ publish and rpc
-
-    def _backend_only(self, conn: Conn, req: Pub) -> bool:
-        """The channel's ``publish = false``: refused with ``forbidden`` before any other
-        check, the backend's proxy included."""
-        if self.access.clients_publish(req.channel):
-            return False
-        conn.send_error(ErrorCode.FORBIDDEN, "only the backend publishes to this channel", req.id)
-        return True
-
-    def _pub_check(self, conn: Conn, req: Pub) -> bool:
-        if self._backend_only(conn, req):
-            return False
-        if not self.access.allows(conn.identity, req.channel, "pub"):  # type: ignore[arg-type]
-            conn.send_error(ErrorCode.FORBIDDEN, "not allowed to publish to this channel", req.id)
-            return False
-        if len(req.data) > self.config.max_data_size:
-            conn.send_error(ErrorCode.BAD_REQUEST, "data over max_data_size", req.id)
-            return False
-        return True
-
-    def _pub_now(self, conn: Conn, req: Pub) -> None:
-        if not self._pub_check(conn, req):
-            return
-        result = self.publisher.publish_now(req.channel, bytes(req.data), req.key)
-        _pub_ack(conn, req.id, result.epoch, result.offset, result.duplicate)
-
-    def _pub_later(self, conn: Conn, req: Pub) -> None:
-        """A publish answered when the broker replies, with no task: the Redis broker
-        queues it now (in the order the client sent it) and calls ``done`` later."""
-        if not self._pub_check(conn, req):
-            return
-        rid, channel = req.id, req.channel
-
-        def done(result: PublishResult | None, exc: BaseException | None) -> None:
-            if result is not None:
-                _pub_ack(conn, rid, result.epoch, result.offset, result.duplicate)
-            elif isinstance(exc, BrokerUnavailable):
-                log.warning("publish refused conn=%s channel=%s: %s", conn.id, channel, exc)
-                conn.send_error(ErrorCode.UNAVAILABLE,
-                                "broker unavailable; nothing was published", rid)
-            else:  # as a failed request of the worker: logged, the connection closed
-                log.error("request handling failed conn=%s: %s", conn.id, exc)
-                conn.close(CloseCode.INTERNAL_ERROR)
-
-        self.publisher.publish_later(channel, bytes(req.data), req.key, done)
-
-    async def _pub(self, conn: Conn, req: Pub) -> None:
-        access = self.access
-        url = access.asks(req.channel, "pub") if access.proxied_pub else None
-        if url is None:
-            if not self._pub_check(conn, req):
-                return
-            data = bytes(req.data)
-        else:
-            approved = await self._pub_ask(conn, req, url)
-            if approved is None:
-                return
-            data = approved
-        try:
-            result = await self.publisher.publish(req.channel, data, req.key)
-        except BrokerUnavailable as exc:
-            log.warning("publish refused conn=%s channel=%s: %s", conn.id, req.channel, exc)
-            conn.send_error(ErrorCode.UNAVAILABLE, "broker unavailable; nothing was published",
-                            req.id)
-            return
-        _pub_ack(conn, req.id, result.epoch, result.offset, result.duplicate)
-
-    async def _pub_ask(self, conn: Conn, req: Pub, url: str) -> bytes | None:
-        """The data to publish, as the backend approved (or replaced) it; None: refused."""
-        if self._backend_only(conn, req):
-            return None
-        data = bytes(req.data)
-        if len(data) > self.config.max_data_size:
-            conn.send_error(ErrorCode.BAD_REQUEST, "data over max_data_size", req.id)
-            return None
-        try:
-            verdict = await self.access.ask(url, conn, req.channel, "pub", data)
-        except ProxyUnavailable:
-            conn.send_error(ErrorCode.UNAVAILABLE,
-                            "the application's backend is unavailable; nothing was published",
-                            req.id)
-            return None
-        if isinstance(verdict, tuple):
-            conn.send_error(verdict[0], verdict[1], req.id)  # refused: never a silent drop
-            return None
-        if verdict is not None:
-            if len(verdict) > self.config.max_data_size:
-                conn.send_error(ErrorCode.INTERNAL, "the application's data is over "
-                                "max_data_size; nothing was published", req.id)
-                return None
-            data = verdict
-        if conn.sm.state != ConnState.OPEN:
-            return None
-        return data
-
-    async def _rpc(self, conn: Conn, req: Rpc) -> None:
-        outcome = await self.rpc.call(conn, req.method, bytes(req.data))
-        if isinstance(outcome, tuple):
-            code, reason = outcome
-            if code is ErrorCode.INVALID_PARAMS or code is ErrorCode.UNKNOWN_METHOD:
-                try:
-                    conn.guard.invalid(time.monotonic())  # type: ignore[union-attr]
-                except CloseConnection as exc:
-                    conn.close(exc.code, exc.reason)
-                    return
-            conn.send_error(code, reason, req.id)
-            return
-        conn.enqueue(text_frame(b'{"type":"result","id":%d,"data":%s}' % (req.id, outcome)))
-
-
 def _pong(conn: Conn, request: Ping) -> None:
     conn.send({"type": "pong", "t": request.t})
-
-
-def _pub_ack(conn: Conn, rid: int, epoch: str, offset: int, duplicate: bool) -> None:
-    if duplicate:
-        conn.send({"type": "ack", "id": rid, "epoch": epoch, "offset": offset,
-                   "duplicate": True})
-    else:
-        conn.enqueue(text_frame(b'{"type":"ack","id":%d,"epoch":"%s","offset":%d}'
-                                % (rid, epoch.encode(), offset)))
 
 
 def session_record(conn: Conn) -> bytes:

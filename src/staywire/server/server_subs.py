@@ -46,6 +46,7 @@ from staywire.protocol.state import ConnectionStateMachine
 from staywire.server.auth import Identity
 from staywire.server.hub import Subscriber
 from staywire.server.membership import Membership
+from staywire.server.presence import Present, Presence
 from staywire.server.transport import text_frame
 
 __all__ = ["RECOVERING", "Joined", "ServerSubs", "carry_over", "msg_frame", "with_api_subs"]
@@ -55,7 +56,7 @@ RECOVERING = object()  # a subscription's value while its recovery is in flight
 Joined = dict[str, Position]  # channel -> the position it was joined at
 
 
-class Conn(Subscriber, Protocol):
+class Conn(Subscriber, Present, Protocol):
     """What joining uses of a connection (``requests.Conn`` has it all)."""
 
     sm: ConnectionStateMachine
@@ -73,9 +74,11 @@ def msg_frame(pub: Publication) -> bytes:
 
 
 class ServerSubs:
-    __slots__ = ("config", "membership", "broker")
+    __slots__ = ("config", "membership", "broker", "presence")
 
-    def __init__(self, config: Config, membership: Membership, broker: Broker) -> None:
+    def __init__(self, config: Config, membership: Membership, broker: Broker,
+                 presence: Presence) -> None:
+        self.presence = presence
         self.config = config
         self.membership = membership
         self.broker = broker
@@ -128,6 +131,7 @@ class ServerSubs:
             for pub in merge_live(top.offset, top.epoch, buffered):
                 conn.enqueue(msg_frame(pub))
             conn.subs[channel] = top
+            self.presence.joined(channel, conn)
         if not conn.recovering:
             conn.recovering = None
 
@@ -176,6 +180,7 @@ class ServerSubs:
         if not conn.recovering:
             conn.recovering = None
         conn.subs[channel] = top
+        self.presence.joined(channel, conn)
         return None
 
     def leave_open(self, conn: Conn, channel: str) -> bool:
@@ -195,6 +200,7 @@ class ServerSubs:
             if not conn.recovering:
                 conn.recovering = None
         self.membership.leave(channel, conn)
+        self.presence.left(channel, conn, gone=False)
 
 
 def _subscribed(channel: str, top: Position) -> dict[str, Any]:

@@ -14,6 +14,8 @@ import { Emitter } from './emitter.js';
 
 /** @typedef {{epoch: string, offset: number}} Position */
 /** @typedef {{channel: string, epoch: string, offset: number, data: any}} Publication */
+/** @typedef {{client: string, user: string, info?: any}} Member */
+/** @typedef {{clients: number, users: number, members: Member[], stats_only?: boolean}} PresenceInfo */
 
 export const SubscriptionState = Object.freeze({
   JOINING: 'joining',
@@ -24,7 +26,8 @@ export const SubscriptionState = Object.freeze({
 export class Subscription extends Emitter {
   /**
    * @param {string} channel
-   * @param {{since?: Position|null, unsubscribe?: (sub: Subscription) => Promise<void>}} [options]
+   * @param {{since?: Position|null, unsubscribe?: (sub: Subscription) => Promise<void>,
+   *   presence?: (channel: string, stats: boolean) => Promise<any>}} [options]
    */
   constructor(channel, options = {}) {
     super();
@@ -40,6 +43,7 @@ export class Subscription extends Emitter {
     /** Publications delivered (for the panel and tests). */
     this.delivered = 0;
     this._unsubscribe = options.unsubscribe;
+    this._askPresence = options.presence;
     /** @type {Promise<Subscription>} resolves at the first `joined` */
     this.ready = new Promise((resolve, reject) => {
       this._resolveReady = resolve;
@@ -152,6 +156,33 @@ export class Subscription extends Emitter {
     this.delivered += 1;
     this.emit('message', msg.data, msg);
     return true;
+  }
+
+  /**
+   * Who is subscribed (a channel with `presence`): `{clients, users, members}`, with
+   * `stats_only: true` and no members over the channel's `presence_max_members`.
+   * Rejects with a RequestError `presence_disabled` on another channel.
+   * @returns {Promise<PresenceInfo>}
+   */
+  presence() {
+    if (!this._askPresence) return Promise.reject(new Error('presence is not available here'));
+    return this._askPresence(this.channel, false);
+  }
+
+  /** `{clients, users}` subscribed, on every node. @returns {Promise<{clients: number, users: number}>} */
+  presenceStats() {
+    if (!this._askPresence) return Promise.reject(new Error('presence is not available here'));
+    return this._askPresence(this.channel, true);
+  }
+
+  /**
+   * A `join` or `leave` from the server (channels with `join_leave`): emitted as such.
+   * @param {string} kind @param {Member} member
+   */
+  _presenceEvent(kind, member) {
+    if (this.state === SubscriptionState.CLOSED || (kind !== 'join' && kind !== 'leave')) return;
+    if (!member || typeof member.client !== 'string') return;
+    this.emit(kind, { channel: this.channel, ...member });
   }
 
   /** Stops delivery and leaves the channel (the connection unsubscribes when no tab is left). */

@@ -38,6 +38,7 @@ export const ErrorCode = Object.freeze({
   "INVALID_PARAMS": "invalid_params",
   "UNAUTHORIZED": "unauthorized",
   "UNAVAILABLE": "unavailable",
+  "PRESENCE_DISABLED": "presence_disabled",
   "INTERNAL": "internal"
 });
 

@@ -19,7 +19,7 @@ const el = {
   pending: $('pending'), state: $('state'), rtt: $('rtt'), countdown: $('countdown'),
   attempts: $('attempts'), queued: $('queued'), leader: $('leader'), isLeader: $('is-leader'),
   tabId: $('tab-id'), sharing: $('sharing'), connId: $('conn-id'), adopted: $('adopted'),
-  cut: $('cut'), log: $('log'),
+  cut: $('cut'), log: $('log'), members: $('members'), memberCount: $('member-count'),
 };
 
 const client = new Client(url, {
@@ -36,6 +36,9 @@ const demo = {
   leaders: /** @type {{leader: string, isLeader: boolean, at: number}[]} */ ([]),
   states: /** @type {{state: string, at: number}[]} */ ([]),
   recoveries: /** @type {any[]} */ ([]),
+  /** Who is in the room (presence), as last shown. */
+  members: /** @type {{client: string, user: string}[]} */ ([]),
+  presence: /** @type {{clients: number, users: number}|null} */ (null),
 };
 // @ts-ignore
 window.demo = demo;
@@ -166,6 +169,40 @@ client.on('recovery', (info) => {
 });
 setInterval(renderCountdown, 100);
 
+/** Who is in the room: asked again at every join and leave, and after every reconnect. */
+let membersAsked = 0;
+async function showMembers() {
+  const sub = /** @type {any} */ (demo.sub);
+  if (!sub || client.state !== 'OPEN') return;
+  const asked = ++membersAsked;
+  let p;
+  try {
+    p = await sub.presence();
+    if (asked !== membersAsked) return; // a later answer is on its way: show that one
+  } catch (err) {
+    el.memberCount.textContent = '–';
+    log(`presence: ${/** @type {Error} */ (err).message}`);
+    return;
+  }
+  demo.presence = { clients: p.clients, users: p.users };
+  demo.members = p.members.map((/** @type {any} */ m) => ({ client: m.client, user: m.user }));
+  el.memberCount.textContent = `${p.users} ${p.users === 1 ? 'person' : 'people'}`
+    + (p.clients !== p.users ? ` on ${p.clients} connections` : '');
+  el.members.replaceChildren(...p.members.map((/** @type {any} */ m) => {
+    const span = document.createElement('span');
+    span.className = 'member';
+    span.dataset.testid = 'member';
+    span.dataset.client = m.client;
+    const you = m.client === client.status.clientId ? ' (you)' : '';
+    span.textContent = `${m.user || `guest ${m.client.slice(0, 4)}`}${you}`;
+    return span;
+  }));
+  if (p.stats_only) el.members.textContent = '(too many to list)';
+}
+client.on('state', (state) => {
+  if (state === 'OPEN') showMembers();
+});
+
 let since = null;
 if (resume) {
   try {
@@ -180,4 +217,13 @@ client.subscribe(channel, show, { since }).then((sub) => {
   // @ts-ignore
   demo.sub = sub;
   log(`subscribed to ${channel}`);
+  sub.on('join', (/** @type {any} */ m) => {
+    log(`${m.user || `guest ${m.client.slice(0, 4)}`} joined`);
+    showMembers();
+  });
+  sub.on('leave', (/** @type {any} */ m) => {
+    log(`${m.user || `guest ${m.client.slice(0, 4)}`} left`);
+    showMembers();
+  });
+  showMembers();
 }, (err) => log(`subscribe failed: ${err.message}`));

@@ -169,6 +169,7 @@ export class Hub {
       term: this.term,
       state: s.state,
       connId: s.state === State.OPEN ? s.connId : null,
+      clientId: s.state === State.OPEN ? s.welcome?.client ?? null : null,
       rtt: s.rtt,
       attempts: s.attempts,
       retryAt: s.retryAt,
@@ -218,6 +219,9 @@ export class Hub {
       case 'rpc':
         this._rpc(tab, msg);
         return;
+      case 'presence':
+        this._presence(tab, msg);
+        return;
       case 'cut':
         this.socket.drop(`connection cut (tab ${tab})`);
         return;
@@ -245,6 +249,22 @@ export class Hub {
     }
     const timeout = typeof msg.timeout === 'number' ? msg.timeout : this.timeout;
     this._request('rpc', { method: String(msg.method), data: msg.data ?? null }, { tab, rid }, null, undefined, timeout);
+  }
+
+  /**
+   * `presence` / `presence_stats` for a tab: answered as an rpc is (`reply` with the
+   * result's data), so one connection asks for every tab.
+   * @param {string} tab @param {any} msg
+   */
+  _presence(tab, msg) {
+    const rid = Number(msg.rid);
+    if (!this._open) {
+      this._emit({ t: 'reply', to: tab, rid, ok: false,
+        error: serializeError(new ConnectionClosed(1006, 'not connected')) });
+      return;
+    }
+    const type = msg.stats ? 'presence_stats' : 'presence';
+    this._request(type, { channel: String(msg.channel) }, { tab, rid, kind: 'rpc' });
   }
 
   /**
@@ -340,6 +360,12 @@ export class Hub {
   _onServerMessage(msg) {
     if (msg.type === 'msg') {
       this._mux.onMessage(msg);
+      return;
+    }
+    if ((msg.type === 'join' || msg.type === 'leave') && typeof msg.channel === 'string') {
+      // A user's first client joined, or its last left (join_leave channels): every tab
+      // of the channel hears it from this one connection.
+      this._emit({ t: 'presence', kind: msg.type, channel: msg.channel, member: msg.member });
       return;
     }
     if ((msg.type === 'ack' || msg.type === 'result' || msg.type === 'error') && msg.id !== undefined) {

@@ -23,7 +23,8 @@ export declare const CloseCode: Readonly<{
 export declare const ErrorCode: Readonly<Record<
   'BAD_REQUEST' | 'UNKNOWN_TYPE' | 'BINARY_UNSUPPORTED' | 'RATE_LIMITED' | 'FORBIDDEN' |
   'NOT_SUBSCRIBED' | 'ALREADY_SUBSCRIBED' | 'TOO_MANY_SUBSCRIPTIONS' | 'UNKNOWN_METHOD' |
-  'INVALID_PARAMS' | 'UNAUTHORIZED' | 'UNAVAILABLE' | 'INTERNAL' | 'CHANNEL_FULL',
+  'CHANNEL_FULL' | 'INVALID_PARAMS' | 'UNAUTHORIZED' | 'UNAVAILABLE' | 'PRESENCE_DISABLED' |
+  'INTERNAL',
   string>>;
 /** What a client does after a close with `code`. */
 export declare function reconnectPolicy(code: number): 'never' | 'backoff' | 'new_token';
@@ -123,6 +124,8 @@ export interface ClientStatus {
   shared: boolean;
   /** Unique per connection; changes on every reconnect. */
   connId: string | null;
+  /** The server's id of the connection (welcome `client`): a presence member's `client`. */
+  clientId: string | null;
   /** Round-trip time of the last heartbeat, ms. */
   rtt: number | null;
   /** Failed reconnects in a row. */
@@ -170,8 +173,34 @@ declare class Emitter<Events extends { [K in keyof Events]: (...args: any[]) => 
   off<K extends keyof Events>(event: K, listener: Events[K]): void;
 }
 
+/** One client of one user on a presence channel (docs/protocol.md, *Presence*). */
+export interface Member {
+  client: string;
+  /** "" for anonymous connections. */
+  user: string;
+  /** The connection's data from the application's backend (connect proxy), when small. */
+  info?: unknown;
+}
+
+/** A `join` or `leave` event: a user's first client joined, or its last one left. */
+export interface PresenceEvent extends Member {
+  channel: string;
+}
+
+export interface PresenceInfo {
+  clients: number;
+  users: number;
+  members: Member[];
+  /** The channel is over its `presence_max_members`: counts only, `members` is empty. */
+  stats_only?: boolean;
+}
+
 export interface SubscriptionEvents {
   message: (data: any, msg: Publication) => void;
+  /** Channels with `join_leave`: a user's first client joined. */
+  join: (member: PresenceEvent) => void;
+  /** Channels with `join_leave`: a user's last client left (after the server's grace period). */
+  leave: (member: PresenceEvent) => void;
   recovery: (info: RecoveryEvent) => void;
   joined: (info: { channel: string; recovered: boolean; first: boolean }) => void;
   error: (err: Error) => void;
@@ -183,6 +212,7 @@ export declare class Subscription extends Emitter<SubscriptionEvents> {
   /** Made by `Client.subscribe`, not by applications. */
   constructor(channel: string, options?: {
     since?: Position | null; unsubscribe?: (sub: Subscription) => Promise<void>;
+    presence?: (channel: string, stats: boolean) => Promise<any>;
   });
   readonly channel: string;
   /** The last publication delivered in this tab. */
@@ -193,6 +223,9 @@ export declare class Subscription extends Emitter<SubscriptionEvents> {
   readonly serverSide: boolean;
   /** Resolves at the first ack. */
   readonly ready: Promise<Subscription>;
+  /** Who is subscribed (channels with `presence`); rejects with `presence_disabled` elsewhere. */
+  presence(): Promise<PresenceInfo>;
+  presenceStats(): Promise<{ clients: number; users: number }>;
   unsubscribe(): Promise<void>;
 }
 

@@ -165,6 +165,7 @@ export class Client extends Emitter {
       isLeader: this.isLeader,
       shared: this.shared,
       connId: this._connId,
+      clientId: this._connId ? r.clientId ?? null : null,
       rtt: r.rtt ?? null,
       attempts: r.attempts ?? 0,
       retryAt: r.retryAt ?? null,
@@ -290,6 +291,9 @@ export class Client extends Emitter {
       }
       case 'recovery':
         this._subs.get(msg.channel)?._recovery(msg);
+        return;
+      case 'presence':
+        this._subs.get(msg.channel)?._presenceEvent(msg.kind, msg.member);
         return;
       case 'serversubs':
         // The server API changed this connection's server-side subscriptions.
@@ -424,7 +428,8 @@ export class Client extends Emitter {
     if (bad) return Promise.reject(bad);
     let sub = this._subs.get(channel);
     if (!sub || sub.state === SubscriptionState.CLOSED) {
-      sub = new Subscription(channel, { since: options.since, unsubscribe: (s) => this._unsubscribe(s) });
+      sub = new Subscription(channel, { since: options.since, unsubscribe: (s) => this._unsubscribe(s),
+        presence: (name, stats) => this._presence(name, stats) });
       this._subs.set(channel, sub);
       sub.on('recovery', (/** @type {any} */ info) => this.emit('recovery', info));
       if (this.leader) this._join(sub);
@@ -453,7 +458,8 @@ export class Client extends Emitter {
       if (have && have.state !== SubscriptionState.CLOSED) continue; // kept: the hub recovers it
       let sub = this._subs.get(name);
       if (!sub || sub.state === SubscriptionState.CLOSED) {
-        sub = new Subscription(name, { since, unsubscribe: (s) => this._unsubscribe(s) });
+        sub = new Subscription(name, { since, unsubscribe: (s) => this._unsubscribe(s),
+          presence: (ch, stats) => this._presence(ch, stats) });
         this._subs.set(name, sub);
         sub.on('recovery', (/** @type {any} */ info) => this.emit('recovery', info));
         if (this.leader) this._join(sub);
@@ -568,19 +574,36 @@ export class Client extends Emitter {
    * @param {string} method @param {any} data @param {{timeout?: number}} [options]
    */
   rpc(method, data, options = {}) {
+    const timeout = options.timeout ?? this.options.timeout ?? 10000;
+    return this._ask({ t: 'rpc', method, data, timeout }, timeout, `rpc ${method}`);
+  }
+
+  /**
+   * `Subscription.presence()` / `presenceStats()`: asked by the tab holding the connection.
+   * @param {string} channel @param {boolean} stats
+   */
+  _presence(channel, stats) {
+    const timeout = this.options.timeout ?? 10000;
+    return this._ask({ t: 'presence', channel, stats }, timeout, `presence of ${channel}`);
+  }
+
+  /**
+   * One request to the hub, answered by its `reply` (rid).
+   * @param {Record<string, any>} msg @param {number} timeout @param {string} what
+   */
+  _ask(msg, timeout, what) {
     if (this._closed) return Promise.reject(this.error ?? new ConnectionClosed(1000, 'client closed'));
     if (!this._connId) return Promise.reject(new ConnectionClosed(1006, 'not connected'));
-    const timeout = options.timeout ?? this.options.timeout ?? 10000;
     this._rid += 1;
     const rid = this._rid;
     return new Promise((resolve, reject) => {
       // A guard in this tab too: the tab holding the connection may vanish with the request.
       const timer = setTimeout(() => {
         this._rpcs.delete(rid);
-        reject(new RequestTimeout(`no reply to rpc ${method} within ${timeout} ms`));
+        reject(new RequestTimeout(`no reply to ${what} within ${timeout} ms`));
       }, timeout + 1000);
       this._rpcs.set(rid, { resolve, reject, timer });
-      this._up({ t: 'rpc', rid, method, data, timeout });
+      this._up({ ...msg, rid });
     });
   }
 

@@ -1,0 +1,187 @@
+"""The requests that publish or call the application: ``pub`` and ``rpc``.
+
+Split out of ``requests.py``, which decides the order requests run in and owns the
+connection's life (auth, welcome, channels); this module only says what one ``pub``
+or ``rpc`` does: the channel's ``publish`` option, the grants, the size bound, the
+publish proxy (docs/proxy.md), the broker, and the ack or error reply.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Protocol
+
+from staywire.brokers.base import PublishResult
+from staywire.config import Config
+from staywire.exceptions import BrokerUnavailable, ProxyUnavailable
+from staywire.protocol.codes import CloseCode, ErrorCode
+from staywire.protocol.envelope import Pub, Rpc
+from staywire.protocol.inbound import CloseConnection, InboundGuard
+from staywire.protocol.state import ConnectionStateMachine, ConnState
+from staywire.server.access import AccessRules
+from staywire.server.auth import Identity
+from staywire.server.publisher import Publisher
+from staywire.server.rpc import RpcRegistry
+from staywire.server.transport import text_frame
+
+__all__ = ["PublishRequests", "Requester"]
+
+log = logging.getLogger("staywire.server")
+
+
+class Requester(Protocol):
+    """What publishing uses of a connection (``requests.Conn`` has all of it)."""
+
+    id: str
+    ip: str
+    identity: Identity | None
+    headers: dict[str, str] | None
+    sm: ConnectionStateMachine
+    guard: InboundGuard | None
+    user_data: dict[str, Any]
+
+    def send(self, obj: dict[str, Any]) -> None: ...
+    def send_error(self, code: ErrorCode, reason: str, request_id: int | None = None,
+                   channel: str | None = None) -> None: ...
+    def enqueue(self, frame: bytes) -> None: ...
+    def close(self, code: CloseCode | int, reason: str | None = None) -> None: ...
+
+
+class PublishRequests:
+    __slots__ = ("config", "access", "publisher", "rpc_methods", "publish_now", "pub_runs",
+                 "publish_later")
+
+    def __init__(self, config: Config, access: AccessRules, publisher: Publisher,
+                 rpc: RpcRegistry) -> None:
+        self.config = config
+        self.access = access
+        self.publisher = publisher
+        self.rpc_methods = rpc
+        # A publish the backend must approve cannot be answered in the frame callback.
+        self.publish_now = publisher.publish_nowait is not None and not access.proxied_pub
+        # A publish the backend approves first awaits before it reaches the broker, so a
+        # run of them would no longer reach it in order: those are handled one by one.
+        self.pub_runs = not access.proxied_pub
+        # The queued path (Redis): handed to the broker in the frame callback, in order.
+        self.publish_later = (publisher.publish_soon is not None and not self.publish_now
+                              and not access.proxied_pub)
+
+    def _backend_only(self, conn: Requester, req: Pub) -> bool:
+        """The channel's ``publish = false``: refused with ``forbidden`` before any other
+        check, the backend's proxy included."""
+        if self.access.clients_publish(req.channel):
+            return False
+        conn.send_error(ErrorCode.FORBIDDEN, "only the backend publishes to this channel", req.id)
+        return True
+
+    def _pub_check(self, conn: Requester, req: Pub) -> bool:
+        if self._backend_only(conn, req):
+            return False
+        if not self.access.allows(conn.identity, req.channel, "pub"):  # type: ignore[arg-type]
+            conn.send_error(ErrorCode.FORBIDDEN, "not allowed to publish to this channel", req.id)
+            return False
+        if len(req.data) > self.config.max_data_size:
+            conn.send_error(ErrorCode.BAD_REQUEST, "data over max_data_size", req.id)
+            return False
+        return True
+
+    def pub_now(self, conn: Requester, req: Pub) -> None:
+        if not self._pub_check(conn, req):
+            return
+        result = self.publisher.publish_now(req.channel, bytes(req.data), req.key)
+        _pub_ack(conn, req.id, result.epoch, result.offset, result.duplicate)
+
+    def pub_later(self, conn: Requester, req: Pub) -> None:
+        """A publish answered when the broker replies, with no task: the Redis broker
+        queues it now (in the order the client sent it) and calls ``done`` later."""
+        if not self._pub_check(conn, req):
+            return
+        rid, channel = req.id, req.channel
+
+        def done(result: PublishResult | None, exc: BaseException | None) -> None:
+            if result is not None:
+                _pub_ack(conn, rid, result.epoch, result.offset, result.duplicate)
+            elif isinstance(exc, BrokerUnavailable):
+                log.warning("publish refused conn=%s channel=%s: %s", conn.id, channel, exc)
+                conn.send_error(ErrorCode.UNAVAILABLE,
+                                "broker unavailable; nothing was published", rid)
+            else:  # as a failed request of the worker: logged, the connection closed
+                log.error("request handling failed conn=%s: %s", conn.id, exc)
+                conn.close(CloseCode.INTERNAL_ERROR)
+
+        self.publisher.publish_later(channel, bytes(req.data), req.key, done)
+
+    async def pub(self, conn: Requester, req: Pub) -> None:
+        access = self.access
+        url = access.asks(req.channel, "pub") if access.proxied_pub else None
+        if url is None:
+            if not self._pub_check(conn, req):
+                return
+            data = bytes(req.data)
+        else:
+            approved = await self._pub_ask(conn, req, url)
+            if approved is None:
+                return
+            data = approved
+        try:
+            result = await self.publisher.publish(req.channel, data, req.key)
+        except BrokerUnavailable as exc:
+            log.warning("publish refused conn=%s channel=%s: %s", conn.id, req.channel, exc)
+            conn.send_error(ErrorCode.UNAVAILABLE, "broker unavailable; nothing was published",
+                            req.id)
+            return
+        _pub_ack(conn, req.id, result.epoch, result.offset, result.duplicate)
+
+    async def _pub_ask(self, conn: Requester, req: Pub, url: str) -> bytes | None:
+        """The data to publish, as the backend approved (or replaced) it; None: refused."""
+        if self._backend_only(conn, req):
+            return None
+        data = bytes(req.data)
+        if len(data) > self.config.max_data_size:
+            conn.send_error(ErrorCode.BAD_REQUEST, "data over max_data_size", req.id)
+            return None
+        try:
+            verdict = await self.access.ask(url, conn, req.channel, "pub", data)
+        except ProxyUnavailable:
+            conn.send_error(ErrorCode.UNAVAILABLE,
+                            "the application's backend is unavailable; nothing was published",
+                            req.id)
+            return None
+        if isinstance(verdict, tuple):
+            conn.send_error(verdict[0], verdict[1], req.id)  # refused: never a silent drop
+            return None
+        if verdict is not None:
+            if len(verdict) > self.config.max_data_size:
+                conn.send_error(ErrorCode.INTERNAL, "the application's data is over "
+                                "max_data_size; nothing was published", req.id)
+                return None
+            data = verdict
+        if conn.sm.state != ConnState.OPEN:
+            return None
+        return data
+
+    async def rpc(self, conn: Requester, req: Rpc) -> None:
+        outcome = await self.rpc_methods.call(conn, req.method, bytes(req.data))
+        if isinstance(outcome, tuple):
+            code, reason = outcome
+            if code is ErrorCode.INVALID_PARAMS or code is ErrorCode.UNKNOWN_METHOD:
+                try:
+                    conn.guard.invalid(time.monotonic())  # type: ignore[union-attr]
+                except CloseConnection as exc:
+                    conn.close(exc.code, exc.reason)
+                    return
+            conn.send_error(code, reason, req.id)
+            return
+        conn.enqueue(text_frame(b'{"type":"result","id":%d,"data":%s}' % (req.id, outcome)))
+
+
+
+
+def _pub_ack(conn: Requester, rid: int, epoch: str, offset: int, duplicate: bool) -> None:
+    if duplicate:
+        conn.send({"type": "ack", "id": rid, "epoch": epoch, "offset": offset,
+                   "duplicate": True})
+    else:
+        conn.enqueue(text_frame(b'{"type":"ack","id":%d,"epoch":"%s","offset":%d}'
+                                % (rid, epoch.encode(), offset)))
