@@ -2,7 +2,8 @@
 
 It renders with no console error, refuses a wrong key, shows the node, the charts move
 under load (publications, deliveries, connects, closes by code), a channel search finds
-the channel with its subscriber, the last slow-consumer close is listed, and a disconnect
+the channel with its subscriber and who is present, the last slow-consumer close is
+listed, and a disconnect
 from the page closes the user's connection with the code the page asked for.
 """
 
@@ -73,6 +74,7 @@ def test_under_its_own_csp_it_signs_in_and_shows_the_node(context, start_demo_se
 
 
 def test_admin_shows_live_figures_and_disconnects_a_user(browser, start_demo_server) -> None:
+    # The demo turns presence on for room:* (docs/configuration.md, --demo).
     srv = start_demo_server(jwt_secret=SECRET, max_send_buffer=65536)
     # bypass_csp: the waits below evaluate expressions in the page, which its CSP forbids
     # (no 'unsafe-eval'); the test above holds the page to the CSP itself.
@@ -131,7 +133,8 @@ def _live(context: Any, srv: Any) -> None:
     page.click("#channels-form button")
     page.wait_for_function(
         "[...document.querySelectorAll('#channels tbody tr')]"
-        ".some(r => r.cells[0].textContent === 'room:admin' && r.cells[1].textContent === '1')")
+        ".some(r => r.cells[0].textContent === 'room:admin' && r.cells[1].textContent === '1'"
+        " && r.cells[2].textContent === '1' && r.cells[3].textContent === '1')")
 
     # A slow consumer: a reader that never reads while the channel is flooded.
     slow = ws_connect(f"{srv.url}?token={_token('sloth')}", subprotocols=["staywire.v1"],

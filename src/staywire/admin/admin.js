@@ -232,12 +232,19 @@ async function searchChannels(event) {
   const body = $('channels').tBodies[0];
   try {
     const reply = await api('channels', { pattern: $('pattern').value, limit: 100 });
+    // Presence per channel, in one batch: a channel without presence answers an error.
+    const present = reply.channels.length ? (await api('batch', {
+      commands: reply.channels.map((c) => ({ method: 'presence_stats', params: { channel: c.channel } })),
+    })).replies : [];
     body.replaceChildren();
-    for (const c of reply.channels) {
+    reply.channels.forEach((c, i) => {
       const row = body.insertRow();
       cell(row, c.channel);
       cell(row, c.subscribers.toLocaleString('en'), true);
-    }
+      const stats = present[i] && present[i].result;
+      cell(row, stats ? stats.users.toLocaleString('en') : '-', true);
+      cell(row, stats ? stats.clients.toLocaleString('en') : '-', true);
+    });
     note.textContent = `${reply.channels.length} channel(s)${reply.truncated ? ', more not shown' : ''}`
       + (reply.missing.length ? `; not answering: ${reply.missing.join(', ')}` : '');
   } catch (err) {

@@ -116,6 +116,12 @@ class AsyncApiClient:
                       limit: int | None = None, reverse: bool = False) -> s.HistoryReply:
         return await self.call(calls.history(channel, since, limit, reverse))
 
+    async def presence(self, channel: str, *, limit: int | None = None) -> s.PresenceReply:
+        return await self.call(calls.presence(channel, limit))
+
+    async def presence_stats(self, channel: str) -> s.PresenceStatsReply:
+        return await self.call(calls.presence_stats(channel))
+
     async def channels(self, pattern: str, *, limit: int | None = None) -> s.ChannelsReply:
         return await self.call(calls.channels(pattern, limit))
 

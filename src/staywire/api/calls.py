@@ -69,6 +69,14 @@ def history(channel: str, since: tuple[str, int] | None = None, limit: int | Non
                                   reverse=reverse or None), s.HistoryReply)
 
 
+def presence(channel: str, limit: int | None = None) -> Call[s.PresenceReply]:
+    return Call("presence", _given(channel=channel, limit=limit), s.PresenceReply)
+
+
+def presence_stats(channel: str) -> Call[s.PresenceStatsReply]:
+    return Call("presence_stats", {"channel": channel}, s.PresenceStatsReply)
+
+
 def channels(pattern: str, limit: int | None = None) -> Call[s.ChannelsReply]:
     return Call("channels", _given(pattern=pattern, limit=limit), s.ChannelsReply)
 
@@ -122,6 +130,12 @@ class Batch:
     def history(self, channel: str, *, since: tuple[str, int] | None = None,
                 limit: int | None = None, reverse: bool = False) -> Batch:
         return self._add(history(channel, since, limit, reverse))
+
+    def presence(self, channel: str, *, limit: int | None = None) -> Batch:
+        return self._add(presence(channel, limit))
+
+    def presence_stats(self, channel: str) -> Batch:
+        return self._add(presence_stats(channel))
 
     def channels(self, pattern: str, *, limit: int | None = None) -> Batch:
         return self._add(channels(pattern, limit))

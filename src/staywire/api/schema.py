@@ -136,6 +136,35 @@ class HistoryRequest(_Request):
     reverse: bool = False  # newest first; with since, the entries before it
 
 
+class PresenceRequest(_Request):
+    channel: Channel
+    # At most this many members (default and cap: the channel's presence_max_members);
+    # over it, the counts only, as a subscriber's presence request answers.
+    limit: Annotated[int, msgspec.Meta(ge=1)] | None = None
+
+
+class PresenceMember(_Reply):
+    client: str
+    user: str  # "" for an anonymous connection
+    info: Any = None  # the connect proxy's data for the connection, when small
+
+
+class PresenceReply(_Reply):
+    clients: int
+    users: int
+    members: list[PresenceMember]
+    stats_only: bool  # more clients than the limit: members is empty
+
+
+class PresenceStatsRequest(_Request):
+    channel: Channel
+
+
+class PresenceStatsReply(_Reply):
+    clients: int
+    users: int
+
+
 class HistoryPublication(_Reply):
     offset: int
     data: Any
@@ -297,6 +326,10 @@ METHODS: dict[str, Method] = {
     "broadcast": Method(BroadcastRequest, BroadcastReply,
                         "Publish one payload to many channels"),
     "history": Method(HistoryRequest, HistoryReply, "Read a channel's history"),
+    "presence": Method(PresenceRequest, PresenceReply,
+                       "The members of a presence channel, on every node"),
+    "presence_stats": Method(PresenceStatsRequest, PresenceStatsReply,
+                             "The client and user counts of a presence channel"),
     "channels": Method(ChannelsRequest, ChannelsReply,
                        "Active channels matching a pattern, with subscribers, on every node"),
     "info": Method(InfoRequest, InfoReply, "Every node: version, uptime, load"),

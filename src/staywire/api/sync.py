@@ -110,6 +110,12 @@ class ApiClient:
                 limit: int | None = None, reverse: bool = False) -> s.HistoryReply:
         return self.call(calls.history(channel, since, limit, reverse))
 
+    def presence(self, channel: str, *, limit: int | None = None) -> s.PresenceReply:
+        return self.call(calls.presence(channel, limit))
+
+    def presence_stats(self, channel: str) -> s.PresenceStatsReply:
+        return self.call(calls.presence_stats(channel))
+
     def channels(self, pattern: str, *, limit: int | None = None) -> s.ChannelsReply:
         return self.call(calls.channels(pattern, limit))
 

@@ -17,6 +17,8 @@ import msgspec
 from staywire.api import schema as s
 from staywire.brokers.base import Broker, PublishResult
 from staywire.brokers.control import ControlPlane, FanOut
+from staywire.brokers.presence import PresenceSnapshot, PresenceStore
+from staywire.channel_options import ChannelOptions
 from staywire.exceptions import BrokerUnavailable
 from staywire.protocol.codes import CloseCode, ErrorCode, Reconnect, reconnect_policy
 from staywire.protocol.patterns import Glob
@@ -64,14 +66,19 @@ class Publish(Protocol):
 
 class ApiMethods:
     def __init__(self, *, publish: Publish, broker: Broker, control: ControlPlane,
-                 max_data_size: int, node_timeout: float) -> None:
+                 max_data_size: int, node_timeout: float,
+                 presence: PresenceStore | None = None,
+                 channel_options: Callable[[str], ChannelOptions] | None = None) -> None:
         self._publish = publish
         self._broker = broker
+        self._presence = presence
+        self._options = channel_options
         self._control = control
         self._max_data_size = max_data_size
         self._timeout = node_timeout
         self._handlers: dict[str, Callable[[Any], Awaitable[msgspec.Struct]]] = {
             "publish": self.publish, "broadcast": self.broadcast, "history": self.history,
+            "presence": self.presence, "presence_stats": self.presence_stats,
             "channels": self.channels, "info": self.info, "disconnect": self.disconnect,
             "refresh": self.refresh, "subscribe": self.subscribe,
             "unsubscribe": self.unsubscribe, "batch": self.batch,
@@ -159,6 +166,37 @@ class ApiMethods:
             epoch=h.position.epoch, offset=h.position.offset,
             publications=[s.HistoryPublication(offset=p.offset, data=msgspec.Raw(p.data))
                           for p in h.publications])
+
+    async def presence(self, req: s.PresenceRequest) -> s.PresenceReply:
+        store, bound = self._presence_of(req.channel)
+        limit = min(req.limit or bound, bound)
+        snap = await self._snapshot(store, req.channel, limit)
+        members = [] if snap.members is None else [
+            msgspec.json.decode(m, type=s.PresenceMember) for m in snap.members]
+        return s.PresenceReply(clients=snap.clients, users=snap.users, members=members,
+                               stats_only=snap.members is None)
+
+    async def presence_stats(self, req: s.PresenceStatsRequest) -> s.PresenceStatsReply:
+        store, _ = self._presence_of(req.channel)
+        snap = await self._snapshot(store, req.channel, 0)
+        return s.PresenceStatsReply(clients=snap.clients, users=snap.users)
+
+    def _presence_of(self, channel: str) -> tuple[PresenceStore, int]:
+        """The store and the members bound of a presence channel; presence_disabled else."""
+        opts = self._options(channel) if self._options is not None else None
+        if self._presence is None or opts is None or not opts.presence:
+            raise ApiFailure(ErrorCode.PRESENCE_DISABLED,
+                             f"presence is off on {channel!r} (channel options)")
+        return self._presence, opts.presence_max_members
+
+    @staticmethod
+    async def _snapshot(store: PresenceStore, channel: str, limit: int) -> PresenceSnapshot:
+        # The store holds every node's members (in Redis with a Redis broker): one read,
+        # bounded by ``limit``, never a scan of the broker.
+        try:
+            return await store.snapshot(channel, limit)
+        except BrokerUnavailable:
+            raise ApiFailure(ErrorCode.UNAVAILABLE, "presence store unavailable") from None
 
     # -- every node -----------------------------------------------------------------------
 

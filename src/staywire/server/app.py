@@ -118,7 +118,9 @@ class Server:
         self.node_control: NodeControl | None = None  # made in start(), with the hub
         self.api_methods = ApiMethods(publish=self.publish_raw, broker=self.broker,
                                       control=self.control, max_data_size=cfg.max_data_size,
-                                      node_timeout=cfg.api_node_timeout)
+                                      node_timeout=cfg.api_node_timeout,
+                                      presence=self.presence_store,
+                                      channel_options=cfg.channel)
         self.draining = False
         self._servers: list[asyncio.Server] = []
         self._sweeper: asyncio.Task[None] | None = None
