@@ -1,9 +1,14 @@
-"""A real Sentinel deployment for tests: one primary, one replica, three sentinels.
+"""A real Sentinel deployment for tests: one primary, replicas (one), three sentinels.
 
     with SentinelGroup() as group:
         group.url            # redis+sentinel://127.0.0.1:S1,127.0.0.1:S2,127.0.0.1:S3/mymaster/0
         group.primary.stop() # SIGKILL by PID: the sentinels promote the replica
         group.wait_failover()
+
+With ``SentinelGroup(replicas=2)`` one replica is left after a failover (the sentinels
+point it at the promoted one): what a ``WAIT 1`` deployment needs to stay writable.
+``kill_primary()`` kills whichever server is the primary now, so one group can go
+through several failovers.
 
 Every process is Debian's ``redis-server`` (``--sentinel`` for the sentinels), on
 127.0.0.1 and free ports, nothing on disk but each one's config and log in a temporary
@@ -25,12 +30,17 @@ import time
 from types import TracebackType
 from typing import Self
 
+import redis
+
 from staywire_bench.ports import free_port
 from tests.support.redis_server import REDIS_SERVER, TIMEOUT_FACTOR, RedisServer
 
-__all__ = ["MASTER", "SentinelGroup", "SentinelProcess"]
+__all__ = ["MASTER", "SentinelGroup", "SentinelProcess", "wait_replicating"]
 
 MASTER = "mymaster"
+# A full sync starts at once, not after Redis' default 5 s of waiting for more replicas
+# (every server: after a failover a replica may have to sync from the promoted one).
+_NO_SYNC_DELAY = ("--repl-diskless-sync-delay", "0")
 
 
 def _command(port: int, *args: str, timeout: float = 0.5) -> bytes:
@@ -41,6 +51,32 @@ def _command(port: int, *args: str, timeout: float = 0.5) -> bytes:
             return s.recv(4096)
     except OSError:
         return b""
+
+
+def wait_replicating(primary_port: int, count: int, timeout: float = 10.0) -> None:
+    """Until WAIT sees a write on ``count`` replicas of the primary at ``primary_port``.
+
+    Online is not enough: after a diskless full sync Redis 7 streams writes to a replica
+    only from its first ACK, up to a second later. And the write counts only when made
+    with the replicas attached: WAIT waits for the replication offset of the client's
+    last write, which stays 0 for a write that was never propagated."""
+    client = redis.Redis(port=primary_port, socket_timeout=1)
+    deadline = time.monotonic() + timeout * TIMEOUT_FACTOR
+    try:
+        while True:
+            with contextlib.suppress(redis.RedisError):
+                info = client.info("replication")
+                online = sum(1 for key, value in info.items()
+                             if key.startswith("slave") and isinstance(value, dict)
+                             and value.get("state") == "online")
+                if online >= count and client.incr("staywire-test:sync") and \
+                        client.wait(count, 100) >= count:
+                    return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{count} replica(s) of :{primary_port} are not replicating")
+            time.sleep(0.02)
+    finally:
+        client.close()
 
 
 class SentinelProcess:
@@ -112,11 +148,19 @@ class SentinelProcess:
 
 
 class SentinelGroup:
-    def __init__(self, sentinels: int = 3) -> None:
-        self.primary = RedisServer()
-        self.replica: RedisServer | None = None
+    def __init__(self, sentinels: int = 3, replicas: int = 1) -> None:
+        self.primary = RedisServer(extra=_NO_SYNC_DELAY)
+        self.replicas: list[RedisServer] = []
         self.sentinels: list[SentinelProcess] = []
         self._count = sentinels
+        self._replica_count = replicas
+
+    @property
+    def replica(self) -> RedisServer | None:
+        return self.replicas[0] if self.replicas else None
+
+    def servers(self) -> list[RedisServer]:
+        return [self.primary, *self.replicas]
 
     @property
     def url(self) -> str:
@@ -126,16 +170,17 @@ class SentinelGroup:
     def start(self) -> Self:
         try:
             self.primary.start()
-            self.replica = RedisServer(extra=("--replicaof", "127.0.0.1",
-                                              str(self.primary.port))).start()
-            self._wait(lambda: b"master_link_status:up" in _command(
-                self.replica.port if self.replica else 0, "INFO", "replication"),
-                "the replica to sync")
+            for _ in range(self._replica_count):
+                self.replicas.append(RedisServer(extra=(
+                    *_NO_SYNC_DELAY, "--replicaof", "127.0.0.1", str(self.primary.port))).start())
+            self._wait(lambda: all(b"master_link_status:up" in _command(
+                r.port, "INFO", "replication") for r in self.replicas), "the replicas to sync")
             for _ in range(self._count):
                 self.sentinels.append(SentinelProcess(self.primary.port).start())
             # Every sentinel has found the replica and the other sentinels: a failover
             # needs the quorum to agree, and a replica to promote.
             self._wait(self._all_see_each_other, "the sentinels to discover each other")
+            wait_replicating(self.primary.port, self._replica_count)
         except BaseException:
             self.close()
             raise
@@ -147,7 +192,7 @@ class SentinelGroup:
             fields = reply.split(b"\r\n")
             values = dict(zip(fields[2::4], fields[4::4], strict=False))
             if values.get(b"num-other-sentinels") != str(self._count - 1).encode() or \
-                    values.get(b"num-slaves") != b"1":
+                    values.get(b"num-slaves") != str(self._replica_count).encode():
                 return False
         return True
 
@@ -160,13 +205,58 @@ class SentinelGroup:
         return None
 
     def wait_failover(self, timeout: float = 20.0) -> int:
-        """After the primary was stopped: wait until the sentinels name the replica."""
-        assert self.replica is not None
-        replica = self.replica.port
-        self._wait(lambda: self.current_primary() == replica
-                   and b"role:master" in _command(replica, "INFO", "replication"),
-                   "the sentinels to promote the replica", timeout)
-        return replica
+        """After the primary was stopped: wait until the sentinels name a live replica
+        that took the role; its port."""
+        live = {s.port for s in self.servers() if s.running}
+        promoted: list[int] = []
+
+        def done() -> bool:
+            port = self.current_primary()
+            if port in live and b"role:master" in _command(port, "INFO", "replication"):
+                promoted.append(port)
+                return True
+            return False
+
+        self._wait(done, "the sentinels to promote a replica", timeout)
+        return promoted[0]
+
+    def primary_server(self) -> RedisServer:
+        """The running server the sentinels name as primary now."""
+        port = self.current_primary()
+        for server in self.servers():
+            if server.port == port and server.running:
+                return server
+        raise RuntimeError(f"no running server is the primary the sentinels name ({port})")
+
+    def kill_primary(self) -> RedisServer:
+        """SIGKILL the current primary (by PID); the server killed."""
+        server = self.primary_server()
+        server.stop()
+        return server
+
+    def wait_failover_ready(self, timeout: float = 15.0) -> None:
+        """Until every live sentinel knows a healthy replica of the current primary: one
+        it could promote (after a failover, the replica re-pointed at the new primary)."""
+        def ready() -> bool:
+            for s in self.sentinels:
+                if not s.running:
+                    continue
+                client = redis.Redis(port=s.port, socket_timeout=1)
+                try:
+                    replicas = client.sentinel_slaves(MASTER)
+                except redis.RedisError:
+                    return False
+                finally:
+                    client.close()
+                if not any(not r["is_sdown"] and r.get("master-link-status") == "ok"
+                           for r in replicas):
+                    return False
+            return True
+        self._wait(ready, "the sentinels to know a replica they could promote", timeout)
+
+    def wait_replicating(self, count: int, timeout: float = 15.0) -> None:
+        """Until the current primary's writes reach ``count`` replicas (see below)."""
+        wait_replicating(self.primary_server().port, count, timeout)
 
     @staticmethod
     def _wait(done: object, what: str, timeout: float = 15.0) -> None:
@@ -181,8 +271,8 @@ class SentinelGroup:
     def close(self) -> None:
         for s in self.sentinels:
             s.close()
-        if self.replica is not None:
-            self.replica.close()
+        for replica in self.replicas:
+            replica.close()
         self.primary.close()
 
     def __enter__(self) -> Self:
