@@ -74,21 +74,25 @@ class Tally:
     lost: int = 0  # acknowledged, not seen at its acknowledged offset
     duplicated: int = 0  # seen more than once
     reordered: int = 0  # seen after a later one: of one publisher, or a lower offset
+    vanished: int = 0  # seen, but not in the final history: delivered, then lost
 
     def add(self, other: Tally) -> None:
         self.lost += other.lost
         self.duplicated += other.duplicated
         self.reordered += other.reordered
+        self.vanished += other.vanished
 
 
-def tally(acked: dict[tuple[int, int], int], seen: list[tuple[int, tuple[int, int]]]) -> Tally:
+def tally(acked: dict[tuple[int, int], int], seen: list[tuple[int, tuple[int, int]]],
+          history: set[tuple[int, tuple[int, int]]] | None = None) -> Tally:
     """``acked``: (client, seq) -> acknowledged offset; ``seen``: (offset, (client, seq)) in
     the order a reader saw them (a history in offset order, or a subscriber's deliveries),
-    of the same channel."""
+    of the same channel; ``history``: the channel's final history, for ``vanished``."""
     at = {(offset, uid) for offset, uid in seen}
     uids = [uid for _, uid in seen]
     result = Tally(lost=sum(1 for uid, offset in acked.items() if (offset, uid) not in at),
-                   duplicated=len(uids) - len(set(uids)))
+                   duplicated=len(uids) - len(set(uids)),
+                   vanished=len(at - history) if history is not None else 0)
     last_seq: dict[int, int] = {}
     for n, (offset, (client, seq)) in enumerate(seen):
         if n and offset <= seen[n - 1][0]:
@@ -108,6 +112,7 @@ def test_the_tally_counts_what_it_names() -> None:
     assert tally(acked, sorted((o, u) for u, o in acked.items())) == Tally()
     assert tally(acked, [(1, (1, 0)), (2, (1, 1))]) == Tally(lost=3, reordered=0)
     assert tally({}, [(1, (1, 1)), (2, (1, 0))]).reordered == 1
+    assert tally({}, [(1, (1, 0)), (2, (1, 1))], {(1, (1, 0))}).vanished == 1
 
 
 @dataclass
@@ -194,6 +199,7 @@ async def failover_run(group: SentinelGroup, server_factory, tag: str, wait: int
             await asyncio.sleep(0.05)
 
         history, subscribers = Tally(), Tally()
+        final: dict[str, set[tuple[int, tuple[int, int]]]] = {}
         primary = redis.Redis(port=promoted)
         try:
             for ch in channels:
@@ -203,12 +209,19 @@ async def failover_run(group: SentinelGroup, server_factory, tag: str, wait: int
                     data = json.loads(fields[b"d"])
                     seen.append((int(entry_id.split(b"-")[0]), (data["c"], data["i"])))
                 history.add(tally(run.acked[ch], seen))
+                final[ch] = set(seen)
         finally:
             primary.close()
+        by_node = [Tally(), Tally()]
         for n, col in enumerate(collectors):
             ch = channels[n % CHANNELS]
             seen = [(m.offset, (m.data["c"], m.data["i"])) for m in col.messages]
-            subscribers.add(tally(run.acked[ch], seen))
+            one = tally(run.acked[ch], seen, final[ch])
+            subscribers.add(one)
+            by_node[n % 2].add(one)
+        if subscribers != Tally():
+            print(f"[{tag}] subscribers by node: {by_node}; "
+                  f"history tops {[len(final[ch]) for ch in channels]}")
         counters = {"refused_retried": sum(c.stats.get("refused_retried", 0) for c in clients),
                     "resent": sum(c.stats["resent"] for c in clients),
                     "duplicate_acks": sum(c.stats["duplicate_acks"] for c in clients),
