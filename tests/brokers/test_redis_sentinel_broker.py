@@ -51,3 +51,36 @@ async def make_node(group: SentinelGroup) -> AsyncIterator[MakeNode]:
 
 class TestRedisBrokerOnSentinel(BrokerContract):
     pass
+
+
+async def test_with_no_sentinel_left_open_connections_serve_and_new_ones_cannot() -> None:
+    # The quorum lost: nothing changes while the primary lives and the connections stay
+    # up; a connection that must be made again cannot learn the primary's address.
+    import redis
+
+    from staywire.exceptions import BrokerUnavailable
+    from tests.brokers.contract import eventually
+
+    with SentinelGroup() as g:
+        received = Received()
+        broker = RedisBroker(g.url, prefix="q:", reconnect_backoff_max=0.1)
+        await broker.start(received)
+        try:
+            await broker.subscribe("room")
+            await broker.publish("room", b"1")
+            for s in g.sentinels:
+                s.stop()
+            assert (await broker.publish("room", b"2")).offset == 2
+            await eventually(lambda: received.offsets("room") == [1, 2])
+            admin = redis.Redis(port=g.primary.port)
+            admin.client_kill_filter(_type="normal", skipme=True)
+            admin.client_kill_filter(_type="pubsub")
+            admin.close()
+            # The first publish may meet the killed connection; the next one connects anew.
+            with pytest.raises(BrokerUnavailable):
+                await broker.publish("room", b"3")
+            with pytest.raises(BrokerUnavailable, match="No master found"):
+                await broker.publish("room", b"3")
+            await eventually(lambda: not broker.available)
+        finally:
+            await broker.close()
