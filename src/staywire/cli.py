@@ -71,7 +71,12 @@ def _serve_parser(sub: Any) -> None:
                    help="seconds an idempotency key is remembered")
     p.add_argument("--drain-window", type=float)
     p.add_argument("--shutdown-timeout", type=float)
-    p.add_argument("--broker", help="'memory' (default) or redis://host:port/db")
+    p.add_argument("--broker", help="'memory' (default), redis://host:port/db or "
+                   "redis+sentinel://host:port[,host:port]/SERVICE/DB")
+    p.add_argument("--redis-wait-replicas", type=int,
+                   help="acknowledge a publish once that many replicas have it (WAIT)")
+    p.add_argument("--redis-wait-timeout", type=float,
+                   help="seconds WAIT may take before the publish is refused as unavailable")
     p.add_argument("--trusted-proxy-header", help="e.g. X-Forwarded-For behind nginx")
     p.add_argument("--tls-cert")
     p.add_argument("--tls-key")

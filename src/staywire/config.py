@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from staywire.brokers.redis_pool import SENTINEL_SCHEME, is_redis_url, parse_sentinel_url
 from staywire.channel_options import INHERITED, ChannelOptions, ChannelRules, parse_channel_rules
 from staywire.exceptions import ConfigError
 from staywire.proxy.routes import Routes, check_url
@@ -71,7 +72,9 @@ class Config:
     rate_violation_window: float = 10.0
 
     # -- streams
-    broker: str = "memory"  # "memory" or redis://host:port/db
+    broker: str = "memory"  # "memory", redis://host:port/db or redis+sentinel://...
+    redis_wait_replicas: int = 0  # > 0: ack a publish once WAIT saw it on that many replicas
+    redis_wait_timeout: float = 0.5  # seconds WAIT may take before the publish is unavailable
     history_size: int = 100
     history_ttl: float = 300.0
     history_max_bytes: int | None = None  # data bytes kept per channel; None: unbounded
@@ -122,8 +125,7 @@ class Config:
             problems.append("max_send_buffer must be >= max_message_size")
         if self.jwt_secret and self.jwt_public_key:
             problems.append("set jwt_secret (HS256) or jwt_public_key (RS256), not both")
-        if not (self.broker == "memory" or self.broker.startswith(("redis://", "rediss://"))):
-            problems.append(f"broker must be 'memory' or a redis:// URL, got {self.broker!r}")
+        problems += _broker_problems(self)
         if (self.tls_cert is None) != (self.tls_key is None):
             problems.append("tls_cert and tls_key go together")
         if not self.ws_path.startswith("/"):
@@ -155,6 +157,23 @@ class Config:
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
+
+
+def _broker_problems(cfg: Config) -> list[str]:
+    problems = []
+    if cfg.broker.startswith(SENTINEL_SCHEME):
+        try:
+            parse_sentinel_url(cfg.broker)
+        except ValueError as exc:  # never echoes the URL: it may hold a password
+            problems.append(f"broker: {exc}")
+    elif not (cfg.broker == "memory" or is_redis_url(cfg.broker)):
+        problems.append("broker must be 'memory', a redis:// or a redis+sentinel:// URL, "
+                        f"got {cfg.broker!r}")
+    if cfg.redis_wait_replicas < 0 or cfg.redis_wait_timeout <= 0:
+        problems.append("redis_wait_replicas must be >= 0 and redis_wait_timeout > 0")
+    elif cfg.redis_wait_replicas and cfg.broker == "memory":
+        problems.append("redis_wait_replicas waits for Redis replicas: it needs a Redis broker")
+    return problems
 
 
 def _proxy_problems(cfg: Config) -> list[str]:

@@ -48,8 +48,10 @@ def _answers_ping(port: int) -> bool:
 class RedisServer:
     """One ``redis-server`` process; start/stop/restart keep the same port."""
 
-    def __init__(self, port: int | None = None, *, binary: str = REDIS_SERVER) -> None:
+    def __init__(self, port: int | None = None, *, binary: str = REDIS_SERVER,
+                 extra: tuple[str, ...] = ()) -> None:
         self.binary = binary
+        self.extra = extra  # more arguments, e.g. ("--replicaof", "127.0.0.1", "6379")
         self._fixed_port = port is not None
         self.port = port or free_port()
         self._dir = tempfile.mkdtemp(prefix="staywire-redis-")
@@ -83,6 +85,7 @@ class RedisServer:
             self._dir,
             "--logfile",
             os.path.join(self._dir, "redis.log"),
+            *self.extra,
         ]
 
     def start(self, timeout: float = 5.0) -> Self:

@@ -17,7 +17,8 @@ __all__ = ["Broker", "ControlPlane", "MemoryBroker", "create_broker", "create_co
 
 
 def create_broker(config: Config) -> Broker:
-    """The broker named by ``config.broker``: ``memory`` or a ``redis://`` URL.
+    """The broker named by ``config.broker``: ``memory``, a ``redis://`` or a
+    ``redis+sentinel://`` URL.
 
     Its history limits are the channels' options (``[channels."PATTERN"]``)."""
 
@@ -32,7 +33,8 @@ def create_broker(config: Config) -> Broker:
 
     return RedisBroker(config.broker, history_size=config.history_size,
                        history_ttl=config.history_ttl, dedupe_window=config.dedupe_window,
-                       policy=policy)
+                       policy=policy, wait_replicas=config.redis_wait_replicas,
+                       wait_timeout=config.redis_wait_timeout)
 
 
 def create_presence(config: Config, broker: Broker) -> PresenceStore:

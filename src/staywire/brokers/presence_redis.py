@@ -39,11 +39,10 @@ from collections.abc import Iterator
 from typing import Literal
 
 from redis import exceptions as redis_errors
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
+from staywire.brokers.redis_pool import open_pool
 from staywire.brokers.presence import (
     Member,
     PresenceEvent,
@@ -165,12 +164,12 @@ class RedisPresence(PresenceStore):
         if ttl < 1:
             raise ConfigError("presence_ttl must be >= 1")
         try:
-            pool = BlockingConnectionPool.from_url(
-                url, max_connections=16, timeout=_TIMEOUT, protocol=2,
-                socket_connect_timeout=2.0, socket_timeout=_TIMEOUT, retry=Retry(NoBackoff(), 0))
+            # The broker's own pool kinds (redis_pool): a Sentinel URL works here too.
+            self._pool = open_pool(url, max_connections=16, connect_timeout=2.0,
+                                   command_timeout=_TIMEOUT)
         except ValueError as exc:
             raise ConfigError(f"invalid Redis URL: {exc}") from None
-        self._redis: Redis = Redis(connection_pool=pool)
+        self._redis: Redis = Redis(connection_pool=self._pool.pool)
         self._prefix = f"{prefix}presence:"
         self._events = f"{self._prefix}events"
         self._ttl_ms = int(ttl * 1000)
@@ -231,6 +230,7 @@ class RedisPresence(PresenceStore):
         self._local.clear()
         self._on_event = None
         await self._redis.aclose()
+        await self._pool.aclose()
 
     async def _listen(self) -> None:
         """The events link: subscribe, read, and resubscribe after a failure (backoff)."""

@@ -35,10 +35,8 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from redis import exceptions as redis_errors
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
 from staywire.protocol.stream import Position, Publication
 from staywire.brokers.base import (
@@ -49,7 +47,13 @@ from staywire.brokers.base import (
     PublicationHandler,
     PublishResult,
 )
-from staywire.brokers.redis_publish import PublishCommands, PublishPipeline, pack
+from staywire.brokers.redis_pool import open_pool
+from staywire.brokers.redis_publish import (
+    NotReplicated,
+    PublishCommands,
+    PublishPipeline,
+    pack,
+)
 from staywire.exceptions import BrokerError, BrokerUnavailable, ConfigError
 
 __all__ = ["RedisBroker"]
@@ -149,7 +153,14 @@ class RedisBroker(Broker):
         prefix: str = "staywire:",
         reconnect_backoff_max: float = 5.0,
         policy: HistoryPolicy | None = None,
+        wait_replicas: int = 0,
+        wait_timeout: float = 0.5,
     ) -> None:
+        """``url``: ``redis://``, ``rediss://`` or ``redis+sentinel://`` (redis_pool).
+
+        ``wait_replicas`` > 0: a publish is acknowledged only once ``WAIT`` saw it on that
+        many replicas within ``wait_timeout`` seconds, else it fails as unavailable
+        (redis_publish)."""
         if history_size < 0:
             raise ConfigError("history_size must be >= 0")
         if history_ttl <= 0 or dedupe_window <= 0:
@@ -166,28 +177,19 @@ class RedisBroker(Broker):
         self._prefix = prefix
         self._pubsub_prefix = f"{prefix}pub:"
         self._backoff_max = reconnect_backoff_max
-        # No retries inside redis-py: retrying a publish whose reply was lost could
-        # publish it twice. Callers get BrokerUnavailable and retry with their key.
-        # RESP2 unless the URL asks for 3: it saves the HELLO round trip on every
-        # connect, and the reader handles pub/sub replies in either protocol.
+        if wait_replicas < 0 or wait_timeout <= 0:
+            raise ConfigError("wait_replicas must be >= 0 and wait_timeout > 0")
         try:
-            # A blocking pool: a burst of publishes (a reconnect storm replaying its
-            # outboxes) waits for one of max_connections instead of failing with "Too
-            # many connections", which would surface as spurious `unavailable` errors.
-            pool = BlockingConnectionPool.from_url(
-                url,
-                max_connections=_POOL_SIZE,
-                timeout=_COMMAND_TIMEOUT,
-                protocol=2,
-                socket_connect_timeout=_CONNECT_TIMEOUT,
-                socket_timeout=_COMMAND_TIMEOUT,
-                retry=Retry(NoBackoff(), 0),
-            )
-            self._redis: Redis = Redis(connection_pool=pool)
+            self._pools = open_pool(url, max_connections=_POOL_SIZE,
+                                    connect_timeout=_CONNECT_TIMEOUT,
+                                    command_timeout=_COMMAND_TIMEOUT)
         except ValueError as exc:  # the message names the problem, never the password
             raise ConfigError(f"invalid Redis URL: {exc}") from None
+        pool = self._pools.pool
+        self._redis: Redis = Redis(connection_pool=pool)
         # Publishes go through one pipeline (one write per tick; see redis_publish).
-        self._publisher = PublishPipeline(pool)
+        self._publisher = PublishPipeline(pool, wait_replicas=wait_replicas,
+                                          wait_timeout=wait_timeout)
         self._commands = PublishCommands(prefix=prefix, pubsub_prefix=self._pubsub_prefix,
                                          policy=self._policy, dedupe_ms=self._dedupe_ms,
                                          meta_ttl_factor=_META_TTL_FACTOR)
@@ -253,6 +255,7 @@ class RedisBroker(Broker):
         self._on_publication = None
         await self._publisher.close()
         await self._redis.aclose()
+        await self._pools.aclose()
 
     @property
     def available(self) -> bool:
@@ -280,11 +283,15 @@ class RedisBroker(Broker):
 
     def _translate(self, what: str, exc: BaseException) -> BaseException:
         """The broker's error for a redis-py one (``exc`` itself when it is neither)."""
-        if isinstance(exc, _UNAVAILABLE):
+        if isinstance(exc, NotReplicated):
+            # The primary answers: the node stays ready (subscribers are served), only
+            # publishes cannot be acknowledged until the replicas catch up.
+            error: BaseException = BrokerUnavailable(f"{what}: {exc}")
+        elif isinstance(exc, _UNAVAILABLE):
             # After a timeout the outcome is unknown (a publish may have happened);
             # a retry with the same idempotency key is what makes that safe.
             self._available = False
-            error: BaseException = BrokerUnavailable(f"{what}: Redis unreachable: {exc}")
+            error = BrokerUnavailable(f"{what}: Redis unreachable: {exc}")
         elif isinstance(exc, redis_errors.RedisError):
             error = BrokerError(f"{what}: {exc}")
         else:
@@ -326,7 +333,7 @@ class RedisBroker(Broker):
             else:
                 done(None, self._translate("publish", exc))
 
-        self._publisher.submit(self._commands.command(channel, data, key), reply)
+        self._publisher.submit(self._commands.command(channel, data, key), reply, durable=True)
 
     async def history(self, channel: str, since: Position | None, *, limit: int | None = None,
                       reverse: bool = False) -> HistoryResult:

@@ -34,10 +34,9 @@ from typing import Any
 import msgspec
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
 from staywire.brokers.control import ControlPlane, FanOut, LocalNode, run_local
+from staywire.brokers.redis_pool import open_pool
 from staywire.exceptions import BrokerUnavailable, ConfigError
 
 __all__ = ["RedisControl"]
@@ -93,11 +92,12 @@ class RedisControl(ControlPlane):
         try:
             # health_check_interval: redis-py PINGs a link idle that long before reading
             # it, so a control link whose peer vanished without a FIN fails and reconnects.
-            self._redis: Redis = Redis.from_url(
-                url, protocol=2, max_connections=8, socket_connect_timeout=2.0,
-                socket_timeout=5.0, retry=Retry(NoBackoff(), 0), health_check_interval=5)
+            # The broker's own pool kinds (redis_pool): a Sentinel URL works here too.
+            self._pool = open_pool(url, max_connections=8, connect_timeout=2.0,
+                                   command_timeout=5.0, health_check_interval=5)
         except ValueError as exc:
             raise ConfigError(f"invalid Redis URL: {exc}") from None
+        self._redis: Redis = Redis(connection_pool=self._pool.pool)
         self._prefix = prefix
         self._period = period
         self._ttl_ms = max(1, round(ttl * 1000))
@@ -154,6 +154,7 @@ class RedisControl(ControlPlane):
                     pipe.srem(f"{self._prefix}nodes", node_id)
                     await pipe.execute()
         await self._redis.aclose()
+        await self._pool.aclose()
 
     async def _announce(self) -> None:
         assert self._node is not None

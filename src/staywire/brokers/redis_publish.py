@@ -34,7 +34,7 @@ from staywire.brokers.base import HistoryPolicy
 
 log = logging.getLogger("staywire.brokers.redis")
 
-__all__ = ["PUBLISH_LUA", "PublishCommands", "PublishPipeline", "pack"]
+__all__ = ["PUBLISH_LUA", "NotReplicated", "PublishCommands", "PublishPipeline", "pack"]
 
 # At most this many publishes in one write: bounds the write and the time one batch
 # holds the connection; the rest go in the next batch, right after.
@@ -59,6 +59,10 @@ PUBLISH_LUA = """
 if KEYS[3] then
   local seen = redis.call('GET', KEYS[3])
   if seen then
+    -- A write, so that a WAIT after this retry also covers the original publish, which
+    -- may have been made on another connection (WAIT counts this connection's writes).
+    local ttl = redis.call('PTTL', KEYS[3])
+    if ttl > 0 then redis.call('PEXPIRE', KEYS[3], ttl) end
     local sep = string.find(seen, ':', 1, true)
     return {string.sub(seen, 1, sep - 1), string.sub(seen, sep + 1), 1}
   end
@@ -105,11 +109,20 @@ PUBLISH_SHA = hashlib.sha1(PUBLISH_LUA.encode()).hexdigest()
 
 # Called once with the script's reply, or with the redis-py error of this publish.
 ReplyCallback = Callable[[Any, BaseException | None], None]
-# A command, its callback, and the Lua source to load should Redis answer NOSCRIPT.
-_Pending = tuple[bytes, ReplyCallback, str | None]
+# A command, its callback, the Lua source to load should Redis answer NOSCRIPT, and
+# whether its reply waits for the replicas (a publish, when WAIT is on).
+_Pending = tuple[bytes, ReplyCallback, str | None, bool]
 # Channels whose command parts are cached; past it the cache starts again (bounded memory
 # whatever the number of channel names).
 _CACHE_CHANNELS = 4096
+
+
+class NotReplicated(redis_errors.TimeoutError):
+    """A publish ran on the primary, but ``WAIT`` did not see it on enough replicas in time.
+
+    A timeout: the publication may survive or not (a failover now would lose it), so it
+    is not acknowledged; the client's retry with the same key is answered from the
+    idempotency key, and acknowledged once replicated."""
 
 
 def _bulk(raw: bytes) -> bytes:
@@ -188,22 +201,28 @@ class PublishPipeline:
     storm every client's recovery read and session save would otherwise be a round
     trip of its own through redis-py's general command path."""
 
-    def __init__(self, pool: ConnectionPool) -> None:
+    def __init__(self, pool: ConnectionPool, *, wait_replicas: int = 0,
+                 wait_timeout: float = 0.5) -> None:
         self._pool = pool
+        self._wait_replicas = wait_replicas
+        self._wait_timeout = wait_timeout
+        self._wait = pack("WAIT", wait_replicas, _ms(wait_timeout))
         self._pending: list[_Pending] = []
         self._task: asyncio.Task[None] | None = None
         self._closed = False
 
     def submit(self, command: bytes, callback: ReplyCallback,
-               script: str | None = PUBLISH_LUA) -> None:
+               script: str | None = PUBLISH_LUA, *, durable: bool = False) -> None:
         """Queue one command (RESP bytes; ``script``: the Lua source an ``EVALSHA`` runs).
         ``callback`` is called once, on the event loop, with the reply or the redis-py
         error; the callbacks of one batch are called in the order the commands were
-        queued."""
+        queued, except that ``durable`` ones (publishes) wait for the batch's ``WAIT``
+        when ``wait_replicas`` is set, and fail with ``NotReplicated`` when it falls
+        short."""
         if self._closed:
             callback(None, redis_errors.ConnectionError("the publish pipeline is closed"))
             return
-        self._pending.append((command, callback, script))
+        self._pending.append((command, callback, script, durable))
         if self._task is None:
             # Starts on the next loop iteration: every publish of this tick is in.
             self._task = asyncio.get_running_loop().create_task(
@@ -271,30 +290,45 @@ class PublishPipeline:
         finally:
             await self._pool.release(conn)
 
-    @staticmethod
-    async def _roundtrip(conn: Any, batch: list[_Pending], done: list[_Pending]
+    async def _roundtrip(self, conn: Any, batch: list[_Pending], done: list[_Pending]
                          ) -> list[_Pending]:
         """Send the batch in one write, read every reply in order; the NOSCRIPT ones back.
 
         The replies are read from the connection's parser under one timeout for the whole
         batch: ``read_response`` arms and cancels a timer per reply, which was a fifth of
         the pipeline's time. Any failure leaves the connection out of step with its
-        replies, so it is disconnected (the pool connects it again when next used)."""
-        await conn.send_packed_command(b"".join([item[0] for item in batch]), check_health=False)
+        replies, so it is disconnected (the pool connects it again when next used).
+
+        With ``wait_replicas``, a batch holding a publish ends with one ``WAIT``: it
+        covers every write this connection made before it, so one per batch is enough.
+        The publishes' replies are held until its answer."""
+        wait = self._wait_replicas if any(item[3] for item in batch) else 0
+        payload = b"".join([item[0] for item in batch])
+        await conn.send_packed_command(payload + self._wait if wait else payload,
+                                       check_health=False)
         parser = conn._parser  # redis-py's (hiredis or RESP2) parser; pinned version
         missing = []
+        held: list[tuple[_Pending, Any]] = []  # replied, waiting for the WAIT
+        demoted = False
         try:
-            async with asyncio.timeout(conn.socket_timeout):
+            async with asyncio.timeout(conn.socket_timeout + (self._wait_timeout if wait else 0)):
                 for item in batch:
                     reply = await parser.read_response()
                     if isinstance(reply, redis_errors.NoScriptError):
                         missing.append(item)
+                        continue
+                    if isinstance(reply, redis_errors.ReadOnlyError):
+                        demoted = True
+                    elif wait and item[3] and not isinstance(reply, redis_errors.ResponseError):
+                        held.append((item, reply))
                         continue
                     done.append(item)
                     if isinstance(reply, redis_errors.ResponseError):
                         _call(item[1], None, reply)  # this publish only: still in step
                     else:
                         _call(item[1], reply, None)
+                if wait:
+                    self._settle_held(held, await parser.read_response(), done)
         except TimeoutError:
             await conn.disconnect(nowait=True)
             raise redis_errors.TimeoutError("timeout reading the publish replies") from None
@@ -304,7 +338,25 @@ class PublishPipeline:
         except BaseException:
             await conn.disconnect(nowait=True)
             raise
+        if demoted:
+            # READONLY: this primary was demoted (a failover while it lived). A new
+            # connection asks Sentinel again (redis-py does so on its own read path only).
+            await conn.disconnect(nowait=True)
         return missing
+
+    def _settle_held(self, held: list[tuple[_Pending, Any]], acked: Any,
+                     done: list[_Pending]) -> None:
+        if isinstance(acked, int) and acked >= self._wait_replicas:
+            for item, reply in held:
+                done.append(item)
+                _call(item[1], reply, None)
+            return
+        got = acked if isinstance(acked, int) else f"none ({acked})"
+        failure = NotReplicated(f"the publish reached {got} of {self._wait_replicas} "
+                                f"replicas within {self._wait_timeout:g} s (WAIT)")
+        for item, _ in held:
+            done.append(item)
+            _call(item[1], None, failure)
 
     @staticmethod
     def _fail(batch: list[_Pending], exc: BaseException) -> None:
