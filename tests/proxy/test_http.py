@@ -279,3 +279,23 @@ async def test_https_verifies_the_backends_certificate(serve, tmp_path: Path,
     finally:
         await pool.close()
     assert server.connections == 1  # both calls on one kept-alive TLS connection
+
+
+async def test_a_deadline_fails_the_call_and_drops_its_connection(serve) -> None:
+    # The deadline is checked by the pool's sweep (one timer for the pool): the call
+    # fails within SWEEP of it, with TimeoutError, and its connection is not reused.
+    from staywire.proxy.http import SWEEP
+
+    server = await serve(lambda n, _: None if n == 1 else ok(b'{"n":%d}' % n))
+    pool = HttpPool(max_connections=4, max_body=1024)
+    loop = asyncio.get_running_loop()
+    try:
+        started = loop.time()
+        with pytest.raises(TimeoutError):
+            await pool.post(server.url, b"{}", deadline=started + 0.1)
+        took = loop.time() - started
+        assert 0.1 <= took < 0.1 + SWEEP + 0.5 * T
+        assert await pool.post(server.url, b"{}", deadline=loop.time() + 5) == (200, b'{"n":2}')
+    finally:
+        await pool.close()
+    assert server.connections == 2

@@ -14,7 +14,8 @@ error for that one request and never takes a connection (or the node) with it.
   backend only turns its slowness into every client's timeout, unbounded.
 * **Timeout**: ``timeout`` bounds the whole call, retries and a trickling body
   included (a per-read timeout alone would let a backend sending one byte a second
-  hold a call for ever).
+  hold a call for ever). It is one deadline, checked by the pool's sweep every
+  ``http.SWEEP`` (20 ms) rather than a timer per call, which cost a sixth of a call.
 * **Retries** (``retries``, exponential backoff with jitter) only for events that
   change nothing at the backend (connect, refresh, subscribe), and only after a
   failure that says the request was not handled (connection refused or reset, 502,
@@ -100,9 +101,10 @@ class ProxyClient:
         verdict = False
         try:
             payload = msgspec.json.encode(body)
+            # One deadline for the whole call, retries and their waits included.
+            deadline = asyncio.get_running_loop().time() + self.timeout
             try:
-                async with asyncio.timeout(self.timeout):
-                    raw = await self._attempts(event, url, payload)
+                raw = await self._attempts(event, url, payload, deadline)
             except TimeoutError:
                 breaker.failure()
                 verdict = True
@@ -127,22 +129,25 @@ class ProxyClient:
             if not verdict:
                 breaker.release()  # cancelled mid-call: the probe slot must not stay taken
 
-    async def _attempts(self, event: str, url: str, payload: bytes) -> bytes:
+    async def _attempts(self, event: str, url: str, payload: bytes, deadline: float) -> bytes:
         tries = 1 + (self.retries if event in IDEMPOTENT else 0)
+        loop = asyncio.get_running_loop()
         for attempt in range(1, tries + 1):
             try:
-                return await self._post(url, payload)
+                return await self._post(url, payload, deadline)
             except _Failed as exc:
                 if not exc.retry or attempt == tries:
                     raise
                 delay = self._backoff(attempt)
                 assert delay is not None  # max_retries=None: never gives up by itself
+                if loop.time() + delay >= deadline:
+                    raise TimeoutError from None  # the next try would start too late
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
-    async def _post(self, url: str, payload: bytes) -> bytes:
+    async def _post(self, url: str, payload: bytes, deadline: float) -> bytes:
         try:
-            status, raw = await self._http.post(url, payload)
+            status, raw = await self._http.post(url, payload, deadline)
         except HttpError as exc:
             if exc.kind == "oversized":
                 raise _Failed("oversized", retry=False, backend_down=False) from None
