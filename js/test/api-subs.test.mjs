@@ -3,14 +3,13 @@
 // adds a Subscription to `client.serverSubscriptions` in every tab sharing it, live from that
 // position; `unsubscribed {channel}` ends it (an 'end' event, no error). A server that keeps
 // it (the session record) names it in the next welcome's `server_subs`, recovered from the
-// position delivered. The fake server of server-subs.test.mjs, with the API's two calls.
+// position delivered. support/fake-server.mjs, with the API's two calls.
 import { describe, it, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { Client, Backoff, MemoryStore } from '../../src/staywire/static/staywire.js';
-import { ChannelCursor, CursorState } from '../../src/staywire/static/cursor.js';
 import { Bus, LockManager } from './support/tabs.mjs';
+import { FakeServer, client, closeClients, until, wait } from './support/fake-server.mjs';
 
-class FakeServer {
+class ApiServer extends FakeServer {
   // The server API: every open connection joins `channel` at the stream's top, and every
   // later welcome names it (the session record keeps it).
   apiSubscribe(channel) {
@@ -27,127 +26,13 @@ class FakeServer {
       if (conn.subs.delete(channel)) conn.push({ type: 'unsubscribed', channel });
     }
   }
-
-  constructor(serverSubs) {
-    this.serverSubs = serverSubs; // channels every connection is subscribed to at its welcome
-    this.streams = new Map();
-    this.conns = new Set();
-    this.frames = [];
-    this.opened = 0;
-  }
-  stream(channel) {
-    let s = this.streams.get(channel);
-    if (!s) this.streams.set(channel, (s = { epoch: 'E1', offset: 0, history: [] }));
-    return s;
-  }
-  publish(channel, data) {
-    const s = this.stream(channel);
-    s.offset += 1;
-    const msg = { type: 'msg', channel, epoch: s.epoch, offset: s.offset, data };
-    s.history.push(msg);
-    for (const conn of this.conns) if (conn.subs.has(channel)) conn.push(msg);
-  }
-  get WebSocket() {
-    const server = this;
-    return class ServerConn {
-      constructor() {
-        this.readyState = 0;
-        this.bufferedAmount = 0;
-        this.subs = new Set();
-        setImmediate(() => {
-          server.conns.add(this);
-          server.opened += 1;
-          this.readyState = 1;
-          this.onopen?.({});
-          const joined = server.serverSubs.map((channel) => {
-            this.subs.add(channel); // joined before the welcome: its position is exact
-            const s = server.stream(channel);
-            return { channel, epoch: s.epoch, offset: s.offset };
-          });
-          this.push({ type: 'welcome', client: 'c', session: 's', ping_interval: 25,
-            pong_timeout: 10, expires_at: null, resumed: false, subs: [], server_subs: joined });
-        });
-      }
-      push(msg) {
-        const text = JSON.stringify(msg);
-        setImmediate(() => { if (this.readyState === 1) this.onmessage?.({ data: text }); });
-      }
-      send(text) {
-        if (this.readyState !== 1) return;
-        const m = JSON.parse(text);
-        server.frames.push(m);
-        setImmediate(() => this.handle(m));
-      }
-      handle(m) {
-        if (this.readyState !== 1) return;
-        if (m.type === 'ping') this.push({ type: 'pong', t: m.t });
-        if (m.type === 'sub') {
-          if (this.subs.has(m.channel)) {
-            this.push({ type: 'error', id: m.id, code: 'already_subscribed', reason: '' });
-            return;
-          }
-          const s = server.stream(m.channel);
-          let recovered = false;
-          if (m.since && m.since.epoch === s.epoch) {
-            for (const msg of s.history) if (msg.offset > m.since.offset) this.push(msg);
-            recovered = true;
-          }
-          this.subs.add(m.channel);
-          this.push({ type: 'ack', id: m.id, epoch: s.epoch, offset: s.offset, recovered });
-        }
-        if (m.type === 'unsub') {
-          this.subs.delete(m.channel);
-          this.push({ type: 'ack', id: m.id });
-        }
-      }
-      close() { this.kill(null); }
-      kill(code) {
-        if (this.readyState === 3) return;
-        this.readyState = 3;
-        server.conns.delete(this);
-        if (code !== null) setImmediate(() => this.onclose?.({ code, reason: '' }));
-      }
-    };
-  }
 }
 
-const wait = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function until(predicate, what, ms = 3000) {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (predicate()) return;
-    await wait(2);
-  }
-  assert.fail(`timed out waiting for ${what}`);
-}
-
-const clients = [];
-
-function client(server, tabs = null, tabId = undefined) {
-  const c = new Client('ws://127.0.0.1:1/ws', {
-    ...(tabs ? { tabId, locks: tabs.locks.view(tabId), BroadcastChannel: tabs.bus.for(tabId) }
-      : { share: false }),
-    WebSocket: server.WebSocket,
-    store: new MemoryStore(),
-    backoff: new Backoff({ base: 20, cap: 80, random: () => 0.5, maxRetries: 50 }),
-  });
-  c.got = [];
-  c.on('publication', (data, msg) => c.got.push([msg.channel, msg.offset, data]));
-  c.connect().catch(() => {});
-  clients.push(c);
-  return c;
-}
-
-afterEach(async () => {
-  for (const c of clients.splice(0)) await c.close();
-  await wait(5);
-});
-
+afterEach(closeClients);
 
 describe('the server API subscribes a live connection', { timeout: 20000 }, () => {
   it('subscribed makes a live Subscription; unsubscribed ends it without an error', async () => {
-    const server = new FakeServer([]);
+    const server = new ApiServer([]);
     server.publish('news:1', 'before'); // published before the join: not for it
     const c = client(server);
     await until(() => c.state === 'OPEN', 'open');
@@ -178,7 +63,7 @@ describe('the server API subscribes a live connection', { timeout: 20000 }, () =
   });
 
   it('it survives a reconnect with what was published meanwhile recovered once, in order', async () => {
-    const server = new FakeServer([]);
+    const server = new ApiServer([]);
     const c = client(server);
     await until(() => c.state === 'OPEN', 'open');
     server.apiSubscribe('news:2');
@@ -196,7 +81,7 @@ describe('the server API subscribes a live connection', { timeout: 20000 }, () =
   });
 
   it('every tab sharing the connection gets it and loses it', async () => {
-    const server = new FakeServer([]);
+    const server = new ApiServer([]);
     const tabs = { locks: new LockManager(), bus: new Bus() };
     const a = client(server, tabs, 'a');
     const b = client(server, tabs, 'b');

@@ -1,110 +1,39 @@
 // Presence in the browser client (docs/protocol.md, *Presence*): Subscription.presence()
 // and presenceStats() are answered over the one connection, whichever tab asks; `join` and
 // `leave` from the server are 'join'/'leave' events of every tab's subscription; a refusal
-// is a RequestError with its code. A small fake server answers as the real one does.
+// is a RequestError with its code. support/fake-server.mjs, answering presence too.
 import { describe, it, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { Client, Backoff, MemoryStore } from '../../src/staywire/static/staywire.js';
 import { Bus, LockManager } from './support/tabs.mjs';
+import { FakeServer, client, closeClients, until, wait } from './support/fake-server.mjs';
 
-class FakeServer {
+class PresenceServer extends FakeServer {
   constructor() {
-    this.conns = new Set();
-    this.frames = [];
-    this.opened = 0;
+    super();
     this.members = [{ client: 'c1', user: 'alice' }, { client: 'c2', user: 'alice' },
       { client: 'c3', user: 'bob', info: { name: 'Bob' } }];
   }
   event(type, channel, member) {
     for (const conn of this.conns) if (conn.subs.has(channel)) conn.push({ type, channel, member });
   }
-  get WebSocket() {
-    const server = this;
-    return class ServerConn {
-      constructor() {
-        this.readyState = 0;
-        this.bufferedAmount = 0;
-        this.subs = new Set();
-        setImmediate(() => {
-          server.conns.add(this);
-          server.opened += 1;
-          this.readyState = 1;
-          this.onopen?.({});
-          this.push({ type: 'welcome', client: `conn${server.opened}`, session: 's', ping_interval: 25,
-            pong_timeout: 10, expires_at: null, resumed: false, subs: [] });
-        });
-      }
-      push(msg) {
-        const text = JSON.stringify(msg);
-        setImmediate(() => { if (this.readyState === 1) this.onmessage?.({ data: text }); });
-      }
-      send(text) {
-        if (this.readyState !== 1) return;
-        const m = JSON.parse(text);
-        server.frames.push(m);
-        setImmediate(() => this.handle(m));
-      }
-      handle(m) {
-        if (m.type === 'ping') this.push({ type: 'pong', t: m.t });
-        if (m.type === 'sub') {
-          this.subs.add(m.channel);
-          this.push({ type: 'ack', id: m.id, epoch: 'E', offset: 0, recovered: false });
-        }
-        if (m.type === 'presence' || m.type === 'presence_stats') {
-          if (!m.channel.startsWith('room:')) {
-            this.push({ type: 'error', id: m.id, code: 'presence_disabled', reason: 'off' });
-            return;
-          }
-          const stats = { clients: server.members.length, users: 2 };
-          this.push({ type: 'result', id: m.id,
-            data: m.type === 'presence' ? { ...stats, members: server.members } : stats });
-        }
-      }
-      close() { this.kill(null); }
-      kill(code) {
-        if (this.readyState === 3) return;
-        this.readyState = 3;
-        server.conns.delete(this);
-        if (code !== null) setImmediate(() => this.onclose?.({ code, reason: '' }));
-      }
-    };
+  handle(conn, m) {
+    if (m.type !== 'presence' && m.type !== 'presence_stats') return false;
+    if (!m.channel.startsWith('room:')) {
+      conn.push({ type: 'error', id: m.id, code: 'presence_disabled', reason: 'off' });
+      return true;
+    }
+    const stats = { clients: this.members.length, users: 2 };
+    conn.push({ type: 'result', id: m.id,
+      data: m.type === 'presence' ? { ...stats, members: this.members } : stats });
+    return true;
   }
 }
 
-const wait = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function until(predicate, what, ms = 3000) {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (predicate()) return;
-    await wait(2);
-  }
-  assert.fail(`timed out waiting for ${what}`);
-}
-
-const clients = [];
-
-function client(server, tabs = null, tabId = undefined) {
-  const c = new Client('ws://127.0.0.1:1/ws', {
-    ...(tabs ? { tabId, locks: tabs.locks.view(tabId), BroadcastChannel: tabs.bus.for(tabId) }
-      : { share: false }),
-    WebSocket: server.WebSocket,
-    store: new MemoryStore(),
-    backoff: new Backoff({ base: 20, cap: 80, random: () => 0.5, maxRetries: 50 }),
-  });
-  c.connect().catch(() => {});
-  clients.push(c);
-  return c;
-}
-
-afterEach(async () => {
-  for (const c of clients.splice(0)) await c.close();
-  await wait(5);
-});
+afterEach(closeClients);
 
 describe('presence', { timeout: 20000 }, () => {
   it('presence() and presenceStats() ask the server; join and leave are events', async () => {
-    const server = new FakeServer();
+    const server = new PresenceServer();
     const c = client(server);
     const sub = await c.subscribe('room:1');
     const p = await sub.presence();
@@ -127,7 +56,7 @@ describe('presence', { timeout: 20000 }, () => {
   });
 
   it('a channel without presence rejects with its error code', async () => {
-    const server = new FakeServer();
+    const server = new PresenceServer();
     const c = client(server);
     const sub = await c.subscribe('plain');
     await assert.rejects(sub.presence(), (err) => err.code === 'presence_disabled');
@@ -135,7 +64,7 @@ describe('presence', { timeout: 20000 }, () => {
   });
 
   it('tabs sharing one connection: each asks through the leader and hears every event', async () => {
-    const server = new FakeServer();
+    const server = new PresenceServer();
     const tabs = { locks: new LockManager(), bus: new Bus() };
     const a = client(server, tabs, 'a');
     const b = client(server, tabs, 'b');

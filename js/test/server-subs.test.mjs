@@ -2,129 +2,14 @@
 // subscriptions*): the welcome's `server_subs` become `client.serverSubscriptions` and
 // 'publication' events, in every tab sharing the connection, and after a reconnect each is
 // recovered from the position delivered (unsub, then sub with since), never twice, in order.
-// A small fake server that subscribes each connection itself, as the real one does.
+// support/fake-server.mjs subscribes each connection itself, as the real server does.
 import { describe, it, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { Client, Backoff, MemoryStore } from '../../src/staywire/static/staywire.js';
 import { ChannelCursor, CursorState } from '../../src/staywire/static/cursor.js';
 import { Bus, LockManager } from './support/tabs.mjs';
+import { FakeServer, client, closeClients, until } from './support/fake-server.mjs';
 
-class FakeServer {
-  constructor(serverSubs) {
-    this.serverSubs = serverSubs; // channels every connection is subscribed to at its welcome
-    this.streams = new Map();
-    this.conns = new Set();
-    this.frames = [];
-    this.opened = 0;
-  }
-  stream(channel) {
-    let s = this.streams.get(channel);
-    if (!s) this.streams.set(channel, (s = { epoch: 'E1', offset: 0, history: [] }));
-    return s;
-  }
-  publish(channel, data) {
-    const s = this.stream(channel);
-    s.offset += 1;
-    const msg = { type: 'msg', channel, epoch: s.epoch, offset: s.offset, data };
-    s.history.push(msg);
-    for (const conn of this.conns) if (conn.subs.has(channel)) conn.push(msg);
-  }
-  get WebSocket() {
-    const server = this;
-    return class ServerConn {
-      constructor() {
-        this.readyState = 0;
-        this.bufferedAmount = 0;
-        this.subs = new Set();
-        setImmediate(() => {
-          server.conns.add(this);
-          server.opened += 1;
-          this.readyState = 1;
-          this.onopen?.({});
-          const joined = server.serverSubs.map((channel) => {
-            this.subs.add(channel); // joined before the welcome: its position is exact
-            const s = server.stream(channel);
-            return { channel, epoch: s.epoch, offset: s.offset };
-          });
-          this.push({ type: 'welcome', client: 'c', session: 's', ping_interval: 25,
-            pong_timeout: 10, expires_at: null, resumed: false, subs: [], server_subs: joined });
-        });
-      }
-      push(msg) {
-        const text = JSON.stringify(msg);
-        setImmediate(() => { if (this.readyState === 1) this.onmessage?.({ data: text }); });
-      }
-      send(text) {
-        if (this.readyState !== 1) return;
-        const m = JSON.parse(text);
-        server.frames.push(m);
-        setImmediate(() => this.handle(m));
-      }
-      handle(m) {
-        if (this.readyState !== 1) return;
-        if (m.type === 'ping') this.push({ type: 'pong', t: m.t });
-        if (m.type === 'sub') {
-          if (this.subs.has(m.channel)) {
-            this.push({ type: 'error', id: m.id, code: 'already_subscribed', reason: '' });
-            return;
-          }
-          const s = server.stream(m.channel);
-          let recovered = false;
-          if (m.since && m.since.epoch === s.epoch) {
-            for (const msg of s.history) if (msg.offset > m.since.offset) this.push(msg);
-            recovered = true;
-          }
-          this.subs.add(m.channel);
-          this.push({ type: 'ack', id: m.id, epoch: s.epoch, offset: s.offset, recovered });
-        }
-        if (m.type === 'unsub') {
-          this.subs.delete(m.channel);
-          this.push({ type: 'ack', id: m.id });
-        }
-      }
-      close() { this.kill(null); }
-      kill(code) {
-        if (this.readyState === 3) return;
-        this.readyState = 3;
-        server.conns.delete(this);
-        if (code !== null) setImmediate(() => this.onclose?.({ code, reason: '' }));
-      }
-    };
-  }
-}
-
-const wait = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function until(predicate, what, ms = 3000) {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (predicate()) return;
-    await wait(2);
-  }
-  assert.fail(`timed out waiting for ${what}`);
-}
-
-const clients = [];
-
-function client(server, tabs = null, tabId = undefined) {
-  const c = new Client('ws://127.0.0.1:1/ws', {
-    ...(tabs ? { tabId, locks: tabs.locks.view(tabId), BroadcastChannel: tabs.bus.for(tabId) }
-      : { share: false }),
-    WebSocket: server.WebSocket,
-    store: new MemoryStore(),
-    backoff: new Backoff({ base: 20, cap: 80, random: () => 0.5, maxRetries: 50 }),
-  });
-  c.got = [];
-  c.on('publication', (data, msg) => c.got.push([msg.channel, msg.offset, data]));
-  c.connect().catch(() => {});
-  clients.push(c);
-  return c;
-}
-
-afterEach(async () => {
-  for (const c of clients.splice(0)) await c.close();
-  await wait(5);
-});
+afterEach(closeClients);
 
 describe('server-side subscriptions', { timeout: 20000 }, () => {
   it('a channel the welcome names is a Subscription whose publications are client events', async () => {
