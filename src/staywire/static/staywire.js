@@ -21,6 +21,7 @@
 //   tab-leader.js  leader election (Web Locks) and the channel between tabs (BroadcastChannel)
 //   codes.js       close codes and error codes, generated from the server's enum
 
+import { Asks } from './asks.js';
 import { Emitter } from './emitter.js';
 import { Hub } from './hub.js';
 import { State, websocketUrl } from './socket.js';
@@ -127,11 +128,10 @@ export class Client extends Emitter {
     /** The id of the open connection, or null. @type {string|null} */
     this._connId = null;
     this._jid = 0;
-    this._rid = 0;
     /** The term of the newest leader seen. */
     this._term = 0;
-    /** @type {Map<number, {resolve: (v: any) => void, reject: (e: Error) => void, timer: any}>} */
-    this._rpcs = new Map();
+    /** rpc and presence requests waiting for their reply. */
+    this._asks = new Asks();
     /** @type {Map<string, {resolve: (v: PublishAck) => void, reject: (e: Error) => void}>} */
     this._pubs = new Map();
     /** @type {Array<() => void>} */
@@ -322,15 +322,9 @@ export class Client extends Emitter {
       case 'puback':
         this._onPuback(msg);
         return;
-      case 'reply': {
-        const rpc = this._rpcs.get(msg.rid);
-        if (!rpc) return;
-        this._rpcs.delete(msg.rid);
-        clearTimeout(rpc.timer);
-        if (msg.ok) rpc.resolve(msg.value);
-        else rpc.reject(reviveError(msg.error));
+      case 'reply':
+        this._asks.answered(msg);
         return;
-      }
       case 'warning':
         this.emit('warning', msg.message);
         return;
@@ -359,11 +353,7 @@ export class Client extends Emitter {
     if (leader === this.leader) return;
     this.leader = leader;
     this._connId = null; // a new tab holds it: a new connection
-    for (const [rid, rpc] of this._rpcs) {
-      clearTimeout(rpc.timer);
-      rpc.reject(new ConnectionClosed(1006, 'the tab holding the connection changed'));
-      this._rpcs.delete(rid);
-    }
+    this._asks.failAll(new ConnectionClosed(1006, 'the tab holding the connection changed'));
     for (const sub of this._subs.values()) this._join(sub);
     this.emit('leader', { leader, isLeader: this.isLeader });
     this._changed();
@@ -594,17 +584,7 @@ export class Client extends Emitter {
   _ask(msg, timeout, what) {
     if (this._closed) return Promise.reject(this.error ?? new ConnectionClosed(1000, 'client closed'));
     if (!this._connId) return Promise.reject(new ConnectionClosed(1006, 'not connected'));
-    this._rid += 1;
-    const rid = this._rid;
-    return new Promise((resolve, reject) => {
-      // A guard in this tab too: the tab holding the connection may vanish with the request.
-      const timer = setTimeout(() => {
-        this._rpcs.delete(rid);
-        reject(new RequestTimeout(`no reply to ${what} within ${timeout} ms`));
-      }, timeout + 1000);
-      this._rpcs.set(rid, { resolve, reject, timer });
-      this._up({ ...msg, rid });
-    });
+    return this._asks.ask((m) => this._up(m), msg, timeout, what);
   }
 
   /** Drops the connection as a network failure would (it reconnects with backoff). */
@@ -624,11 +604,7 @@ export class Client extends Emitter {
       waiter.reject(err);
     }
     this._pubs.clear();
-    for (const rpc of this._rpcs.values()) {
-      clearTimeout(rpc.timer);
-      rpc.reject(err);
-    }
-    this._rpcs.clear();
+    this._asks.failAll(err);
     // Terminal: this tab is done until the application (or the user) starts again. It
     // leaves the group, so that a tab opened later elects a leader and tries afresh.
     this._closed = true;
@@ -660,11 +636,7 @@ export class Client extends Emitter {
     this._subs.clear();
     for (const waiter of this._pubs.values()) waiter.reject(err);
     this._pubs.clear();
-    for (const rpc of this._rpcs.values()) {
-      clearTimeout(rpc.timer);
-      rpc.reject(err);
-    }
-    this._rpcs.clear();
+    this._asks.failAll(err);
     this._rejectReady?.(err);
     this.outbox.close();
     if (this._hub) {
