@@ -44,6 +44,7 @@ def test_connect_target_puts_the_token_where_the_mode_says(mode):
     query = parse_qs(urlsplit(url).query)
     assert query["x"] == ["1"] and query["session"] == ["S"]
     assert query.get("token") == (["T"] if mode is AuthMode.QUERY else None)
+    assert query.get("auth") == (["message"] if mode is AuthMode.FIRST_MESSAGE else None)
     assert headers == ({"Cookie": "sw=T"} if mode is AuthMode.COOKIE else {})
 
 
