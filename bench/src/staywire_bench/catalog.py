@@ -12,6 +12,6 @@ SERVERS = ("staywire", "staywire-redis", "picows", "websockets", "python-socketi
 #: Workloads, in the order they run.
 WORKLOADS = ("echo1", "echo100", "publish", "fanout", "idle", "connrate", "storm")
 
-#: Staywire-only workloads, run only when named (``--workloads scaleout``, ``proxy``): not
-#: part of the default run and not run against the peers.
-EXTRA_WORKLOADS = ("scaleout", "proxy")
+#: Staywire-only workloads, run only when named (``--workloads scaleout``, ``proxy``,
+#: ``sizing``): not part of the default run and not run against the peers.
+EXTRA_WORKLOADS = ("scaleout", "proxy", "sizing")

@@ -414,6 +414,10 @@ def markdown(results: dict[str, Any]) -> str:
         from staywire_bench.proxy_report import markdown_section as proxy_section
 
         lines += proxy_section(results["proxy"])
+    if results.get("sizing"):
+        from staywire_bench.sizing_report import markdown_section as sizing_section
+
+        lines += sizing_section(results["sizing"])
     return "\n".join(lines)
 
 
