@@ -30,21 +30,22 @@ class Snapshot:
     nodes_run: tuple[float | None, ...]  # schedstat seconds per node
     nodes_stat: tuple[float | None, ...]  # user + sys seconds per node (ticks)
     redis: float | None  # redis-server's used_cpu_user + used_cpu_sys
-    publishes: int | None  # PUBLISH commands Redis has run so far
+    calls: dict[str, int] | None  # calls so far per Redis command (INFO commandstats)
     generator: float  # this process's CPU seconds
     busy: float | None  # every core's busy seconds (user, nice, system), from /proc/stat
 
 
-def snapshot(pids: Sequence[int], redis_sample: tuple[float, int] | None) -> Snapshot:
-    """The CPU so far of the nodes ``pids``, of Redis (a ``RedisCpu.sample``) and of
-    this process, and of the whole machine."""
+def snapshot(pids: Sequence[int], redis_sample: tuple[float, dict[str, int]] | None
+             ) -> Snapshot:
+    """The CPU so far of the nodes ``pids``, of Redis (a ``RedisCpu.sample_calls``) and
+    of this process, and of the whole machine."""
     cores = procfs.core_times()
     return Snapshot(
         wall=time.perf_counter(),
         nodes_run=tuple(procfs.run_seconds(pid) for pid in pids),
         nodes_stat=tuple(procfs.cpu_seconds(pid) for pid in pids),
         redis=redis_sample[0] if redis_sample else None,
-        publishes=redis_sample[1] if redis_sample else None,
+        calls=redis_sample[1] if redis_sample else None,
         generator=time.process_time(),
         busy=sum(v[0] for v in cores.values()) if cores else None,
     )
@@ -77,8 +78,15 @@ def per_unit(a: Snapshot, b: Snapshot, units: int, *, redis_idle_per_s: float | 
     else:
         out["redis_cpu_pct"] = None
     out["redis_us"] = None if redis is None or units <= 0 else redis * 1e6 / n
-    out["redis_publishes"] = (None if a.publishes is None or b.publishes is None
-                              else b.publishes - a.publishes)
+    if a.calls is not None and b.calls is not None:
+        out["redis_publishes"] = b.calls.get("publish", 0) - a.calls.get("publish", 0)
+        # What Redis ran per unit, the probe's own INFO left out: the exact side of a
+        # CPU figure that is not.
+        out["redis_calls_per_unit"] = {
+            cmd: (b.calls[cmd] - a.calls.get(cmd, 0)) / n for cmd in sorted(b.calls)
+            if cmd != "info" and b.calls[cmd] > a.calls.get(cmd, 0)}
+    else:
+        out["redis_publishes"] = out["redis_calls_per_unit"] = None
     gen = max(0.0, b.generator - a.generator)
     out["gen_cpu_pct"] = 100.0 * gen / wall
     if a.busy is not None and b.busy is not None:

@@ -52,6 +52,10 @@ def summarize_sizing(meta: dict[str, Any], records: list[dict[str, Any]],
         pubs = [m["redis_publishes"] / m["acked"] for m in ms
                 if m.get("redis_publishes") is not None and m.get("acked")]
         row["redis_publish_per_pub"] = median(pubs)
+        calls = [m.get("redis_calls_per_unit") or {} for m in ms]
+        row["redis_calls_per_unit"] = {
+            cmd: median([c.get(cmd, 0.0) for c in calls])
+            for cmd in sorted({cmd for c in calls for cmd in c})}
         rows[f"{workload} {nodes} {subs}"] = row
     return {"meta": meta, "records": records, "summary": rows,
             "ratios": ratios(rows, records), "model": model(rows), "warnings": warnings}
@@ -162,6 +166,12 @@ def _r(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}x"
 
 
+def _calls(calls: dict[str, float] | None) -> str:
+    """The commands Redis ran per unit, the ones that round to 0.00 left out."""
+    shown = [f"{cmd} {v:.2f}" for cmd, v in (calls or {}).items() if v >= 0.005]
+    return ", ".join(shown) or "n/a"
+
+
 def markdown_section(sz: dict[str, Any]) -> list[str]:
     meta, rows, rat, mod = sz["meta"], sz["summary"], sz["ratios"], sz["model"]
     cfg, mach = meta["config"], meta.get("machine", {})
@@ -265,23 +275,24 @@ def markdown_section(sz: dict[str, Any]) -> list[str]:
             "nodes, each on one of those channels) get every publication of their channel. "
             "Redis µs per publication = redis-server's `INFO cpu` (user + sys) over the "
             "window, less its idle rate measured just after, / publications; *PUBLISH per "
-            "publication* is exact (`INFO commandstats`). Node µs per publication: the "
+            "publication* and the commands per publication are exact (`INFO commandstats`). Node µs per publication: the "
             "nodes' summed CPU over the same window (with subscribers: their deliveries "
             "too). *Idle*: the nodes' summed CPU over "
             f"{cfg['sizing_idle_s']} s before the level, with the subscribers connected "
             "and nothing published (heartbeats, timers).")
         add("")
         add("| nodes | subscribers | Redis µs per publication | PUBLISH per publication | "
-            "node µs per publication | acked/s | idle nodes CPU | other CPU (noise) | "
-            "load avg |")
-        add("|---" * 9 + "|")
+            "Redis commands per publication | node µs per publication | acked/s | idle "
+            "nodes CPU | other CPU (noise) | load avg |")
+        add("|---" * 10 + "|")
         for subs in pub:
             for n in nodes:
                 row = _row(rows, "publish", n, subs)
                 if not row:
                     continue
                 add(f"| {n} | {subs:,} | {_f(row['redis_us'], 1)} | "
-                    f"{_f(row['redis_publish_per_pub'], 2)} | {_f(row['node_us'], 1)} | "
+                    f"{_f(row['redis_publish_per_pub'], 2)} | "
+                    f"{_calls(row.get('redis_calls_per_unit'))} | {_f(row['node_us'], 1)} | "
                     f"{_f(row['rate'])} | {_f(row['idle_node_cpu_pct'], 1, '%')} | "
                     f"{_f(row['other_cpu_pct'], 0, '%')} | {_f(row['loadavg_1m'], 2)} |")
         add("")

@@ -31,6 +31,7 @@ from typing import Any
 
 from staywire_bench import procfs
 from staywire_bench.generator import Conn, Generator
+from staywire_bench.redis_cpu import RedisCpu
 from staywire_bench.sizing_cpu import per_unit, snapshot
 
 __all__ = ["run_sizing"]
@@ -59,6 +60,8 @@ class Sizing:
         self.subs: list[list[Conn]] = [[] for _ in self.nodes]
         self.per_channel = [0] * self.channels
         self.publishers: list[Conn] = []
+        # A connection of its own to ask Redis, kept open (see RedisCpu).
+        self.redis = RedisCpu(int(gen.spec["redis_port"]))
         self.delivered = 0
         self.target = 0
         self.done: asyncio.Future[None] | None = None
@@ -77,7 +80,7 @@ class Sizing:
         self.h_msg = h_msg
 
     def url(self, i: int) -> str:
-        return self.nodes[i]["url"].rstrip("/") + self.gen.proto.path
+        return str(self.nodes[i]["url"]).rstrip("/") + self.gen.proto.path
 
     @property
     def count(self) -> int:
@@ -235,7 +238,7 @@ class Sizing:
         # The deliveries to wait for are known once every publication is sent: until
         # then no count can end the window.
         self.target = 1 << 62
-        sample0 = gen.redis_sample()
+        sample0 = self.redis.sample_calls()
         a = snapshot(self.pids, sample0)
         for j, c in enumerate(self.publishers):
             c.on_text = handler(j)
@@ -249,7 +252,7 @@ class Sizing:
         if self.delivered >= deliveries and not self.done.done():
             self.done.set_result(None)
         complete = acks_done.done() and await self.wait("publish deliveries")
-        b = snapshot(self.pids, gen.redis_sample())
+        b = snapshot(self.pids, self.redis.sample_calls())
         for c in self.publishers:
             c.on_text = gen.h_idle
         idle = await gen.redis_idle_rate()  # after: nothing is published any more
@@ -273,7 +276,7 @@ class Sizing:
         publisher.on_text = gen.h_idle  # the acks: not counted
         complete = True
         what = "paced fan-out" if paced else "fanout"
-        a = snapshot(self.pids, gen.redis_sample())
+        a = snapshot(self.pids, self.redis.sample_calls())
         for i in range(1, m + 1):
             if paced or i == 1:
                 self.target = (i if paced else m) * k
@@ -285,7 +288,7 @@ class Sizing:
                 break
         if not paced:
             complete = await self.wait(what)
-        b = snapshot(self.pids, gen.redis_sample())
+        b = snapshot(self.pids, self.redis.sample_calls())
         use = per_unit(a, b, self.delivered)
         return {"publications": m, "paced": paced, "expected_deliveries": m * k,
                 "deliveries": self.delivered,
@@ -300,6 +303,8 @@ async def run_sizing(gen: Generator) -> None:
     n = len(s.nodes)
     try:
         await s.open_publishers(int(p["sizing_publishers"]))
+        # The nodes' start-up writes to Redis (heartbeats, scripts) out of the first window.
+        await asyncio.sleep(float(p["sizing_idle_s"]))
         for level in levels:
             opened_s = await s.grow(level)
             await asyncio.sleep(0.2)  # let the nodes finish the subscriptions' bookkeeping
@@ -319,6 +324,7 @@ async def run_sizing(gen: Generator) -> None:
                 gen.emit(event="result", workload=workload,
                          metrics={**common, **metrics, "lost": gen.unexpected_losses})
     finally:
+        s.redis.close()
         gen.close_all()
         await asyncio.sleep(0.05)
     gen.emit(event="done")
