@@ -10,7 +10,8 @@ import pytest
 from staywire_bench import procfs
 from staywire_bench.redis_cpu import _calls
 from staywire_bench.sizing_cpu import Snapshot, per_unit
-from staywire_bench.sizing_report import line, markdown_section, summarize_sizing
+from staywire_bench.sizing_markdown import markdown_section
+from staywire_bench.sizing_report import line, summarize_sizing
 
 
 def snap(wall: float, nodes: tuple[float, ...], redis: float, publishes: int,
@@ -73,7 +74,8 @@ def record(workload: str, nodes: int, rnd: int, subs: int, node_us: float,
         "subscribers": subs, "complete": complete, "node_us": node_us,
         "node_stat_us": node_us, "redis_us": redis_us, "rate": 1000.0, "acked": 100,
         "redis_publishes": 100, "redis_calls_per_unit": {"publish": 1.0},
-        "idle_node_cpu_pct": [0.5] * nodes, "loadavg": "3.10 2.00 1.00"}}
+        "idle_node_cpu_pct": [0.5] * nodes, "loadavg": "3.10 2.00 1.00",
+        "rss_kib_per_conn": 6.0 + nodes}}
 
 
 def sample() -> dict[str, object]:
@@ -82,6 +84,8 @@ def sample() -> dict[str, object]:
         for n in (1, 2, 3):
             recs.append(record("publish", n, rnd, 0, 30.0 * n, redis_us=10.0 + 2.0 * n))
             recs.append(record("publish", n, rnd, 1000, 300.0, redis_us=12.0 + 3.0 * n))
+            recs.append(record("publish1", n, rnd, 0, 100.0, redis_us=40.0))
+            recs.append(record("publish1", n, rnd, 1000, 400.0, redis_us=44.0 + 5.0 * n))
             recs.append(record("fanout", n, rnd, 1000, 1.0 + 0.05 * (n - 1) + 0.01 * rnd))
             recs.append(record("paced", n, rnd, 1000, 8.0 * (1.0 + 0.2 * (n - 1))))
     recs.append(record("paced", 3, 3, 1000, 999.0, complete=False))  # left out
@@ -107,9 +111,15 @@ def test_summary_medians_ratios_and_model() -> None:
     assert ratios["paced 2 vs 1 at 1000"]["per_round"] == pytest.approx([1.2, 1.2, 1.2])
     model = sz["model"]
     assert model["paced_deliveries_per_core"] == pytest.approx(1e6 / (8.0 * 1.4))
-    assert model["publications_per_core"] == pytest.approx(1e6 / 30.0)
-    assert model["redis_us_worst"] == pytest.approx(21.0)
-    assert (model["redis_us_fixed"], model["redis_us_per_node"]) == pytest.approx((12.0, 3.0))
+    assert model["publish_per_core"] == pytest.approx(1e6 / 90.0)  # the dearest: 3 nodes
+    assert model["publish1_per_core"] == pytest.approx(1e6 / 100.0)
+    assert model["rss_kib_per_conn"] == pytest.approx(9.0)  # the dearest: 3 nodes
+    assert model["connections_per_gib"] == pytest.approx(1024 * 1024 / 9.0)
+    assert model["publish_redis_us_worst"] == pytest.approx(21.0)
+    assert model["publish1_redis_per_core"] == pytest.approx(1e6 / 59.0)
+    assert (model["publish_redis_us_fixed"], model["publish_redis_us_per_node"]) \
+        == pytest.approx((12.0, 3.0))
+    assert model["publish1_redis_us_per_node"] == pytest.approx(5.0)
     # 1.5% of a core (3 nodes x 0.5%) over 1,000 connections: 15 µs per connection-second.
     assert model["idle_us_per_conn_s"] == pytest.approx(15.0)
 
@@ -123,6 +133,8 @@ def test_markdown_shows_the_goal_the_tables_and_the_command() -> None:
     goal_lines = [ln for ln in text.splitlines() if ln.startswith("| node CPU per delivery (")]
     assert goal_lines[0].endswith("| **met** |") and goal_lines[1].endswith("| **not met** |")
     assert "| one at a time | 3 | 1,000 | 11.20 |" in text
-    assert "| 3 | 1,000 | 21.0 | 1.00 | publish 1.00 |" in text
-    assert "12.0 µs + 3.0 µs per node" in text
+    assert "| many in flight | 3 | 1,000 | 21.0 | 1.00 | publish 1.00 |" in text
+    assert "| one in flight | 3 | 1,000 | 59.0 | 1.00 | publish 1.00 |" in text
+    assert "12.0 µs + 3.0 µs per node" in text and "44.0 µs + 5.0 µs per node" in text
+    assert "| 9.00 KiB | 116,508 connections per GiB |" in text
     assert "* a warning" in text

@@ -47,6 +47,7 @@ def test_quick_sizing_measures_every_node_count(tmp_path: Path) -> None:
             pub = rows[f"publish {n} {subs}"]
             assert pub["redis_us"] > 0 and pub["node_us"] > 0, (n, subs, sz["warnings"])
             assert pub["redis_publish_per_pub"] == 1.0  # one PUBLISH per publication
+            assert rows[f"publish1 {n} {subs}"]["redis_us"] > 0
         for workload in ("fanout", "paced"):
             assert rows[f"{workload} {n} 30"]["node_us"] > 0, sz["warnings"]
     # Every delivery arrived, and the subscribers were spread over all three nodes.
@@ -56,7 +57,7 @@ def test_quick_sizing_measures_every_node_count(tmp_path: Path) -> None:
     assert paced["deliveries"] == paced["expected_deliveries"] == 30 * 2
     assert all(pct > 0 for pct in paced["node_cpu_pct"])
     assert sz["ratios"]["paced 3 vs 1 at 30"]["ratio"] > 0
-    assert sz["model"]["redis_publications_per_core"] > 0
+    assert sz["model"]["publish1_redis_per_core"] > 0
 
     text = out_md.read_text()
     assert "## Sizing: CPU per delivery and per publication" in text

@@ -158,7 +158,7 @@ def _print_summary(results: dict[str, Any], cfg: Any) -> None:
     if "scaleout" in cfg.workloads and results.get("scaleout"):
         _print_scaleout(results["scaleout"])
     if "sizing" in cfg.workloads and results.get("sizing"):
-        from staywire_bench.sizing_report import markdown_section as sizing_section
+        from staywire_bench.sizing_markdown import markdown_section as sizing_section
 
         print("\n".join(sizing_section(results["sizing"])))
     if not any(w in WORKLOADS for w in cfg.workloads):

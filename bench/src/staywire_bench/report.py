@@ -415,7 +415,7 @@ def markdown(results: dict[str, Any]) -> str:
 
         lines += proxy_section(results["proxy"])
     if results.get("sizing"):
-        from staywire_bench.sizing_report import markdown_section as sizing_section
+        from staywire_bench.sizing_markdown import markdown_section as sizing_section
 
         lines += sizing_section(results["sizing"])
     return "\n".join(lines)

@@ -324,7 +324,7 @@ def standalone_page(results: dict[str, Any]) -> str:
 
         head += proxy_section(results["proxy"])
     if results.get("sizing"):
-        from staywire_bench.sizing_report import markdown_section as sizing_section
+        from staywire_bench.sizing_markdown import markdown_section as sizing_section
 
         head += sizing_section(results["sizing"])
     return "\n".join(head)

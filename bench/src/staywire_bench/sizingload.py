@@ -11,6 +11,8 @@ level stay open for the next):
   over the nodes, one publication in flight each) to the ``C`` channels in turn;
   the window ends when every ack and every delivery has arrived. Redis CPU µs and
   node CPU µs per publication.
+* ``publish1``: the same from one connection (on node A), a quarter as many: every
+  publication a round trip of its own to Redis, nothing batched (the dear case).
 * ``fanout`` (when there are subscribers): publications back to back to ``bench``
   from a publisher on node A, as many as make ``M`` x the largest level deliveries;
   the window ends at the last delivery. Node CPU µs per delivery.
@@ -94,10 +96,15 @@ class Sizing:
             self.publishers.append(await self.gen.connect(-1 - j, timeout,
                                                           self.url(j % len(self.nodes))))
 
-    async def grow(self, total: int) -> float:
+    def rss_kib(self) -> int | None:
+        values = [procfs.rss_kib(pid) for pid in self.pids]
+        return None if None in values else sum(v for v in values if v is not None)
+
+    async def grow(self, total: int) -> dict[str, Any]:
         """Open subscribers up to ``total``, spread over the nodes, and subscribe them;
-        the seconds it took."""
+        the seconds it took, and the nodes' resident memory per connection added."""
         t0 = perf_counter()
+        rss0 = self.rss_kib()
         n = len(self.nodes)
         want = [total // n + (1 if r < total % n else 0) for r in range(n)]
         conc = int(self.gen.params["concurrency"])
@@ -118,7 +125,12 @@ class Sizing:
                 self.subs[r].append(c)
                 opened.append(c)
         await self.subscribe(opened)
-        return perf_counter() - t0
+        took = perf_counter() - t0
+        await asyncio.sleep(0.2)  # let the nodes finish the subscriptions' bookkeeping
+        rss1 = self.rss_kib()
+        return {"open_subscribe_s": took, "added": len(opened),
+                "rss_kib": rss1, "rss_kib_per_conn": (rss1 - rss0) / len(opened)
+                if opened and rss0 is not None and rss1 is not None else None}
 
     async def subscribe(self, conns: list[Conn]) -> None:
         """Each connection joins ``bench`` and its own ``sizing-<c>``; at most
@@ -194,14 +206,18 @@ class Sizing:
         use = per_unit(a, b, 0)
         return {"idle_node_cpu_pct": use["node_cpu_pct"]}
 
-    async def publish(self, pubs: int) -> dict[str, Any]:
+    async def publish(self, pubs: int, width: int) -> dict[str, Any]:
+        """``pubs`` acked publications from the first ``width`` publishers, one in flight
+        each: with many, a node pipelines several to Redis in one write and Redis answers
+        them in one; with one, every publication is a round trip of its own."""
         gen = self.gen
+        publishers = self.publishers[:width]
         proto = gen.proto
         ack = proto.ack_prefix
         pad = b"x" * int(gen.params["pad"])
         sent = acked = errors = 0
         last_error = ""
-        channel_of = [0] * len(self.publishers)
+        channel_of = [0] * len(publishers)
         # Each publication to sizing-<c> reaches that channel's subscribers.
         deliveries = 0
         self.delivered = 0
@@ -240,7 +256,7 @@ class Sizing:
         self.target = 1 << 62
         sample0 = self.redis.sample_calls()
         a = snapshot(self.pids, sample0)
-        for j, c in enumerate(self.publishers):
+        for j, c in enumerate(publishers):
             c.on_text = handler(j)
             if sent < pubs:
                 send(j, c)
@@ -253,11 +269,12 @@ class Sizing:
             self.done.set_result(None)
         complete = acks_done.done() and await self.wait("publish deliveries")
         b = snapshot(self.pids, self.redis.sample_calls())
-        for c in self.publishers:
+        for c in publishers:
             c.on_text = gen.h_idle
         idle = await gen.redis_idle_rate()  # after: nothing is published any more
         use = per_unit(a, b, acked, redis_idle_per_s=idle)
-        return {"publications": pubs, "acked": acked, "errors": errors,
+        return {"publications": pubs, "in_flight": len(publishers), "acked": acked,
+                "errors": errors,
                 "last_error": last_error, "deliveries": self.delivered,
                 "expected_deliveries": deliveries,
                 "complete": complete and errors == 0 and self.delivered == deliveries,
@@ -306,15 +323,19 @@ async def run_sizing(gen: Generator) -> None:
         # The nodes' start-up writes to Redis (heartbeats, scripts) out of the first window.
         await asyncio.sleep(float(p["sizing_idle_s"]))
         for level in levels:
-            opened_s = await s.grow(level)
-            await asyncio.sleep(0.2)  # let the nodes finish the subscriptions' bookkeeping
-            common = {"nodes": n, "subscribers": s.count, "open_subscribe_s": opened_s,
+            grown = await s.grow(level)
+            common = {"nodes": n, "subscribers": s.count, **grown,
                       "channels": s.channels, "publishers": len(s.publishers),
                       "loadavg": _loadavg(), "cores": len(procfs.core_times())}
             common.update(await s.idle(float(p["sizing_idle_s"])))
-            metrics = await s.publish(int(p["sizing_pubs"]))
-            gen.emit(event="result", workload="publish",
-                     metrics={**common, **metrics, "lost": gen.unexpected_losses})
+            pubs = int(p["sizing_pubs"])
+            # Many in flight, then one: the cheap (batched) and the dear case; a quarter
+            # as many publications for the second, which is the slower.
+            for workload, width, count in (("publish", len(s.publishers), pubs),
+                                           ("publish1", 1, max(1, pubs // 4))):
+                metrics = await s.publish(count, width)
+                gen.emit(event="result", workload=workload,
+                         metrics={**common, **metrics, "lost": gen.unexpected_losses})
             if not s.count:
                 continue
             # As many deliveries at every level as M publications make at the largest.
