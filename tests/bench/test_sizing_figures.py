@@ -75,7 +75,7 @@ def record(workload: str, nodes: int, rnd: int, subs: int, node_us: float,
         "node_stat_us": node_us, "redis_us": redis_us, "rate": 1000.0, "acked": 100,
         "redis_publishes": 100, "redis_calls_per_unit": {"publish": 1.0},
         "idle_node_cpu_pct": [0.5] * nodes, "loadavg": "3.10 2.00 1.00",
-        "rss_kib_per_conn": 6.0 + nodes}}
+        "rss_kib_per_conn": 6.0 + nodes, "rss_kib": 40_000 * nodes + 10 * subs}}
 
 
 def sample() -> dict[str, object]:
@@ -115,6 +115,7 @@ def test_summary_medians_ratios_and_model() -> None:
     assert model["publish1_per_core"] == pytest.approx(1e6 / 100.0)
     assert model["rss_kib_per_conn"] == pytest.approx(9.0)  # the dearest: 3 nodes
     assert model["connections_per_gib"] == pytest.approx(1024 * 1024 / 9.0)
+    assert model["node_base_rss_mib"] == pytest.approx(40_000 / 1024)
     assert model["publish_redis_us_worst"] == pytest.approx(21.0)
     assert model["publish1_redis_per_core"] == pytest.approx(1e6 / 59.0)
     assert (model["publish_redis_us_fixed"], model["publish_redis_us_per_node"]) \

@@ -197,6 +197,9 @@ def markdown_section(sz: dict[str, Any]) -> list[str]:
                 f"connections added to reach {mod['fanout_subscribers']:,}, {span}) | "
                 f"{_f(mod['rss_kib_per_conn'], 2, ' KiB')} | "
                 f"{_f(mod['connections_per_gib'])} connections per GiB |")
+        if mod.get("node_base_rss_mib") is not None:
+            add(f"| a node's resident memory with no subscriber ({span}) | "
+                f"{_f(mod['node_base_rss_mib'], 1, ' MiB')} | |")
         if mod.get("idle_us_per_conn_s") is not None:
             add(f"| node CPU per idle connection ({mod['fanout_subscribers']:,} connected, "
                 f"{nodes[-1]} nodes) | {_f(mod['idle_us_per_conn_s'], 2, ' µs/s')} | "

@@ -22,7 +22,7 @@ LABELS = {"fanout": "back to back", "paced": "one at a time",
           "publish": "many in flight", "publish1": "one in flight"}
 KEYS = ("node_us", "node_stat_us", "redis_us", "rate", "gen_cpu_pct", "redis_cpu_pct",
         "other_cpu_pct", "machine_busy_pct", "window_s", "open_subscribe_s",
-        "rss_kib_per_conn")
+        "rss_kib_per_conn", "rss_kib")
 
 
 def _sum(values: list[float] | None) -> float | None:
@@ -138,6 +138,11 @@ def model(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
         pub = levels(rows, workload)
         if not pub:
             continue
+        if workload == "publish":
+            # A node's own memory: its resident set with only the publishers connected.
+            base = [r["rss_kib"] / n for n in nodes
+                    if (r := row_of(rows, workload, n, pub[0])).get("rss_kib")]
+            out["node_base_rss_mib"] = max(base) / 1024 if base else None
         # No subscribers: the publishing side alone, at the dearest node count (the
         # publishers spread over more nodes give each node smaller batches to pipeline).
         zero = [v for v in (row_of(rows, workload, n, pub[0]).get("node_us") for n in nodes)
