@@ -309,7 +309,9 @@ def keep_previous(results: dict[str, Any], path: Path) -> dict[str, Any]:
     for part in ("scaleout", "proxy", "sizing"):
         if part not in results and part in previous:
             merged[part] = previous[part]
-    return merged
+    # The file's own order first, new parts after it: a rewrite changes only what it ran.
+    order = [k for k in previous if k in merged] + [k for k in merged if k not in previous]
+    return {k: merged[k] for k in order}
 
 
 def run_bench(cfg: BenchConfig, write: Callable[[dict[str, Any], BenchConfig, Path], None]
