@@ -72,6 +72,7 @@ def record(workload: str, nodes: int, rnd: int, subs: int, node_us: float,
            redis_us: float | None = None, complete: bool = True) -> dict[str, object]:
     return {"workload": workload, "nodes": nodes, "round": rnd, "metrics": {
         "subscribers": subs, "complete": complete, "node_us": node_us,
+        "deliveries": subs,  # 100 acked, each to 10 subscribers (1,000 on 100 channels)
         "node_stat_us": node_us, "redis_us": redis_us, "rate": 1000.0, "acked": 100,
         "redis_publishes": 100, "redis_calls_per_unit": {"publish": 1.0},
         "idle_node_cpu_pct": [0.5] * nodes, "loadavg": "3.10 2.00 1.00",
@@ -121,6 +122,9 @@ def test_summary_medians_ratios_and_model() -> None:
     assert (model["publish_redis_us_fixed"], model["publish_redis_us_per_node"]) \
         == pytest.approx((12.0, 3.0))
     assert model["publish1_redis_us_per_node"] == pytest.approx(5.0)
+    # Small fan-out: 10 deliveries per publication; 1 node: (300 - 30) / 10 µs, the dearest.
+    assert model["publish_small_delivery_us"] == pytest.approx(27.0)
+    assert model["publish_small_per_node"] == pytest.approx(10.0)
     # 1.5% of a core (3 nodes x 0.5%) over 1,000 connections: 15 µs per connection-second.
     assert model["idle_us_per_conn_s"] == pytest.approx(15.0)
 

@@ -176,6 +176,14 @@ def markdown_section(sz: dict[str, Any]) -> list[str]:
                     f"({mod['fanout_subscribers']:,} subscribers, {span}) | "
                     f"{_f(1e6 / per_core, 2, ' µs')} | {_f(per_core)} deliveries/s |")
         for workload in PUBLISHES:
+            small = mod.get(f"{workload}_small_delivery_us")
+            if small is not None and small > 0:
+                add(f"| node CPU per delivery, small fan-out (about "
+                    f"{_f(mod[f'{workload}_small_per_node'], 1)} subscribers per node per "
+                    f"publication, {LABELS[workload]}): the node µs per publication at "
+                    f"{mod['small_subscribers']:,} subscribers less at none, per delivery; "
+                    f"{span} | {_f(small, 2, ' µs')} | {_f(1e6 / small)} deliveries/s |")
+        for workload in PUBLISHES:
             if mod.get(f"{workload}_per_core") is not None:
                 add(f"| node CPU per acked publication, {LABELS[workload]} (no "
                     f"subscribers, {span}) | {_f(mod[f'{workload}_node_us'], 1, ' µs')} | "

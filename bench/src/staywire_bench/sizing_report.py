@@ -58,6 +58,8 @@ def summarize_sizing(meta: dict[str, Any], records: list[dict[str, Any]],
         pubs = [m["redis_publishes"] / m["acked"] for m in ms
                 if m.get("redis_publishes") is not None and m.get("acked")]
         row["redis_publish_per_pub"] = median(pubs)
+        row["deliveries_per_pub"] = median([m["deliveries"] / m["acked"] for m in ms
+                                            if m.get("acked") and "deliveries" in m])
         calls = [m.get("redis_calls_per_unit") or {} for m in ms]
         row["redis_calls_per_unit"] = {
             cmd: median([c.get(cmd, 0.0) for c in calls])
@@ -149,6 +151,21 @@ def model(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
                 if v]
         out[f"{workload}_node_us"] = max(zero) if zero else None
         out[f"{workload}_per_core"] = 1e6 / max(zero) if zero else None
+        # A small fan-out (a few subscribers per node per publication): what the
+        # subscribers added to the node CPU per publication, per delivery, at the
+        # smallest level with subscribers; the dearest node count.
+        small = []
+        for n in nodes:
+            none = row_of(rows, workload, n, pub[0])
+            some = row_of(rows, workload, n, pub[min(1, len(pub) - 1)])
+            each = some.get("deliveries_per_pub")
+            if none.get("node_us") and some.get("node_us") and each and each >= 1:
+                small.append(((some["node_us"] - none["node_us"]) / each, each / n))
+        if small and pub[0] == 0 and len(pub) > 1:
+            us, per_node = max(small)
+            out[f"{workload}_small_delivery_us"] = us
+            out[f"{workload}_small_per_node"] = per_node
+            out["small_subscribers"] = pub[1]
         redis = {f"{n} {s}": row_of(rows, workload, n, s).get("redis_us")
                  for n in nodes for s in pub}
         worst = max((v for v in redis.values() if v), default=None)
