@@ -125,6 +125,10 @@ def test_summary_medians_ratios_and_model() -> None:
     # Small fan-out: 10 deliveries per publication; 1 node: (300 - 30) / 10 µs, the dearest.
     assert model["publish_small_delivery_us"] == pytest.approx(27.0)
     assert model["publish_small_per_node"] == pytest.approx(10.0)
+    # Less 10 deliveries at t_d = 11.2 µs (paced, 3 nodes), per node: 1 node (270 - 112),
+    # 3 nodes (210 - 112) / 3.
+    assert model["publish_receive_us"] == pytest.approx(158.0)
+    assert model["publish_receive_us_min"] == pytest.approx(98.0 / 3)
     # 1.5% of a core (3 nodes x 0.5%) over 1,000 connections: 15 µs per connection-second.
     assert model["idle_us_per_conn_s"] == pytest.approx(15.0)
 

@@ -184,6 +184,15 @@ def markdown_section(sz: dict[str, Any]) -> list[str]:
                     f"{mod['small_subscribers']:,} subscribers less at none, per delivery; "
                     f"{span} | {_f(small, 2, ' µs')} | {_f(1e6 / small)} deliveries/s |")
         for workload in PUBLISHES:
+            receive = mod.get(f"{workload}_receive_us")
+            if receive is not None:
+                add(f"| node CPU to receive a publication from Redis, per node with a "
+                    f"subscriber on its channel, {LABELS[workload]}: the above less its "
+                    "deliveries at the one-at-a-time cost, per node; range over 1-"
+                    f"{nodes[-1]} nodes | {_f(mod[f'{workload}_receive_us_min'], 1)}-"
+                    f"{_f(receive, 1)} µs | {_f(1e6 / receive if receive > 0 else None)} "
+                    "publications/s |")
+        for workload in PUBLISHES:
             if mod.get(f"{workload}_per_core") is not None:
                 add(f"| node CPU per acked publication, {LABELS[workload]} (no "
                     f"subscribers, {span}) | {_f(mod[f'{workload}_node_us'], 1, ' µs')} | "

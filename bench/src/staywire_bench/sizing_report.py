@@ -154,18 +154,28 @@ def model(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
         # A small fan-out (a few subscribers per node per publication): what the
         # subscribers added to the node CPU per publication, per delivery, at the
         # smallest level with subscribers; the dearest node count.
-        small = []
+        # Less the deliveries at the one-at-a-time cost (t_d), what is left is each
+        # node's cost to receive a publication from Redis (t_r), per node: every channel
+        # has subscribers on every node at that level.
+        t_d = out.get("paced_node_us_worst")
+        small, receive = [], []
         for n in nodes:
             none = row_of(rows, workload, n, pub[0])
             some = row_of(rows, workload, n, pub[min(1, len(pub) - 1)])
             each = some.get("deliveries_per_pub")
             if none.get("node_us") and some.get("node_us") and each and each >= 1:
-                small.append(((some["node_us"] - none["node_us"]) / each, each / n))
+                added = some["node_us"] - none["node_us"]
+                small.append((added / each, each / n))
+                if t_d is not None and each >= n:
+                    receive.append((added - each * t_d) / n)
         if small and pub[0] == 0 and len(pub) > 1:
             us, per_node = max(small)
             out[f"{workload}_small_delivery_us"] = us
             out[f"{workload}_small_per_node"] = per_node
             out["small_subscribers"] = pub[1]
+        if receive and pub[0] == 0:
+            out[f"{workload}_receive_us"] = max(receive)
+            out[f"{workload}_receive_us_min"] = min(receive)
         redis = {f"{n} {s}": row_of(rows, workload, n, s).get("redis_us")
                  for n in nodes for s in pub}
         worst = max((v for v in redis.values() if v), default=None)
