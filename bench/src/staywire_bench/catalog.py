@@ -15,6 +15,6 @@ WORKLOADS = ("echo1", "echo100", "publish", "fanout", "binfanout", "idle", "conn
 #: The servers the binary fan-out (``binfanout``: 1 KiB in binary frames) runs against.
 BINARY_SERVERS = ("staywire", "staywire-redis", "node-ws")
 
-#: Staywire-only workloads, run only when named (``--workloads scaleout``, ``proxy``): not
-#: part of the default run and not run against the peers.
-EXTRA_WORKLOADS = ("scaleout", "proxy")
+#: Staywire-only workloads, run only when named (``--workloads scaleout``, ``proxy``,
+#: ``sizing``): not part of the default run and not run against the peers.
+EXTRA_WORKLOADS = ("scaleout", "proxy", "sizing")

@@ -14,7 +14,8 @@ This module is the entry point and the plan of a group (which workloads, in
 which order, on which connections). The connections and the harness link are in
 ``staywire_bench.generator``, the workloads in ``staywire_bench.phases``; a spec
 with ``"plan": "scaleout"`` runs ``staywire_bench.scaleload`` instead, one with
-``"plan": "proxy"`` ``staywire_bench.proxyload``.
+``"plan": "proxy"`` ``staywire_bench.proxyload``, one with ``"plan": "sizing"``
+``staywire_bench.sizingload``.
 
 Every loop here is bounded in count and in time; every connection is closed
 before the process exits.
@@ -124,6 +125,10 @@ def main(argv: list[str] | None = None) -> int:
                 from staywire_bench.scaleload import run_scaleout
 
                 await run_scaleout(gen)
+            elif spec.get("plan") == "sizing":
+                from staywire_bench.sizingload import run_sizing
+
+                await run_sizing(gen)
             elif spec.get("plan") == "proxy":
                 from staywire_bench.proxyload import run_proxy
 

@@ -205,6 +205,12 @@ def markdown(results: dict[str, Any]) -> str:
             "with its own command: [its section](#scale-out-two-nodes-on-one-redis-behind-nginx)"
             " is at the end of this page.")
         add("")
+    if results.get("sizing"):
+        add("The CPU per delivery and per publication with 1 to 3 nodes on one Redis, the "
+            "costs of the sizing model in deployment.md, has its own command too: "
+            "[its section](#sizing-cpu-per-delivery-and-per-publication-1-to-3-nodes-on-one-"
+            "redis).")
+        add("")
     quick = " (**quick mode**: small numbers, one round; not for comparison)" \
         if meta.get("quick") else ""
     add(f"Run {meta['started']}, {meta['duration_s']:.0f} s{quick}. "
@@ -417,6 +423,10 @@ def markdown(results: dict[str, Any]) -> str:
         from staywire_bench.proxy_report import markdown_section as proxy_section
 
         lines += proxy_section(results["proxy"])
+    if results.get("sizing"):
+        from staywire_bench.sizing_markdown import markdown_section as sizing_section
+
+        lines += sizing_section(results["sizing"])
     return "\n".join(lines)
 
 
