@@ -110,6 +110,7 @@ class Config:
     proxy_max_response_size: int = 64 * 1024
     proxy_breaker_failures: int = 5  # failures in a row that open the circuit
     proxy_breaker_reset: float = 5.0  # seconds open before one probe call
+    proxy_subscribe_batch: int = 0  # subscribes per call at most; 0: one call each
 
     # -- extras
     demo: bool = False
@@ -207,6 +208,8 @@ def _proxy_problems(cfg: Config) -> list[str]:
         problems.append("proxy_retries must be >= 0")
     if cfg.proxy_max_response_size < 1024:
         problems.append("proxy_max_response_size must be >= 1024")
+    if not 0 <= cfg.proxy_subscribe_batch <= 1000:
+        problems.append("proxy_subscribe_batch must be 0 (off) to 1000")
     if cfg.proxy_breaker_failures < 1 or cfg.proxy_breaker_reset <= 0:
         problems.append("proxy_breaker_failures must be >= 1 and proxy_breaker_reset > 0")
     for header in cfg.proxy_forward_headers:
