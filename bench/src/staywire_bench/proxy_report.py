@@ -101,6 +101,12 @@ def _judge(setup: str, phase: str, rows: dict[str, Any], ratios: dict[str, Any],
                 added <= alone["backend us"])
     if proxy and alone and alone["rate"]:
         ratios[f"{key}_rate_vs_backend_alone"] = proxy["rate"] / alone["rate"]
+    if proxy and proxy["node A us"] and proxy["backend us"]:
+        # Which side bounds the rate when each has a core to itself (a deployment): the
+        # one with the higher CPU cost per operation. Measured CPU, so it holds on a
+        # shared machine where no process reaches the saturation mark.
+        ratios[f"{key}_cost_limit"] = ("node" if proxy["node A us"] >= proxy["backend us"]
+                                       else "backend")
 
 
 def _f(value: float | None, fmt: str = "{:,.0f}") -> str:
@@ -172,7 +178,10 @@ def markdown_section(px: dict[str, Any]) -> list[str]:
                 f"the backend is called alone ({_alone(setup, phase)}). The node's own "
                 f"capacity (one {phase} per its CPU µs, a core to itself): "
                 f"{_f(ratios.get(f'{key}_node_capacity_direct'))}/s without the proxy, "
-                f"{_f(ratios.get(f'{key}_node_capacity'))}/s with it ({_f(cap, '{:.0%}')}).")
+                f"{_f(ratios.get(f'{key}_node_capacity'))}/s with it ({_f(cap, '{:.0%}')}). "
+                f"By CPU per {phase} in this setup (node {_f(row.get('node A us'))} µs, "
+                f"backend {_f(row.get('backend us'))} µs), the limit with a core each: "
+                f"**{ratios.get(f'{key}_cost_limit', 'n/a')}**.")
     add("")
     add("On 2 cores the node, the backend and the load generator share the machine: the "
         "measured rate with the proxy is bounded by their summed CPU per operation, where a "
