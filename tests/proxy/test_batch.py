@@ -255,3 +255,37 @@ async def test_through_a_node_each_client_gets_its_own_reply(backend: Backend,
     api = f"http://127.0.0.1:{server.api_port}"
     assert await metric(api, "staywire_proxy_batched_total", 'event="subscribe"') == 6
     assert 1 <= await metric(api, "staywire_proxy_batches_total", 'event="subscribe"') <= 6
+
+
+async def test_an_item_past_its_deadline_while_waiting_is_never_sent(backend: Backend) -> None:
+    """Two batches out and slow; a third item whose own deadline passes while it waits
+    fails with TimeoutError when its turn comes, and the backend never sees it."""
+    from staywire.proxy.batch import MAX_CALLS, Coalescer
+
+    backend.answer["subscribe"] = SLOW
+    backend.after_slow["subscribe"] = {"batch": [{"result": {}}]}
+    client = ProxyClient(timeout=5.0 * T)
+    url = f"{backend.url}/subscribe"
+
+    async def send(payload: bytes, deadline: float) -> bytes:
+        return await client._attempts("subscribe", url, payload, deadline)
+
+    coalescer = Coalescer(send, max_batch=8)
+    loop = asyncio.get_running_loop()
+    try:
+        out = []
+        for i in range(MAX_CALLS):
+            out.append(coalescer.submit(b'{"channel":"room:%d"}' % i, loop.time() + 5 * T))
+            await backend.wait_seen("subscribe", i + 1)
+        late = coalescer.submit(b'{"channel":"room:late"}', loop.time() + 0.05 * T)
+        await asyncio.sleep(0.1 * T)  # its deadline passes while both calls are out
+        backend.release.set()
+        for future in out:
+            assert await future == b'{"result":{}}'
+        with pytest.raises(TimeoutError):
+            await late
+    finally:
+        await coalescer.close()
+        await client.close()
+    assert [b["batch"] for b in backend.seen["subscribe"]] == [
+        [{"channel": f"room:{i}"}] for i in range(MAX_CALLS)]
