@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow  # runs first (tests/conftest.py)
 
 pytest.importorskip("rich")
 pytest.importorskip("matplotlib")
