@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,6 +11,14 @@ import pytest
 from tests.support.servers import ServerProcess
 
 ANON = {"allow_anonymous": True, "anonymous_channels": ["*"]}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files with a ``slow`` test first, the rest in their order: the longest jobs start
+    while there is short work left to balance the workers (scripts/run-tests.sh gives
+    xdist whole files in this order)."""
+    slow = {Path(str(item.fspath)) for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: Path(str(item.fspath)) not in slow)  # stable
 
 
 @pytest.fixture

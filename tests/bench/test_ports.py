@@ -32,7 +32,19 @@ def test_a_port_that_something_holds_is_not_picked(monkeypatch: pytest.MonkeyPat
         candidates = iter([taken, taken, 12_345])
         monkeypatch.setattr(ports.random, "randint", lambda a, b: next(candidates))
         monkeypatch.setattr(ports, "_handed_out", set())
+        monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)  # any port is this one's
         assert ports.free_port() == 12_345
+
+
+def test_each_xdist_worker_picks_from_a_slice_of_its_own(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Workers are processes that do not share _handed_out: without slices two of them
+    # could pick one port in the moment before its server binds it.
+    monkeypatch.setattr(ports, "_handed_out", set())
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "3")
+    for index in range(3):
+        monkeypatch.setenv("PYTEST_XDIST_WORKER", f"gw{index}")
+        assert {ports.free_port() % 3 for _ in range(50)} == {index}
 
 
 def test_server_start_moves_to_new_ports_when_its_port_was_taken(

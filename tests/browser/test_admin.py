@@ -21,6 +21,8 @@ from websockets.sync.client import connect as ws_connect
 
 from tests.browser.conftest import API_KEY, ARTIFACTS, T, api_publish, wait_for
 
+pytestmark = pytest.mark.slow  # runs first (tests/conftest.py)
+
 SECRET = "admin-test-secret-0123456789abcdef"
 
 

@@ -10,6 +10,8 @@ import pytest
 from staywire.client import AuthMode, ConnectionState, Message, Recovery, Subscription
 from staywire.client import messages as m
 from staywire.client.auth import HeaderSource, TokenSource, connect_target
+from staywire.client.publisher import Publisher
+from staywire.client.requests import Requests
 from staywire.client.state import CloseInfo, StateWatch
 from staywire.client.store import SqliteOutboxStore
 from staywire.exceptions import ReconnectFailed
@@ -228,3 +230,31 @@ def test_the_client_refuses_channel_names_the_server_refuses(name):
 
     with pytest.raises(ValueError, match="invalid channel name"):
         check_channel(name)
+
+
+async def test_a_cancelled_drain_ends_when_the_buffer_signals_in_the_same_turn():
+    """``wait_for(client.drain(), t)`` once hung for good on a loaded machine: drain()
+    polled its flow event with ``asyncio.wait_for``, which on Python 3.11 returns the
+    inner result when a cancel arrives in the same loop turn (gh-86296), so the loop
+    swallowed the outer timeout's cancel and went on waiting for a buffer that a paused
+    peer never drains. Here the event is set and the cancel sent back to back."""
+    publisher = Publisher(
+        max_messages=None, max_bytes=None, outbox_path=None, high_water=64, low_water=16,
+        requests=Requests(), stats={}, watch=StateWatch(ConnectionState.CONNECTING),
+        current_link=lambda: None)
+    publisher.start()
+    publish = asyncio.ensure_future(publisher.publish("room:1", "x" * 100, key=None,
+                                                      timeout=None))
+    drain = asyncio.ensure_future(publisher.drain(lambda: None))
+    for _ in range(5):
+        await asyncio.sleep(0)  # the publish is queued (not OPEN), drain() waits on it
+    assert publisher.buffered_amount > 16 and not drain.done()
+    publisher.pulse()  # the flow event fires ...
+    drain.cancel()  # ... in the turn the caller gives up
+    await asyncio.wait({drain}, timeout=2)
+    try:
+        assert drain.cancelled()
+    finally:
+        for task in (drain, publish):
+            task.cancel()
+        await asyncio.gather(drain, publish, return_exceptions=True)

@@ -10,7 +10,7 @@ from tests.deploy.test_nginx import strip_upgrade
 from tests.doctor.support import checks, doctor
 from tests.support.nginx import NGINX, start_nginx
 
-pytestmark = [pytest.mark.nginx,
+pytestmark = [pytest.mark.nginx, pytest.mark.slow,
               pytest.mark.skipif(NGINX is None, reason="nginx is not installed")]
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow  # runs first (tests/conftest.py)
 
 
 def test_autobahn_cases_1_to_10_against_the_server_and_the_client(tmp_path: Path) -> None:

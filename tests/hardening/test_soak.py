@@ -7,7 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow  # runs first (tests/conftest.py)
 
 
 def test_short_soak_keeps_rss_and_descriptors_flat(tmp_path: Path) -> None:

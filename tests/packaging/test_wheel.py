@@ -23,6 +23,7 @@ import pytest
 from tests.support.servers import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow  # runs first (tests/conftest.py)
 STATIC = ROOT / "src" / "staywire" / "static"
 CLIENT_SCRIPT = Path(__file__).with_name("wheel_client.py")
 # Build from a copy without these: a stale build/ or egg-info would leak old files into the

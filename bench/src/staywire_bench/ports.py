@@ -7,10 +7,16 @@ on the machine may be given that port for a connect(), and the child then fails
 with "address already in use" (this happened in CI). Ports below the ephemeral
 range are never handed out that way, so the pick is made there: at random, never
 twice in one process, and only when nothing is bound to it right now.
+
+Under pytest-xdist each worker is a process of its own, with its own memory of the
+ports it handed out: two could pick the same port in the moment before its server
+binds it, or while a server restarts on it. So each worker picks from a slice of
+the span of its own (the port modulo the number of workers).
 """
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 from pathlib import Path
@@ -40,6 +46,15 @@ def _bindable(port: int) -> bool:
     return True
 
 
+def _worker_slice() -> tuple[int, int]:
+    """``(index, workers)`` of this pytest-xdist worker, ``(0, 1)`` outside one."""
+    name = os.environ.get("PYTEST_XDIST_WORKER", "")  # gw0, gw1, ...
+    count = os.environ.get("PYTEST_XDIST_WORKER_COUNT", "")
+    if name.startswith("gw") and name[2:].isdigit() and count.isdigit() and int(count) > 1:
+        return int(name[2:]) % int(count), int(count)
+    return 0, 1
+
+
 def free_port() -> int:
     """A loopback TCP port that nothing holds and the kernel will not hand out."""
     low, high = _ephemeral_range()
@@ -47,8 +62,11 @@ def free_port() -> int:
         span = (_LOWEST, low - 1)
     else:  # an unusual range: use what lies above it
         span = (high + 1, 65_535)
+    index, workers = _worker_slice()
     for _ in range(500):  # bounded: the span has thousands of ports
         port = random.randint(*span)
+        if port % workers != index:
+            continue  # another worker's
         if port not in _handed_out and _bindable(port):
             _handed_out.add(port)
             return port

@@ -139,9 +139,10 @@ class Publisher:
         else:
             self._enqueue(held)  # QueueFull propagates: nothing was queued
         try:
-            if timeout is None:
+            # asyncio.timeout, not wait_for: a cancel that lands with the ack must not be
+            # lost (see drain()).
+            async with asyncio.timeout(timeout):
                 return await asyncio.shield(fut)
-            return await asyncio.wait_for(asyncio.shield(fut), timeout)
         except TimeoutError:
             raise RequestTimeout(f"publish {key} not acknowledged within {timeout:g} s") from None
         finally:
@@ -157,8 +158,13 @@ class Publisher:
         while self._held or self.buffered_amount > low:
             check_usable()
             self._flow.clear()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._flow.wait(), _FLOW_POLL)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for() returns the inner
+            # result when a cancel lands in the same loop turn (gh-86296), and this loop
+            # would then swallow the caller's cancel (a `wait_for(drain(), t)` that timed
+            # out as a pulse fired hung for good behind a peer that never reads).
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_FLOW_POLL):
+                    await self._flow.wait()
 
     # -- flow control ---------------------------------------------------------------------
 
