@@ -37,9 +37,13 @@ METRICS = [
     Metric("echo1_p50", "echo1", "p50_us", "Echo, 1 conn p50", "µs", "down", 1),
     Metric("echo1_p99", "echo1", "p99_us", "Echo, 1 conn p99", "µs", "down", 1),
     Metric("echo100_rate", "echo100", "rate", "Echo, 100 conns", "messages/s", "up"),
+    Metric("echo100_server_us", "echo100", "server_us_per_msg", "Echo, 100 conns, server CPU",
+           "µs/message", "down", 1),
     Metric("echo100_p99", "echo100", "p99_us", "Echo, 100 conns p99", "µs", "down"),
     Metric("publish_rate", "publish", "rate", "Publish, 100 conns", "acked publications/s",
            "up"),
+    Metric("publish_server_us", "publish", "server_us_per_msg", "Publish, server CPU",
+           "µs/publication", "down", 1),
     Metric("publish_p99", "publish", "p99_ms", "Publish ack p99", "ms", "down", 1),
     Metric("publish_redis_us", "publish", "redis_us_per_pub", "Redis CPU per publication, "
            "0 subscribers", "µs", "down", 1),
@@ -55,6 +59,8 @@ METRICS = [
     Metric("storm_peak", "storm", "peak_hs_per_s", "Storm peak", "handshakes/s", "up"),
 ]
 _BY_KEY = {m.key: m for m in METRICS}
+_WORKLOAD_NAMES = {"fanout": "fan-out", "echo100": "echo over 100 connections",
+                   "publish": "publish from 100 connections"}
 
 
 # ---------------------------------------------------------------------- summary
@@ -368,10 +374,12 @@ def markdown(results: dict[str, Any]) -> str:
         add("")
 
     # Profile
-    for server, prof in (results.get("profiles") or {}).items():
-        add(f"## Profile: {server}, fan-out (py-spy)")
+    for key, prof in (results.get("profiles") or {}).items():
+        server, _, workload = key.partition(" ")
+        workload = workload or "fanout"
+        add(f"## Profile: {server}, {_WORKLOAD_NAMES.get(workload, workload)} (py-spy)")
         add("")
-        add(f"{prof.get('samples', 0):,} samples of the server process during the fan-out "
+        add(f"{prof.get('samples', 0):,} samples of the server process during the {workload} "
             f"(`{prof.get('file', '')}`, py-spy raw format). Self time per function:")
         add("")
         add("| function | self % | total % |")
