@@ -57,4 +57,4 @@ def server_us_per(marks: dict[str, Any]) -> float | None:
     n0, n1 = marks.get("start_count"), marks.get("end_count")
     if s0 is None or s1 is None or n0 is None or n1 is None or n1 <= n0:
         return None
-    return 1e6 * (s1 - s0) / (n1 - n0)
+    return 1e6 * (float(s1) - float(s0)) / (int(n1) - int(n0))
