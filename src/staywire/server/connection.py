@@ -185,8 +185,10 @@ class Connection(WSListener):
         if guard is None:
             guard = self.guard = InboundGuard(node.limits, now)
         try:
-            request = guard.feed(op.value, frame.fin, frame.rsv1 or frame.rsv2 or frame.rsv3,
-                                 payload, now)
+            # WSMsgType is an IntEnum: the opcode itself. Its .value is a Python-level
+            # property, one more function call on every message.
+            request = guard.feed(op, frame.fin,  # type: ignore[arg-type]
+                                 frame.rsv1 or frame.rsv2 or frame.rsv3, payload, now)
         except Reject as exc:
             stats.messages_in += 1
             if exc.code is ErrorCode.RATE_LIMITED:
