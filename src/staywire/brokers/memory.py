@@ -112,7 +112,7 @@ class MemoryBroker(Broker):
             if seen is not None:
                 r = seen[1]
                 return PublishResult(r.epoch, r.offset, duplicate=True)
-        stream = self._stream(channel, now)
+        stream = self._streams.get(channel) or self._stream(channel, now)
         stream.offset += 1
         stream.last_publish = now
         pub = Publication(channel, stream.epoch, stream.offset, data)
