@@ -8,6 +8,14 @@ application would.
     {"type":"sub"}           -> join the room, answer {"type":"ack"}
     {"type":"pub","data":X}  -> {"type":"msg","data":X} to every room member
 
+The fan-out is the transport's limit, not a naive application: each ``msg`` frame is
+built once (header and payload), and the frames of one event-loop tick are joined once
+and written with one ``write`` per room member at the end of the tick, the same bytes
+object for every member. That is what Staywire's hub does (one shared frame, one write
+per subscriber per tick) without its protocol, so the ratio of the two is the cost of
+that protocol. ``transport.send`` per member would build and copy the frame for every
+member and make one system call per member per publication.
+
 Usage: python bench/peers/picows_server.py PORT
 """
 
@@ -27,6 +35,26 @@ CLOSE = WSMsgType.CLOSE
 ACK = b'{"type":"ack"}'
 _log = logging.LoggerAdapter(logging.getLogger("peer.picows"), {})
 room: set[WSTransport] = set()
+pending: list[bytes] = []  # msg frames of this tick, written to every member by flush()
+
+
+def msg_frame(payload: bytes) -> bytes:
+    """A whole unmasked final text frame (RFC 6455 5.2): server frames are never masked."""
+    n = len(payload)
+    if n < 126:
+        return bytes((0x81, n)) + payload
+    if n < 65536:
+        return bytes((0x81, 126)) + n.to_bytes(2, "big") + payload
+    return bytes((0x81, 127)) + n.to_bytes(8, "big") + payload
+
+
+def flush() -> None:
+    data = pending[0] if len(pending) == 1 else b"".join(pending)
+    pending.clear()
+    for member in room:
+        tr = member.underlying_transport
+        if not tr.is_closing():
+            tr.write(data)
 
 
 class Peer(WSListener):
@@ -51,8 +79,9 @@ class Peer(WSListener):
         elif kind == "pub":
             out = json.dumps({"type": "msg", "data": msg.get("data")},
                              separators=(",", ":")).encode()
-            for member in room:
-                member.send(TEXT, out)
+            if not pending:
+                asyncio.get_running_loop().call_soon(flush)
+            pending.append(msg_frame(out))
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         room.discard(transport)

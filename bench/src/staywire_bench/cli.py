@@ -58,7 +58,7 @@ def register(subparsers: Any) -> None:
                    help="do not hold /dev/cpu_dma_latency at 0 during the run")
     p.add_argument("--no-progress", action="store_true", help="plain log lines, no progress bar")
     p.add_argument("--profile", action="store_true",
-                   help="attach py-spy to the Python servers during the fan-out")
+                   help="attach py-spy to the Python servers during echo100, publish and fanout")
     p.add_argument("--from-json", metavar="PATH",
                    help="run nothing: rewrite the markdown and the chart from a results JSON")
     p.add_argument("--json", dest="json_path", help="JSON output path")
@@ -175,7 +175,7 @@ def _print_summary(results: dict[str, Any], cfg: Any) -> None:
         for server, row in summary.items():
             print(server, {k: v for k, v in row.items() if v is not None})
         return
-    shown = [m for m in METRICS if m.key in ("echo1_rate", "echo100_rate", "publish_rate",
+    shown = [m for m in METRICS if m.key in ("echo1_rate", "echo100_rate", "echo100_server_us", "publish_rate",
                                                 "publish_p99", "fanout_rate", "fanout_p99",
                                                 "idle_kib", "connrate", "storm_s")]
     table = Table(title="staywire bench (medians; ratio vs Node ws)")

@@ -118,6 +118,7 @@ class GroupRunner:
         self.gen_core = gen_core
         self.redis: RedisProcess | None = None
         self.profiles: dict[str, Any] = {}
+        self._profiling: dict[int, tuple[str, Path]] = {}  # py-spy pid: (workload, output)
 
     def ensure_redis(self) -> None:
         if self.redis is None:
@@ -185,8 +186,10 @@ class GroupRunner:
                 server = self.start_server(sdef, port, restart=True)
                 return {"killed_at": killed_at, "ready_at": time.monotonic(),
                         "pid": server.pid}
-            if op == "profile-start":
-                spy = self._start_profile(sdef, server.pid)
+            if op.startswith("profile-start:"):
+                if spy is not None:
+                    self._stop_profile(sdef, spy)
+                spy = self._start_profile(sdef, server.pid, op.partition(":")[2])
                 return {"ok": spy is not None}
             if op == "profile-stop":
                 self._stop_profile(sdef, spy)
@@ -206,11 +209,11 @@ class GroupRunner:
 
     # ------------------------------------------------------------------ profiling
 
-    def _start_profile(self, sdef: ServerDef, pid: int) -> Proc | None:
+    def _start_profile(self, sdef: ServerDef, pid: int, workload: str) -> Proc | None:
         spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         if sdef.runtime != "python" or not os.access(spy, os.X_OK):
             return None
-        out = self.root / "bench" / "results" / f"profile-{sdef.name}-fanout.txt"
+        out = self.root / "bench" / "results" / f"profile-{sdef.name}-{workload}.txt"
         out.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(OSError):
             out.unlink()
@@ -218,19 +221,24 @@ class GroupRunner:
             "py-spy", pinned([spy, "record", "--pid", str(pid), "--rate", "500", "--format",
                               "raw", "--nonblocking", "--output", str(out)], self.gen_core))
         time.sleep(1.0)  # attach before the load starts
-        return proc if proc.alive() else None
+        if not proc.alive():
+            return None
+        self._profiling[proc.pid] = (workload, out)
+        return proc
 
     def _stop_profile(self, sdef: ServerDef, spy: Proc | None) -> None:
         if spy is None:
             return
+        workload, out = self._profiling.pop(spy.pid)
         with contextlib.suppress(ProcessLookupError):
             os.kill(spy.pid, signal.SIGINT)  # py-spy writes its output on SIGINT
         with contextlib.suppress(subprocess.TimeoutExpired):
             spy.popen.wait(timeout=15)
         self.stop(spy)
-        out = self.root / "bench" / "results" / f"profile-{sdef.name}-fanout.txt"
         if out.exists():
             from staywire_bench.profiles import summarize_profile
 
-            self.profiles[sdef.name] = summarize_profile(out.read_text())
-            self.profiles[sdef.name]["file"] = str(out.relative_to(self.root))
+            # "server workload": the report reads a bare server name as its fan-out.
+            key = sdef.name if workload == "fanout" else f"{sdef.name} {workload}"
+            self.profiles[key] = summarize_profile(out.read_text())
+            self.profiles[key]["file"] = str(out.relative_to(self.root))

@@ -49,14 +49,18 @@ async def run_plan(gen: Generator) -> None:
                      metrics=await phases.echo(gen, "echo1", 1))
             gen.close_conns()
         if "echo100" in wanted:
-            gen.emit(event="result", workload="echo100",
-                     metrics=await phases.echo(gen, "echo100", int(p["echo_conns"])))
+            await _profile(gen, "echo100")
+            metrics = await phases.echo(gen, "echo100", int(p["echo_conns"]))
+            await _profile(gen, None)
+            gen.emit(event="result", workload="echo100", metrics=metrics)
             gen.close_conns()
         if "publish" in wanted and gen.proto.name == "staywire":  # acked publishes: Staywire
             from staywire_bench.publish_load import publish
 
-            gen.emit(event="result", workload="publish",
-                     metrics=await publish(gen, int(p["echo_conns"])))
+            await _profile(gen, "publish")
+            metrics = await publish(gen, int(p["echo_conns"]))
+            await _profile(gen, None)
+            gen.emit(event="result", workload="publish", metrics=metrics)
             gen.close_conns()
         group_b = {"connrate", "idle", "fanout", "binfanout", "storm"} & set(wanted)
         if group_b:
@@ -85,14 +89,11 @@ async def _group_b(gen: Generator, wanted: list[str]) -> None:
         sub_info = await phases.subscribe(gen, subs)
     delivered = 0
     if "fanout" in wanted:
-        profile = bool(p.get("profile"))
-        if profile:  # the harness attaches py-spy to the server for this phase only
-            await gen.request("profile-start")
+        await _profile(gen, "fanout")
         metrics = await phases.fanout(gen, publisher, subs, m)
         metrics["subscribe_s"] = sub_info.get("seconds")
         metrics["sub_errors"] = sub_info.get("sub_errors")
-        if profile:
-            await gen.request("profile-stop")
+        await _profile(gen, None)
         delivered = m if metrics["complete"] else 0
         gen.emit(event="result", workload="fanout", metrics=metrics)
     if binary:
@@ -106,6 +107,14 @@ async def _group_b(gen: Generator, wanted: list[str]) -> None:
         publisher.storm = False
         gen.emit(event="result", workload="storm",
                  metrics=await phases.storm(gen, subs, delivered))
+
+
+async def _profile(gen: Generator, workload: str | None) -> None:
+    """With ``--profile``, the harness attaches py-spy to the server for one workload's
+    phase (``workload``) and detaches it after (``None``)."""
+    if not gen.params.get("profile"):
+        return
+    await gen.request("profile-stop" if workload is None else f"profile-start:{workload}")
 
 
 def main(argv: list[str] | None = None) -> int:

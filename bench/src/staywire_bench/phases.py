@@ -17,7 +17,7 @@ from staywire_bench import procfs
 from staywire_bench.generator import TEXT, Conn, Generator
 from staywire_bench.redis_cpu import per_publication_us
 from staywire_bench.stats import peak_rate, percentile
-from staywire_bench.windows import cpu_window, ms, us
+from staywire_bench.windows import cpu_window, ms, server_us_per, us
 from staywire.protocol.backoff import Backoff, RetryBudget
 
 __all__ = ["echo", "fanout", "open_phase", "storm", "subscribe"]
@@ -71,6 +71,7 @@ async def echo(gen: Generator, name: str, nconns: int) -> dict[str, Any]:
         marks[which + "_srv"] = gen.server_cpu()
         marks[which + "_redis"] = gen.redis_cpu()
         marks[which + "_cores"] = procfs.core_times()  # type: ignore[assignment]
+        marks[which + "_count"] = count
 
     gen.loop.call_at(gen.loop.time() + warmup, mark, "start")
     gen.loop.call_at(gen.loop.time() + warmup + duration, mark, "end")
@@ -96,6 +97,7 @@ async def echo(gen: Generator, name: str, nconns: int) -> dict[str, Any]:
         "lost": gen.unexpected_losses,
     }
     metrics.update(cpu_window(marks))
+    metrics["server_us_per_msg"] = server_us_per(marks)
     return metrics
 
 

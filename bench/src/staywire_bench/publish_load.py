@@ -21,7 +21,7 @@ from staywire_bench import procfs
 from staywire_bench.generator import Conn, Generator
 from staywire_bench.redis_cpu import per_publication_us
 from staywire_bench.stats import percentile
-from staywire_bench.windows import cpu_window, ms
+from staywire_bench.windows import cpu_window, ms, server_us_per
 
 __all__ = ["publish"]
 
@@ -130,4 +130,5 @@ async def publish(gen: Generator, nconns: int) -> dict[str, Any]:
         "lost": gen.unexpected_losses,
     }
     metrics.update(cpu_window(marks))
+    metrics["server_us_per_msg"] = server_us_per(marks)
     return metrics

@@ -11,6 +11,7 @@ from typing import Any
 
 from staywire_bench.profiles import summarize_profile
 from staywire_bench.findings import FINDINGS
+from staywire_bench.request_path import REQUEST_PATH
 from staywire_bench.redis_goals import redis_goals, redis_goals_markdown
 from staywire_bench.stats import median
 
@@ -37,9 +38,13 @@ METRICS = [
     Metric("echo1_p50", "echo1", "p50_us", "Echo, 1 conn p50", "µs", "down", 1),
     Metric("echo1_p99", "echo1", "p99_us", "Echo, 1 conn p99", "µs", "down", 1),
     Metric("echo100_rate", "echo100", "rate", "Echo, 100 conns", "messages/s", "up"),
+    Metric("echo100_server_us", "echo100", "server_us_per_msg", "Echo, 100 conns, server CPU",
+           "µs/message", "down", 1),
     Metric("echo100_p99", "echo100", "p99_us", "Echo, 100 conns p99", "µs", "down"),
     Metric("publish_rate", "publish", "rate", "Publish, 100 conns", "acked publications/s",
            "up"),
+    Metric("publish_server_us", "publish", "server_us_per_msg", "Publish, server CPU",
+           "µs/publication", "down", 1),
     Metric("publish_p99", "publish", "p99_ms", "Publish ack p99", "ms", "down", 1),
     Metric("publish_redis_us", "publish", "redis_us_per_pub", "Redis CPU per publication, "
            "0 subscribers", "µs", "down", 1),
@@ -58,6 +63,8 @@ METRICS = [
     Metric("storm_peak", "storm", "peak_hs_per_s", "Storm peak", "handshakes/s", "up"),
 ]
 _BY_KEY = {m.key: m for m in METRICS}
+_WORKLOAD_NAMES = {"fanout": "fan-out", "echo100": "echo over 100 connections",
+                   "publish": "publish from 100 connections"}
 
 
 # ---------------------------------------------------------------------- summary
@@ -377,10 +384,12 @@ def markdown(results: dict[str, Any]) -> str:
         add("")
 
     # Profile
-    for server, prof in (results.get("profiles") or {}).items():
-        add(f"## Profile: {server}, fan-out (py-spy)")
+    for key, prof in (results.get("profiles") or {}).items():
+        server, _, workload = key.partition(" ")
+        workload = workload or "fanout"
+        add(f"## Profile: {server}, {_WORKLOAD_NAMES.get(workload, workload)} (py-spy)")
         add("")
-        add(f"{prof.get('samples', 0):,} samples of the server process during the fan-out "
+        add(f"{prof.get('samples', 0):,} samples of the server process during the {workload} "
             f"(`{prof.get('file', '')}`, py-spy raw format). Self time per function:")
         add("")
         add("| function | self % | total % |")
@@ -402,6 +411,7 @@ def markdown(results: dict[str, Any]) -> str:
         add(f"| `{name}` | | | skipped: {why} |")
     add("")
     add(FINDINGS)
+    add(REQUEST_PATH)
     add(METHOD.format(staywire_cmd=meta.get("staywire_command", "staywire serve"), **cfg))
     warnings = results.get("warnings") or []
     if warnings:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["CORES", "cpu_window", "ms", "us"]
+__all__ = ["CORES", "cpu_window", "ms", "server_us_per", "us"]
 
 #: The cores the server and the generator are pinned to (``cpu0``...), for the noise figure.
 CORES: set[str] = set()
@@ -48,3 +48,13 @@ def cpu_window(marks: dict[str, Any]) -> dict[str, float | None]:
         out["other_cpu_pct"] = max(0.0, 100.0 * busy / wall - ours)
         out["steal_pct"] = 100.0 * steal / wall
     return out
+
+
+def server_us_per(marks: dict[str, Any]) -> float | None:
+    """The server's CPU time (user + system) per message counted over the window, in µs:
+    ``start_count``/``end_count`` are the messages answered by the window's two marks."""
+    s0, s1 = marks.get("start_srv"), marks.get("end_srv")
+    n0, n1 = marks.get("start_count"), marks.get("end_count")
+    if s0 is None or s1 is None or n0 is None or n1 is None or n1 <= n0:
+        return None
+    return 1e6 * (float(s1) - float(s0)) / (int(n1) - int(n0))

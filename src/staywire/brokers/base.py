@@ -16,6 +16,8 @@ import abc
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import msgspec
+
 from staywire.protocol.stream import Position, Publication
 
 __all__ = [
@@ -30,8 +32,10 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class PublishResult:
+class PublishResult(msgspec.Struct, frozen=True):
+    """Made once per publish: a Struct is built in C, where a frozen dataclass's
+    ``__init__`` sets each field through ``object.__setattr__``."""
+
     epoch: str
     offset: int
     duplicate: bool = False  # the key was seen within the dedupe window: not published again

@@ -24,6 +24,10 @@ from staywire.brokers.base import (
 
 __all__ = ["MemoryBroker"]
 
+# Streams no node listens to and whose history has expired are forgotten once there are
+# this many (see _maybe_forget_idle).
+_FORGET_AT = 10_000
+
 
 class _Stream:
     __slots__ = ("epoch", "offset", "entries", "last_publish", "limits", "bytes")
@@ -109,7 +113,7 @@ class MemoryBroker(Broker):
             if seen is not None:
                 r = seen[1]
                 return PublishResult(r.epoch, r.offset, duplicate=True)
-        stream = self._stream(channel, now)
+        stream = self._streams.get(channel) or self._stream(channel, now)
         stream.offset += 1
         stream.last_publish = now
         pub = Publication(channel, stream.epoch, stream.offset, data, binary, chunk)
@@ -122,7 +126,8 @@ class MemoryBroker(Broker):
             self._keys[(channel, key)] = (now + self._dedupe_window, result)
         if channel in self._subscribed and self._on_publication is not None:
             self._on_publication(pub)
-        self._maybe_forget_idle(now)
+        if len(self._streams) >= _FORGET_AT:  # checked here: a call per publish otherwise
+            self._maybe_forget_idle(now)
         return result
 
     async def publish(self, channel: str, data: bytes, *, key: str | None = None,
@@ -134,7 +139,7 @@ class MemoryBroker(Broker):
         # dropped so that channel names cannot grow memory without bound. A later
         # publish recreates the stream with a new epoch: correct, since nothing of
         # the old one can be recovered any more.
-        if len(self._streams) < 10_000:
+        if len(self._streams) < _FORGET_AT:
             return
         for name in [
             n

@@ -83,7 +83,9 @@ class MessageAssembler:
                 raise CloseConnection(CloseCode.MESSAGE_TOO_BIG)
         else:
             raise CloseConnection(CloseCode.PROTOCOL_ERROR, f"unknown opcode {opcode}")
-        if opcode == OP_TEXT:
+        # ASCII is valid UTF-8: isascii() allocates nothing, where decode() builds a str
+        # of every text message only to drop it.
+        if opcode == OP_TEXT and not payload.isascii():
             try:
                 payload.decode("utf-8")
             except UnicodeDecodeError:

@@ -83,7 +83,7 @@ class InboundGuard:
     def feed(self, opcode: int, fin: bool, rsv: bool, payload: bytes, now: float
              ) -> Request | None:
         """One data frame in; a request out once a whole message has arrived."""
-        message = self.assemble(opcode, fin, rsv, payload)
+        message = self.assembler.assemble(opcode, fin, rsv, payload)
         if message is None:
             return None
         return self._message(message[0], message[1], now)

@@ -93,7 +93,8 @@ class Server:
         self.authenticator: Authenticator = authenticator or _refuse_tokens
         # The application's backend (docs/proxy.md): None unless a proxy URL is set.
         self.backend = Backend.from_config(cfg)
-        self.access = AccessRules(authorize, self.backend, cfg.channel)
+        # The options' own lookup, not Config.channel around it: asked twice per publish.
+        self.access = AccessRules(authorize, self.backend, cfg.channels.for_channel)
         self.limits = Limits.from_config(cfg)
         self.rate_limit = self.limits.announced()  # in every welcome
         self.stats = Stats()

@@ -49,6 +49,9 @@ _BINARY = WSMsgType.BINARY
 _CONT = WSMsgType.CONTINUATION
 _CLOSE = WSMsgType.CLOSE
 _PING = WSMsgType.PING
+# An enum member read off its class costs about 120 ns more than a module global in
+# CPython 3.11 (EnumType attribute lookup); the per-message paths read this one.
+_CLOSING = ConnState.CLOSING
 
 
 class Handlers(Protocol):
@@ -175,8 +178,7 @@ class Connection(WSListener):
             if op is _PING and self.sm.state < ConnState.CLOSING:
                 self.enqueue(data_frame(OP_PONG, frame.get_payload_as_bytes()))  # RFC 6455 5.5.2
             return
-        state = self.sm.state
-        if state >= ConnState.CLOSING:
+        if self.sm.state >= _CLOSING:
             return
         now = time.monotonic()
         self.hb.last_seen = now  # type: ignore[union-attr]
@@ -188,8 +190,10 @@ class Connection(WSListener):
         if guard is None:
             guard = self.guard = InboundGuard(node.limits, now, binary=self.binary)
         try:
-            request = guard.feed(op.value, frame.fin, frame.rsv1 or frame.rsv2 or frame.rsv3,
-                                 payload, now)
+            # WSMsgType is an IntEnum: the opcode itself. Its .value is a Python-level
+            # property, one more function call on every message.
+            request = guard.feed(op, frame.fin,  # type: ignore[arg-type]
+                                 frame.rsv1 or frame.rsv2 or frame.rsv3, payload, now)
         except Reject as exc:
             stats.messages_in += 1
             if exc.code is ErrorCode.RATE_LIMITED:
@@ -235,7 +239,7 @@ class Connection(WSListener):
 
         Nothing is queued once the close frame is out (RFC 6455 5.5.1): a worker still
         finishing a request of a closing connection must not write after it."""
-        if self.sm.state >= ConnState.CLOSING:
+        if self.sm.state >= _CLOSING:
             return
         out = self.out
         if not out:
