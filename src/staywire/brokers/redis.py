@@ -20,6 +20,11 @@ delivered per channel and, when a SUBSCRIBE is confirmed (on subscribe and
 after every reconnect) or a publication skips ahead, reads the missing entries
 from the stream and delivers them first. Only the reader task delivers, so per
 channel the order is the offset order and no offset is delivered twice.
+
+On Redis Cluster (``redis+cluster://``) each primary has its own publish pipeline and
+pub/sub link (redis_cluster.py, redis_links.py), publications go over sharded pub/sub,
+and a channel whose slot moves is subscribed again on its new primary, from where the
+stream fills in what the move made this node miss.
 """
 
 from __future__ import annotations
@@ -28,7 +33,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import random
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -36,7 +40,7 @@ from typing import Any, cast
 
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
-from redis.asyncio.connection import AbstractConnection
+from redis.asyncio.connection import ConnectionPool
 
 from staywire.protocol.stream import Position, Publication
 from staywire.brokers.base import (
@@ -47,11 +51,14 @@ from staywire.brokers.base import (
     PublicationHandler,
     PublishResult,
 )
-from staywire.brokers.redis_pool import open_pool
+from staywire.brokers.redis_cluster import ClusterRoutes
+from staywire.brokers.redis_links import PubSubLinks
+from staywire.brokers.redis_pool import RedisPool, is_cluster_url, open_cluster, open_pool
 from staywire.brokers.redis_publish import (
     NotReplicated,
     PublishCommands,
     PublishPipeline,
+    ReplyCallback,
     pack,
 )
 from staywire.exceptions import BrokerError, BrokerUnavailable, ConfigError
@@ -68,13 +75,7 @@ _META_TTL_FACTOR = 10
 _CONNECT_TIMEOUT = 2.0
 _COMMAND_TIMEOUT = 5.0
 _POOL_SIZE = 64
-# Reconnect delays start here and double up to ``reconnect_backoff_max``.
-_BACKOFF_BASE = 0.05
-# A pub/sub link silent this long gets a PING; silent as long again, it is dead.
-# TCP keepalive alone would take much longer to notice a vanished peer.
-_IDLE_PING = 5.0
 _CONFIRM_TIMEOUT = 5.0
-_SUBSCRIBE_BATCH = 512
 
 # Errors that mean "Redis cannot serve us now" (BusyLoading and Authentication
 # errors are ConnectionErrors; a read-only replica after failover cannot either).
@@ -156,7 +157,8 @@ class RedisBroker(Broker):
         wait_replicas: int = 0,
         wait_timeout: float = 0.5,
     ) -> None:
-        """``url``: ``redis://``, ``rediss://`` or ``redis+sentinel://`` (redis_pool).
+        """``url``: ``redis://``, ``rediss://``, ``redis+sentinel://`` or
+        ``redis+cluster://`` (redis_pool).
 
         ``wait_replicas`` > 0: a publish is acknowledged only once ``WAIT`` saw it on that
         many replicas within ``wait_timeout`` seconds, else it fails as unavailable
@@ -179,30 +181,39 @@ class RedisBroker(Broker):
         self._backoff_max = reconnect_backoff_max
         if wait_replicas < 0 or wait_timeout <= 0:
             raise ConfigError("wait_replicas must be >= 0 and wait_timeout > 0")
+        self._pools: RedisPool | None = None
+        self._redis: Redis | None = None
+        self._publisher: PublishPipeline | None = None
+        self._routes: ClusterRoutes | None = None
         try:
-            self._pools = open_pool(url, max_connections=_POOL_SIZE,
-                                    connect_timeout=_CONNECT_TIMEOUT,
-                                    command_timeout=_COMMAND_TIMEOUT)
+            if is_cluster_url(url):
+                self._routes = ClusterRoutes(
+                    open_cluster(url, max_connections=_POOL_SIZE,
+                                 connect_timeout=_CONNECT_TIMEOUT,
+                                 command_timeout=_COMMAND_TIMEOUT),
+                    pool_size=_POOL_SIZE, wait_replicas=wait_replicas, wait_timeout=wait_timeout)
+            else:
+                self._pools = open_pool(url, max_connections=_POOL_SIZE,
+                                        connect_timeout=_CONNECT_TIMEOUT,
+                                        command_timeout=_COMMAND_TIMEOUT)
         except ValueError as exc:  # the message names the problem, never the password
             raise ConfigError(f"invalid Redis URL: {exc}") from None
-        pool = self._pools.pool
-        self._redis: Redis = Redis(connection_pool=pool)
-        # Publishes go through one pipeline (one write per tick; see redis_publish).
-        self._publisher = PublishPipeline(pool, wait_replicas=wait_replicas,
-                                          wait_timeout=wait_timeout)
+        if self._pools is not None:
+            self._redis = Redis(connection_pool=self._pools.pool)
+            # Publishes go through one pipeline (one write per tick; see redis_publish).
+            self._publisher = PublishPipeline(self._pools.pool, wait_replicas=wait_replicas,
+                                              wait_timeout=wait_timeout)
         self._commands = PublishCommands(prefix=prefix, pubsub_prefix=self._pubsub_prefix,
                                          policy=self._policy, dedupe_ms=self._dedupe_ms,
-                                         meta_ttl_factor=_META_TTL_FACTOR)
+                                         meta_ttl_factor=_META_TTL_FACTOR,
+                                         sharded=self._routes is not None)
         self._history_sha = hashlib.sha1(_HISTORY_LUA.encode()).hexdigest()
         self._on_publication: PublicationHandler | None = None
         self._tracks: dict[str, _Track] = {}
-        self._link: AbstractConnection | None = None
-        # Held while writing on the link, so that what was decided (under the lock)
-        # reaches Redis in that order: SUBSCRIBE/UNSUBSCRIBE races need it.
-        self._send_lock = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
-        self._first_attempt = asyncio.Event()
-        self._wake = asyncio.Event()
+        self._links = PubSubLinks(self, sharded=self._routes is not None,
+                                  backoff_max=reconnect_backoff_max)
+        self._send_lock = self._links.lock
+        self._started = False
         self._available = False
         self._closed = False
 
@@ -216,7 +227,31 @@ class RedisBroker(Broker):
         return f"{self._prefix}{{{channel}}}:{suffix}"
 
     def _pubsub_name(self, channel: str) -> str:
-        return self._pubsub_prefix + channel
+        return self._commands.pubsub_name(channel)
+
+    def _channel_of(self, name: bytes) -> str:
+        channel = name.decode()[len(self._pubsub_prefix):]
+        return channel[1:-1] if self._routes is not None else channel
+
+    @staticmethod
+    def _tag(channel: str) -> bytes:
+        # What a channel's keys hash by (their ``{channel}`` tag): its slot on Cluster.
+        return b"{%s}" % channel.encode()
+
+    def _submit(self, key: bytes, command: bytes, callback: ReplyCallback,
+                script: str | None, *, durable: bool = False) -> None:
+        """To the one pipeline, or on Cluster to the pipeline of ``key``'s primary."""
+        if self._routes is not None:
+            self._routes.submit(key, command, callback, script, durable=durable)
+        else:
+            assert self._publisher is not None
+            self._publisher.submit(command, callback, script, durable=durable)
+
+    async def _call(self, key: bytes, command: bytes, script: str | None = None) -> Any:
+        if self._routes is not None:
+            return await self._routes.call(key, command, script)
+        assert self._publisher is not None
+        return await self._publisher.call(command, script)
 
     @staticmethod
     def _new_epoch() -> str:
@@ -235,27 +270,64 @@ class RedisBroker(Broker):
         if self._closed:
             raise BrokerUnavailable("the Redis broker is closed")
         self._on_publication = on_publication
-        if self._task is None:
-            self._task = asyncio.create_task(self._supervise(), name="staywire-redis-link")
-            await self._first_attempt.wait()
+        if self._started:
+            return
+        self._started = True
+        if self._routes is not None:
+            try:
+                await self._routes.start()
+            except Exception as exc:  # no node answers: read the map again later
+                log.warning("redis broker: the cluster's slot map could not be read: %s", exc)
+                self._routes.refresh_soon()
+                return
+        await asyncio.gather(*(self._links.ensure(name).wait() for name in self._link_names()))
+
+    # -- links (redis_links.LinkOwner) ---------------------------------------------
+
+    def _link_names(self) -> list[str]:
+        """The links that must be up: one, or one per primary of the cluster."""
+        return [""] if self._routes is None else self._routes.primaries()
+
+    def _link_of(self, channel: str) -> str:
+        return "" if self._routes is None else self._routes.node_name(self._tag(channel))
+
+    def _linked(self) -> bool:
+        return self._links.up(self._link_names())
+
+    def wanted(self, name: str) -> bool:
+        return not self._closed and (self._routes is None or name in self._routes.primaries())
+
+    def pool(self, name: str) -> ConnectionPool:
+        if self._routes is not None:
+            return self._routes.pool(name)
+        assert self._pools is not None
+        return self._pools.pool
+
+    def subscriptions(self, name: str) -> list[str]:
+        return [self._pubsub_name(c) for c, t in self._tracks.items()
+                if t.epoch and self._link_of(c) == name]
+
+    def link_changed(self) -> None:
+        self._available = self._linked()
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
         self._available = False
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._links.close()
         closed = BrokerUnavailable("the Redis broker is closed")
         for channel, track in list(self._tracks.items()):
             self._forget(channel, track, closed)
         self._on_publication = None
-        await self._publisher.close()
-        await self._redis.aclose()
-        await self._pools.aclose()
+        if self._routes is not None:
+            await self._routes.close()
+        if self._publisher is not None:
+            await self._publisher.close()
+        if self._redis is not None:
+            await self._redis.aclose()
+        if self._pools is not None:
+            await self._pools.aclose()
 
     @property
     def available(self) -> bool:
@@ -263,10 +335,19 @@ class RedisBroker(Broker):
 
     async def ping(self) -> None:
         with self._guard("ping"):
-            await self._redis.ping()
-        if self._link is None:
+            if self._routes is None:
+                assert self._redis is not None
+                await self._redis.ping()
+            else:
+                if not self._routes.primaries():
+                    await self._routes.start()  # the map was never read: try now
+                    for name in self._link_names():
+                        self._links.ensure(name)
+                await asyncio.gather(*(self._routes.pipeline(name).call(pack("PING"))
+                                       for name in self._routes.primaries()))
+        if not self._linked():
             # Redis is back but the link waits out its backoff: cut the wait short.
-            self._wake.set()
+            self._links.wake()
             raise BrokerUnavailable("ping: the pub/sub link to Redis is reconnecting")
 
     @contextlib.contextmanager
@@ -278,7 +359,7 @@ class RedisBroker(Broker):
             yield
         except _TRANSLATED as exc:
             raise self._translate(what, exc) from exc
-        if self._link is not None:
+        if self._linked():
             self._available = True
 
     def _translate(self, what: str, exc: BaseException) -> BaseException:
@@ -326,14 +407,15 @@ class RedisBroker(Broker):
 
         def reply(value: Any, exc: BaseException | None) -> None:
             if exc is None:
-                if self._link is not None:
+                if self._linked():
                     self._available = True
                 epoch, offset, duplicate = value
                 done(PublishResult(epoch.decode(), int(offset), duplicate=bool(duplicate)), None)
             else:
                 done(None, self._translate("publish", exc))
 
-        self._publisher.submit(self._commands.command(channel, data, key), reply, durable=True)
+        self._submit(self._tag(channel), self._commands.command(channel, data, key), reply,
+                     self._commands.script, durable=True)
 
     async def history(self, channel: str, since: Position | None, *, limit: int | None = None,
                       reverse: bool = False) -> HistoryResult:
@@ -348,7 +430,7 @@ class RedisBroker(Broker):
         else:
             since, first = None, 0  # the position only
         # Through the pipeline: a storm's recovery reads share round trips.
-        reply = await self._publisher.call(pack(
+        reply = await self._call(self._tag(channel), pack(
             "EVALSHA", self._history_sha, 2, self._key(channel, "meta"),
             self._key(channel, "stream"), self._new_epoch(), self._meta_ttl_ms,
             since.epoch if since is not None else "", first, limit or 0,
@@ -385,12 +467,16 @@ class RedisBroker(Broker):
         async with self._send_lock:
             if self._tracks.get(channel) is not track:
                 return  # unsubscribed meanwhile: the later call wins
-            link = self._link
-            if link is None:
-                raise BrokerUnavailable("subscribe: the pub/sub link to Redis is down")
             track.epoch, track.offset = position.epoch, position.offset
             with self._guard("subscribe"):
-                await link.send_command("SUBSCRIBE", self._pubsub_name(channel), check_health=False)
+                name = self._link_of(channel)
+                self._links.ensure(name)  # a primary that came up since (Cluster)
+                link = self._links.get(name)
+                if link is None:
+                    track.epoch = None
+                    raise BrokerUnavailable("subscribe: the pub/sub link to Redis is down")
+                await link.send_command(self._links.subscribe_command,
+                                        self._pubsub_name(channel), check_health=False)
 
     async def _wait_ready(self, channel: str, track: _Track) -> None:
         try:
@@ -421,115 +507,65 @@ class RedisBroker(Broker):
             return
         self._forget(channel, track)
         async with self._send_lock:
-            link = self._link
-            if link is not None:
-                with contextlib.suppress(*_UNAVAILABLE):
+            with contextlib.suppress(*_UNAVAILABLE, redis_errors.RedisError):
+                link = self._links.get(self._link_of(channel))
+                if link is not None:
                     await link.send_command(
-                        "UNSUBSCRIBE", self._pubsub_name(channel), check_health=False
+                        self._links.unsubscribe_command, self._pubsub_name(channel),
+                        check_health=False
                     )
 
-    # -- the pub/sub link -----------------------------------------------------------
+    # -- what the links read ----------------------------------------------------------
 
-    async def _supervise(self) -> None:
-        """Keep one pub/sub link up: connect, read until it breaks, back off, again."""
-        attempt = 0
-        while not self._closed:
-            link: AbstractConnection | None = None
-            try:
-                link = await self._open_link()
-                if attempt:
-                    log.info("redis broker: pub/sub link restored")
-                attempt = 0
-                self._first_attempt.set()
-                await self._read(link)
-            except Exception as exc:
-                expected = isinstance(exc, (*_UNAVAILABLE, BrokerError))
-                log.warning(
-                    "redis broker: pub/sub link down (attempt %d): %s",
-                    attempt + 1,
-                    exc,
-                    exc_info=not expected,
-                )
-            finally:
-                await self._drop_link(link)
-                self._first_attempt.set()
-            delay = self._backoff(attempt)
-            attempt += 1
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
-
-    def _backoff(self, attempt: int) -> float:
-        # Equal jitter: never zero, so a flapping Redis is not hammered, and spread,
-        # so that the nodes of a cluster do not all come back at the same instant.
-        ceiling = min(self._backoff_max, _BACKOFF_BASE * 2.0 ** min(attempt, 32))
-        return ceiling / 2 + random.uniform(0, ceiling / 2)
-
-    async def _open_link(self) -> AbstractConnection:
-        # A connection of its own, outside the pool: it is in pub/sub mode for life.
-        # (redis-py leaves these two untyped.)
-        pool = self._redis.connection_pool
-        link: AbstractConnection = pool.make_connection()  # type: ignore[no-untyped-call]
-        try:
-            await link.connect()  # type: ignore[no-untyped-call]
-            await link.send_command("PING", check_health=False)
-            await link.read_response()
-            async with self._send_lock:
-                names = [self._pubsub_name(c) for c, t in self._tracks.items() if t.epoch]
-                for i in range(0, len(names), _SUBSCRIBE_BATCH):
-                    batch = names[i : i + _SUBSCRIBE_BATCH]
-                    await link.send_command("SUBSCRIBE", *batch, check_health=False)
-                self._link = link
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await link.disconnect(nowait=True)
-            raise
-        self._available = True
-        return link
-
-    async def _drop_link(self, link: AbstractConnection | None) -> None:
-        self._available = False
-        if link is None:
+    async def dispatch(self, name: str, reply: Any) -> None:
+        if isinstance(reply, redis_errors.MovedError):
+            await self._moved(reply.slot_id)
             return
-        if self._link is link:
-            self._link = None
-        with contextlib.suppress(Exception):
-            await link.disconnect(nowait=True)
-
-    async def _read(self, link: AbstractConnection) -> None:
-        """Read the link until it fails; only this task delivers publications."""
-        pinged = False
-        while True:
-            reply = await link.read_response(
-                timeout=_IDLE_PING, disconnect_on_error=False, push_request=True
-            )
-            if reply is None:
-                if pinged:
-                    raise redis_errors.TimeoutError("no reply on the pub/sub link")
-                async with self._send_lock:
-                    await link.send_command("PING", check_health=False)
-                pinged = True
-                continue
-            pinged = False
-            await self._dispatch(reply)
-
-    async def _dispatch(self, reply: Any) -> None:
         if not isinstance(reply, list):
-            self._available = True  # PONG while subscribed to nothing
+            self.link_changed()  # PONG while subscribed to nothing
             return
         kind = reply[0]
-        if kind == b"message":
+        if kind in (b"message", b"smessage"):
             try:
                 pub = _decode_payload(reply[2])
             except (ValueError, UnicodeDecodeError):
                 log.warning("redis broker: ignoring a malformed payload on %r", reply[1])
                 return
             await self._on_message(pub)
-        elif kind == b"subscribe":
-            channel = reply[1].decode()[len(self._pubsub_prefix) :]
-            await self._on_subscribed(channel)
+        elif kind in (b"subscribe", b"ssubscribe"):
+            await self._on_subscribed(self._channel_of(reply[1]))
+        elif kind == b"sunsubscribe":
+            # Redis Cluster unsubscribes a shard channel whose slot this primary lost.
+            await self._resubscribe([self._channel_of(reply[1])], name)
         elif kind == b"pong":
-            self._available = True
+            self.link_changed()
+
+    async def _moved(self, slot: int) -> None:
+        """An SSUBSCRIBE met a primary that no longer serves the slot."""
+        from redis.crc import key_slot
+
+        await self._resubscribe([c for c in self._tracks if key_slot(self._tag(c)) == slot],
+                                None)
+
+    async def _resubscribe(self, channels: list[str], lost: str | None) -> None:
+        """Subscribe ``channels`` again where their slot lives now (Cluster): when the
+        new primary confirms, the stream fills in what was published meanwhile."""
+        assert self._routes is not None
+        await self._routes.refresh()
+        async with self._send_lock:
+            for channel in channels:
+                track = self._tracks.get(channel)
+                if track is None or track.epoch is None:
+                    continue  # unsubscribed by this node: nothing to do
+                name = self._link_of(channel)
+                if name == lost:
+                    continue  # the map does not know yet; its next read will
+                self._links.ensure(name)
+                link = self._links.get(name)
+                if link is not None:  # else the link subscribes it when it is up
+                    with contextlib.suppress(*_UNAVAILABLE):
+                        await link.send_command(self._links.subscribe_command,
+                                                self._pubsub_name(channel), check_health=False)
 
     async def _on_subscribed(self, channel: str) -> None:
         # Whatever was published since this node's last delivery (before the
@@ -583,14 +619,16 @@ class RedisBroker(Broker):
 
     async def save_session(self, session_id: str, record: bytes, ttl: float) -> None:
         with self._guard("save_session"):
-            await self._publisher.call(pack("SET", self._session_key(session_id), record, "PX",
-                                            _ms(ttl)))
+            key = self._session_key(session_id)
+            await self._call(key.encode(), pack("SET", key, record, "PX", _ms(ttl)))
 
     async def load_session(self, session_id: str) -> bytes | None:
         with self._guard("load_session"):
-            record = await self._publisher.call(pack("GET", self._session_key(session_id)))
+            key = self._session_key(session_id)
+            record = await self._call(key.encode(), pack("GET", key))
         return cast("bytes | None", record)  # bytes: the client does not decode
 
     async def delete_session(self, session_id: str) -> None:
         with self._guard("delete_session"):
-            await self._publisher.call(pack("DEL", self._session_key(session_id)))
+            key = self._session_key(session_id)
+            await self._call(key.encode(), pack("DEL", key))

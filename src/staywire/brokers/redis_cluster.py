@@ -1,0 +1,199 @@
+"""The Redis broker on Redis Cluster: a publish pipeline and a pub/sub link per primary.
+
+redis-py's asyncio ``RedisCluster`` knows the slot map (``CLUSTER SLOTS`` from any
+node named in the URL, and the updates a ``MOVED`` brings); ``ClusterRoutes`` keeps
+a ``PublishPipeline`` per primary on a pool of its own (redis_publish.py: one batch
+in flight per node, so the publishes of one channel, which all go to one node, keep
+their order), and sends each command to the primary of its key's slot. Every key of a
+channel carries ``{<channel>}`` as hash tag, so the publish script's keys and its
+``SPUBLISH`` channel are in one slot and the script stays atomic.
+
+When a slot moves (resharding) or its primary fails over, a node answers ``MOVED``,
+``ASK``, ``TRYAGAIN`` or ``CLUSTERDOWN``: the command did not run, so it is sent again
+where the slot lives now (after ``MOVED``: at once, to the new owner; the others after
+a short wait, since the slot is in between), ahead of what was queued there since,
+at most ``MAX_HOPS`` times; after that it fails as unavailable and the client retries
+it with its idempotency key. A node that cannot be reached makes the map be read
+again (at most every ``REFRESH_EVERY`` seconds).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from redis import exceptions as redis_errors
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import ConnectionPool
+from redis.crc import key_slot
+
+from staywire.brokers.redis_publish import PUBLISH_LUA, PublishPipeline, ReplyCallback
+from staywire.brokers.redis_pool import node_pool
+
+__all__ = ["MAX_HOPS", "ClusterRoutes"]
+
+log = logging.getLogger("staywire.brokers.redis")
+
+MAX_HOPS = 40  # redirects of one command; with the waits below, about 4 s in all
+_WAIT_STEP = 0.005  # s of wait per hop already made, after ASK/TRYAGAIN/CLUSTERDOWN
+REFRESH_EVERY = 0.25  # s between two reads of the slot map after a node failed
+
+
+class ClusterRoutes:
+    """Commands to the primary of their key's slot, through one pipeline per primary."""
+
+    def __init__(self, cluster: RedisCluster, *, pool_size: int, wait_replicas: int = 0,
+                 wait_timeout: float = 0.5) -> None:
+        self.cluster = cluster
+        self._pool_size = pool_size
+        self._wait = (wait_replicas, wait_timeout)
+        self._pools: dict[str, ConnectionPool] = {}
+        self._pipelines: dict[str, PublishPipeline] = {}
+        self._refresh: asyncio.Task[None] | None = None
+        self._refreshed_at = 0.0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    # -- the slot map ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Read the slot map; raises a redis-py error when no node named answers."""
+        await self.cluster.initialize()
+
+    def node_name(self, key: bytes) -> str:
+        """``host:port`` of the primary serving ``key``'s slot, as known now."""
+        slot = key_slot(key)
+        return self.cluster.nodes_manager.get_node_from_slot(slot).name
+
+    def primaries(self) -> list[str]:
+        return [node.name for node in self.cluster.get_primaries()]
+
+    def pool(self, name: str) -> ConnectionPool:
+        pool = self._pools.get(name)
+        if pool is None:
+            host, _, port = name.rpartition(":")
+            pool = self._pools[name] = node_pool(self.cluster, host, int(port),
+                                                 max_connections=self._pool_size)
+        return pool
+
+    def refresh_soon(self) -> None:
+        """Read the slot map again in the background (at most every REFRESH_EVERY s)."""
+        if self._closed or (self._refresh is not None and not self._refresh.done()):
+            return
+        self._refresh = asyncio.get_running_loop().create_task(self._refresh_map())
+
+    async def refresh(self) -> None:
+        self.refresh_soon()
+        if self._refresh is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._refresh)
+
+    async def _refresh_map(self) -> None:
+        wait = self._refreshed_at + REFRESH_EVERY - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        self._refreshed_at = time.monotonic()
+        try:
+            await self.cluster.nodes_manager.initialize()
+        except Exception as exc:  # no node answers: the next failure tries again
+            log.warning("redis cluster: the slot map could not be read: %s", exc)
+
+    # -- commands -------------------------------------------------------------------
+
+    def pipeline(self, name: str) -> PublishPipeline:
+        pipe = self._pipelines.get(name)
+        if pipe is None:
+            pipe = self._pipelines[name] = PublishPipeline(
+                self.pool(name), wait_replicas=self._wait[0], wait_timeout=self._wait[1],
+                redirects=self)
+        return pipe
+
+    def submit(self, key: bytes, command: bytes, callback: ReplyCallback,
+               script: str | None = PUBLISH_LUA, *, durable: bool = False) -> None:
+        if self._closed:
+            callback(None, redis_errors.ConnectionError("the Redis broker is closed"))
+            return
+        try:
+            name = self.node_name(key)
+        except redis_errors.RedisError as exc:  # a slot no node serves
+            self.refresh_soon()
+            callback(None, redis_errors.ConnectionError(str(exc)))
+            return
+        self.pipeline(name).submit(command, callback, script, durable=durable)
+
+    async def call(self, key: bytes, command: bytes, script: str | None = None) -> Any:
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        def settle(reply: Any, exc: BaseException | None) -> None:
+            if not fut.done():
+                if exc is not None:
+                    fut.set_exception(exc)
+                else:
+                    fut.set_result(reply)
+
+        self.submit(key, command, settle, script)
+        return await fut
+
+    # -- Redirects (redis_publish) ----------------------------------------------------
+
+    def redirected(self, items: list[tuple[Any, redis_errors.ResponseError]]) -> None:
+        task = asyncio.get_running_loop().create_task(self._send_again(items))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def node_failed(self, exc: BaseException) -> None:
+        self.refresh_soon()
+
+    async def _send_again(self, items: list[tuple[Any, redis_errors.ResponseError]]) -> None:
+        # In the order they were queued, so that one channel's publishes keep theirs.
+        moved = [err for _, err in items if isinstance(err, redis_errors.MovedError)]
+        for move in moved:
+            with contextlib.suppress(Exception):
+                await self.cluster.nodes_manager.move_slot(move)
+        hops = max(item[4] for item, _ in items) + 1
+        if len(moved) < len(items):
+            await asyncio.sleep(_WAIT_STEP * hops)  # the slot is between two nodes
+        if any(isinstance(err, redis_errors.ClusterDownError) for _, err in items):
+            await self.refresh()
+        for item, err in reversed(items):  # each goes first: reversed keeps their order
+            command, callback, script, durable, made = item
+            if made + 1 > MAX_HOPS or self._closed:
+                callback(None, redis_errors.TimeoutError(
+                    f"the cluster kept redirecting the command ({err})"))
+                continue
+            try:
+                if isinstance(err, redis_errors.MovedError):
+                    name = f"{err.host}:{err.port}"
+                else:
+                    name = self.node_name(_key_of(command))
+            except redis_errors.RedisError as exc:
+                callback(None, redis_errors.ConnectionError(str(exc)))
+                continue
+            self.pipeline(name).submit(command, callback, script, durable=durable,
+                                       hops=made + 1, first=True)
+
+    async def close(self) -> None:
+        self._closed = True
+        for task in [*self._tasks, *([self._refresh] if self._refresh else [])]:
+            task.cancel()
+        await asyncio.gather(*self._tasks, *([self._refresh] if self._refresh else []),
+                             return_exceptions=True)
+        for pipe in self._pipelines.values():
+            await pipe.close()
+        for pool in self._pools.values():
+            with contextlib.suppress(Exception):
+                await pool.disconnect()
+        with contextlib.suppress(Exception):
+            await self.cluster.aclose()
+
+
+def _key_of(command: bytes) -> bytes:
+    """The first key of a RESP command the broker built: the 2nd argument of GET/SET/DEL,
+    the 4th of EVALSHA (after the sha and the key count)."""
+    parts = command.split(b"\r\n", 11)  # keys never hold CRLF (channel names cannot)
+    # *N, $len, NAME, $len, arg1, $len, arg2, ...
+    name = parts[2].upper()
+    return parts[10] if name in (b"EVALSHA", b"EVAL") else parts[4]

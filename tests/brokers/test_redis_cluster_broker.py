@@ -1,0 +1,78 @@
+"""RedisBroker on a ``redis+cluster://`` URL: the broker contract on a real 3-primary
+Redis Cluster, channels spread over every primary, and publications over sharded pub/sub.
+
+One cluster for the session (tests/support/redis_cluster.py); tests keep apart by key
+prefix. A slot moving under traffic is tests/deploy/test_cluster.py."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import redis
+
+from staywire.brokers.redis import RedisBroker
+from tests.brokers.contract import BrokerContract, MakeNode, Node, Received
+from tests.support.redis_cluster import RedisClusterGroup
+
+pytestmark = pytest.mark.redis
+
+
+def cluster_factory(cluster: RedisClusterGroup) -> tuple[MakeNode, list[Node], str]:
+    prefix = f"c{uuid.uuid4().hex[:10]}:"
+    nodes: list[Node] = []
+
+    async def make(**options: Any) -> Node:
+        broker = RedisBroker(cluster.url, prefix=prefix,
+                             **{"reconnect_backoff_max": 0.1, **options})
+        node = Node(broker, Received())
+        nodes.append(node)
+        await node.broker.start(node.received)
+        return node
+
+    return make, nodes, prefix
+
+
+@pytest.fixture
+async def make_node(redis_cluster: RedisClusterGroup) -> AsyncIterator[MakeNode]:
+    make, nodes, _ = cluster_factory(redis_cluster)
+    yield make
+    for node in nodes:
+        await node.broker.close()
+
+
+class TestRedisBrokerOnCluster(BrokerContract):
+    pass
+
+
+async def test_channels_spread_over_every_primary_and_each_shard_publishes_its_own(
+        redis_cluster: RedisClusterGroup) -> None:
+    make, nodes, prefix = cluster_factory(redis_cluster)
+    try:
+        a, b = await make(), await make()
+        channels = [f"room:{i}" for i in range(30)]
+        for channel in channels:
+            await b.broker.subscribe(channel)
+        for channel in channels:
+            await a.broker.publish(channel, b'"%s"' % channel.encode())
+        for channel in channels:
+            assert [p.data for p in await b.received.wait_for(channel, 1)] == [
+                b'"%s"' % channel.encode()]
+        # Every key of a channel in one slot, and the 30 channels on all 3 primaries.
+        owners: dict[int, set[str]] = {}
+        for channel in channels:
+            keys = [f"{prefix}{{{channel}}}:meta", f"{prefix}{{{channel}}}:stream",
+                    f"{prefix}pub:{{{channel}}}"]
+            (server,) = {redis_cluster.owner_of(k).port for k in keys}
+            owners.setdefault(server, set()).add(channel)
+            with redis.Redis(port=server) as primary:
+                assert primary.exists(keys[0], keys[1]) == 2
+                # Sharded pub/sub: the channel's subscribers are on its shard only
+                # (classic PUBLISH would have reached every node of the cluster).
+                assert primary.pubsub_shardnumsub(keys[2]) == [(keys[2].encode(), 1)]
+        assert sorted(owners) == sorted(s.port for s in redis_cluster.servers)
+    finally:
+        for node in nodes:
+            await node.broker.close()
