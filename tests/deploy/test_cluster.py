@@ -1,0 +1,138 @@
+"""Redis Cluster under traffic: the slots of busy channels move while 60 clients publish.
+
+Real servers on loopback: a 3-primary cluster (tests/support/redis_cluster.py), two
+Staywire nodes on its ``redis+cluster://`` URL, 60 Python clients (half on each node),
+each subscribed to one of six channels and publishing to it, every publish acknowledged
+before the next. Mid-traffic each channel's slot is moved to another primary the way
+``redis-cli --cluster reshard`` does it (SETSLOT IMPORTING/MIGRATING, MIGRATE of the
+keys, SETSLOT NODE): publishes meet TRYAGAIN, ASK and MOVED and are sent again where the
+slot lives; the nodes' shard subscriptions are dropped by Redis and made again on the
+new owner. Then the tally, as for a Sentinel failover (test_sentinel.py): each channel's
+history, read from its new primary, against what was acknowledged, and what each
+subscriber saw. A slot move loses nothing: every count must be 0, and the nodes stay
+ready throughout.
+
+The cluster is the session's (shared with tests/brokers); the moves leave it whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+
+import pytest
+import redis
+from redis.crc import key_slot
+
+from staywire.client import Client
+from tests.client.helpers import FAST, Collector
+from tests.conftest import ANON
+from tests.deploy.test_sentinel import Tally, _wait_ready, readyz, tally
+from tests.support.redis_cluster import RedisClusterGroup
+from tests.support.redis_server import TIMEOUT_FACTOR
+
+pytestmark = [pytest.mark.redis]
+
+CLIENTS = 60
+CHANNELS = 6
+PUBLISH_EVERY = 0.05  # s between a client's ack and its next publish
+TRAFFIC = 0.7  # s of traffic before the moves, and again after
+
+
+@dataclass
+class Run:
+    acked: dict[str, dict[tuple[int, int], int]] = field(default_factory=dict)
+    not_ready: int = 0  # /readyz answers other than 200 during the run
+    moved_keys: int = 0
+
+
+async def _watch(nodes: list[object], run: Run, stop: asyncio.Event) -> None:
+    deadline = time.monotonic() + 60 * TIMEOUT_FACTOR
+    while not stop.is_set() and time.monotonic() < deadline:
+        codes = await asyncio.gather(*(asyncio.to_thread(readyz, n) for n in nodes))
+        run.not_ready += sum(1 for code in codes if code != 200)
+        await asyncio.sleep(0.05)
+
+
+async def test_slots_moving_under_traffic_lose_no_acknowledged_publication(
+        redis_cluster: RedisClusterGroup, server_factory) -> None:
+    nodes = [server_factory(**ANON, broker=redis_cluster.url, history_size=5000)
+             for _ in range(2)]
+    for node in nodes:
+        await asyncio.to_thread(_wait_ready, node)
+    channels = [f"move:{c}" for c in range(CHANNELS)]
+    clients = [Client(nodes[n % 2].url, **{**FAST, "max_retries": 50}) for n in range(CLIENTS)]
+    run = Run(acked={ch: {} for ch in channels})
+    stop_traffic, stop_watch = asyncio.Event(), asyncio.Event()
+    collectors: list[Collector] = []
+    watcher = asyncio.create_task(_watch(nodes, run, stop_watch))
+    try:
+        await asyncio.gather(*(c.connect() for c in clients))
+        subs = [c.subscribe(channels[n % CHANNELS]) for n, c in enumerate(clients)]
+        await asyncio.gather(*(s.__aenter__() for s in subs))
+        collectors = [Collector(s) for s in subs]
+
+        async def publisher(n: int) -> None:
+            channel, seq = channels[n % CHANNELS], 0
+            while not stop_traffic.is_set():
+                offset = await clients[n].publish(channel, {"c": n, "i": seq}, timeout=30)
+                run.acked[channel][(n, seq)] = offset
+                seq += 1
+                await asyncio.sleep(PUBLISH_EVERY)
+
+        pubs = [asyncio.create_task(publisher(n)) for n in range(CLIENTS)]
+        await asyncio.sleep(TRAFFIC)
+        assert not any(p.done() for p in pubs), [p.exception() for p in pubs if p.done()]
+        moves = []
+        for ch in channels:
+            source = redis_cluster.owner_of(f"{{{ch}}}")
+            target = redis_cluster.servers[(redis_cluster.servers.index(source) + 1) % 3]
+            moves.append((source.port, target.port))
+            run.moved_keys += await asyncio.to_thread(
+                redis_cluster.migrate_slot, key_slot(f"{{{ch}}}".encode()), target)
+        assert all(redis_cluster.owner_of(f"{{{ch}}}").port == target
+                   for ch, (_, target) in zip(channels, moves, strict=True))
+        await asyncio.sleep(TRAFFIC)
+        stop_traffic.set()
+        await asyncio.wait_for(asyncio.gather(*pubs), 30 * TIMEOUT_FACTOR)  # none failed
+
+        tops = {ch: max(acked.values()) for ch, acked in run.acked.items()}
+        deadline = time.monotonic() + 10 * TIMEOUT_FACTOR
+        while time.monotonic() < deadline and not all(
+                col.offsets() and max(col.offsets()) >= tops[channels[n % CHANNELS]]
+                for n, col in enumerate(collectors)):
+            await asyncio.sleep(0.05)
+
+        history, subscribers = Tally(), Tally()
+        final: dict[str, set[tuple[int, tuple[int, int]]]] = {}
+        for ch in channels:
+            with redis.Redis(port=redis_cluster.owner_of(f"{{{ch}}}").port) as primary:
+                entries = primary.xrange(f"staywire:{{{ch}}}:stream")
+            seen = []
+            for entry_id, fields in entries:
+                data = json.loads(fields[b"d"])
+                seen.append((int(entry_id.split(b"-")[0]), (data["c"], data["i"])))
+            history.add(tally(run.acked[ch], seen))
+            final[ch] = set(seen)
+        for n, col in enumerate(collectors):
+            ch = channels[n % CHANNELS]
+            seen = [(m.offset, (m.data["c"], m.data["i"])) for m in col.messages]
+            subscribers.add(tally(run.acked[ch], seen, final[ch]))
+        total = sum(len(a) for a in run.acked.values())
+        resent = sum(c.stats["resent"] for c in clients)
+        print(f"\n[cluster] {CHANNELS} slots moved ({run.moved_keys} keys): {total} "
+              f"publications acknowledged; history {history}; subscribers {subscribers}; "
+              f"/readyz not 200: {run.not_ready}; clients resent {resent}")
+        assert total > CLIENTS * 2
+        assert history == Tally(), "an acknowledged publication was lost in a slot move"
+        assert subscribers == Tally(), "a subscriber missed or repeated a publication"
+        assert run.not_ready == 0  # a slot move is no outage
+    finally:
+        stop_traffic.set()
+        stop_watch.set()
+        await asyncio.gather(watcher, return_exceptions=True)
+        for col in collectors:
+            await col.stop()
+        await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
