@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from staywire.brokers.redis import RedisBroker
+from staywire.exceptions import BrokerUnavailable
 from tests.brokers.contract import BrokerContract, MakeNode, Node, Received
 from tests.support.redis_cluster import RedisClusterGroup
 
@@ -76,3 +77,48 @@ async def test_channels_spread_over_every_primary_and_each_shard_publishes_its_o
     finally:
         for node in nodes:
             await node.broker.close()
+
+
+async def test_a_cluster_that_does_not_answer_is_unavailable_not_fatal() -> None:
+    # No node of the URL answers: the node starts anyway (not ready), and every call is
+    # refused as unavailable, naming why, until the slot map can be read.
+    from staywire_bench.ports import free_port
+
+    broker = RedisBroker(f"redis+cluster://127.0.0.1:{free_port()}/", reconnect_backoff_max=0.1)
+    await broker.start(Received())
+    try:
+        assert not broker.available
+        with pytest.raises(BrokerUnavailable):
+            await broker.ping()
+        with pytest.raises(BrokerUnavailable, match="no known primary serves slot"):
+            await broker.publish("room", b"1")
+        with pytest.raises(BrokerUnavailable):
+            await broker.subscribe("room")
+        with pytest.raises(BrokerUnavailable):
+            await broker.load_session("s1")
+    finally:
+        await broker.close()
+
+
+async def test_a_node_started_before_the_cluster_answers_becomes_ready_by_itself(
+        redis_cluster: RedisClusterGroup) -> None:
+    # The URL's node answers only later (a proxy to nowhere, then to a node): the
+    # broker keeps trying to read the map, backing off, and then links every primary.
+    from staywire_bench.ports import free_port
+    from tests.brokers.contract import eventually
+    from tests.support.tcp_proxy import TcpProxy
+
+    async with TcpProxy("127.0.0.1", free_port()) as proxy:
+        broker = RedisBroker(f"redis+cluster://127.0.0.1:{proxy.port}/",
+                             prefix=f"late{uuid.uuid4().hex[:6]}:", reconnect_backoff_max=0.1)
+        received = Received()
+        await broker.start(received)
+        try:
+            assert not broker.available
+            proxy.upstream_port = redis_cluster.servers[0].port
+            await eventually(lambda: broker.available, timeout=5.0)
+            await broker.subscribe("room")
+            first = await broker.publish("room", b"1")
+            assert [p.offset for p in await received.wait_for("room", 1)] == [first.offset]
+        finally:
+            await broker.close()

@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import logging
 import secrets
 from collections.abc import Callable, Iterator
@@ -39,7 +40,6 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from redis import exceptions as redis_errors
-from redis.asyncio import Redis
 from redis.asyncio.connection import ConnectionPool
 
 from staywire.protocol.stream import Position, Publication
@@ -53,14 +53,8 @@ from staywire.brokers.base import (
 )
 from staywire.brokers.redis_cluster import ClusterRoutes
 from staywire.brokers.redis_links import PubSubLinks
-from staywire.brokers.redis_pool import RedisPool, is_cluster_url, open_cluster, open_pool
-from staywire.brokers.redis_publish import (
-    NotReplicated,
-    PublishCommands,
-    PublishPipeline,
-    ReplyCallback,
-    pack,
-)
+from staywire.brokers.redis_publish import NotReplicated, PublishCommands, pack
+from staywire.brokers.redis_routes import Routes, open_routes
 from staywire.exceptions import BrokerError, BrokerUnavailable, ConfigError
 
 __all__ = ["RedisBroker"]
@@ -181,39 +175,26 @@ class RedisBroker(Broker):
         self._backoff_max = reconnect_backoff_max
         if wait_replicas < 0 or wait_timeout <= 0:
             raise ConfigError("wait_replicas must be >= 0 and wait_timeout > 0")
-        self._pools: RedisPool | None = None
-        self._redis: Redis | None = None
-        self._publisher: PublishPipeline | None = None
-        self._routes: ClusterRoutes | None = None
         try:
-            if is_cluster_url(url):
-                self._routes = ClusterRoutes(
-                    open_cluster(url, max_connections=_POOL_SIZE,
-                                 connect_timeout=_CONNECT_TIMEOUT,
-                                 command_timeout=_COMMAND_TIMEOUT),
-                    pool_size=_POOL_SIZE, wait_replicas=wait_replicas, wait_timeout=wait_timeout)
-            else:
-                self._pools = open_pool(url, max_connections=_POOL_SIZE,
-                                        connect_timeout=_CONNECT_TIMEOUT,
-                                        command_timeout=_COMMAND_TIMEOUT)
+            # One server, or a cluster's primaries: where commands and links go.
+            self._routes: Routes = open_routes(
+                url, pool_size=_POOL_SIZE, connect_timeout=_CONNECT_TIMEOUT,
+                command_timeout=_COMMAND_TIMEOUT, wait_replicas=wait_replicas,
+                wait_timeout=wait_timeout, on_change=self._ensure_links)
         except ValueError as exc:  # the message names the problem, never the password
             raise ConfigError(f"invalid Redis URL: {exc}") from None
-        if self._pools is not None:
-            self._redis = Redis(connection_pool=self._pools.pool)
-            # Publishes go through one pipeline (one write per tick; see redis_publish).
-            self._publisher = PublishPipeline(self._pools.pool, wait_replicas=wait_replicas,
-                                              wait_timeout=wait_timeout)
         self._commands = PublishCommands(prefix=prefix, pubsub_prefix=self._pubsub_prefix,
                                          policy=self._policy, dedupe_ms=self._dedupe_ms,
                                          meta_ttl_factor=_META_TTL_FACTOR,
-                                         sharded=self._routes is not None)
+                                         sharded=self._routes.sharded)
         self._history_sha = hashlib.sha1(_HISTORY_LUA.encode()).hexdigest()
         self._on_publication: PublicationHandler | None = None
         self._tracks: dict[str, _Track] = {}
-        self._links = PubSubLinks(self, sharded=self._routes is not None,
+        self._links = PubSubLinks(self, sharded=self._routes.sharded,
                                   backoff_max=reconnect_backoff_max)
         self._send_lock = self._links.lock
         self._started = False
+        self._discovery: asyncio.Task[None] | None = None
         self._available = False
         self._closed = False
 
@@ -231,27 +212,12 @@ class RedisBroker(Broker):
 
     def _channel_of(self, name: bytes) -> str:
         channel = name.decode()[len(self._pubsub_prefix):]
-        return channel[1:-1] if self._routes is not None else channel
+        return channel[1:-1] if self._routes.sharded else channel
 
     @staticmethod
     def _tag(channel: str) -> bytes:
         # What a channel's keys hash by (their ``{channel}`` tag): its slot on Cluster.
         return b"{%s}" % channel.encode()
-
-    def _submit(self, key: bytes, command: bytes, callback: ReplyCallback,
-                script: str | None, *, durable: bool = False) -> None:
-        """To the one pipeline, or on Cluster to the pipeline of ``key``'s primary."""
-        if self._routes is not None:
-            self._routes.submit(key, command, callback, script, durable=durable)
-        else:
-            assert self._publisher is not None
-            self._publisher.submit(command, callback, script, durable=durable)
-
-    async def _call(self, key: bytes, command: bytes, script: str | None = None) -> Any:
-        if self._routes is not None:
-            return await self._routes.call(key, command, script)
-        assert self._publisher is not None
-        return await self._publisher.call(command, script)
 
     @staticmethod
     def _new_epoch() -> str:
@@ -273,35 +239,45 @@ class RedisBroker(Broker):
         if self._started:
             return
         self._started = True
-        if self._routes is not None:
+        try:
+            await self._routes.start()
+        except Exception as exc:  # no node of the cluster answers: try again, backing off
+            log.warning("redis broker: the cluster's slot map could not be read: %s", exc)
+            self._discovery = asyncio.create_task(self._discover(), name="staywire-redis-map")
+            return
+        await asyncio.gather(*(self._links.ensure(name).wait() for name in self._routes.names()))
+
+    async def _discover(self) -> None:
+        for attempt in itertools.count():
+            await asyncio.sleep(self._links.backoff(attempt))
             try:
                 await self._routes.start()
-            except Exception as exc:  # no node answers: read the map again later
-                log.warning("redis broker: the cluster's slot map could not be read: %s", exc)
-                self._routes.refresh_soon()
-                return
-        await asyncio.gather(*(self._links.ensure(name).wait() for name in self._link_names()))
+            except Exception as exc:
+                log.debug("redis broker: the cluster's slot map: %s", exc)
+                continue
+            log.info("redis broker: the cluster's slot map was read")
+            self._ensure_links()
+            return
+
+    def _ensure_links(self) -> None:
+        """Keep a link up to every primary known now (Cluster: one may be new)."""
+        if not self._closed:
+            for name in self._routes.names():
+                self._links.ensure(name)
 
     # -- links (redis_links.LinkOwner) ---------------------------------------------
 
-    def _link_names(self) -> list[str]:
-        """The links that must be up: one, or one per primary of the cluster."""
-        return [""] if self._routes is None else self._routes.primaries()
-
     def _link_of(self, channel: str) -> str:
-        return "" if self._routes is None else self._routes.node_name(self._tag(channel))
+        return self._routes.name_of(self._tag(channel))
 
     def _linked(self) -> bool:
-        return self._links.up(self._link_names())
+        return self._links.up(self._routes.names())
 
     def wanted(self, name: str) -> bool:
-        return not self._closed and (self._routes is None or name in self._routes.primaries())
+        return not self._closed and name in self._routes.names()
 
     def pool(self, name: str) -> ConnectionPool:
-        if self._routes is not None:
-            return self._routes.pool(name)
-        assert self._pools is not None
-        return self._pools.pool
+        return self._routes.pool(name)
 
     def subscriptions(self, name: str) -> list[str]:
         return [self._pubsub_name(c) for c, t in self._tracks.items()
@@ -315,19 +291,15 @@ class RedisBroker(Broker):
             return
         self._closed = True
         self._available = False
+        if self._discovery is not None:
+            self._discovery.cancel()
+            await asyncio.gather(self._discovery, return_exceptions=True)
         await self._links.close()
         closed = BrokerUnavailable("the Redis broker is closed")
         for channel, track in list(self._tracks.items()):
             self._forget(channel, track, closed)
         self._on_publication = None
-        if self._routes is not None:
-            await self._routes.close()
-        if self._publisher is not None:
-            await self._publisher.close()
-        if self._redis is not None:
-            await self._redis.aclose()
-        if self._pools is not None:
-            await self._pools.aclose()
+        await self._routes.close()
 
     @property
     def available(self) -> bool:
@@ -335,16 +307,8 @@ class RedisBroker(Broker):
 
     async def ping(self) -> None:
         with self._guard("ping"):
-            if self._routes is None:
-                assert self._redis is not None
-                await self._redis.ping()
-            else:
-                if not self._routes.primaries():
-                    await self._routes.start()  # the map was never read: try now
-                    for name in self._link_names():
-                        self._links.ensure(name)
-                await asyncio.gather(*(self._routes.pipeline(name).call(pack("PING"))
-                                       for name in self._routes.primaries()))
+            await self._routes.ping()
+        self._ensure_links()  # Cluster: a primary that is new (a failover)
         if not self._linked():
             # Redis is back but the link waits out its backoff: cut the wait short.
             self._links.wake()
@@ -414,7 +378,7 @@ class RedisBroker(Broker):
             else:
                 done(None, self._translate("publish", exc))
 
-        self._submit(self._tag(channel), self._commands.command(channel, data, key), reply,
+        self._routes.submit(self._tag(channel), self._commands.command(channel, data, key), reply,
                      self._commands.script, durable=True)
 
     async def history(self, channel: str, since: Position | None, *, limit: int | None = None,
@@ -430,7 +394,7 @@ class RedisBroker(Broker):
         else:
             since, first = None, 0  # the position only
         # Through the pipeline: a storm's recovery reads share round trips.
-        reply = await self._call(self._tag(channel), pack(
+        reply = await self._routes.call(self._tag(channel), pack(
             "EVALSHA", self._history_sha, 2, self._key(channel, "meta"),
             self._key(channel, "stream"), self._new_epoch(), self._meta_ttl_ms,
             since.epoch if since is not None else "", first, limit or 0,
@@ -550,14 +514,17 @@ class RedisBroker(Broker):
     async def _resubscribe(self, channels: list[str], lost: str | None) -> None:
         """Subscribe ``channels`` again where their slot lives now (Cluster): when the
         new primary confirms, the stream fills in what was published meanwhile."""
-        assert self._routes is not None
+        assert isinstance(self._routes, ClusterRoutes)
         await self._routes.refresh()
         async with self._send_lock:
             for channel in channels:
                 track = self._tracks.get(channel)
                 if track is None or track.epoch is None:
                     continue  # unsubscribed by this node: nothing to do
-                name = self._link_of(channel)
+                try:
+                    name = self._link_of(channel)
+                except redis_errors.ConnectionError:
+                    continue  # no primary for the slot yet: the link subscribes it when up
                 if name == lost:
                     continue  # the map does not know yet; its next read will
                 self._links.ensure(name)
@@ -620,15 +587,15 @@ class RedisBroker(Broker):
     async def save_session(self, session_id: str, record: bytes, ttl: float) -> None:
         with self._guard("save_session"):
             key = self._session_key(session_id)
-            await self._call(key.encode(), pack("SET", key, record, "PX", _ms(ttl)))
+            await self._routes.call(key.encode(), pack("SET", key, record, "PX", _ms(ttl)))
 
     async def load_session(self, session_id: str) -> bytes | None:
         with self._guard("load_session"):
             key = self._session_key(session_id)
-            record = await self._call(key.encode(), pack("GET", key))
+            record = await self._routes.call(key.encode(), pack("GET", key))
         return cast("bytes | None", record)  # bytes: the client does not decode
 
     async def delete_session(self, session_id: str) -> None:
         with self._guard("delete_session"):
             key = self._session_key(session_id)
-            await self._call(key.encode(), pack("DEL", key))
+            await self._routes.call(key.encode(), pack("DEL", key))

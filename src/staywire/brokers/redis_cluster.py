@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from redis import exceptions as redis_errors
@@ -30,7 +31,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import ConnectionPool
 from redis.crc import key_slot
 
-from staywire.brokers.redis_publish import PUBLISH_LUA, PublishPipeline, ReplyCallback
+from staywire.brokers.redis_publish import PUBLISH_LUA, PublishPipeline, ReplyCallback, pack
 from staywire.brokers.redis_pool import node_pool
 
 __all__ = ["MAX_HOPS", "ClusterRoutes"]
@@ -43,11 +44,15 @@ REFRESH_EVERY = 0.25  # s between two reads of the slot map after a node failed
 
 
 class ClusterRoutes:
-    """Commands to the primary of their key's slot, through one pipeline per primary."""
+    """Commands to the primary of their key's slot, through one pipeline per primary
+    (redis_routes.Routes)."""
+
+    sharded = True
 
     def __init__(self, cluster: RedisCluster, *, pool_size: int, wait_replicas: int = 0,
-                 wait_timeout: float = 0.5) -> None:
+                 wait_timeout: float = 0.5, on_change: Callable[[], None] = lambda: None) -> None:
         self.cluster = cluster
+        self._on_change = on_change  # called after the map was read again: new primaries?
         self._pool_size = pool_size
         self._wait = (wait_replicas, wait_timeout)
         self._pools: dict[str, ConnectionPool] = {}
@@ -60,16 +65,31 @@ class ClusterRoutes:
     # -- the slot map ---------------------------------------------------------------
 
     async def start(self) -> None:
-        """Read the slot map; raises a redis-py error when no node named answers."""
-        await self.cluster.initialize()
+        """Read the slot map; a ``ConnectionError`` when no node named answers."""
+        try:
+            await self.cluster.initialize()
+        except redis_errors.RedisClusterException as exc:  # not a RedisError
+            raise redis_errors.ConnectionError(str(exc)) from exc
 
-    def node_name(self, key: bytes) -> str:
-        """``host:port`` of the primary serving ``key``'s slot, as known now."""
+    def name_of(self, key: bytes) -> str:
+        """``host:port`` of the primary serving ``key``'s slot, as known now; a
+        ``ConnectionError`` (unavailable) when none does, or the map was never read."""
         slot = key_slot(key)
-        return self.cluster.nodes_manager.get_node_from_slot(slot).name
+        try:
+            return self.cluster.nodes_manager.get_node_from_slot(slot).name
+        except (redis_errors.RedisClusterException, KeyError):
+            self.refresh_soon()
+            raise redis_errors.ConnectionError(
+                f"no known primary serves slot {slot} of the cluster") from None
 
-    def primaries(self) -> list[str]:
+    def names(self) -> list[str]:
+        """The primaries, as known now (none before the map was first read)."""
         return [node.name for node in self.cluster.get_primaries()]
+
+    async def ping(self) -> None:
+        if not self.names():
+            await self.start()  # the map was never read: try now
+        await asyncio.gather(*(self.pipeline(name).call(pack("PING")) for name in self.names()))
 
     def pool(self, name: str) -> ConnectionPool:
         pool = self._pools.get(name)
@@ -100,6 +120,8 @@ class ClusterRoutes:
             await self.cluster.nodes_manager.initialize()
         except Exception as exc:  # no node answers: the next failure tries again
             log.warning("redis cluster: the slot map could not be read: %s", exc)
+        else:
+            self._on_change()
 
     # -- commands -------------------------------------------------------------------
 
@@ -117,10 +139,9 @@ class ClusterRoutes:
             callback(None, redis_errors.ConnectionError("the Redis broker is closed"))
             return
         try:
-            name = self.node_name(key)
-        except redis_errors.RedisError as exc:  # a slot no node serves
-            self.refresh_soon()
-            callback(None, redis_errors.ConnectionError(str(exc)))
+            name = self.name_of(key)
+        except redis_errors.ConnectionError as exc:
+            callback(None, exc)
             return
         self.pipeline(name).submit(command, callback, script, durable=durable)
 
@@ -153,6 +174,8 @@ class ClusterRoutes:
         for move in moved:
             with contextlib.suppress(Exception):
                 await self.cluster.nodes_manager.move_slot(move)
+        if moved:
+            self._on_change()
         hops = max(item[4] for item, _ in items) + 1
         if len(moved) < len(items):
             await asyncio.sleep(_WAIT_STEP * hops)  # the slot is between two nodes
@@ -168,9 +191,9 @@ class ClusterRoutes:
                 if isinstance(err, redis_errors.MovedError):
                     name = f"{err.host}:{err.port}"
                 else:
-                    name = self.node_name(_key_of(command))
-            except redis_errors.RedisError as exc:
-                callback(None, redis_errors.ConnectionError(str(exc)))
+                    name = self.name_of(_key_of(command))
+            except redis_errors.ConnectionError as exc:
+                callback(None, exc)
                 continue
             self.pipeline(name).submit(command, callback, script, durable=durable,
                                        hops=made + 1, first=True)

@@ -116,7 +116,7 @@ class PubSubLinks:
                 finally:
                     await self._drop(name, link)
                     tried.set()
-                delay = self._backoff(attempt)
+                delay = self.backoff(attempt)
                 attempt += 1
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
@@ -126,7 +126,7 @@ class PubSubLinks:
             if self._tasks.get(name) is asyncio.current_task():
                 del self._tasks[name]
 
-    def _backoff(self, attempt: int) -> float:
+    def backoff(self, attempt: int) -> float:
         # Equal jitter: never zero, so a flapping Redis is not hammered, and spread,
         # so that the nodes of a cluster do not all come back at the same instant.
         ceiling = min(self._backoff_max, _BACKOFF_BASE * 2.0 ** min(attempt, 32))
