@@ -122,3 +122,29 @@ async def test_a_node_started_before_the_cluster_answers_becomes_ready_by_itself
             assert [p.offset for p in await received.wait_for("room", 1)] == [first.offset]
         finally:
             await broker.close()
+
+
+async def test_links_cut_by_every_primary_subscribe_all_their_channels_again(
+        redis_cluster: RedisClusterGroup) -> None:
+    # A link that comes back subscribes every channel of its primary again, channels of
+    # many slots: one SSUBSCRIBE may name channels of one slot only (else CROSSSLOT).
+    from tests.brokers.contract import eventually
+
+    make, nodes, _ = cluster_factory(redis_cluster)
+    try:
+        a, b = await make(), await make()
+        channels = [f"cut:{i}" for i in range(20)]
+        for channel in channels:
+            await b.broker.subscribe(channel)
+            await a.broker.publish(channel, b"1")
+        for server in redis_cluster.servers:
+            with redis_cluster.client(server) as admin:
+                assert admin.client_kill_filter(_type="pubsub") >= 1
+        for channel in channels:  # published while the links may be down: caught up
+            await a.broker.publish(channel, b"2")
+        await eventually(lambda: all(b.received.offsets(c) == [1, 2] for c in channels),
+                         timeout=10.0)
+        assert b.broker.available
+    finally:
+        for node in nodes:
+            await node.broker.close()

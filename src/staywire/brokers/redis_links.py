@@ -22,7 +22,9 @@ from typing import Any, Protocol
 
 from redis import exceptions as redis_errors
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
+from redis.crc import key_slot
 
+from staywire.brokers.redis_publish import pack
 from staywire.exceptions import BrokerError
 
 __all__ = ["IDLE_PING", "LinkOwner", "PubSubLinks"]
@@ -58,6 +60,7 @@ class LinkOwner(Protocol):
 class PubSubLinks:
     def __init__(self, owner: LinkOwner, *, sharded: bool, backoff_max: float) -> None:
         self._owner = owner
+        self._sharded = sharded
         self.subscribe_command = "SSUBSCRIBE" if sharded else "SUBSCRIBE"
         self.unsubscribe_command = "SUNSUBSCRIBE" if sharded else "UNSUBSCRIBE"
         self._backoff_max = backoff_max
@@ -141,10 +144,9 @@ class PubSubLinks:
             await link.send_command("PING", check_health=False)
             await link.read_response()
             async with self.lock:
-                names = self._owner.subscriptions(name)
-                for i in range(0, len(names), _SUBSCRIBE_BATCH):
-                    await link.send_command(self.subscribe_command,
-                                            *names[i : i + _SUBSCRIBE_BATCH], check_health=False)
+                commands = self._subscribe_commands(self._owner.subscriptions(name))
+                if commands:  # one write; the confirmations arrive on the link
+                    await link.send_packed_command(commands, check_health=False)
                 self._links[name] = link
         except BaseException:
             with contextlib.suppress(Exception):
@@ -152,6 +154,16 @@ class PubSubLinks:
             raise
         self._owner.link_changed()
         return link
+
+    def _subscribe_commands(self, names: list[str]) -> bytes:
+        # One SSUBSCRIBE names channels of one slot only (else Redis answers CROSSSLOT).
+        groups: dict[int, list[str]] = {}
+        for channel in names:
+            groups.setdefault(key_slot(channel.encode()) if self._sharded else 0,
+                              []).append(channel)
+        return b"".join(pack(self.subscribe_command, *group[i : i + _SUBSCRIBE_BATCH])
+                        for group in groups.values()
+                        for i in range(0, len(group), _SUBSCRIBE_BATCH))
 
     async def _drop(self, name: str, link: AbstractConnection | None) -> None:
         if link is not None and self._links.get(name) is link:
