@@ -483,7 +483,7 @@ class RedisBroker(Broker):
 
     async def dispatch(self, name: str, reply: Any) -> None:
         if isinstance(reply, redis_errors.MovedError):
-            await self._moved(reply.slot_id)
+            await self._moved(reply)
             return
         if not isinstance(reply, list):
             self.link_changed()  # PONG while subscribed to nothing
@@ -500,22 +500,28 @@ class RedisBroker(Broker):
             await self._on_subscribed(self._channel_of(reply[1]))
         elif kind == b"sunsubscribe":
             # Redis Cluster unsubscribes a shard channel whose slot this primary lost.
-            await self._resubscribe([self._channel_of(reply[1])], name)
+            await self._resubscribe([self._channel_of(reply[1])])
         elif kind == b"pong":
             self.link_changed()
 
-    async def _moved(self, slot: int) -> None:
-        """An SSUBSCRIBE met a primary that no longer serves the slot."""
+    async def _moved(self, err: redis_errors.MovedError) -> None:
+        """An SSUBSCRIBE met a primary that no longer serves the slot: the MOVED names
+        the one that does."""
         from redis.crc import key_slot
 
-        await self._resubscribe([c for c in self._tracks if key_slot(self._tag(c)) == slot],
-                                None)
-
-    async def _resubscribe(self, channels: list[str], lost: str | None) -> None:
-        """Subscribe ``channels`` again where their slot lives now (Cluster): when the
-        new primary confirms, the stream fills in what was published meanwhile."""
         assert isinstance(self._routes, ClusterRoutes)
-        await self._routes.refresh()
+        await self._routes.moved(err)
+        await self._resubscribe([c for c in self._tracks
+                                 if key_slot(self._tag(c)) == err.slot_id], refresh=False)
+
+    async def _resubscribe(self, channels: list[str], *, refresh: bool = True) -> None:
+        """Subscribe ``channels`` again where the map says their slot lives now (Cluster);
+        when that primary confirms, the stream fills in what was published meanwhile. A
+        map that is behind names a primary that answers MOVED (``_moved``), so this ends
+        where the slot is."""
+        assert isinstance(self._routes, ClusterRoutes)
+        if refresh:
+            await self._routes.refresh()
         async with self._send_lock:
             for channel in channels:
                 track = self._tracks.get(channel)
@@ -525,8 +531,6 @@ class RedisBroker(Broker):
                     name = self._link_of(channel)
                 except redis_errors.ConnectionError:
                     continue  # no primary for the slot yet: the link subscribes it when up
-                if name == lost:
-                    continue  # the map does not know yet; its next read will
                 self._links.ensure(name)
                 link = self._links.get(name)
                 if link is not None:  # else the link subscribes it when it is up

@@ -53,13 +53,15 @@ class ClusterRoutes:
                  wait_timeout: float = 0.5, on_change: Callable[[], None] = lambda: None) -> None:
         self.cluster = cluster
         self._on_change = on_change  # called after the map was read again: new primaries?
+        self._names: list[str] = []  # the primaries, read from the map when it changes
         self._pool_size = pool_size
         self._wait = (wait_replicas, wait_timeout)
         self._pools: dict[str, ConnectionPool] = {}
         self._pipelines: dict[str, PublishPipeline] = {}
         self._refresh: asyncio.Task[None] | None = None
         self._refreshed_at = 0.0
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._redirects: list[tuple[Any, redis_errors.ResponseError]] = []  # FIFO
+        self._redirecting: asyncio.Task[None] | None = None
         self._closed = False
 
     # -- the slot map ---------------------------------------------------------------
@@ -70,6 +72,12 @@ class ClusterRoutes:
             await self.cluster.initialize()
         except redis_errors.RedisClusterException as exc:  # not a RedisError
             raise redis_errors.ConnectionError(str(exc)) from exc
+        self._changed()
+
+    def _changed(self) -> None:
+        # Every publish asks whether all links are up: the list is kept, not rebuilt.
+        self._names = [node.name for node in self.cluster.get_primaries()]
+        self._on_change()
 
     def name_of(self, key: bytes) -> str:
         """``host:port`` of the primary serving ``key``'s slot, as known now; a
@@ -84,7 +92,7 @@ class ClusterRoutes:
 
     def names(self) -> list[str]:
         """The primaries, as known now (none before the map was first read)."""
-        return [node.name for node in self.cluster.get_primaries()]
+        return self._names
 
     async def ping(self) -> None:
         if not self.names():
@@ -121,7 +129,7 @@ class ClusterRoutes:
         except Exception as exc:  # no node answers: the next failure tries again
             log.warning("redis cluster: the slot map could not be read: %s", exc)
         else:
-            self._on_change()
+            self._changed()
 
     # -- commands -------------------------------------------------------------------
 
@@ -161,26 +169,39 @@ class ClusterRoutes:
     # -- Redirects (redis_publish) ----------------------------------------------------
 
     def redirected(self, items: list[tuple[Any, redis_errors.ResponseError]]) -> None:
-        task = asyncio.get_running_loop().create_task(self._send_again(items))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        # One queue for every pipeline's redirects, sent again in the order they came.
+        self._redirects.extend(items)
+        if self._redirecting is None or self._redirecting.done():
+            self._redirecting = asyncio.get_running_loop().create_task(self._drain())
 
     def node_failed(self, exc: BaseException) -> None:
         self.refresh_soon()
 
+    async def _drain(self) -> None:
+        try:
+            while self._redirects and not self._closed:
+                batch, self._redirects = self._redirects, []
+                await self._send_again(batch)
+        finally:
+            # Closed (or cancelled) with commands still waiting: their callers hear so.
+            left, self._redirects = self._redirects, []
+            for item, _ in left:
+                item[1](None, redis_errors.ConnectionError("the Redis broker is closed"))
+
     async def _send_again(self, items: list[tuple[Any, redis_errors.ResponseError]]) -> None:
-        # In the order they were queued, so that one channel's publishes keep theirs.
+        self._redirects[:0] = items  # still to send: failed by _drain if this is cut short
         moved = [err for _, err in items if isinstance(err, redis_errors.MovedError)]
         for move in moved:
             with contextlib.suppress(Exception):
                 await self.cluster.nodes_manager.move_slot(move)
         if moved:
-            self._on_change()
+            self._changed()
         hops = max(item[4] for item, _ in items) + 1
         if len(moved) < len(items):
             await asyncio.sleep(_WAIT_STEP * hops)  # the slot is between two nodes
         if any(isinstance(err, redis_errors.ClusterDownError) for _, err in items):
             await self.refresh()
+        del self._redirects[:len(items)]
         for item, err in reversed(items):  # each goes first: reversed keeps their order
             command, callback, script, durable, made = item
             if made + 1 > MAX_HOPS or self._closed:
@@ -192,18 +213,24 @@ class ClusterRoutes:
                     name = f"{err.host}:{err.port}"
                 else:
                     name = self.name_of(_key_of(command))
-            except redis_errors.ConnectionError as exc:
-                callback(None, exc)
+            except (redis_errors.ConnectionError, IndexError) as exc:
+                callback(None, redis_errors.ConnectionError(f"no route: {exc}"))
                 continue
             self.pipeline(name).submit(command, callback, script, durable=durable,
                                        hops=made + 1, first=True)
 
+    async def moved(self, err: redis_errors.MovedError) -> None:
+        """A MOVED seen elsewhere (a link's SSUBSCRIBE): the map learns the new owner."""
+        with contextlib.suppress(Exception):
+            await self.cluster.nodes_manager.move_slot(err)
+        self._changed()
+
     async def close(self) -> None:
         self._closed = True
-        for task in [*self._tasks, *([self._refresh] if self._refresh else [])]:
+        tasks = [t for t in (self._redirecting, self._refresh) if t is not None]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, *([self._refresh] if self._refresh else []),
-                             return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         for pipe in self._pipelines.values():
             await pipe.close()
         for pool in self._pools.values():
