@@ -6,6 +6,7 @@ prefix. A slot moving under traffic is tests/deploy/test_cluster.py."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -148,3 +149,47 @@ async def test_links_cut_by_every_primary_subscribe_all_their_channels_again(
     finally:
         for node in nodes:
             await node.broker.close()
+
+
+async def test_a_slot_no_primary_serves_is_unavailable_at_once_then_serves_again(
+        redis_cluster: RedisClusterGroup) -> None:
+    # CLUSTERDOWN is an outage, not a move: answered unavailable without the redirect
+    # budget's seconds of waiting; once the slot is served again, publishes go through.
+    import time
+
+    from redis.crc import key_slot
+
+    make, nodes, prefix = cluster_factory(redis_cluster)
+    slot = key_slot(b"{down}")
+    owner = redis_cluster.owner_of("{down}")
+    try:
+        node = await make()
+        assert (await node.broker.publish("down", b"1")).offset == 1
+        for server in redis_cluster.servers:
+            with redis_cluster.client(server) as admin:
+                admin.execute_command("CLUSTER", "DELSLOTS", slot)
+        started = time.monotonic()
+        with pytest.raises(BrokerUnavailable, match="cluster is down|CLUSTERDOWN"):
+            await node.broker.publish("down", b"2")
+        assert time.monotonic() - started < 1.0
+    finally:
+        with redis_cluster.client(owner) as admin:
+            admin.execute_command("CLUSTER", "ADDSLOTS", slot)
+        redis_cluster.wait_ok()
+    try:
+        from tests.brokers.contract import eventually
+
+        async def served() -> None:
+            for _ in range(100):
+                try:
+                    await node.broker.publish("down", b"3")
+                    return
+                except BrokerUnavailable:
+                    await asyncio.sleep(0.05)
+            raise AssertionError("the slot is not served again")
+
+        await served()
+        await eventually(lambda: node.broker.available)
+    finally:
+        for n in nodes:
+            await n.broker.close()

@@ -9,12 +9,20 @@ channel carries ``{<channel>}`` as hash tag, so the publish script's keys and it
 ``SPUBLISH`` channel are in one slot and the script stays atomic.
 
 When a slot moves (resharding) or its primary fails over, a node answers ``MOVED``,
-``ASK``, ``TRYAGAIN`` or ``CLUSTERDOWN``: the command did not run, so it is sent again
-where the slot lives now (after ``MOVED``: at once, to the new owner; the others after
-a short wait, since the slot is in between), ahead of what was queued there since,
-at most ``MAX_HOPS`` times; after that it fails as unavailable and the client retries
-it with its idempotency key. A node that cannot be reached makes the map be read
-again (at most every ``REFRESH_EVERY`` seconds).
+``ASK`` or ``TRYAGAIN``: the command did not run, so it is sent again where the slot
+lives now (after ``MOVED``: at once, to the new owner; after ``ASK``/``TRYAGAIN`` to the
+same node after a short wait, since the slot is between two nodes and its few keys move
+in one ``MIGRATE``), ahead of what was queued there since, at most ``MAX_HOPS`` times;
+after that it fails as unavailable and the client retries it with its idempotency key.
+``CLUSTERDOWN`` (a primary failed and the cluster stopped serving) is an outage, not a
+move: the command fails as unavailable at once. A node that cannot be reached, or an
+outage, makes the map be read again (at most every ``REFRESH_EVERY`` seconds).
+
+Order: the publishes of a channel are sent in the order they were made, and the ones
+redirected together are sent again in theirs; but while a slot moves, a publish made
+after one that met ``TRYAGAIN`` may reach the new owner first, so a client that sends
+publishes without waiting for their acks may see them take offsets in another order.
+Nothing is lost or run twice, and every subscriber sees the offsets' order.
 """
 
 from __future__ import annotations
@@ -186,9 +194,18 @@ class ClusterRoutes:
             # Closed (or cancelled) with commands still waiting: their callers hear so.
             left, self._redirects = self._redirects, []
             for item, _ in left:
-                item[1](None, redis_errors.ConnectionError("the Redis broker is closed"))
+                _fail(item[1], redis_errors.ConnectionError("the Redis broker is closed"))
 
     async def _send_again(self, items: list[tuple[Any, redis_errors.ResponseError]]) -> None:
+        if any(isinstance(err, redis_errors.ClusterDownError) for _, err in items):
+            # An outage, not a move: unavailable now (the clients retry with their keys).
+            self.refresh_soon()
+            for item, err in items:
+                if isinstance(err, redis_errors.ClusterDownError):
+                    _fail(item[1], redis_errors.ConnectionError(f"the cluster is down: {err}"))
+            items = [p for p in items if not isinstance(p[1], redis_errors.ClusterDownError)]
+            if not items:
+                return
         self._redirects[:0] = items  # still to send: failed by _drain if this is cut short
         moved = [err for _, err in items if isinstance(err, redis_errors.MovedError)]
         for move in moved:
@@ -199,13 +216,11 @@ class ClusterRoutes:
         hops = max(item[4] for item, _ in items) + 1
         if len(moved) < len(items):
             await asyncio.sleep(_WAIT_STEP * hops)  # the slot is between two nodes
-        if any(isinstance(err, redis_errors.ClusterDownError) for _, err in items):
-            await self.refresh()
         del self._redirects[:len(items)]
         for item, err in reversed(items):  # each goes first: reversed keeps their order
             command, callback, script, durable, made = item
             if made + 1 > MAX_HOPS or self._closed:
-                callback(None, redis_errors.TimeoutError(
+                _fail(callback, redis_errors.TimeoutError(
                     f"the cluster kept redirecting the command ({err})"))
                 continue
             try:
@@ -214,7 +229,7 @@ class ClusterRoutes:
                 else:
                     name = self.name_of(_key_of(command))
             except (redis_errors.ConnectionError, IndexError) as exc:
-                callback(None, redis_errors.ConnectionError(f"no route: {exc}"))
+                _fail(callback, redis_errors.ConnectionError(f"no route: {exc}"))
                 continue
             self.pipeline(name).submit(command, callback, script, durable=durable,
                                        hops=made + 1, first=True)
@@ -238,6 +253,13 @@ class ClusterRoutes:
                 await pool.disconnect()
         with contextlib.suppress(Exception):
             await self.cluster.aclose()
+
+
+def _fail(callback: ReplyCallback, exc: BaseException) -> None:
+    try:  # one caller's failing callback must not cut the others' answers short
+        callback(None, exc)
+    except Exception:
+        log.exception("redis broker: a publish callback failed")
 
 
 def _key_of(command: bytes) -> bytes:
