@@ -58,22 +58,23 @@ async def test_channels_spread_over_every_primary_and_each_shard_publishes_its_o
         for channel in channels:
             await b.broker.subscribe(channel)
         for channel in channels:
-            await a.broker.publish(channel, b'"%s"' % channel.encode())
+            await a.broker.publish(channel, b'"%s"' % channel.encode(), key="k")
         for channel in channels:
             assert [p.data for p in await b.received.wait_for(channel, 1)] == [
                 b'"%s"' % channel.encode()]
-        # Every key of a channel in one slot, and the 30 channels on all 3 primaries.
+        # Every key of a channel (meta, stream, idempotency key, shard channel) in one
+        # slot, and the 30 channels on all 3 primaries.
         owners: dict[int, set[str]] = {}
         for channel in channels:
             keys = [f"{prefix}{{{channel}}}:meta", f"{prefix}{{{channel}}}:stream",
-                    f"{prefix}pub:{{{channel}}}"]
+                    f"{prefix}{{{channel}}}:key:k", f"{prefix}pub:{{{channel}}}"]
             (server,) = {redis_cluster.owner_of(k).port for k in keys}
             owners.setdefault(server, set()).add(channel)
             with redis.Redis(port=server) as primary:
-                assert primary.exists(keys[0], keys[1]) == 2
+                assert primary.exists(*keys[:3]) == 3
                 # Sharded pub/sub: the channel's subscribers are on its shard only
                 # (classic PUBLISH would have reached every node of the cluster).
-                assert primary.pubsub_shardnumsub(keys[2]) == [(keys[2].encode(), 1)]
+                assert primary.pubsub_shardnumsub(keys[3]) == [(keys[3].encode(), 1)]
         assert sorted(owners) == sorted(s.port for s in redis_cluster.servers)
     finally:
         for node in nodes:

@@ -206,3 +206,31 @@ def _kill_and_start(server: RedisServer) -> None:
     server.stop()  # SIGKILL by PID
     time.sleep(0.2)  # down for a moment: the nodes' links and publishes meet it closed
     server.start()
+
+
+async def test_the_api_control_plane_and_presence_run_on_the_cluster(
+        redis_cluster: RedisClusterGroup, server_factory, tmp_path) -> None:
+    # Beside the broker, the server API's control plane (sharded pub/sub on one tag) and
+    # the presence store take the cluster URL: two nodes see each other and the members.
+    from staywire.api import ApiClient
+    from tests.client.helpers import eventually
+
+    config = tmp_path / "staywire.toml"
+    config.write_text('[channels."room:*"]\npresence = true\n')
+    nodes = [server_factory(**ANON, broker=redis_cluster.url, api_key="cluster-key",
+                            config=str(config)) for _ in range(2)]
+    for node in nodes:
+        await asyncio.to_thread(_wait_ready, node)
+    clients = [Client(node.url, **FAST) for node in nodes]
+    try:
+        for client in clients:
+            await client.connect()
+        async with clients[0].subscribe("room:c"), clients[1].subscribe("room:c"):
+            with ApiClient(nodes[0].api, "cluster-key") as api:
+                info = await asyncio.to_thread(api.info)
+                assert sorted(n.connections for n in info.nodes) == [1, 1]
+                assert info.missing == []
+                await eventually(lambda: api.presence_stats("room:c").clients == 2,
+                                 what="both subscribers present, through the cluster")
+    finally:
+        await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
