@@ -18,8 +18,10 @@ published while a node's link is down never reaches it. The stream is what
 makes delivery lossless. Each node remembers the last (epoch, offset) it
 delivered per channel and, when a SUBSCRIBE is confirmed (on subscribe and
 after every reconnect) or a publication skips ahead, reads the missing entries
-from the stream and delivers them first. Only the reader task delivers, so per
-channel the order is the offset order and no offset is delivered twice.
+from the stream and delivers them first. Only the link readers deliver, and only an
+offset above the last one delivered, so per channel the order is the offset order
+and no offset is delivered twice (also while a moved channel's old and new links
+overlap on Cluster).
 
 On Redis Cluster (``redis+cluster://``) each primary has its own publish pipeline and
 pub/sub link (redis_cluster.py, redis_links.py), publications go over sharded pub/sub,
@@ -41,6 +43,7 @@ from typing import Any, cast
 
 from redis import exceptions as redis_errors
 from redis.asyncio.connection import ConnectionPool
+from redis.crc import key_slot
 
 from staywire.protocol.stream import Position, Publication
 from staywire.brokers.base import (
@@ -172,7 +175,6 @@ class RedisBroker(Broker):
         self._dedupe_ms = _ms(dedupe_window)
         self._prefix = prefix
         self._pubsub_prefix = f"{prefix}pub:"
-        self._backoff_max = reconnect_backoff_max
         if wait_replicas < 0 or wait_timeout <= 0:
             raise ConfigError("wait_replicas must be >= 0 and wait_timeout > 0")
         try:
@@ -378,8 +380,8 @@ class RedisBroker(Broker):
             else:
                 done(None, self._translate("publish", exc))
 
-        self._routes.submit(self._tag(channel), self._commands.command(channel, data, key), reply,
-                     self._commands.script, durable=True)
+        self._routes.submit(self._tag(channel), self._commands.command(channel, data, key),
+                            reply, self._commands.script, durable=True)
 
     async def history(self, channel: str, since: Position | None, *, limit: int | None = None,
                       reverse: bool = False) -> HistoryResult:
@@ -431,14 +433,13 @@ class RedisBroker(Broker):
         async with self._send_lock:
             if self._tracks.get(channel) is not track:
                 return  # unsubscribed meanwhile: the later call wins
-            track.epoch, track.offset = position.epoch, position.offset
             with self._guard("subscribe"):
                 name = self._link_of(channel)
                 self._links.ensure(name)  # a primary that came up since (Cluster)
                 link = self._links.get(name)
                 if link is None:
-                    track.epoch = None
                     raise BrokerUnavailable("subscribe: the pub/sub link to Redis is down")
+                track.epoch, track.offset = position.epoch, position.offset
                 await link.send_command(self._links.subscribe_command,
                                         self._pubsub_name(channel), check_health=False)
 
@@ -507,8 +508,6 @@ class RedisBroker(Broker):
     async def _moved(self, err: redis_errors.MovedError) -> None:
         """An SSUBSCRIBE met a primary that no longer serves the slot: the MOVED names
         the one that does."""
-        from redis.crc import key_slot
-
         assert isinstance(self._routes, ClusterRoutes)
         await self._routes.moved(err)
         await self._resubscribe([c for c in self._tracks
