@@ -52,10 +52,13 @@ class RedisClusterGroup:
         try:
             for server in self.servers:
                 server.start()
-            subprocess.run([REDIS_CLI, "--cluster", "create",
-                            *(f"127.0.0.1:{s.port}" for s in self.servers),
-                            "--cluster-replicas", "0", "--cluster-yes"],
-                           check=True, capture_output=True, timeout=30 * TIMEOUT_FACTOR)
+            made = subprocess.run([REDIS_CLI, "--cluster", "create",
+                                   *(f"127.0.0.1:{s.port}" for s in self.servers),
+                                   "--cluster-replicas", "0", "--cluster-yes"],
+                                  capture_output=True, text=True, timeout=30 * TIMEOUT_FACTOR)
+            if made.returncode:
+                raise RuntimeError(f"redis-cli --cluster create failed:\n{made.stdout}"
+                                   f"{made.stderr}")
             self.wait_ok()
         except BaseException:
             self.close()

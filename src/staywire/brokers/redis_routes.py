@@ -20,6 +20,8 @@ from staywire.brokers.redis_publish import PUBLISH_LUA, PublishPipeline, ReplyCa
 
 __all__ = ["Routes", "ServerRoutes", "open_routes"]
 
+_ONE = [""]  # the one link's name (a constant: asked on every publish's reply)
+
 
 class Routes(Protocol):
     sharded: bool  # Cluster: sharded pub/sub (SSUBSCRIBE, SPUBLISH)
@@ -64,7 +66,7 @@ class ServerRoutes:
         pass  # connections are made when used
 
     def names(self) -> list[str]:
-        return [""]
+        return _ONE
 
     def name_of(self, key: bytes) -> str:
         return ""
