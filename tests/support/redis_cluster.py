@@ -26,20 +26,37 @@ import pytest
 import redis
 from redis.crc import key_slot
 
+from staywire_bench.ports import free_port
 from tests.support.redis_server import REDIS_SERVER, TIMEOUT_FACTOR, RedisServer
 
-__all__ = ["REDIS_CLI", "RedisClusterGroup", "redis_cluster"]
+__all__ = ["REDIS_CLI", "ClusterNodeServer", "RedisClusterGroup", "redis_cluster"]
 
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
 # Short, so that a node that stops answering is failed (and the cluster says so) quickly.
 _NODE_TIMEOUT_MS = "2000"
 
 
+class ClusterNodeServer(RedisServer):
+    """A ``redis-server --cluster-enabled yes``, with its cluster bus on a free port too.
+
+    Redis puts the bus on port + 10000 by default: taken, or past 65535, for some of
+    the ports the OS hands out. A new main port (a retry at start) gets a new bus port;
+    a restart keeps both, as its nodes.conf says."""
+
+    def __init__(self) -> None:
+        super().__init__(extra=("--cluster-enabled", "yes",
+                                "--cluster-node-timeout", _NODE_TIMEOUT_MS))
+        self._bus: tuple[int, int] | None = None  # (main port, bus port)
+
+    def argv(self) -> list[str]:
+        if self._bus is None or self._bus[0] != self.port:
+            self._bus = (self.port, free_port())
+        return [*super().argv(), "--cluster-port", str(self._bus[1])]
+
+
 class RedisClusterGroup:
     def __init__(self, primaries: int = 3) -> None:
-        self.servers = [RedisServer(extra=("--cluster-enabled", "yes",
-                                           "--cluster-node-timeout", _NODE_TIMEOUT_MS))
-                        for _ in range(primaries)]
+        self.servers: list[RedisServer] = [ClusterNodeServer() for _ in range(primaries)]
 
     @property
     def url(self) -> str:
