@@ -196,6 +196,7 @@ class RedisBroker(Broker):
                                   backoff_max=reconnect_backoff_max)
         self._send_lock = self._links.lock
         self._started = False
+        self._all_linked = False  # every link the routes name is up
         self._discovery: asyncio.Task[None] | None = None
         self._available = False
         self._closed = False
@@ -263,9 +264,11 @@ class RedisBroker(Broker):
 
     def _ensure_links(self) -> None:
         """Keep a link up to every primary known now (Cluster: one may be new)."""
-        if not self._closed:
-            for name in self._routes.names():
-                self._links.ensure(name)
+        if self._closed:
+            return
+        for name in self._routes.names():
+            self._links.ensure(name)
+        self.link_changed()
 
     # -- links (redis_links.LinkOwner) ---------------------------------------------
 
@@ -273,7 +276,7 @@ class RedisBroker(Broker):
         return self._routes.name_of(self._tag(channel))
 
     def _linked(self) -> bool:
-        return self._links.up(self._routes.names())
+        return self._all_linked  # asked on every publish's reply: kept, not computed
 
     def wanted(self, name: str) -> bool:
         return not self._closed and name in self._routes.names()
@@ -286,7 +289,8 @@ class RedisBroker(Broker):
                 if t.epoch and self._link_of(c) == name]
 
     def link_changed(self) -> None:
-        self._available = self._linked()
+        self._all_linked = self._links.up(self._routes.names())
+        self._available = self._all_linked
 
     async def close(self) -> None:
         if self._closed:
@@ -373,15 +377,17 @@ class RedisBroker(Broker):
 
         def reply(value: Any, exc: BaseException | None) -> None:
             if exc is None:
-                if self._linked():
+                if self._all_linked:
                     self._available = True
                 epoch, offset, duplicate = value
                 done(PublishResult(epoch.decode(), int(offset), duplicate=bool(duplicate)), None)
             else:
                 done(None, self._translate("publish", exc))
 
-        self._routes.submit(self._tag(channel), self._commands.command(channel, data, key),
-                            reply, self._commands.script, durable=True)
+        # The hot path: one server needs no routing key (nor its formatting).
+        self._routes.submit(self._tag(channel) if self._commands.sharded else b"",
+                            self._commands.command(channel, data, key), reply,
+                            self._commands.script, durable=True)
 
     async def history(self, channel: str, since: Position | None, *, limit: int | None = None,
                       reverse: bool = False) -> HistoryResult:
