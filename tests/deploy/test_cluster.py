@@ -204,7 +204,7 @@ async def test_a_primary_restarting_under_traffic_loses_no_acknowledged_publicat
 
 def _kill_and_start(server: RedisServer) -> None:
     server.stop()  # SIGKILL by PID
-    time.sleep(0.2)  # down for a moment: the nodes' links and publishes meet it closed
+    time.sleep(0.5)  # down for a moment: the nodes' links and publishes meet it closed
     server.start()
 
 
