@@ -194,3 +194,45 @@ async def test_a_slot_no_primary_serves_is_unavailable_at_once_then_serves_again
     finally:
         for n in nodes:
             await n.broker.close()
+
+
+async def test_a_channel_whose_keys_moved_first_publishes_at_once_while_its_slot_migrates(
+        redis_cluster: RedisClusterGroup) -> None:
+    # Mid-reshard: the channel's keys are on the target already, the slot not yet. The
+    # source answers ASK; the publish goes to the target after ASKING, at once, instead
+    # of waiting (up to the redirect budget) for the slot's move to end. (A publish with
+    # a new idempotency key cannot: the importing node runs a multi-key script only
+    # when all its keys exist, and answers TRYAGAIN until the slot has moved.)
+    import time
+
+    from redis.crc import key_slot
+
+    make, nodes, prefix = cluster_factory(redis_cluster)
+    slot = key_slot(b"{ask}")
+    source = redis_cluster.owner_of("{ask}")
+    target = next(s for s in redis_cluster.servers if s is not source)
+    try:
+        a, b = await make(), await make()
+        await b.broker.subscribe("ask")
+        assert (await a.broker.publish("ask", b"1", key="k1")).offset == 1
+        ids = redis_cluster._node_ids()
+        with redis_cluster.client(source) as src, redis_cluster.client(target) as dst:
+            dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", ids[source.port])
+            src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", ids[target.port])
+            keys = src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100)
+            assert len(keys) == 3  # meta, stream, the idempotency key
+            src.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys)
+            started = time.monotonic()
+            second = await a.broker.publish("ask", b"2")
+            again = await a.broker.publish("ask", b"1", key="k1")  # read on the target
+            elapsed = time.monotonic() - started
+        redis_cluster.migrate_slot(slot, target)  # the rest of the move (SETSLOT NODE)
+        with redis_cluster.client(target) as check:
+            assert check.xlen(f"{prefix}{{ask}}:stream") == 2  # the second ran there
+        assert (second.offset, again.offset, again.duplicate) == (2, 1, True)
+        assert elapsed < 1.0, f"{elapsed:.2f} s: the publishes waited for the move"
+        await a.broker.publish("ask", b"3")
+        assert [p.offset for p in await b.received.wait_for("ask", 3)] == [1, 2, 3]
+    finally:
+        for node in nodes:
+            await node.broker.close()

@@ -10,10 +10,14 @@ channel carries ``{<channel>}`` as hash tag, so the publish script's keys and it
 
 When a slot moves (resharding) or its primary fails over, a node answers ``MOVED``,
 ``ASK`` or ``TRYAGAIN``: the command did not run, so it is sent again where the slot
-lives now (after ``MOVED``: at once, to the new owner; after ``ASK``/``TRYAGAIN`` to the
-same node after a short wait, since the slot is between two nodes and its few keys move
-in one ``MIGRATE``), ahead of what was queued there since, at most ``MAX_HOPS`` times;
-after that it fails as unavailable and the client retries it with its idempotency key.
+lives now (after ``MOVED``: at once, to the new owner; after ``ASK``: at once, to the
+node the slot is moving to, after ``ASKING``, since the channel's keys are there
+already; after ``TRYAGAIN``, which says they are split between the two, to the slot's
+owner after a short wait), ahead of what was queued there since, at most ``MAX_HOPS``
+times; after that it fails as unavailable and the client retries it with its
+idempotency key. A publish with a new idempotency key meets ``TRYAGAIN`` on the node
+the slot moves to (Redis runs a multi-key command there only when all its keys exist),
+so it waits for the move to end.
 ``CLUSTERDOWN`` (a primary failed and the cluster stopped serving) is an outage, not a
 move: the command fails as unavailable at once. A node that cannot be reached, or an
 outage, makes the map be read again (at most every ``REFRESH_EVERY`` seconds).
@@ -47,7 +51,8 @@ __all__ = ["MAX_HOPS", "ClusterRoutes"]
 log = logging.getLogger("staywire.brokers.redis")
 
 MAX_HOPS = 40  # redirects of one command; with the waits below, about 4 s in all
-_WAIT_STEP = 0.005  # s of wait per hop already made, after ASK/TRYAGAIN/CLUSTERDOWN
+_WAIT_STEP = 0.005  # s of wait per hop already made, after TRYAGAIN
+_ASKING = pack("ASKING")
 REFRESH_EVERY = 0.25  # s between two reads of the slot map after a node failed
 
 
@@ -214,25 +219,30 @@ class ClusterRoutes:
         if moved:
             self._changed()
         hops = max(item[4] for item, _ in items) + 1
-        if len(moved) < len(items):
-            await asyncio.sleep(_WAIT_STEP * hops)  # the slot is between two nodes
+        if any(isinstance(err, redis_errors.TryAgainError) for _, err in items):
+            await asyncio.sleep(_WAIT_STEP * hops)  # the keys are between two nodes
         del self._redirects[:len(items)]
         for item, err in reversed(items):  # each goes first: reversed keeps their order
-            command, callback, script, durable, made = item
+            command, callback, script, durable, made, asking = item
+            if asking:
+                command = command[len(_ASKING):]
             if made + 1 > MAX_HOPS or self._closed:
                 _fail(callback, redis_errors.TimeoutError(
                     f"the cluster kept redirecting the command ({err})"))
                 continue
+            ask = isinstance(err, redis_errors.AskError) and not isinstance(
+                err, redis_errors.MovedError)
             try:
-                if isinstance(err, redis_errors.MovedError):
+                if isinstance(err, redis_errors.AskError):  # MOVED too: the node it names
                     name = f"{err.host}:{err.port}"
                 else:
                     name = self.name_of(_key_of(command))
             except (redis_errors.ConnectionError, IndexError) as exc:
                 _fail(callback, redis_errors.ConnectionError(f"no route: {exc}"))
                 continue
-            self.pipeline(name).submit(command, callback, script, durable=durable,
-                                       hops=made + 1, first=True)
+            self.pipeline(name).submit(_ASKING + command if ask else command, callback,
+                                       script, durable=durable, hops=made + 1, first=True,
+                                       asking=ask)
 
     async def moved(self, err: redis_errors.MovedError) -> None:
         """A MOVED seen elsewhere (a link's SSUBSCRIBE): the map learns the new owner."""

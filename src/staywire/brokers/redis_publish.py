@@ -123,9 +123,10 @@ PUBLISH_SHA_SHARDED = hashlib.sha1(PUBLISH_LUA_SHARDED.encode()).hexdigest()
 # Called once with the script's reply, or with the redis-py error of this publish.
 ReplyCallback = Callable[[Any, BaseException | None], None]
 # A command, its callback, the Lua source to load should Redis answer NOSCRIPT,
-# whether its reply waits for the replicas (a publish, when WAIT is on), and how many
-# times a cluster redirected it already.
-_Pending = tuple[bytes, ReplyCallback, str | None, bool, int]
+# whether its reply waits for the replicas (a publish, when WAIT is on), how many
+# times a cluster redirected it already, and whether the command starts with ASKING
+# (a cluster's ASK: one more reply, +OK, comes first).
+_Pending = tuple[bytes, ReplyCallback, str | None, bool, int, bool]
 # Replies that say the command did not run on this node (Redis Cluster).
 _NOT_HERE = (redis_errors.AskError, redis_errors.TryAgainError,
              redis_errors.ClusterDownError)
@@ -247,21 +248,22 @@ class PublishPipeline:
 
     def submit(self, command: bytes, callback: ReplyCallback,
                script: str | None = PUBLISH_LUA, *, durable: bool = False, hops: int = 0,
-               first: bool = False) -> None:
+               first: bool = False, asking: bool = False) -> None:
         """Queue one command (RESP bytes; ``script``: the Lua source an ``EVALSHA`` runs).
         ``callback`` is called once, on the event loop, with the reply or the redis-py
         error; the callbacks of one batch are called in the order the commands were
         queued, except that ``durable`` ones (publishes) wait for the batch's ``WAIT``
         when ``wait_replicas`` is set, and fail with ``NotReplicated`` when it falls
-        short. ``hops`` and ``first`` are for commands a cluster redirected: they go
-        before what was queued since."""
+        short. ``hops``, ``first`` and ``asking`` are for commands a cluster redirected:
+        they go before what was queued since; ``asking``: ``command`` starts with
+        ``ASKING`` (``pack("ASKING")``)."""
         if self._closed:
             callback(None, redis_errors.ConnectionError("the publish pipeline is closed"))
             return
         if first:
-            self._pending.insert(0, (command, callback, script, durable, hops))
+            self._pending.insert(0, (command, callback, script, durable, hops, asking))
         else:
-            self._pending.append((command, callback, script, durable, hops))
+            self._pending.append((command, callback, script, durable, hops, asking))
         if self._task is None:
             # Starts on the next loop iteration: every publish of this tick is in.
             self._task = asyncio.get_running_loop().create_task(
@@ -355,6 +357,8 @@ class PublishPipeline:
         try:
             async with asyncio.timeout(conn.socket_timeout + (self._wait_timeout if wait else 0)):
                 for item in batch:
+                    if item[5]:
+                        await parser.read_response()  # ASKING's +OK
                     reply = await parser.read_response()
                     if isinstance(reply, redis_errors.NoScriptError):
                         missing.append(item)
