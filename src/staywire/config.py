@@ -62,6 +62,9 @@ class Config:
     # -- limits
     max_message_size: int = 64 * 1024
     max_data_size: int = 60 * 1024
+    binary: bool = True  # protocol v2 (binary frames) may be selected; false: v1 only
+    max_transfer_size: int = 256 * 1024 * 1024  # bytes of one transfer (docs/protocol.md)
+    transfer_timeout: float = 30.0  # a transfer with no chunk this long is forgotten
     max_send_buffer: int = 1024 * 1024
     max_connections: int = 100_000
     max_connections_per_ip: int = 1_000
@@ -113,6 +116,7 @@ class Config:
     proxy_max_response_size: int = 64 * 1024
     proxy_breaker_failures: int = 5  # failures in a row that open the circuit
     proxy_breaker_reset: float = 5.0  # seconds open before one probe call
+    proxy_subscribe_batch: int = 0  # subscribes per call at most; 0: one call each
 
     # -- extras
     demo: bool = False
@@ -143,6 +147,8 @@ class Config:
             problems.append("history_max_bytes must be >= 1 (or unset)")
         if self.presence_max_members < 1:
             problems.append("presence_max_members must be >= 1")
+        if self.max_transfer_size < 1 or self.transfer_timeout <= 0:
+            problems.append("max_transfer_size must be >= 1 and transfer_timeout > 0")
         if self.presence_grace < 0 or self.presence_ttl < 1:
             problems.append("presence_grace must be >= 0 and presence_ttl >= 1")
         if problems:
@@ -214,6 +220,8 @@ def _proxy_problems(cfg: Config) -> list[str]:
         problems.append("proxy_retries must be >= 0")
     if cfg.proxy_max_response_size < 1024:
         problems.append("proxy_max_response_size must be >= 1024")
+    if not 0 <= cfg.proxy_subscribe_batch <= 1000:
+        problems.append("proxy_subscribe_batch must be 0 (off) to 1000")
     if cfg.proxy_breaker_failures < 1 or cfg.proxy_breaker_reset <= 0:
         problems.append("proxy_breaker_failures must be >= 1 and proxy_breaker_reset > 0")
     for header in cfg.proxy_forward_headers:

@@ -47,6 +47,9 @@ def test_quick_bench_writes_json_markdown_and_chart(tmp_path: Path) -> None:
     for server in ("staywire", "picows"):
         for workload in ("echo1", "echo100", "connrate", "idle", "fanout", "storm"):
             assert (server, workload) in workloads, (server, workload, results["warnings"])
+    # Binary fan-out (1 KiB in binary frames) runs where the server broadcasts bytes.
+    assert ("staywire", "binfanout") in workloads and ("picows", "binfanout") not in workloads
+    assert results["summary"]["staywire"]["binfanout_rate"] > 0
     # The acked-publish workload is Staywire's only (the peers' protocols have no ack).
     assert ("staywire", "publish") in workloads and ("picows", "publish") not in workloads
     publish = next(r["metrics"] for r in results["records"]
@@ -141,9 +144,10 @@ def test_quick_scaleout_keeps_the_peer_results(tmp_path: Path) -> None:
 
 def test_quick_proxy_measures_each_setup_and_says_the_limit(tmp_path: Path) -> None:
     """``--workloads proxy`` alone: the node without proxies, with the connect and
-    subscribe proxies on a real FastAPI backend under uvicorn, and that backend alone;
-    every connection is identified by the backend (no refusal, no retry), each figure
-    is positive, the page has its section, and every process was stopped by PID."""
+    subscribe proxies on a real FastAPI backend under uvicorn (one request per call, and
+    with batched subscribes), and that backend alone (single and batched calls); every
+    connection is identified by the backend (no refusal, no retry), each figure is
+    positive, the page has its section, and every process was stopped by PID."""
     out_json = tmp_path / "bench.json"
     argv = [
         sys.executable, "-m", "staywire", "bench", "--quick", "--workloads", "proxy",
@@ -155,10 +159,14 @@ def test_quick_proxy_measures_each_setup_and_says_the_limit(tmp_path: Path) -> N
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     px = json.loads(out_json.read_text())["proxy"]
     by_setup = {r["setup"]: r["metrics"] for r in px["records"]}
-    assert set(by_setup) == {"direct", "proxy", "backend"}, px["warnings"]
-    through = by_setup["proxy"]
-    assert through["connect"]["count"] == 80 and through["connect"]["connect_failures"] == 0
-    assert through["subscribe"]["count"] == 80 and through["subscribe"]["sub_errors"] == 0
+    assert set(by_setup) == {"direct", "proxy", "batched", "backend"}, px["warnings"]
+    for setup in ("proxy", "batched"):
+        through = by_setup[setup]
+        assert through["connect"]["count"] == 80 and through["connect"]["connect_failures"] == 0
+        assert through["subscribe"]["count"] == 80 and through["subscribe"]["sub_errors"] == 0
+    # The batched node sent its 80 subscribes in fewer requests than 80.
+    assert 1 < by_setup["batched"]["subscribe"]["batch_mean"] <= 64
+    assert px["summary"]["backend batched subscribe"]["batch_mean"] > 1
     for name, row in px["summary"].items():
         assert row["rate"] > 0, (name, px["warnings"])
         assert row["limit"], name
@@ -166,10 +174,11 @@ def test_quick_proxy_measures_each_setup_and_says_the_limit(tmp_path: Path) -> N
     assert px["summary"]["proxy connect"]["backend us"] > 0
     assert px["summary"]["direct connect"]["backend us"] is None
     assert px["summary"]["backend connect"]["node A us"] is None
-    assert "connect_node_added_us" in px["ratios"]
+    assert "proxy_connect_node_added_us" in px["ratios"]
+    assert "batched_subscribe_rate_vs_direct" in px["ratios"]
     text = (tmp_path / "bench.md").read_text()
     assert "## Proxies: connect and subscribe through the application's backend" in text
     pids = px["meta"]["pids"]
-    assert len(pids) >= 7  # 2 nodes, 2 backends, 3 generators
+    assert len(pids) >= 10  # 3 nodes, 3 backends, 4 generators
     alive = [pid for pid in pids if _alive(pid)]
     assert not alive, f"left running: {alive}"

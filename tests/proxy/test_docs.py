@@ -19,7 +19,8 @@ def fields(struct: type[msgspec.Struct]) -> set[str]:
 
 def test_schemas_match_the_structs() -> None:
     blocks = [json.loads(b) for b in re.findall(r"```json\n(.*?)```", DOC.read_text(), re.S)]
-    connect_req, connect_ans, refresh_req, refresh_ans, channel_req, channel_ans, rpc_req = blocks
+    (connect_req, connect_ans, refresh_req, refresh_ans, channel_req, channel_ans, rpc_req,
+     batch_req, batch_ans) = blocks
     assert set(connect_req["properties"]) == fields(schema.ConnectRequest)
     assert set(connect_ans["properties"]) == fields(schema.ConnectResponse)
     assert set(connect_ans["properties"]["result"]["properties"]) == fields(schema.ConnectResult)
@@ -32,3 +33,6 @@ def test_schemas_match_the_structs() -> None:
     assert set(channel_ans["properties"]) == fields(schema.ChannelResponse)
     assert set(channel_ans["properties"]["error"]["properties"]) == fields(schema.Failure)
     assert set(rpc_req["properties"]) == fields(schema.RpcRequest)
+    assert set(batch_req["properties"]) == fields(schema.BatchRequest)
+    assert set(batch_ans["properties"]) == fields(schema.BatchResponse)
+    assert batch_ans["additionalProperties"] is False  # forbid_unknown_fields

@@ -12,14 +12,17 @@ Harness side (the ``staywire bench`` process):
 * ``servers``: how each server is started (peers live in ``bench/peers/``); ``proxy``:
   nginx in front of Staywire nodes;
 * ``scaleout``: the Staywire-only scale-out topologies (1 node, Redis, 2 nodes + nginx);
+  ``sizing``: CPU per delivery and per publication with 1 to 3 nodes on one Redis;
 * ``machine``, ``ui``: the machine (what it can run) and the progress display;
-* ``report`` and ``scaleout_report``: JSON, markdown and the PNG chart.
+* ``report`` and ``scaleout_report``: JSON, markdown and the PNG chart;
+  ``sizing_report`` and ``sizing_markdown``: the sizing section and its model's inputs.
 
 Load generator side (``python -m staywire_bench.loadgen``, picows clients on uvloop):
 
 * ``loadgen``: entry point and plan; ``generator``: connections and the harness link;
 * ``phases``: echo, open, subscribe, fan-out, storm; ``publish_load``: 100 connections
-  publishing acked publications; ``scaleload``: the scale-out plans;
+  publishing acked publications; ``scaleload``: the scale-out plans; ``sizingload``:
+  the sizing plan, with ``sizing_cpu``: CPU per unit from two snapshots;
 * ``protocols``: what each server speaks; ``windows``, ``procfs``, ``redis_cpu``, ``stats``:
   measuring; ``redis_goals``: the Redis broker against the memory broker (report side).
 

@@ -34,7 +34,8 @@ def register(subparsers: Any) -> None:
                    help=f"workloads to run (default: all): {','.join(ALL_WORKLOADS)}; "
                         f"{','.join(EXTRA_WORKLOADS)} (Staywire only; scaleout: one node on "
                         "memory, one on Redis, two on Redis behind nginx; proxy: connect and "
-                        "subscribe through a FastAPI backend) run only when named")
+                        "subscribe through a FastAPI backend; sizing: CPU per delivery and per "
+                        "publication with 1 to 3 nodes on one Redis) run only when named")
     p.add_argument("--rounds", type=int, help="rounds; medians are reported (default 3)")
     p.add_argument("-k", "--subscribers", dest="k", type=int,
                    help="fan-out subscribers = idle connections = storm clients (default 5000)")
@@ -156,6 +157,10 @@ def _print_summary(results: dict[str, Any], cfg: Any) -> None:
 
     if "scaleout" in cfg.workloads and results.get("scaleout"):
         _print_scaleout(results["scaleout"])
+    if "sizing" in cfg.workloads and results.get("sizing"):
+        from staywire_bench.sizing_markdown import markdown_section as sizing_section
+
+        print("\n".join(sizing_section(results["sizing"])))
     if not any(w in WORKLOADS for w in cfg.workloads):
         print(f"wrote {cfg.json_path}, {cfg.markdown_path}, {cfg.chart_path}")
         return

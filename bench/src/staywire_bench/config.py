@@ -15,7 +15,7 @@ ALL_WORKLOADS = WORKLOADS
 #: Every workload name the command accepts: the peer workloads and the Staywire-only ones.
 KNOWN_WORKLOADS = WORKLOADS + EXTRA_WORKLOADS
 GROUP_A = ("echo1", "echo100", "publish")
-GROUP_B = ("connrate", "idle", "fanout", "storm")
+GROUP_B = ("connrate", "idle", "fanout", "binfanout", "storm")
 REFERENCE = "node-ws"
 
 
@@ -54,6 +54,15 @@ class BenchConfig:
     lat_rate: float = 20.0
     lat_messages: int = 100
     lat_warmup: int = 5
+    # The `sizing` workload: 1..sizing_nodes nodes on one Redis; per subscriber level
+    # (0, k/5, k) sizing_pubs acked publications from sizing_publishers connections over
+    # sizing_channels channels, and a fan-out of m publications; the nodes' idle CPU is
+    # read over sizing_idle_s before each level.
+    sizing_nodes: int = 3
+    sizing_pubs: int = 2000
+    sizing_publishers: int = 20
+    sizing_channels: int = 100
+    sizing_idle_s: float = 0.5
     quick: bool = False
     pin: bool = True
     server_core: int = 0
@@ -84,6 +93,7 @@ class BenchConfig:
                     concurrency=50, settle=0.2, phase_timeout=20.0, storm_timeout=20.0,
                     group_timeout=60.0, budget=120.0, backoff_cap=1.0,
                     lat_subs=50, lat_ref_subs=50, lat_rate=50.0, lat_messages=25,
+                    sizing_pubs=200, sizing_idle_s=0.2,
                     json_path="bench/results/quick.json",
                     markdown_path="bench/results/quick.md",
                     chart_path="bench/results/quick.png")
@@ -102,3 +112,12 @@ class BenchConfig:
         return {**self.gen_params(), "lat_subs": self.lat_subs,
                 "lat_ref_subs": self.lat_ref_subs, "lat_rate": self.lat_rate,
                 "lat_messages": self.lat_messages, "lat_warmup": self.lat_warmup}
+
+    def sizing_levels(self) -> list[int]:
+        """The subscriber counts of the ``sizing`` workload: none, a fifth of K, K."""
+        return sorted({0, self.k // 5, self.k})
+
+    def sizing_params(self) -> dict[str, Any]:
+        return {**self.gen_params(), "sizing_levels": self.sizing_levels(),
+                "sizing_pubs": self.sizing_pubs, "sizing_publishers": self.sizing_publishers,
+                "sizing_channels": self.sizing_channels, "sizing_idle_s": self.sizing_idle_s}

@@ -14,7 +14,8 @@ itself also on core 1 (it mostly waits). Every process is started through a
 ``ProcessRegistry`` and stopped by its PID, on errors and Ctrl-C too.
 
 ``--workloads scaleout`` (Staywire only, ``staywire_bench.scaleout``) and
-``--workloads proxy`` (``staywire_bench.proxyrun``) run after the peers, or alone; a
+``--workloads proxy`` (``staywire_bench.proxyrun``) and ``--workloads sizing``
+(``staywire_bench.sizing``) run after the peers, or alone; a
 run that measured only some of the parts keeps the others from the results file it
 rewrites.
 """
@@ -218,6 +219,10 @@ class Harness:
             from staywire_bench.proxyrun import ProxyBench
 
             results["proxy"] = ProxyBench(cfg, self.root, self.registry).run()
+        if "sizing" in cfg.workloads:
+            from staywire_bench.sizing import Sizing
+
+            results["sizing"] = Sizing(cfg, self.root, self.registry).run()
         return results
 
     def run_peers(self) -> dict[str, Any]:
@@ -301,10 +306,12 @@ def keep_previous(results: dict[str, Any], path: Path) -> dict[str, Any]:
     merged = dict(results)
     if "meta" not in results and "meta" in previous:
         merged.update({k: previous[k] for k in PEER_KEYS if k in previous})
-    for part in ("scaleout", "proxy"):
+    for part in ("scaleout", "proxy", "sizing"):
         if part not in results and part in previous:
             merged[part] = previous[part]
-    return merged
+    # The file's own order first, new parts after it: a rewrite changes only what it ran.
+    order = [k for k in previous if k in merged] + [k for k in merged if k not in previous]
+    return {k: merged[k] for k in order}
 
 
 def run_bench(cfg: BenchConfig, write: Callable[[dict[str, Any], BenchConfig, Path], None]

@@ -8,9 +8,14 @@ One generator process per setup (``staywire_bench.proxyrun`` starts it with
 * ``proxy``: the same against a node whose connect and subscribe proxies call the
   FastAPI backend (``staywire_bench.proxyapp``): every handshake carries its own
   session cookie, which the backend looks up;
+* ``batched``: the same with the node's ``proxy_subscribe_batch`` on; the subscribe
+  phase also reads the node's ``/metrics`` for the mean batch size it sent;
 * ``backend``: no node; the same number of connect calls, then subscribe calls, posted
   straight to the backend with the bodies a node sends, over as many keep-alive
-  connections as the node's proxy keeps busy: the backend's own request cost.
+  connections as the node's proxy keeps busy: the backend's own request cost. Then
+  the subscribes again as batches of ``concurrency / 2`` over two connections: what a
+  batching node sends with ``concurrency`` subscribes waiting and two calls out
+  (``staywire.proxy.batch.MAX_CALLS``).
 
 Around each phase it reads the CPU time of every process (node, backend, itself), so
 the report can give CPU microseconds per operation for each and say which one ran out
@@ -20,6 +25,7 @@ of CPU. Every wait is bounded; every connection is closed before the process exi
 from __future__ import annotations
 
 import asyncio
+import urllib.request
 from typing import Any
 
 import msgspec
@@ -66,7 +72,7 @@ def _window(gen: Generator, a: dict[str, Any], b: dict[str, Any], n: int) -> dic
 async def through_node(gen: Generator) -> dict[str, Any]:
     p = gen.params
     k = int(p["K"])
-    cookie = gen.spec["setup"] == "proxy"
+    cookie = gen.spec["setup"] in ("proxy", "batched")
 
     def headers(i: int) -> dict[str, str]:
         return {"Cookie": cookie_for(i)}
@@ -85,6 +91,8 @@ async def through_node(gen: Generator) -> dict[str, Any]:
     connect = _window(gen, a, b, len(conns))
     connect.update(connect_failures=failures, last_error=last_error)
     sub = await _subscribe_paced(gen, conns, int(p["concurrency"]))
+    if gen.spec["setup"] == "batched" and gen.spec.get("api_port"):
+        sub.update(await asyncio.to_thread(_batches, int(gen.spec["api_port"])))
     return {"connect": connect, "subscribe": sub, "concurrency": int(p["concurrency"]),
             "lost": gen.unexpected_losses}
 
@@ -99,6 +107,22 @@ async def _subscribe_paced(gen: Generator, conns: list[Conn], window: int) -> di
     out = _window(gen, a, b, len(conns))
     out.update(sub_errors=done["sub_errors"])
     return out
+
+
+def _batches(api_port: int) -> dict[str, Any]:
+    """The node's batch counters (``staywire_proxy_batche[sd]_total``), read after the
+    window: the mean number of subscribes per batch request it sent."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback, direct
+    with opener.open(f"http://127.0.0.1:{api_port}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        for name in ("staywire_proxy_batches_total", "staywire_proxy_batched_total"):
+            if line.startswith(name + '{event="subscribe"}'):
+                found[name] = float(line.split()[-1])
+    calls = found.get("staywire_proxy_batches_total", 0.0)
+    items = found.get("staywire_proxy_batched_total", 0.0)
+    return {"batch_calls": calls, "batch_mean": items / calls if calls else None}
 
 
 # ---------------------------------------------------------------------- the backend alone
@@ -177,4 +201,16 @@ async def backend_alone(gen: Generator) -> dict[str, Any]:
             raise RuntimeError(f"backend {event}: {ok} of {k} calls answered 200")
         out[event] = _window(gen, a, b, ok)
         gen.progress(event, ok, k, force=True)
+    # The subscribes again, in batches: two connections, ``conns // 2`` per batch.
+    size = max(1, conns // 2)
+    subs = _bodies("subscribe", k)
+    batches = [b'{"batch":[%s]}' % b",".join(subs[i:i + size]) for i in range(0, k, size)]
+    await _post_all("127.0.0.1", port, "/staywire/subscribe", batches[:2], 2, timeout)
+    a = cpu_snapshot(gen)
+    ok, bad = await _post_all("127.0.0.1", port, "/staywire/subscribe", batches, 2, timeout)
+    b = cpu_snapshot(gen)
+    if bad or ok != len(batches):
+        raise RuntimeError(f"backend batched subscribe: {ok} of {len(batches)} answered 200")
+    out["subscribe_batched"] = _window(gen, a, b, k)  # per subscribe, not per request
+    out["subscribe_batched"]["batch_mean"] = k / len(batches)
     return out

@@ -4,8 +4,11 @@ Setups, each with fresh processes, in rotating order every round::
 
     direct    1 node, no proxy (anonymous, as in the peer runs)
     proxy     1 node whose connect and subscribe proxies call the FastAPI backend
-              (staywire_bench.proxyapp under uvicorn, one worker)
-    backend   the backend alone: the same calls posted straight to it
+              (staywire_bench.proxyapp under uvicorn, one worker), one request each
+    batched   the same with ``proxy_subscribe_batch = BATCH``: the subscribes that wait
+              together go as one request (docs/proxy.md, *Batches*)
+    backend   the backend alone: the same calls posted straight to it, one request
+              each, then the subscribes again in batches
 
 In each, K connections are opened with ``concurrency`` handshakes in flight, then
 each subscribes (``concurrency`` subscribes unanswered at a time). Placement on a
@@ -41,7 +44,9 @@ from staywire_bench.ui import Ui
 
 __all__ = ["SETUPS", "ProxyBench"]
 
-SETUPS = ("direct", "proxy", "backend")
+SETUPS = ("direct", "proxy", "batched", "backend")
+#: ``proxy_subscribe_batch`` of the ``batched`` setup: the example of docs/proxy.md.
+BATCH = 64
 
 
 def _uvicorn_extras() -> list[str]:
@@ -112,6 +117,7 @@ class ProxyBench:
             "duration_s": round(time.monotonic() - t0, 1),
             "quick": cfg.quick,
             "config": {"rounds": cfg.rounds, "k": cfg.k, "concurrency": self._concurrency()},
+            "batch": BATCH,
             "machine": machine_info(None),
             "placement": {"node core": self.node_core, "backend core": self.backend_core,
                           "generator": "not pinned"},
@@ -145,14 +151,15 @@ class ProxyBench:
             raise BenchError(f"the backend did not start on port {port}:\n{tail}")
         return proc, port
 
-    def _start_node(self, backend_port: int | None) -> tuple[Proc, int]:
+    def _start_node(self, backend_port: int | None, batch: int = 0) -> tuple[Proc, int]:
         port = free_port()
         argv, extra_env = ALL_SERVERS["staywire"].build(self.ctx, port)
         if backend_port is not None:
             base = f"http://127.0.0.1:{backend_port}/staywire"
             conf = self.tmp / f"proxy-{port}.toml"
             conf.write_text(f'connect_proxy_url = "{base}/connect"\n'
-                            f'subscribe_proxy_url = ["{base}/subscribe"]\n')
+                            f'subscribe_proxy_url = ["{base}/subscribe"]\n'
+                            f"proxy_subscribe_batch = {batch}\n")
             argv += ["--config", str(conf)]
         env = dict(os.environ, PYTHONUNBUFFERED="1", **extra_env)
         proc = self.registry.start("staywire-proxy-node", pinned(argv, self.node_core),
@@ -170,14 +177,15 @@ class ProxyBench:
         try:
             backend_port = None
             procs: dict[str, list[int]] = {}
-            if setup in ("proxy", "backend"):
+            if setup != "direct":
                 backend, backend_port = self._start_backend()
                 started.append(backend)
                 procs["backend"] = [backend.pid]
             nodes: list[dict[str, Any]] = []
             url = f"http://127.0.0.1:{backend_port}"
             if setup != "backend":
-                node, port = self._start_node(backend_port if setup == "proxy" else None)
+                node, port = self._start_node(backend_port if setup != "direct" else None,
+                                              BATCH if setup == "batched" else 0)
                 started.append(node)
                 nodes.append({"name": "A", "pid": node.pid, "core": self.node_core})
                 url = f"ws://127.0.0.1:{port}"
@@ -188,6 +196,8 @@ class ProxyBench:
                 "params": {**self.cfg.scaleout_params(), "concurrency": self._concurrency()},
                 "cores": [], "nodes": nodes, "procs": procs,
                 "backend_port": backend_port, "backend_conns": self._concurrency(),
+                "api_port": self.ctx.api_ports.get(port) if nodes else None,
+                "batch": BATCH,
             }
             gen = start_generator(self.registry, f"loadgen-proxy-{setup}", spec, None,
                                   self.root)

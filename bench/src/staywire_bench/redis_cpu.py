@@ -28,14 +28,25 @@ class RedisCpu:
         """The CPU seconds so far and the ``PUBLISH`` commands run so far (their count per
         publication is exact where the CPU time is noisy: 1 means one per node); None
         when Redis cannot be asked."""
+        full = self.sample_calls()
+        if full is None:
+            return None
+        return full[0], full[1].get("publish", 0)
+
+    def sample_calls(self) -> tuple[float, dict[str, int]] | None:
+        """The CPU seconds so far and the calls so far of every command Redis has run
+        (``INFO commandstats``: what a window's CPU was spent on); None when Redis cannot
+        be asked."""
         try:
             if self._sock is None:
                 self._sock = socket.create_connection(("127.0.0.1", self.port),
                                                       timeout=self.timeout)
-            return _parse(_ask(self._sock))
+            data = _ask(self._sock)
         except (OSError, ValueError):
             self.close()
             return None
+        cpu = _parse(data)
+        return None if cpu is None else (cpu[0], _calls(data))
 
     def seconds(self) -> float | None:
         sample = self.sample()
@@ -83,6 +94,18 @@ def _parse(data: bytes) -> tuple[float, int] | None:
         elif key == b"cmdstat_publish":
             publishes = int(value.split(b",")[0].partition(b"=")[2])
     return (total, publishes) if found == 2 else None
+
+
+def _calls(data: bytes) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for line in data.split(b"\r\n"):
+        key, _, value = line.partition(b":")
+        if key.startswith(b"cmdstat_"):
+            try:
+                out[key[8:].decode()] = int(value.split(b",")[0].partition(b"=")[2])
+            except ValueError:
+                continue
+    return out
 
 
 def per_publication_us(before: float | None, after: float | None, seconds: float,

@@ -48,6 +48,9 @@ METRICS = [
     Metric("fanout_p99", "fanout", "p99_ms", "Fan-out p99", "ms", "down", 1),
     Metric("fanout_redis_publishes", "fanout", "redis_publish_per_pub", "Redis PUBLISH "
            "commands per publication, K subscribers", "", "down", 2),
+    Metric("binfanout_rate", "binfanout", "rate", "Binary fan-out, 1 KiB", "deliveries/s",
+           "up"),
+    Metric("binfanout_p99", "binfanout", "p99_ms", "Binary fan-out p99", "ms", "down", 1),
     Metric("idle_kib", "idle", "kib_per_conn", "Idle memory", "KiB/conn", "down", 2),
     Metric("connrate", "connrate", "rate", "Connection rate", "handshakes/s", "up"),
     Metric("storm_s", "storm", "seconds", "Reconnect storm", "s until all resubscribed",
@@ -70,7 +73,7 @@ def summarize(meta: dict[str, Any], servers: dict[str, Any], records: list[dict[
         for metric in METRICS:
             if metric.workload == rec["workload"]:
                 value = m.get(metric.field)
-                if (metric.workload in ("fanout", "storm", "publish")
+                if (metric.workload in ("fanout", "binfanout", "storm", "publish")
                         and m.get("complete") is False):
                     value = None  # an incomplete run has no valid figure
                 per_round[rec["server"]][metric.key].append(value)
@@ -201,6 +204,12 @@ def markdown(results: dict[str, Any]) -> str:
         add("Scale-out (two Staywire nodes on one Redis behind nginx) is measured separately, "
             "with its own command: [its section](#scale-out-two-nodes-on-one-redis-behind-nginx)"
             " is at the end of this page.")
+        add("")
+    if results.get("sizing"):
+        add("The CPU per delivery and per publication with 1 to 3 nodes on one Redis, the "
+            "costs of the sizing model in deployment.md, has its own command too: "
+            "[its section](#sizing-cpu-per-delivery-and-per-publication-1-to-3-nodes-on-one-"
+            "redis).")
         add("")
     quick = " (**quick mode**: small numbers, one round; not for comparison)" \
         if meta.get("quick") else ""
@@ -414,6 +423,10 @@ def markdown(results: dict[str, Any]) -> str:
         from staywire_bench.proxy_report import markdown_section as proxy_section
 
         lines += proxy_section(results["proxy"])
+    if results.get("sizing"):
+        from staywire_bench.sizing_markdown import markdown_section as sizing_section
+
+        lines += sizing_section(results["sizing"])
     return "\n".join(lines)
 
 

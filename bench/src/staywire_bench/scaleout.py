@@ -48,7 +48,7 @@ from staywire_bench.servers import (
 )
 from staywire_bench.ui import Ui
 
-__all__ = ["TOPOLOGIES", "ScaleOut", "Topology"]
+__all__ = ["TOPOLOGIES", "ScaleOut", "Topology", "start_node"]
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,24 @@ TOPOLOGIES = (
     Topology("latency-2", "2 nodes, Redis: publisher on A, subscribers on B", 2, "redis",
              False, "latency"),
 )
+
+
+def start_node(registry: ProcessRegistry, ctx: ServerContext, root: Path, name: str,
+               broker: str, core: int | None) -> tuple[Proc, int, int]:
+    """One Staywire node (``broker``: "memory", or "redis" on ``ctx.redis_url``) on a free
+    loopback port, pinned to ``core`` (None: not pinned), started through ``registry``;
+    its process, WebSocket port and API port once it accepts connections."""
+    port = free_port()
+    sdef = ALL_SERVERS["staywire-redis" if broker == "redis" else "staywire"]
+    argv, extra_env = sdef.build(ctx, port)
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **extra_env)
+    proc = registry.start(f"staywire-{name}", pinned(argv, core), env=env, cwd=str(root))
+    if not wait_port(port, 30.0, proc.alive):
+        tail = proc.log_tail()
+        proc.stop()
+        registry.forget(proc)
+        raise BenchError(f"node {name} did not start on port {port}:\n{tail}")
+    return proc, port, ctx.api_ports[port]
 
 
 class ScaleOut:
@@ -212,18 +230,7 @@ class ScaleOut:
         return self.redis.url
 
     def _start_node(self, name: str, broker: str, core: int | None) -> tuple[Proc, int, int]:
-        port = free_port()
-        sdef = ALL_SERVERS["staywire-redis" if broker == "redis" else "staywire"]
-        argv, extra_env = sdef.build(self.ctx, port)
-        env = dict(os.environ, PYTHONUNBUFFERED="1", **extra_env)
-        proc = self.registry.start(f"staywire-{name}", pinned(argv, core), env=env,
-                                   cwd=str(self.root))
-        if not wait_port(port, 30.0, proc.alive):
-            tail = proc.log_tail()
-            proc.stop()
-            self.registry.forget(proc)
-            raise BenchError(f"node {name} did not start on port {port}:\n{tail}")
-        return proc, port, self.ctx.api_ports[port]
+        return start_node(self.registry, self.ctx, self.root, name, broker, core)
 
     def _run_topology(self, topo: Topology, rnd: int, ui: Ui) -> None:
         started: list[Proc] = []

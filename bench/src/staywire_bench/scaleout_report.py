@@ -323,4 +323,8 @@ def standalone_page(results: dict[str, Any]) -> str:
         from staywire_bench.proxy_report import markdown_section as proxy_section
 
         head += proxy_section(results["proxy"])
+    if results.get("sizing"):
+        from staywire_bench.sizing_markdown import markdown_section as sizing_section
+
+        head += sizing_section(results["sizing"])
     return "\n".join(head)

@@ -24,7 +24,7 @@ from staywire.proxy import schema
 _CHANNEL = re.compile(CHANNEL_PATTERN)
 
 __all__ = ["Allow", "Deny", "Disconnect", "Identify", "ProxyCall", "Refresh", "decode_call",
-           "encode"]
+           "decode_calls", "encode", "encode_batch"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +130,31 @@ def decode_call(event: str, body: bytes) -> ProxyCall:
     decoded = msgspec.json.decode(data) if isinstance(data, msgspec.Raw) else None
     return ProxyCall(event, req.client, req.ip, dict(req.headers), getattr(req, "user", ""),
                      getattr(req, "channel", ""), getattr(req, "method", ""), decoded)
+
+
+class _Probe(msgspec.Struct, frozen=True):
+    """Is a body a batch? Its other fields (a single request's) are skipped, not read."""
+
+    batch: list[schema.ChannelRequest] | msgspec.UnsetType = msgspec.UNSET
+
+
+_probe = msgspec.json.Decoder(_Probe).decode
+
+
+def decode_calls(event: str, body: bytes) -> tuple[list[ProxyCall], bool]:
+    """The calls of a body, and whether it was a batch (``{"batch": [...]}``, docs/proxy.md,
+    *Batches*; subscribe only). ``msgspec`` errors if off contract."""
+    if event == "subscribe":
+        probe = _probe(body)
+        if probe.batch is not msgspec.UNSET:
+            return [ProxyCall(event, r.client, r.ip, dict(r.headers), r.user, r.channel)
+                    for r in probe.batch], True
+    return [decode_call(event, body)], False
+
+
+def encode_batch(event: str, answers: list[bytes]) -> bytes:
+    """The answer to a batch: each item's encoded answer, in the batch's order."""
+    return b'{"batch":[%s]}' % b",".join(answers)
 
 
 def encode(event: str, answer: object) -> bytes:

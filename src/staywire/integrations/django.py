@@ -23,7 +23,9 @@ and returns an answer of ``staywire.integrations.answers``.
 
 The views are sync: the session and user lookups are Django's sync ORM, and
 ``runserver`` or any WSGI server gives each request its own thread; under ASGI
-Django runs a sync view in its thread pool. Handlers are sync functions too.
+Django runs a sync view in its thread pool. Handlers are sync functions too. A batch
+of subscribes (``proxy_subscribe_batch``) calls the handler once per item, each with
+its own session's user.
 """
 
 from __future__ import annotations
@@ -46,10 +48,11 @@ from staywire.integrations.answers import (
     Identify,
     ProxyCall,
     Refresh,
-    decode_call,
+    decode_calls,
     encode,
+    encode_batch,
 )
-from staywire.integrations.handlers import EVENTS, Handlers
+from staywire.integrations.handlers import EVENTS, Handlers, item_answer
 
 __all__ = ["StaywireProxy", "session_store", "session_user"]
 
@@ -132,11 +135,19 @@ class StaywireProxy(Handlers):
             if handler is None:
                 return HttpResponse(b"no handler\n", status=404, content_type="text/plain")
             try:
-                call = decode_call(event, request.body)
+                calls, batched = decode_calls(event, request.body)
             except (msgspec.ValidationError, msgspec.DecodeError) as exc:
                 return HttpResponse(f"{exc}\n".encode(), status=400, content_type="text/plain")
-            answer = handler(call, session_user(call))
-            return HttpResponse(encode(event, answer), content_type="application/json")
+            if not batched:
+                answer = handler(calls[0], session_user(calls[0]))
+                return HttpResponse(encode(event, answer), content_type="application/json")
+            answers: list[bytes] = []
+            for call in calls:
+                try:
+                    answers.append(item_answer(event, handler(call, session_user(call))))
+                except Exception as exc:  # noqa: BLE001 - that item's answer alone
+                    answers.append(item_answer(event, exc))
+            return HttpResponse(encode_batch(event, answers), content_type="application/json")
 
         view.__name__ = f"staywire_{event}"
         # Staywire posts JSON with no CSRF token: it is a server, not a browser form, and the

@@ -69,7 +69,8 @@ class Backend:
                              retries=cfg.proxy_retries,
                              max_response_size=cfg.proxy_max_response_size,
                              breaker_failures=cfg.proxy_breaker_failures,
-                             breaker_reset=cfg.proxy_breaker_reset)
+                             breaker_reset=cfg.proxy_breaker_reset,
+                             batch=cfg.proxy_subscribe_batch)
         return cls(client, connect_url=cfg.connect_proxy_url, refresh_url=cfg.refresh_proxy_url,
                    subscribe=Routes(cfg.subscribe_proxy_url),
                    publish=Routes(cfg.publish_proxy_url), rpc=Routes(cfg.rpc_proxy_url))

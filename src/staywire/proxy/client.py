@@ -22,6 +22,9 @@ error for that one request and never takes a connection (or the node) with it.
   503, 504). A publish or an RPC is never sent twice: the backend may have acted.
 * **Circuit breaker** per event (``breaker.py``).
 * **Size**: a body over ``max_response_size`` is refused while it is read.
+* **Batches** (``batch`` > 0, for subscribe only): the subscribes to one URL that wait
+  together go as one request of at most ``batch`` items (``batch.py``); all of the above
+  still holds per item.
 """
 
 from __future__ import annotations
@@ -38,10 +41,11 @@ import msgspec
 
 from staywire.exceptions import ProxyUnavailable
 from staywire.protocol.backoff import Backoff
-from staywire.proxy.http import HttpError, HttpPool
+from staywire.proxy.batch import BadBatch, Coalescer
 from staywire.proxy.breaker import Breaker, BreakerState
+from staywire.proxy.http import HttpError, HttpPool
 
-__all__ = ["EVENTS", "IDEMPOTENT", "ProxyClient"]
+__all__ = ["BATCHED", "EVENTS", "IDEMPOTENT", "ProxyClient"]
 
 log = logging.getLogger("staywire.proxy")
 
@@ -49,6 +53,9 @@ T = TypeVar("T")
 
 EVENTS = ("connect", "refresh", "subscribe", "publish", "rpc")
 IDEMPOTENT = frozenset({"connect", "refresh", "subscribe"})
+# Events whose calls may go in batches: idempotent (a retry resends the whole batch) and
+# answered per item with no side effect a neighbour could see.
+BATCHED = frozenset({"subscribe"})
 
 # The backend did not handle the request: safe to send an idempotent one again.
 _RETRY_STATUS = frozenset({502, 503, 504})
@@ -67,12 +74,16 @@ class _Failed(Exception):
 class ProxyClient:
     def __init__(self, *, timeout: float = 1.0, max_concurrency: int = 64, retries: int = 2,
                  max_response_size: int = 65536, breaker_failures: int = 5,
-                 breaker_reset: float = 5.0, clock: Callable[[], float] = time.monotonic,
+                 breaker_reset: float = 5.0, batch: int = 0, clock: Callable[[], float] = time.monotonic,
                  random: Callable[[], float] = _random.random) -> None:
         self.timeout = timeout
         self.max_concurrency = max_concurrency
         self.retries = retries
         self.max_response_size = max_response_size
+        if batch < 0:
+            raise ValueError(f"batch must be >= 0, got {batch}")
+        self.batch = batch  # 0: one request per call
+        self._coalescers: dict[tuple[str, str], Coalescer] = {}
         self.breakers = {event: Breaker(event, failures=breaker_failures,
                                         reset_after=breaker_reset, clock=clock)
                          for event in EVENTS}
@@ -83,7 +94,17 @@ class ProxyClient:
         self._http = HttpPool(max_connections=max_concurrency, max_body=max_response_size)
 
     async def close(self) -> None:
+        for coalescer in self._coalescers.values():
+            await coalescer.close()
         await self._http.close()
+
+    def batches(self) -> dict[str, tuple[int, int]]:
+        """Per event: (batch calls made, items they carried)."""
+        out: dict[str, tuple[int, int]] = {}
+        for (event, _), c in self._coalescers.items():
+            calls, items = out.get(event, (0, 0))
+            out[event] = (calls + c.batches, items + c.items)
+        return out
 
     def state(self, event: str) -> BreakerState:
         return self.breakers[event].state
@@ -104,7 +125,14 @@ class ProxyClient:
             # One deadline for the whole call, retries and their waits included.
             deadline = asyncio.get_running_loop().time() + self.timeout
             try:
-                raw = await self._attempts(event, url, payload, deadline)
+                if self.batch and event in BATCHED:
+                    raw = await self._coalescer(event, url).submit(payload, deadline)
+                else:
+                    raw = await self._attempts(event, url, payload, deadline)
+            except BadBatch as exc:
+                breaker.success()  # it answered: alive, if wrong
+                verdict = True
+                raise self._fail(event, "malformed", str(exc)) from None
             except TimeoutError:
                 breaker.failure()
                 verdict = True
@@ -128,6 +156,15 @@ class ProxyClient:
             self.in_flight -= 1
             if not verdict:
                 breaker.release()  # cancelled mid-call: the probe slot must not stay taken
+
+    def _coalescer(self, event: str, url: str) -> Coalescer:
+        coalescer = self._coalescers.get((event, url))
+        if coalescer is None:
+            async def send(body: bytes, deadline: float) -> bytes:
+                return await self._attempts(event, url, body, deadline)
+
+            coalescer = self._coalescers[(event, url)] = Coalescer(send, max_batch=self.batch)
+        return coalescer
 
     async def _attempts(self, event: str, url: str, payload: bytes, deadline: float) -> bytes:
         tries = 1 + (self.retries if event in IDEMPOTENT else 0)

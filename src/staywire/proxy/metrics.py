@@ -36,3 +36,14 @@ class ProxyCollector(Collector):
         for (event, outcome), n in sorted(client.outcomes.items()):
             calls.add_metric([event, outcome], n)
         yield calls
+        batches = CounterMetricFamily(
+            "staywire_proxy_batches", "batch calls (proxy_subscribe_batch), by event",
+            labels=["event"])
+        items = CounterMetricFamily(
+            "staywire_proxy_batched", "calls that went in those batches, by event",
+            labels=["event"])
+        for event, (n, carried) in sorted(client.batches().items()):
+            batches.add_metric([event], n)
+            items.add_metric([event], carried)
+        yield batches
+        yield items

@@ -19,6 +19,8 @@ from staywire.protocol.codes import ErrorCode
 from staywire.protocol.envelope import CHANNEL_PATTERN
 
 __all__ = [
+    "BatchRequest",
+    "BatchResponse",
     "ChannelRequest",
     "ChannelResponse",
     "ChannelResult",
@@ -74,6 +76,13 @@ class RpcRequest(_Request, frozen=True):
     user: str = ""
     method: str = ""
     data: msgspec.Raw = msgspec.Raw(b"null")
+
+
+class BatchRequest(msgspec.Struct, frozen=True):
+    """Subscribes sent together (``proxy_subscribe_batch``): the node joins the items'
+    encoded bodies itself (``batch.py``); the backends decode it with this."""
+
+    batch: list[ChannelRequest]
 
 
 # ---------------------------------------------------------------- answers
@@ -161,6 +170,13 @@ class ChannelResponse(_Response, frozen=True):
 class RpcResponse(_Response, frozen=True):
     result: RpcResult | None = None
     error: Failure | None = None
+
+
+class BatchResponse(_Answer, frozen=True):
+    """The answers to a ``BatchRequest``, in its order; each item is a ``ChannelResponse``,
+    decoded on its own so that one bad answer fails only its own request."""
+
+    batch: list[msgspec.Raw]
 
 
 def outcome(answer: msgspec.Struct) -> Any:

@@ -20,9 +20,9 @@ from typing import Any, Protocol
 from staywire.brokers.base import Publication
 from staywire.config import Config
 from staywire.protocol.codes import CloseCode, ErrorCode, valid_close_code
-from staywire.protocol.envelope import Auth, Inbound, encode
+from staywire.protocol.envelope import Auth, encode
 from staywire.protocol.heartbeat import ServerHeartbeat, HeartbeatAction
-from staywire.protocol.inbound import CloseConnection, InboundGuard, Limits, Reject
+from staywire.protocol.inbound import CloseConnection, InboundGuard, Limits, Reject, Request
 from staywire.protocol.state import ConnectionStateMachine, ConnState
 from staywire.server.auth import Identity
 from staywire.server.hub import Hub
@@ -54,8 +54,8 @@ _PING = WSMsgType.PING
 class Handlers(Protocol):
     """The node's request handlers, as a connection calls them."""
 
-    def dispatch(self, conn: Connection, request: Inbound) -> None: ...
-    def submit(self, conn: Connection, request: Inbound | None) -> None: ...
+    def dispatch(self, conn: Connection, request: Request) -> None: ...
+    def submit(self, conn: Connection, request: Request | None) -> None: ...
     def detach(self, conn: Connection) -> None: ...
     def expired(self, conn: Connection, wall: float) -> None: ...
 
@@ -95,18 +95,24 @@ class Connection(WSListener):
         "identity", "sm", "hb", "guard", "subs", "recovering", "out", "out_size",
         "queue", "worker", "opened_at", "auth_deadline", "close_deadline", "close_code",
         "close_reason", "resumed", "user_data", "final_saved", "allowance", "headers",
-        "presence_info",
+        "presence_info", "auth_follows", "binary",
     )
 
     def __init__(self, node: NodeContext, ip: str, token: str | None, session: str | None,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, *, auth_follows: bool = False,
+                 binary: bool = False) -> None:
         self.node = node
+        # Protocol v2 was selected: binary frames in both directions (protocol/binary.py).
+        self.binary = binary
         self.transport: WSTransport | None = None
         self.ip = ip
         self.id = secrets.token_hex(8)
         self.session = ""
         self.requested_session = session
         self.token = token
+        # ``?auth=message``: the client's first message is its token, so it is neither
+        # welcomed as anonymous nor put to the connect proxy before that message comes.
+        self.auth_follows = auth_follows
         self.identity: Identity | None = None
         self.sm = ConnectionStateMachine()
         self.hb: ServerHeartbeat | None = None
@@ -115,7 +121,7 @@ class Connection(WSListener):
         self.recovering: dict[str, list[Publication]] | None = None
         self.out: list[bytes] = []
         self.out_size = 0
-        self.queue: deque[Inbound | None] | None = None
+        self.queue: deque[Request | None] | None = None
         self.worker: asyncio.Task[None] | None = None
         self.opened_at = 0.0
         self.auth_deadline: float | None = None
@@ -154,7 +160,7 @@ class Connection(WSListener):
         if self.token is not None:
             token, self.token = self.token, None
             node.handlers.submit(self, Auth(token=token))
-        elif cfg.allow_anonymous or cfg.connect_proxy_url:
+        elif (cfg.allow_anonymous or cfg.connect_proxy_url) and not self.auth_follows:
             node.handlers.submit(self, None)  # ask the backend, or welcome as anonymous
         else:
             self.auth_deadline = now + cfg.auth_timeout
@@ -180,7 +186,7 @@ class Connection(WSListener):
         stats.bytes_in += len(payload)
         guard = self.guard
         if guard is None:
-            guard = self.guard = InboundGuard(node.limits, now)
+            guard = self.guard = InboundGuard(node.limits, now, binary=self.binary)
         try:
             request = guard.feed(op.value, frame.fin, frame.rsv1 or frame.rsv2 or frame.rsv3,
                                  payload, now)
