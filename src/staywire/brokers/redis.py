@@ -392,10 +392,13 @@ class RedisBroker(Broker):
             else:
                 done(None, self._translate("publish", exc))
 
-        # The hot path: one server needs no routing key (nor its formatting).
-        self._routes.submit(self._tag(channel) if self._commands.sharded else b"",
-                            self._commands.command(channel, data, key, binary, chunk), reply,
-                            self._commands.script, durable=True)
+        command = self._commands.command(channel, data, key, binary, chunk)
+        single = self._routes.single
+        if single is not None:  # one server: straight to its pipeline (the hot path)
+            single.submit(command, reply, self._commands.script, durable=True)
+        else:
+            self._routes.submit(self._tag(channel), command, reply, self._commands.script,
+                                durable=True)
 
     async def history(self, channel: str, since: Position | None, *, limit: int | None = None,
                       reverse: bool = False) -> HistoryResult:

@@ -61,6 +61,7 @@ class ClusterRoutes:
     (redis_routes.Routes)."""
 
     sharded = True
+    single: PublishPipeline | None = None  # (Routes) a pipeline per primary, not one
 
     def __init__(self, cluster: RedisCluster, *, pool_size: int, wait_replicas: int = 0,
                  wait_timeout: float = 0.5, on_change: Callable[[], None] = lambda: None) -> None:

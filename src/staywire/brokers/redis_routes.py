@@ -25,6 +25,9 @@ _ONE = [""]  # the one link's name (a constant: asked on every publish's reply)
 
 class Routes(Protocol):
     sharded: bool  # Cluster: sharded pub/sub (SSUBSCRIBE, SPUBLISH)
+    # One server: its pipeline, which the broker's publish path calls directly (a call
+    # less per publish); None on Cluster.
+    single: PublishPipeline | None
 
     async def start(self) -> None:
         """Learn where things go (Cluster: the slot map); a redis-py error if nothing
@@ -61,6 +64,7 @@ class ServerRoutes:
         self._redis = Redis(connection_pool=pools.pool)
         self._publisher = PublishPipeline(pools.pool, wait_replicas=wait_replicas,
                                           wait_timeout=wait_timeout)
+        self.single: PublishPipeline | None = self._publisher
 
     async def start(self) -> None:
         pass  # connections are made when used
