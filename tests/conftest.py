@@ -8,7 +8,10 @@ from typing import Any
 
 import pytest
 
+from tests.support.redis_cluster import redis_cluster  # session-wide: formed once
 from tests.support.servers import ServerProcess
+
+__all__ = ["ANON", "anon_server", "redis_cluster", "server_factory"]
 
 ANON = {"allow_anonymous": True, "anonymous_channels": ["*"]}
 

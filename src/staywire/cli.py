@@ -74,8 +74,9 @@ def _serve_parser(sub: Any) -> None:
                    help="seconds an idempotency key is remembered")
     p.add_argument("--drain-window", type=float)
     p.add_argument("--shutdown-timeout", type=float)
-    p.add_argument("--broker", help="'memory' (default), redis://host:port/db or "
-                   "redis+sentinel://host:port[,host:port]/SERVICE/DB")
+    p.add_argument("--broker", help="'memory' (default), redis://host:port/db, "
+                   "redis+sentinel://host:port[,host:port]/SERVICE/DB or "
+                   "redis+cluster://host:port[,host:port]/")
     p.add_argument("--redis-wait-replicas", type=int,
                    help="acknowledge a publish once that many replicas have it (WAIT)")
     p.add_argument("--redis-wait-timeout", type=float,

@@ -16,7 +16,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from staywire.brokers.redis_pool import SENTINEL_SCHEME, is_redis_url, parse_sentinel_url
+from staywire.brokers.redis_pool import (
+    CLUSTER_SCHEME,
+    SENTINEL_SCHEME,
+    is_redis_url,
+    parse_cluster_url,
+    parse_sentinel_url,
+)
 from staywire.channel_options import INHERITED, ChannelOptions, ChannelRules, parse_channel_rules
 from staywire.exceptions import ConfigError
 from staywire.proxy.routes import Routes, check_url
@@ -75,7 +81,7 @@ class Config:
     rate_violation_window: float = 10.0
 
     # -- streams
-    broker: str = "memory"  # "memory", redis://host:port/db or redis+sentinel://...
+    broker: str = "memory"  # "memory", redis://host:port/db, redis+sentinel://, redis+cluster://
     redis_wait_replicas: int = 0  # > 0: ack a publish once WAIT saw it on that many replicas
     redis_wait_timeout: float = 0.5  # seconds WAIT may take before the publish is unavailable
     history_size: int = 100
@@ -172,8 +178,14 @@ def _broker_problems(cfg: Config) -> list[str]:
             parse_sentinel_url(cfg.broker)
         except ValueError as exc:  # never echoes the URL: it may hold a password
             problems.append(f"broker: {exc}")
+    elif cfg.broker.startswith(CLUSTER_SCHEME):
+        try:
+            parse_cluster_url(cfg.broker)
+        except ValueError as exc:
+            problems.append(f"broker: {exc}")
     elif not (cfg.broker == "memory" or is_redis_url(cfg.broker)):
-        problems.append("broker must be 'memory', a redis:// or a redis+sentinel:// URL, "
+        problems.append("broker must be 'memory', a redis://, redis+sentinel:// or "
+                        "redis+cluster:// URL, "
                         f"got {cfg.broker!r}")
     if cfg.redis_wait_replicas < 0 or cfg.redis_wait_timeout <= 0:
         problems.append("redis_wait_replicas must be >= 0 and redis_wait_timeout > 0")

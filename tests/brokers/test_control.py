@@ -39,13 +39,28 @@ class Node:
         return b'{"from":"%s","args":%s}' % (self.node_id.encode(), args)
 
 
-@pytest.fixture
-async def planes(redis_server: RedisServer) -> AsyncIterator[tuple[str, list[RedisControl]]]:
+async def _planes(url: str) -> AsyncIterator[tuple[str, list[RedisControl]]]:
     prefix = f"t{uuid.uuid4().hex[:8]}:"
-    made = [RedisControl(redis_server.url, prefix=prefix) for _ in range(3)]
+    made = [RedisControl(url, prefix=prefix) for _ in range(3)]
     yield prefix, made
     for plane in made:
         await plane.close()
+
+
+@pytest.fixture(params=["redis", "cluster"])
+async def planes(request: pytest.FixtureRequest) -> AsyncIterator[tuple[str, list[RedisControl]]]:
+    """On one Redis, and on a Redis Cluster (sharded pub/sub, node keys in many slots)."""
+    url = request.getfixturevalue("redis_server" if request.param == "redis"
+                                  else "redis_cluster").url
+    async for made in _planes(url):
+        yield made
+
+
+@pytest.fixture
+async def single_planes(redis_server: RedisServer
+                        ) -> AsyncIterator[tuple[str, list[RedisControl]]]:
+    async for made in _planes(redis_server.url):
+        yield made
 
 
 async def test_every_node_answers_and_failures_are_named(planes) -> None:
@@ -72,9 +87,9 @@ async def test_a_slow_node_is_missing_after_the_timeout(planes) -> None:
     assert list(out.results) == ["a"] and out.failed == {"b": "no answer within 0.5s"}
 
 
-async def test_foreign_messages_do_not_break_the_link_and_close_withdraws(planes,
+async def test_foreign_messages_do_not_break_the_link_and_close_withdraws(single_planes,
                                                                           redis_server) -> None:
-    prefix, (a, b, _) = planes
+    prefix, (a, b, _) = single_planes
     await a.start(Node("a"))
     await b.start(Node("b"))
     redis = Redis.from_url(redis_server.url)

@@ -28,12 +28,14 @@ async def settle(events: list[PresenceEvent], n: int, timeout: float = 5.0) -> N
     assert len(events) == n, events
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis),
+                        pytest.param("cluster", marks=pytest.mark.redis)])
 async def store(request) -> AsyncIterator[tuple[PresenceStore, list[PresenceEvent]]]:
     if request.param == "memory":
         s: PresenceStore = MemoryPresence()
     else:
-        redis = request.getfixturevalue("redis_server")
+        redis = request.getfixturevalue("redis_server" if request.param == "redis"
+                                        else "redis_cluster")
         s = RedisPresence(redis.url, prefix=f"t{time.monotonic_ns()}:", ttl=1.0)
     events: list[PresenceEvent] = []
     await s.start(events.append)
@@ -67,10 +69,13 @@ async def test_counts_and_events_per_user(store) -> None:
 
 
 @pytest.mark.redis
-async def test_a_node_that_stops_beating_is_swept_with_its_leaves(redis_server) -> None:
+@pytest.mark.parametrize("where", ["redis_server", "redis_cluster"])
+async def test_a_node_that_stops_beating_is_swept_with_its_leaves(
+        where: str, request: pytest.FixtureRequest) -> None:
+    url = request.getfixturevalue(where).url  # on Cluster: the channels in other slots
     prefix = f"t{time.monotonic_ns()}:"
-    alive = RedisPresence(redis_server.url, prefix=prefix, ttl=1.0)
-    dead = RedisPresence(redis_server.url, prefix=prefix, ttl=1.0)
+    alive = RedisPresence(url, prefix=prefix, ttl=1.0)
+    dead = RedisPresence(url, prefix=prefix, ttl=1.0)
     events: list[PresenceEvent] = []
     await alive.start(events.append)
     await dead.start(lambda e: None)

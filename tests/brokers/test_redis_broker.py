@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from staywire.brokers import redis as redis_broker
+from staywire.brokers import redis_links
 from staywire.brokers.base import Publication, Position
 from staywire.brokers.redis import RedisBroker
 from staywire.exceptions import BrokerUnavailable, ConfigError
@@ -208,7 +208,7 @@ async def test_a_silent_link_is_noticed_and_replaced(
     fresh_redis_server: RedisServer, make_fresh_node: MakeNode, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """No FIN, no RST (a partition, a frozen Redis): the idle PING finds out."""
-    monkeypatch.setattr(redis_broker, "_IDLE_PING", 0.1)
+    monkeypatch.setattr(redis_links, "IDLE_PING", 0.1)
     node = await make_fresh_node()
     await node.broker.subscribe("c")
     fresh_redis_server.pause()
@@ -302,10 +302,10 @@ async def test_close_stops_the_background_task(make_node: MakeNode) -> None:
     node = await make_node()
     broker = node.broker
     assert isinstance(broker, RedisBroker)
-    task = broker._task
-    assert task is not None and not task.done()
+    tasks = list(broker._links._tasks.values())
+    assert len(tasks) == 1 and not tasks[0].done()
     await broker.close()
-    assert task.done()
+    assert tasks[0].done()
     with pytest.raises(BrokerUnavailable):
         await broker.publish("c", b"1")
 

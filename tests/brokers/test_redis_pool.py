@@ -1,10 +1,16 @@
-"""``redis+sentinel://`` URLs: what they name, and a clear error for a malformed one."""
+"""``redis+sentinel://`` and ``redis+cluster://`` URLs: what they name, and a clear error
+for a malformed one."""
 
 from __future__ import annotations
 
 import pytest
 
-from staywire.brokers.redis_pool import SentinelURL, parse_sentinel_url
+from staywire.brokers.redis_pool import (
+    ClusterURL,
+    SentinelURL,
+    parse_cluster_url,
+    parse_sentinel_url,
+)
 from staywire.config import load_config
 from staywire.exceptions import ConfigError
 
@@ -51,3 +57,26 @@ def test_config_accepts_a_sentinel_url_and_checks_the_wait_options() -> None:
         load_config(env={}, overrides={"redis_wait_replicas": 1})
     with pytest.raises(ConfigError, match="redis_wait_timeout > 0"):
         load_config(env={}, overrides={"broker": url, "redis_wait_timeout": 0})
+
+
+def test_a_cluster_url_names_its_nodes() -> None:
+    parts = parse_cluster_url("redis+cluster://u:p%40ss@a:7000,b,[::1]:7002/")
+    assert parts == ClusterURL((("a", 7000), ("b", 6379), ("::1", 7002)), "u", "p@ss")
+    assert parse_cluster_url("redis+cluster://h:1").nodes == (("h", 1),)
+    cfg = load_config(env={}, overrides={"broker": "redis+cluster://h:1,h:2/"})
+    assert cfg.broker == "redis+cluster://h:1,h:2/"
+
+
+@pytest.mark.parametrize(("url", "message"), [
+    ("redis+cluster:///", "no cluster node"),
+    ("redis+cluster://h:1/0", "no path: a cluster has database 0 only"),
+    ("redis+cluster://h:1/?protocol=3", "takes no parameters"),
+    ("redis+cluster://h:70000/", "port must be 1-65535"),
+    ("redis+cluster://:hunter2@:1/", "no host"),
+])
+def test_a_malformed_cluster_url_says_what_is_wrong(url: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_cluster_url(url)
+    with pytest.raises(ConfigError, match=message) as caught:
+        load_config(env={}, overrides={"broker": url})
+    assert "hunter2" not in str(caught.value)

@@ -17,8 +17,8 @@ __all__ = ["Broker", "ControlPlane", "MemoryBroker", "create_broker", "create_co
 
 
 def create_broker(config: Config) -> Broker:
-    """The broker named by ``config.broker``: ``memory``, a ``redis://`` or a
-    ``redis+sentinel://`` URL.
+    """The broker named by ``config.broker``: ``memory``, a ``redis://``, a
+    ``redis+sentinel://`` or a ``redis+cluster://`` URL.
 
     Its history limits are the channels' options (``[channels."PATTERN"]``)."""
 

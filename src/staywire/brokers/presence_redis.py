@@ -27,6 +27,11 @@ clients that reconnect elsewhere meanwhile are absorbed by the per-user count.
 
 Events are Redis pub/sub, at most once: a node whose link was down misses them
 (its clients can ask ``presence`` again). Membership itself is never lost that way.
+
+On Redis Cluster (``redis+cluster://``) every script's keys are in the slot of its
+channel's tag (or, for the heartbeat, one key), so the scripts run as they are; the
+events stay classic pub/sub, which a cluster forwards to every node, so the events
+link may listen on any one of them.
 """
 
 from __future__ import annotations
@@ -41,8 +46,9 @@ from typing import Literal
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import RedisCluster
 
-from staywire.brokers.redis_pool import open_pool
+from staywire.brokers.redis_pool import RedisPool, is_cluster_url, open_cluster, open_pool
 from staywire.brokers.presence import (
     Member,
     PresenceEvent,
@@ -163,13 +169,19 @@ class RedisPresence(PresenceStore):
                  node: str | None = None) -> None:
         if ttl < 1:
             raise ConfigError("presence_ttl must be >= 1")
+        self._pool: RedisPool | None = None
+        self._redis: Redis | RedisCluster
         try:
-            # The broker's own pool kinds (redis_pool): a Sentinel URL works here too.
-            self._pool = open_pool(url, max_connections=16, connect_timeout=2.0,
-                                   command_timeout=_TIMEOUT)
+            # The broker's own pool kinds (redis_pool): Sentinel and Cluster URLs work too.
+            if is_cluster_url(url):
+                self._redis = open_cluster(url, max_connections=16, connect_timeout=2.0,
+                                           command_timeout=_TIMEOUT)
+            else:
+                self._pool = open_pool(url, max_connections=16, connect_timeout=2.0,
+                                       command_timeout=_TIMEOUT)
+                self._redis = Redis(connection_pool=self._pool.pool)
         except ValueError as exc:
             raise ConfigError(f"invalid Redis URL: {exc}") from None
-        self._redis: Redis = Redis(connection_pool=self._pool.pool)
         self._prefix = f"{prefix}presence:"
         self._events = f"{self._prefix}events"
         self._ttl_ms = int(ttl * 1000)
@@ -230,7 +242,8 @@ class RedisPresence(PresenceStore):
         self._local.clear()
         self._on_event = None
         await self._redis.aclose()
-        await self._pool.aclose()
+        if self._pool is not None:
+            await self._pool.aclose()
 
     async def _listen(self) -> None:
         """The events link: subscribe, read, and resubscribe after a failure (backoff)."""
@@ -239,6 +252,8 @@ class RedisPresence(PresenceStore):
         while True:
             pubsub: PubSub = self._redis.pubsub()
             try:
+                if isinstance(self._redis, RedisCluster):
+                    await self._redis.initialize()  # its pubsub needs the slot map (no-op once read)
                 await pubsub.subscribe(self._events)
                 self._tried.set()
                 delay = 0.05

@@ -18,8 +18,15 @@ published while a node's link is down never reaches it. The stream is what
 makes delivery lossless. Each node remembers the last (epoch, offset) it
 delivered per channel and, when a SUBSCRIBE is confirmed (on subscribe and
 after every reconnect) or a publication skips ahead, reads the missing entries
-from the stream and delivers them first. Only the reader task delivers, so per
-channel the order is the offset order and no offset is delivered twice.
+from the stream and delivers them first. Only the link readers deliver, and only an
+offset above the last one delivered, so per channel the order is the offset order
+and no offset is delivered twice (also while a moved channel's old and new links
+overlap on Cluster).
+
+On Redis Cluster (``redis+cluster://``) each primary has its own publish pipeline and
+pub/sub link (redis_cluster.py, redis_links.py), publications go over sharded pub/sub,
+and a channel whose slot moves is subscribed again on its new primary, from where the
+stream fills in what the move made this node miss.
 """
 
 from __future__ import annotations
@@ -27,16 +34,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import logging
-import random
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 from redis import exceptions as redis_errors
-from redis.asyncio import Redis
-from redis.asyncio.connection import AbstractConnection
+from redis.asyncio.connection import ConnectionPool
+from redis.crc import key_slot
 
 from staywire.protocol.stream import Position, Publication
 from staywire.brokers.base import (
@@ -47,13 +54,10 @@ from staywire.brokers.base import (
     PublicationHandler,
     PublishResult,
 )
-from staywire.brokers.redis_pool import open_pool
-from staywire.brokers.redis_publish import (
-    NotReplicated,
-    PublishCommands,
-    PublishPipeline,
-    pack,
-)
+from staywire.brokers.redis_cluster import ClusterRoutes
+from staywire.brokers.redis_links import PubSubLinks
+from staywire.brokers.redis_publish import NotReplicated, PublishCommands, pack
+from staywire.brokers.redis_routes import Routes, open_routes
 from staywire.exceptions import BrokerError, BrokerUnavailable, ConfigError
 
 __all__ = ["RedisBroker"]
@@ -68,13 +72,7 @@ _META_TTL_FACTOR = 10
 _CONNECT_TIMEOUT = 2.0
 _COMMAND_TIMEOUT = 5.0
 _POOL_SIZE = 64
-# Reconnect delays start here and double up to ``reconnect_backoff_max``.
-_BACKOFF_BASE = 0.05
-# A pub/sub link silent this long gets a PING; silent as long again, it is dead.
-# TCP keepalive alone would take much longer to notice a vanished peer.
-_IDLE_PING = 5.0
 _CONFIRM_TIMEOUT = 5.0
-_SUBSCRIBE_BATCH = 512
 
 # Errors that mean "Redis cannot serve us now" (BusyLoading and Authentication
 # errors are ConnectionErrors; a read-only replica after failover cannot either).
@@ -162,7 +160,8 @@ class RedisBroker(Broker):
         wait_replicas: int = 0,
         wait_timeout: float = 0.5,
     ) -> None:
-        """``url``: ``redis://``, ``rediss://`` or ``redis+sentinel://`` (redis_pool).
+        """``url``: ``redis://``, ``rediss://``, ``redis+sentinel://`` or
+        ``redis+cluster://`` (redis_pool).
 
         ``wait_replicas`` > 0: a publish is acknowledged only once ``WAIT`` saw it on that
         many replicas within ``wait_timeout`` seconds, else it fails as unavailable
@@ -182,33 +181,29 @@ class RedisBroker(Broker):
         self._dedupe_ms = _ms(dedupe_window)
         self._prefix = prefix
         self._pubsub_prefix = f"{prefix}pub:"
-        self._backoff_max = reconnect_backoff_max
         if wait_replicas < 0 or wait_timeout <= 0:
             raise ConfigError("wait_replicas must be >= 0 and wait_timeout > 0")
         try:
-            self._pools = open_pool(url, max_connections=_POOL_SIZE,
-                                    connect_timeout=_CONNECT_TIMEOUT,
-                                    command_timeout=_COMMAND_TIMEOUT)
+            # One server, or a cluster's primaries: where commands and links go.
+            self._routes: Routes = open_routes(
+                url, pool_size=_POOL_SIZE, connect_timeout=_CONNECT_TIMEOUT,
+                command_timeout=_COMMAND_TIMEOUT, wait_replicas=wait_replicas,
+                wait_timeout=wait_timeout, on_change=self._ensure_links)
         except ValueError as exc:  # the message names the problem, never the password
             raise ConfigError(f"invalid Redis URL: {exc}") from None
-        pool = self._pools.pool
-        self._redis: Redis = Redis(connection_pool=pool)
-        # Publishes go through one pipeline (one write per tick; see redis_publish).
-        self._publisher = PublishPipeline(pool, wait_replicas=wait_replicas,
-                                          wait_timeout=wait_timeout)
         self._commands = PublishCommands(prefix=prefix, pubsub_prefix=self._pubsub_prefix,
                                          policy=self._policy, dedupe_ms=self._dedupe_ms,
-                                         meta_ttl_factor=_META_TTL_FACTOR)
+                                         meta_ttl_factor=_META_TTL_FACTOR,
+                                         sharded=self._routes.sharded)
         self._history_sha = hashlib.sha1(_HISTORY_LUA.encode()).hexdigest()
         self._on_publication: PublicationHandler | None = None
         self._tracks: dict[str, _Track] = {}
-        self._link: AbstractConnection | None = None
-        # Held while writing on the link, so that what was decided (under the lock)
-        # reaches Redis in that order: SUBSCRIBE/UNSUBSCRIBE races need it.
-        self._send_lock = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
-        self._first_attempt = asyncio.Event()
-        self._wake = asyncio.Event()
+        self._links = PubSubLinks(self, sharded=self._routes.sharded,
+                                  backoff_max=reconnect_backoff_max)
+        self._send_lock = self._links.lock
+        self._started = False
+        self._all_linked = False  # every link the routes name is up
+        self._discovery: asyncio.Task[None] | None = None
         self._available = False
         self._closed = False
 
@@ -222,7 +217,16 @@ class RedisBroker(Broker):
         return f"{self._prefix}{{{channel}}}:{suffix}"
 
     def _pubsub_name(self, channel: str) -> str:
-        return self._pubsub_prefix + channel
+        return self._commands.pubsub_name(channel)
+
+    def _channel_of(self, name: bytes) -> str:
+        channel = name.decode()[len(self._pubsub_prefix):]
+        return channel[1:-1] if self._routes.sharded else channel
+
+    @staticmethod
+    def _tag(channel: str) -> bytes:
+        # What a channel's keys hash by (their ``{channel}`` tag): its slot on Cluster.
+        return b"{%s}" % channel.encode()
 
     @staticmethod
     def _new_epoch() -> str:
@@ -241,27 +245,73 @@ class RedisBroker(Broker):
         if self._closed:
             raise BrokerUnavailable("the Redis broker is closed")
         self._on_publication = on_publication
-        if self._task is None:
-            self._task = asyncio.create_task(self._supervise(), name="staywire-redis-link")
-            await self._first_attempt.wait()
+        if self._started:
+            return
+        self._started = True
+        try:
+            await self._routes.start()
+        except Exception as exc:  # no node of the cluster answers: try again, backing off
+            log.warning("redis broker: the cluster's slot map could not be read: %s", exc)
+            self._discovery = asyncio.create_task(self._discover(), name="staywire-redis-map")
+            return
+        await asyncio.gather(*(self._links.ensure(name).wait() for name in self._routes.names()))
+
+    async def _discover(self) -> None:
+        for attempt in itertools.count():
+            await asyncio.sleep(self._links.backoff(attempt))
+            try:
+                await self._routes.start()
+            except Exception as exc:
+                log.debug("redis broker: the cluster's slot map: %s", exc)
+                continue
+            log.info("redis broker: the cluster's slot map was read")
+            self._ensure_links()
+            return
+
+    def _ensure_links(self) -> None:
+        """Keep a link up to every primary known now (Cluster: one may be new)."""
+        if self._closed:
+            return
+        for name in self._routes.names():
+            self._links.ensure(name)
+        self.link_changed()
+
+    # -- links (redis_links.LinkOwner) ---------------------------------------------
+
+    def _link_of(self, channel: str) -> str:
+        return self._routes.name_of(self._tag(channel))
+
+    def _linked(self) -> bool:
+        return self._all_linked  # asked on every publish's reply: kept, not computed
+
+    def wanted(self, name: str) -> bool:
+        return not self._closed and name in self._routes.names()
+
+    def pool(self, name: str) -> ConnectionPool:
+        return self._routes.pool(name)
+
+    def subscriptions(self, name: str) -> list[str]:
+        return [self._pubsub_name(c) for c, t in self._tracks.items()
+                if t.epoch and self._link_of(c) == name]
+
+    def link_changed(self) -> None:
+        self._all_linked = self._links.up(self._routes.names())
+        self._available = self._all_linked
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
         self._available = False
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._discovery is not None:
+            self._discovery.cancel()
+            await asyncio.gather(self._discovery, return_exceptions=True)
+        await self._links.close()
         closed = BrokerUnavailable("the Redis broker is closed")
         for channel, track in list(self._tracks.items()):
             self._forget(channel, track, closed)
         self._on_publication = None
-        await self._publisher.close()
-        await self._redis.aclose()
-        await self._pools.aclose()
+        await self._routes.close()
 
     @property
     def available(self) -> bool:
@@ -269,10 +319,11 @@ class RedisBroker(Broker):
 
     async def ping(self) -> None:
         with self._guard("ping"):
-            await self._redis.ping()
-        if self._link is None:
+            await self._routes.ping()
+        self._ensure_links()  # Cluster: a primary that is new (a failover)
+        if not self._linked():
             # Redis is back but the link waits out its backoff: cut the wait short.
-            self._wake.set()
+            self._links.wake()
             raise BrokerUnavailable("ping: the pub/sub link to Redis is reconnecting")
 
     @contextlib.contextmanager
@@ -284,7 +335,7 @@ class RedisBroker(Broker):
             yield
         except _TRANSLATED as exc:
             raise self._translate(what, exc) from exc
-        if self._link is not None:
+        if self._linked():
             self._available = True
 
     def _translate(self, what: str, exc: BaseException) -> BaseException:
@@ -334,15 +385,20 @@ class RedisBroker(Broker):
 
         def reply(value: Any, exc: BaseException | None) -> None:
             if exc is None:
-                if self._link is not None:
+                if self._all_linked:
                     self._available = True
                 epoch, offset, duplicate = value
                 done(PublishResult(epoch.decode(), int(offset), duplicate=bool(duplicate)), None)
             else:
                 done(None, self._translate("publish", exc))
 
-        self._publisher.submit(self._commands.command(channel, data, key, binary, chunk), reply,
-                               durable=True)
+        command = self._commands.command(channel, data, key, binary, chunk)
+        single = self._routes.single
+        if single is not None:  # one server: straight to its pipeline (the hot path)
+            single.submit(command, reply, self._commands.script, durable=True)
+        else:
+            self._routes.submit(self._tag(channel), command, reply, self._commands.script,
+                                durable=True)
 
     async def history(self, channel: str, since: Position | None, *, limit: int | None = None,
                       reverse: bool = False) -> HistoryResult:
@@ -357,7 +413,7 @@ class RedisBroker(Broker):
         else:
             since, first = None, 0  # the position only
         # Through the pipeline: a storm's recovery reads share round trips.
-        reply = await self._publisher.call(pack(
+        reply = await self._routes.call(self._tag(channel), pack(
             "EVALSHA", self._history_sha, 2, self._key(channel, "meta"),
             self._key(channel, "stream"), self._new_epoch(), self._meta_ttl_ms,
             since.epoch if since is not None else "", first, limit or 0,
@@ -400,12 +456,15 @@ class RedisBroker(Broker):
         async with self._send_lock:
             if self._tracks.get(channel) is not track:
                 return  # unsubscribed meanwhile: the later call wins
-            link = self._link
-            if link is None:
-                raise BrokerUnavailable("subscribe: the pub/sub link to Redis is down")
-            track.epoch, track.offset = position.epoch, position.offset
             with self._guard("subscribe"):
-                await link.send_command("SUBSCRIBE", self._pubsub_name(channel), check_health=False)
+                name = self._link_of(channel)
+                self._links.ensure(name)  # a primary that came up since (Cluster)
+                link = self._links.get(name)
+                if link is None:
+                    raise BrokerUnavailable("subscribe: the pub/sub link to Redis is down")
+                track.epoch, track.offset = position.epoch, position.offset
+                await link.send_command(self._links.subscribe_command,
+                                        self._pubsub_name(channel), check_health=False)
 
     async def _wait_ready(self, channel: str, track: _Track) -> None:
         try:
@@ -436,115 +495,70 @@ class RedisBroker(Broker):
             return
         self._forget(channel, track)
         async with self._send_lock:
-            link = self._link
-            if link is not None:
-                with contextlib.suppress(*_UNAVAILABLE):
+            with contextlib.suppress(*_UNAVAILABLE, redis_errors.RedisError):
+                link = self._links.get(self._link_of(channel))
+                if link is not None:
                     await link.send_command(
-                        "UNSUBSCRIBE", self._pubsub_name(channel), check_health=False
+                        self._links.unsubscribe_command, self._pubsub_name(channel),
+                        check_health=False
                     )
 
-    # -- the pub/sub link -----------------------------------------------------------
+    # -- what the links read ----------------------------------------------------------
 
-    async def _supervise(self) -> None:
-        """Keep one pub/sub link up: connect, read until it breaks, back off, again."""
-        attempt = 0
-        while not self._closed:
-            link: AbstractConnection | None = None
-            try:
-                link = await self._open_link()
-                if attempt:
-                    log.info("redis broker: pub/sub link restored")
-                attempt = 0
-                self._first_attempt.set()
-                await self._read(link)
-            except Exception as exc:
-                expected = isinstance(exc, (*_UNAVAILABLE, BrokerError))
-                log.warning(
-                    "redis broker: pub/sub link down (attempt %d): %s",
-                    attempt + 1,
-                    exc,
-                    exc_info=not expected,
-                )
-            finally:
-                await self._drop_link(link)
-                self._first_attempt.set()
-            delay = self._backoff(attempt)
-            attempt += 1
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
-
-    def _backoff(self, attempt: int) -> float:
-        # Equal jitter: never zero, so a flapping Redis is not hammered, and spread,
-        # so that the nodes of a cluster do not all come back at the same instant.
-        ceiling = min(self._backoff_max, _BACKOFF_BASE * 2.0 ** min(attempt, 32))
-        return ceiling / 2 + random.uniform(0, ceiling / 2)
-
-    async def _open_link(self) -> AbstractConnection:
-        # A connection of its own, outside the pool: it is in pub/sub mode for life.
-        # (redis-py leaves these two untyped.)
-        pool = self._redis.connection_pool
-        link: AbstractConnection = pool.make_connection()  # type: ignore[no-untyped-call]
-        try:
-            await link.connect()  # type: ignore[no-untyped-call]
-            await link.send_command("PING", check_health=False)
-            await link.read_response()
-            async with self._send_lock:
-                names = [self._pubsub_name(c) for c, t in self._tracks.items() if t.epoch]
-                for i in range(0, len(names), _SUBSCRIBE_BATCH):
-                    batch = names[i : i + _SUBSCRIBE_BATCH]
-                    await link.send_command("SUBSCRIBE", *batch, check_health=False)
-                self._link = link
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await link.disconnect(nowait=True)
-            raise
-        self._available = True
-        return link
-
-    async def _drop_link(self, link: AbstractConnection | None) -> None:
-        self._available = False
-        if link is None:
+    async def dispatch(self, name: str, reply: Any) -> None:
+        if isinstance(reply, redis_errors.MovedError):
+            await self._moved(reply)
             return
-        if self._link is link:
-            self._link = None
-        with contextlib.suppress(Exception):
-            await link.disconnect(nowait=True)
-
-    async def _read(self, link: AbstractConnection) -> None:
-        """Read the link until it fails; only this task delivers publications."""
-        pinged = False
-        while True:
-            reply = await link.read_response(
-                timeout=_IDLE_PING, disconnect_on_error=False, push_request=True
-            )
-            if reply is None:
-                if pinged:
-                    raise redis_errors.TimeoutError("no reply on the pub/sub link")
-                async with self._send_lock:
-                    await link.send_command("PING", check_health=False)
-                pinged = True
-                continue
-            pinged = False
-            await self._dispatch(reply)
-
-    async def _dispatch(self, reply: Any) -> None:
         if not isinstance(reply, list):
-            self._available = True  # PONG while subscribed to nothing
+            self.link_changed()  # PONG while subscribed to nothing
             return
         kind = reply[0]
-        if kind == b"message":
+        if kind in (b"message", b"smessage"):
             try:
                 pub = _decode_payload(reply[2])
             except (ValueError, UnicodeDecodeError):
                 log.warning("redis broker: ignoring a malformed payload on %r", reply[1])
                 return
             await self._on_message(pub)
-        elif kind == b"subscribe":
-            channel = reply[1].decode()[len(self._pubsub_prefix) :]
-            await self._on_subscribed(channel)
+        elif kind in (b"subscribe", b"ssubscribe"):
+            await self._on_subscribed(self._channel_of(reply[1]))
+        elif kind == b"sunsubscribe":
+            # Redis Cluster unsubscribes a shard channel whose slot this primary lost.
+            await self._resubscribe([self._channel_of(reply[1])])
         elif kind == b"pong":
-            self._available = True
+            self.link_changed()
+
+    async def _moved(self, err: redis_errors.MovedError) -> None:
+        """An SSUBSCRIBE met a primary that no longer serves the slot: the MOVED names
+        the one that does."""
+        assert isinstance(self._routes, ClusterRoutes)
+        await self._routes.moved(err)
+        await self._resubscribe([c for c in self._tracks
+                                 if key_slot(self._tag(c)) == err.slot_id], refresh=False)
+
+    async def _resubscribe(self, channels: list[str], *, refresh: bool = True) -> None:
+        """Subscribe ``channels`` again where the map says their slot lives now (Cluster);
+        when that primary confirms, the stream fills in what was published meanwhile. A
+        map that is behind names a primary that answers MOVED (``_moved``), so this ends
+        where the slot is."""
+        assert isinstance(self._routes, ClusterRoutes)
+        if refresh:
+            await self._routes.refresh()
+        async with self._send_lock:
+            for channel in channels:
+                track = self._tracks.get(channel)
+                if track is None or track.epoch is None:
+                    continue  # unsubscribed by this node: nothing to do
+                try:
+                    name = self._link_of(channel)
+                except redis_errors.ConnectionError:
+                    continue  # no primary for the slot yet: the link subscribes it when up
+                self._links.ensure(name)
+                link = self._links.get(name)
+                if link is not None:  # else the link subscribes it when it is up
+                    with contextlib.suppress(*_UNAVAILABLE):
+                        await link.send_command(self._links.subscribe_command,
+                                                self._pubsub_name(channel), check_health=False)
 
     async def _on_subscribed(self, channel: str) -> None:
         # Whatever was published since this node's last delivery (before the
@@ -598,14 +612,16 @@ class RedisBroker(Broker):
 
     async def save_session(self, session_id: str, record: bytes, ttl: float) -> None:
         with self._guard("save_session"):
-            await self._publisher.call(pack("SET", self._session_key(session_id), record, "PX",
-                                            _ms(ttl)))
+            key = self._session_key(session_id)
+            await self._routes.call(key.encode(), pack("SET", key, record, "PX", _ms(ttl)))
 
     async def load_session(self, session_id: str) -> bytes | None:
         with self._guard("load_session"):
-            record = await self._publisher.call(pack("GET", self._session_key(session_id)))
+            key = self._session_key(session_id)
+            record = await self._routes.call(key.encode(), pack("GET", key))
         return cast("bytes | None", record)  # bytes: the client does not decode
 
     async def delete_session(self, session_id: str) -> None:
         with self._guard("delete_session"):
-            await self._publisher.call(pack("DEL", self._session_key(session_id)))
+            key = self._session_key(session_id)
+            await self._routes.call(key.encode(), pack("DEL", key))

@@ -16,8 +16,13 @@ node: never a ``SCAN`` of the keyspace.
 
 The commands link is its own connection, apart from the broker's publication link
 (``redis.py``): a flood of publications never delays a disconnect, and neither
-reconnects the other. Pub/sub counts assume one Redis (or a primary with replicas),
-not Redis Cluster, where PUBLISH counts the subscribers of one shard only.
+reconnects the other.
+
+On Redis Cluster a ``PUBLISH`` would count the subscribers of the node that took it,
+not of the cluster. There the commands and answers go over sharded pub/sub instead,
+on channels that share one hash tag (``{prefix}{control}``, ``{prefix}{control}:<id>``),
+so they all live on one shard and ``SPUBLISH`` counts every listening node; the node
+keys are read with one ``GET`` per slot (``mget_nonatomic``).
 """
 
 from __future__ import annotations
@@ -34,9 +39,10 @@ from typing import Any
 import msgspec
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterPubSub, RedisCluster
 
 from staywire.brokers.control import ControlPlane, FanOut, LocalNode, run_local
-from staywire.brokers.redis_pool import open_pool
+from staywire.brokers.redis_pool import RedisPool, is_cluster_url, open_cluster, open_pool
 from staywire.exceptions import BrokerUnavailable, ConfigError
 
 __all__ = ["RedisControl"]
@@ -89,19 +95,26 @@ class RedisControl(ControlPlane):
                  ttl: float = 5.0) -> None:
         if not 0 < period < ttl:
             raise ConfigError("the heartbeat period must be > 0 and below its ttl")
+        self._pool: RedisPool | None = None
+        self._redis: Redis | RedisCluster
         try:
             # health_check_interval: redis-py PINGs a link idle that long before reading
             # it, so a control link whose peer vanished without a FIN fails and reconnects.
             # The broker's own pool kinds (redis_pool): a Sentinel URL works here too.
-            self._pool = open_pool(url, max_connections=8, connect_timeout=2.0,
-                                   command_timeout=5.0, health_check_interval=5)
+            if is_cluster_url(url):
+                self._redis = open_cluster(url, max_connections=8, connect_timeout=2.0,
+                                           command_timeout=5.0, health_check_interval=5)
+            else:
+                self._pool = open_pool(url, max_connections=8, connect_timeout=2.0,
+                                       command_timeout=5.0, health_check_interval=5)
+                self._redis = Redis(connection_pool=self._pool.pool)
         except ValueError as exc:
             raise ConfigError(f"invalid Redis URL: {exc}") from None
-        self._redis: Redis = Redis(connection_pool=self._pool.pool)
+        self._sharded = isinstance(self._redis, RedisCluster)
         self._prefix = prefix
         self._period = period
         self._ttl_ms = max(1, round(ttl * 1000))
-        self._commands = f"{prefix}control"
+        self._commands = f"{prefix}{{control}}" if self._sharded else f"{prefix}control"
         self._node: LocalNode | None = None
         self._pending: dict[str, _Pending] = {}
         self._running: set[asyncio.Task[None]] = set()
@@ -154,7 +167,8 @@ class RedisControl(ControlPlane):
                     pipe.srem(f"{self._prefix}nodes", node_id)
                     await pipe.execute()
         await self._redis.aclose()
-        await self._pool.aclose()
+        if self._pool is not None:
+            await self._pool.aclose()
 
     async def _announce(self) -> None:
         assert self._node is not None
@@ -182,7 +196,11 @@ class RedisControl(ControlPlane):
             ids = sorted(m.decode() if isinstance(m, bytes) else m for m in members)
             if not ids:
                 return set()
-            alive = await self._redis.mget([self._node_key(i) for i in ids])
+            keys = [self._node_key(i) for i in ids]
+            if isinstance(self._redis, RedisCluster):  # the keys are in many slots
+                alive = await self._redis.mget_nonatomic(keys)
+            else:
+                alive = await self._redis.mget(keys)
             stale = [i for i, v in zip(ids, alive, strict=True) if v is None]
             if stale:
                 await self._redis.srem(f"{self._prefix}nodes", *stale)
@@ -196,13 +214,23 @@ class RedisControl(ControlPlane):
         while True:
             pubsub = self._redis.pubsub()
             try:
-                await pubsub.subscribe(self._commands, self._answers(self._node.node_id))
+                if isinstance(self._redis, RedisCluster):
+                    await self._redis.initialize()  # its pubsub needs the slot map (no-op once read)
+                channels = (self._commands, self._answers(self._node.node_id))
+                if isinstance(pubsub, ClusterPubSub):
+                    await pubsub.ssubscribe(*channels)
+                else:
+                    await pubsub.subscribe(*channels)
                 self._listening.set()
                 attempt = 0
                 while True:
-                    message = await pubsub.get_message(ignore_subscribe_messages=True,
-                                                       timeout=1.0)
-                    if message is not None and message.get("type") == "message":
+                    if isinstance(pubsub, ClusterPubSub):
+                        message = await pubsub.get_sharded_message(
+                            ignore_subscribe_messages=True, timeout=1.0)
+                    else:
+                        message = await pubsub.get_message(ignore_subscribe_messages=True,
+                                                           timeout=1.0)
+                    if message is not None and message.get("type") in ("message", "smessage"):
                         self._received(message["channel"], message["data"])
             except _UNAVAILABLE as exc:
                 log.warning("control link lost: %s", exc)
@@ -260,11 +288,16 @@ class RedisControl(ControlPlane):
         answer = _Answer(command.id, self._node.node_id, msgspec.Raw(result), error)
         try:
             with self._guard():
-                await self._redis.publish(self._answers(command.sender), self._encode(answer))
+                await self._publish(self._answers(command.sender), self._encode(answer))
         except BrokerUnavailable as exc:
             log.warning("control answer to %s lost: %s", command.sender, exc)
 
     # -- giving commands ------------------------------------------------------------
+
+    async def _publish(self, channel: str, message: bytes) -> Any:
+        if isinstance(self._redis, RedisCluster):
+            return await self._redis.spublish(channel, message)
+        return await self._redis.publish(channel, message)
 
     async def run(self, command: str, args: bytes, timeout: float) -> FanOut:
         node = self._node
@@ -283,7 +316,7 @@ class RedisControl(ControlPlane):
             known = await self.live_nodes()
             message = self._encode(_Command(rid, node.node_id, command, msgspec.Raw(args)))
             with self._guard():
-                listeners: Any = await self._redis.publish(self._commands, message)
+                listeners: Any = await self._publish(self._commands, message)
             await run_local(node, command, args, out)
             pending.expected = max(0, int(listeners) - 1)  # every listener but this node
             pending.check()

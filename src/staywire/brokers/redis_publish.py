@@ -16,6 +16,14 @@ once, and a batch's replies are read under one timeout. A batch that fails at
 the connection (Redis down, a timeout) fails every publish in it that has no reply
 yet, as unavailable: none of them is retried here, since a publish whose reply was
 lost may have happened (the caller retries with its idempotency key).
+
+On Redis Cluster (redis_cluster.py) there is one pipeline per primary, and a reply
+that says the command did not run there (``MOVED``, ``ASK``, ``TRYAGAIN``,
+``CLUSTERDOWN``, during a slot migration or a failover) hands the command to the
+pipelines' ``Redirects`` to be sent again where the slot lives now: the one case
+where sending again is safe, since nothing ran. The script then ``SPUBLISH``-es
+(``PUBLISH_LUA_SHARDED``), so a publication reaches the nodes subscribed on the
+channel's shard only.
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ import hashlib
 import logging
 import random
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from redis import exceptions as redis_errors
 from redis.asyncio.connection import ConnectionPool
@@ -34,7 +42,8 @@ from staywire.brokers.base import HistoryPolicy
 
 log = logging.getLogger("staywire.brokers.redis")
 
-__all__ = ["PUBLISH_LUA", "NotReplicated", "PublishCommands", "PublishPipeline", "pack"]
+__all__ = ["PUBLISH_LUA", "PUBLISH_LUA_SHARDED", "NotReplicated", "PublishCommands",
+           "PublishPipeline", "Redirects", "pack"]
 
 # At most this many publishes in one write: bounds the write and the time one batch
 # holds the connection; the rest go in the next batch, right after.
@@ -117,12 +126,29 @@ return {epoch, offset, 0}
 
 
 PUBLISH_SHA = hashlib.sha1(PUBLISH_LUA.encode()).hexdigest()
+# The same script on Redis Cluster: sharded pub/sub, on a channel name that carries the
+# channel's hash tag, so the publication goes to its shard only (Redis 7).
+PUBLISH_LUA_SHARDED = PUBLISH_LUA.replace("redis.call('PUBLISH'", "redis.call('SPUBLISH'")
+PUBLISH_SHA_SHARDED = hashlib.sha1(PUBLISH_LUA_SHARDED.encode()).hexdigest()
 
 # Called once with the script's reply, or with the redis-py error of this publish.
 ReplyCallback = Callable[[Any, BaseException | None], None]
-# A command, its callback, the Lua source to load should Redis answer NOSCRIPT, and
-# whether its reply waits for the replicas (a publish, when WAIT is on).
-_Pending = tuple[bytes, ReplyCallback, str | None, bool]
+# A command, its callback, the Lua source to load should Redis answer NOSCRIPT,
+# whether its reply waits for the replicas (a publish, when WAIT is on), how many
+# times a cluster redirected it already, and whether the command starts with ASKING
+# (a cluster's ASK: one more reply, +OK, comes first).
+_Pending = tuple[bytes, ReplyCallback, str | None, bool, int, bool]
+# Replies that say the command did not run on this node (Redis Cluster).
+_NOT_HERE = (redis_errors.AskError, redis_errors.TryAgainError,
+             redis_errors.ClusterDownError)
+
+
+class Redirects(Protocol):
+    """Where a pipeline sends what a cluster node did not run (redis_cluster.py)."""
+
+    def redirected(self, items: list[tuple[_Pending, redis_errors.ResponseError]]) -> None: ...
+
+    def node_failed(self, exc: BaseException) -> None: ...
 # Channels whose command parts are cached; past it the cache starts again (bounded memory
 # whatever the number of channel names).
 _CACHE_CHANNELS = 4096
@@ -147,13 +173,12 @@ def pack(*args: bytes | str | int) -> bytes:
         for a in args)
 
 
-def _head(nkeys: int) -> bytes:
+def _head(nkeys: int, sha: str = PUBLISH_SHA) -> bytes:
     # EVALSHA, the sha, the key count, the keys, 10 ARGV.
-    return (b"*%d\r\n" % (3 + nkeys + 10) + _bulk(b"EVALSHA") + _bulk(PUBLISH_SHA.encode())
+    return (b"*%d\r\n" % (3 + nkeys + 10) + _bulk(b"EVALSHA") + _bulk(sha.encode())
             + _bulk(b"%d" % nkeys))
 
 
-_HEAD_2, _HEAD_3 = _head(2), _head(3)
 _JSON_KIND = _bulk(b"")
 
 
@@ -165,8 +190,12 @@ class PublishCommands:
     data, its epoch candidate and its idempotency key."""
 
     def __init__(self, *, prefix: str, pubsub_prefix: str, policy: HistoryPolicy,
-                 dedupe_ms: int, meta_ttl_factor: int) -> None:
+                 dedupe_ms: int, meta_ttl_factor: int, sharded: bool = False) -> None:
         self._prefix = prefix
+        self.sharded = sharded  # Cluster: SPUBLISH on "{pubsub_prefix}{<channel>}"
+        self.script = PUBLISH_LUA_SHARDED if sharded else PUBLISH_LUA
+        sha = PUBLISH_SHA_SHARDED if sharded else PUBLISH_SHA
+        self._head_2, self._head_3 = _head(2, sha), _head(3, sha)
         self._pubsub_prefix = pubsub_prefix
         self._policy = policy
         self._dedupe_ms = dedupe_ms
@@ -186,8 +215,8 @@ class PublishCommands:
         epoch = b"%012x" % random.getrandbits(48)
         kind = _bulk(b"b" + chunk if chunk else b"b") if binary else _JSON_KIND
         if key is None:
-            return b"".join((_HEAD_2, keys, argv, _bulk(epoch), _bulk(data), kind))
-        return b"".join((_HEAD_3, keys, _bulk(key_prefix + key.encode()), argv, _bulk(epoch),
+            return b"".join((self._head_2, keys, argv, _bulk(epoch), _bulk(data), kind))
+        return b"".join((self._head_3, keys, _bulk(key_prefix + key.encode()), argv, _bulk(epoch),
                          _bulk(data), kind))
 
     def _parts(self, channel: str) -> tuple[bytes, bytes, bytes]:
@@ -196,13 +225,20 @@ class PublishCommands:
         keys = _bulk(tagged + b"meta") + _bulk(tagged + b"stream")
         values: list[bytes] = [b"%d" % limits.size, b"%d" % _ms(limits.ttl),
                                b"%d" % _ms(limits.ttl * self._meta_factor),
-                               (self._pubsub_prefix + channel).encode(), channel.encode(),
+                               self.pubsub_name(channel).encode(), channel.encode(),
                                b"%d" % self._dedupe_ms, b"%d" % (limits.max_bytes or 0)]
         parts = (keys, b"".join(_bulk(v) for v in values), tagged + b"key:")
         if len(self._cache) >= _CACHE_CHANNELS:
             self._cache.clear()
         self._cache[channel] = parts
         return parts
+
+
+    def pubsub_name(self, channel: str) -> str:
+        """The pub/sub channel of ``channel``: on Cluster in the slot of its keys."""
+        if self.sharded:
+            return f"{self._pubsub_prefix}{{{channel}}}"
+        return self._pubsub_prefix + channel
 
 
 def _ms(seconds: float) -> int:
@@ -217,8 +253,9 @@ class PublishPipeline:
     trip of its own through redis-py's general command path."""
 
     def __init__(self, pool: ConnectionPool, *, wait_replicas: int = 0,
-                 wait_timeout: float = 0.5) -> None:
+                 wait_timeout: float = 0.5, redirects: Redirects | None = None) -> None:
         self._pool = pool
+        self._redirects = redirects
         self._wait_replicas = wait_replicas
         self._wait_timeout = wait_timeout
         self._wait = pack("WAIT", wait_replicas, _ms(wait_timeout))
@@ -227,17 +264,23 @@ class PublishPipeline:
         self._closed = False
 
     def submit(self, command: bytes, callback: ReplyCallback,
-               script: str | None = PUBLISH_LUA, *, durable: bool = False) -> None:
+               script: str | None = PUBLISH_LUA, *, durable: bool = False, hops: int = 0,
+               first: bool = False, asking: bool = False) -> None:
         """Queue one command (RESP bytes; ``script``: the Lua source an ``EVALSHA`` runs).
         ``callback`` is called once, on the event loop, with the reply or the redis-py
         error; the callbacks of one batch are called in the order the commands were
         queued, except that ``durable`` ones (publishes) wait for the batch's ``WAIT``
         when ``wait_replicas`` is set, and fail with ``NotReplicated`` when it falls
-        short."""
+        short. ``hops``, ``first`` and ``asking`` are for commands a cluster redirected:
+        they go before what was queued since; ``asking``: ``command`` starts with
+        ``ASKING`` (``pack("ASKING")``)."""
         if self._closed:
             callback(None, redis_errors.ConnectionError("the publish pipeline is closed"))
             return
-        self._pending.append((command, callback, script, durable))
+        if first:
+            self._pending.insert(0, (command, callback, script, durable, hops, asking))
+        else:
+            self._pending.append((command, callback, script, durable, hops, asking))
         if self._task is None:
             # Starts on the next loop iteration: every publish of this tick is in.
             self._task = asyncio.get_running_loop().create_task(
@@ -283,6 +326,8 @@ class PublishPipeline:
                         redis_errors.ConnectionError("the publish was cancelled"))
                     answered = {id(item) for item in done}
                     self._fail([item for item in batch if id(item) not in answered], failure)
+                    if self._redirects is not None:
+                        self._redirects.node_failed(failure)
                     if not isinstance(exc, Exception):
                         raise
         finally:
@@ -323,14 +368,20 @@ class PublishPipeline:
                                        check_health=False)
         parser = conn._parser  # redis-py's (hiredis or RESP2) parser; pinned version
         missing = []
+        moved: list[tuple[_Pending, redis_errors.ResponseError]] = []  # did not run here
         held: list[tuple[_Pending, Any]] = []  # replied, waiting for the WAIT
         demoted = False
         try:
             async with asyncio.timeout(conn.socket_timeout + (self._wait_timeout if wait else 0)):
                 for item in batch:
+                    if item[5]:
+                        await parser.read_response()  # ASKING's +OK
                     reply = await parser.read_response()
                     if isinstance(reply, redis_errors.NoScriptError):
                         missing.append(item)
+                        continue
+                    if self._redirects is not None and isinstance(reply, _NOT_HERE):
+                        moved.append((item, reply))  # answered by where it goes now
                         continue
                     if isinstance(reply, redis_errors.ReadOnlyError):
                         demoted = True
@@ -353,6 +404,10 @@ class PublishPipeline:
         except BaseException:
             await conn.disconnect(nowait=True)
             raise
+        if moved:  # (a failure above fails them as unavailable with the rest)
+            assert self._redirects is not None
+            done.extend(item for item, _ in moved)
+            self._redirects.redirected(moved)
         if demoted:
             # READONLY: this primary was demoted (a failover while it lived). A new
             # connection asks Sentinel again (redis-py does so on its own read path only).
