@@ -223,7 +223,8 @@ class RedisPresence(PresenceStore):
         # Events of joins made right after start must not be missed: wait (bounded) for
         # the link's first attempt; without Redis, start anyway (the link retries).
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._tried.wait(), _TIMEOUT)
+            async with asyncio.timeout(_TIMEOUT):
+                await self._tried.wait()
         with contextlib.suppress(BrokerUnavailable):
             await self.tick()
 

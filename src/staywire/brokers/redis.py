@@ -468,7 +468,8 @@ class RedisBroker(Broker):
 
     async def _wait_ready(self, channel: str, track: _Track) -> None:
         try:
-            await asyncio.wait_for(asyncio.shield(track.ready), _CONFIRM_TIMEOUT)
+            async with asyncio.timeout(_CONFIRM_TIMEOUT):
+                await asyncio.shield(track.ready)
         except TimeoutError:
             if self._tracks.get(channel) is track:
                 await self.unsubscribe(channel)

@@ -149,8 +149,9 @@ class RedisControl(ControlPlane):
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._listen(), name="staywire-control-listen"),
                        loop.create_task(self._beat(), name="staywire-control-beat")]
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._listening.wait(), 1.0)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.0):
+                await self._listening.wait()
 
     async def close(self) -> None:
         if self._closed:
@@ -320,8 +321,9 @@ class RedisControl(ControlPlane):
             await run_local(node, command, args, out)
             pending.expected = max(0, int(listeners) - 1)  # every listener but this node
             pending.check()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(pending.done.wait(), max(0.0, deadline - time.monotonic()))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                    await pending.done.wait()
         finally:
             del self._pending[rid]
         for other in known - out.results.keys() - out.failed.keys():

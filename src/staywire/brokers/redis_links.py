@@ -122,8 +122,11 @@ class PubSubLinks:
                 delay = self.backoff(attempt)
                 attempt += 1
                 self._wake.clear()
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for() can swallow a
+                # cancel that lands as the wake is set, and close() would wait forever.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), delay)
+                    async with asyncio.timeout(delay):
+                        await self._wake.wait()
         finally:
             tried.set()
             if self._tasks.get(name) is asyncio.current_task():

@@ -227,8 +227,9 @@ class Client:
         link = self._link or self._dialer.link
         if link is not None and link.is_open:
             link.close(CLIENT_CLOSED.code, CLIENT_CLOSED.reason)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(link.closed), _CLOSE_TIMEOUT)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_CLOSE_TIMEOUT):
+                    await asyncio.shield(link.closed)
             link.abort(CLIENT_CLOSED.code, CLIENT_CLOSED.reason)
         if self._runner is not None and not self._runner.done():
             self._runner.cancel()

@@ -122,7 +122,10 @@ class Keepalive:
             self._refresh_waiter = waiter
             link.send(m.encode_auth(token))
             try:
-                answer = await asyncio.wait_for(waiter, max(1.0, self._pong_timeout))
+                # asyncio.timeout, not wait_for: a cancel landing with the answer must
+                # not be lost (Python 3.11), or this loop outlives its connection.
+                async with asyncio.timeout(max(1.0, self._pong_timeout)):
+                    answer = await waiter
             except TimeoutError:
                 continue
             finally:

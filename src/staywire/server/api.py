@@ -84,7 +84,8 @@ async def _serve_requests(node: ApiHost, conn: h11.Connection, reader: asyncio.S
         while True:
             event = conn.next_event()
             if event is h11.NEED_DATA:
-                data = await asyncio.wait_for(reader.read(65536), timeout=10.0)
+                async with asyncio.timeout(10.0):
+                    data = await reader.read(65536)
                 conn.receive_data(data)
                 continue
             if isinstance(event, h11.Request):
