@@ -34,6 +34,9 @@ __all__ = [
 ]
 
 SUBPROTOCOL: Final = "staywire.v1"  # Sec-WebSocket-Protocol of protocol v1
+SUBPROTOCOL_V2: Final = "staywire.v2"  # v1 plus binary frames (docs/protocol.md, Binary frames)
+# What a client offers, best first: a server without binary selects v1.
+SUBPROTOCOLS: Final = (SUBPROTOCOL_V2, SUBPROTOCOL)
 # \Z, not $: Python's $ also matches before a final newline ("room\n"). The browser
 # client gets it as a JS regular expression (protocol/jsgen.py), where $ is the end.
 CHANNEL_PATTERN: Final = r"^[A-Za-z0-9_\-:.@/=]{1,128}\Z"

@@ -14,7 +14,8 @@ import re
 import sys
 
 from staywire.protocol.codes import CloseCode, ErrorCode
-from staywire.protocol.envelope import CHANNEL_PATTERN, SUBPROTOCOL
+from staywire.protocol.binary import FORMAT, MAX_HEADER
+from staywire.protocol.envelope import CHANNEL_PATTERN, SUBPROTOCOL, SUBPROTOCOL_V2, SUBPROTOCOLS
 from staywire.protocol.stream import MAX_ID
 
 __all__ = ["js_module"]
@@ -41,6 +42,13 @@ def js_module() -> str:
         f"export const ErrorCode = Object.freeze({json.dumps(errors, indent=2)});\n\n"
         "/** The WebSocket subprotocol of this protocol version (Sec-WebSocket-Protocol). */\n"
         f"export const SUBPROTOCOL = {json.dumps(SUBPROTOCOL)};\n\n"
+        "/** Protocol v2: v1 plus binary frames (docs/protocol.md, *Binary frames*). */\n"
+        f"export const SUBPROTOCOL_V2 = {json.dumps(SUBPROTOCOL_V2)};\n\n"
+        "/** What a client offers, best first: a server without binary selects v1. */\n"
+        f"export const SUBPROTOCOLS = Object.freeze({json.dumps(list(SUBPROTOCOLS))});\n\n"
+        "/** A binary frame: its format byte, and the most bytes its JSON header may have. */\n"
+        f"export const BINARY_FORMAT = {FORMAT};\n"
+        f"export const MAX_BINARY_HEADER = {MAX_HEADER};\n\n"
         "/** What a channel name must match. */\n"
         f"export const CHANNEL_PATTERN = {_js_regex(CHANNEL_PATTERN)};\n\n"
         "/** The largest request id, offset or sequence number: exact in a JavaScript number. */\n"
