@@ -15,12 +15,17 @@
 //   `pongTimeout` drops the transport at once (code 4000) instead of waiting for TCP.
 // * Backpressure: when WebSocket.bufferedAmount is over `highWaterMark`, frames wait in a
 //   queue (and `writable()` waits) until it falls under `lowWaterMark`.
+// * Protocol v2: it offers `staywire.v2, staywire.v1`. Binary frames (binary.js) arrive as
+//   the same messages as text ones, with `data` an ArrayBuffer and `binary: true`; a v1
+//   connection's base64 `msg` (`"encoding": "base64"`) is turned into the same thing, so the
+//   layers above see one kind of binary publication whatever the server selected.
 
 import { Emitter } from './emitter.js';
 import { Backoff, RetryTimer } from './backoff.js';
 import { ReconnectSchedule } from './reconnect.js';
 import { Heartbeat } from './heartbeat.js';
-import { CloseCode, SUBPROTOCOL } from './codes.js';
+import { CloseCode, SUBPROTOCOLS } from './codes.js';
+import { BinaryFrameError, fromBase64, ownBuffer, serverMessage } from './binary.js';
 
 export const State = Object.freeze({
   CONNECTING: 'CONNECTING',
@@ -29,7 +34,7 @@ export const State = Object.freeze({
   CLOSED: 'CLOSED',
 });
 
-export { SUBPROTOCOL } from './codes.js';
+export { SUBPROTOCOL, SUBPROTOCOLS } from './codes.js';
 
 /** Local close code for a transport this client dropped itself (no close frame awaited). */
 const ABNORMAL = CloseCode.ABNORMAL;
@@ -122,7 +127,7 @@ export class Socket extends Emitter {
     /** @type {Error|null} why the socket is CLOSED, when it was not close() */
     this.error = null;
     this._drainTimer = null;
-    /** @type {string[]} */
+    /** @type {Array<string|Uint8Array>} */
     this._queue = [];
     this._pollTimer = null;
     /** @type {Array<() => void>} */
@@ -210,7 +215,8 @@ export class Socket extends Emitter {
     if (inQuery) url.searchParams.set('token', String(token));
     let ws;
     try {
-      ws = new this._WebSocket(url.toString(), [SUBPROTOCOL]);
+      ws = new this._WebSocket(url.toString(), [...SUBPROTOCOLS]);
+      ws.binaryType = 'arraybuffer';
     } catch (err) {
       this.emit('warning', err);
       this._afterClose(ABNORMAL, String(/** @type {any} */ (err)?.message ?? err));
@@ -239,6 +245,16 @@ export class Socket extends Emitter {
   _onFrame(raw) {
     this._heartbeat.seen();
     let msg;
+    if (raw instanceof ArrayBuffer || ArrayBuffer.isView(raw)) {
+      try {
+        msg = serverMessage(raw);
+      } catch (err) {
+        this.emit('warning', err instanceof BinaryFrameError ? err : new Error('binary frame refused'));
+        return;
+      }
+      this.emit('message', msg);
+      return;
+    }
     try {
       msg = JSON.parse(typeof raw === 'string' ? raw : String(raw));
     } catch {
@@ -246,6 +262,15 @@ export class Socket extends Emitter {
       return;
     }
     if (msg === null || typeof msg !== 'object') return;
+    if (msg.type === 'msg' && msg.encoding === 'base64' && typeof msg.data === 'string') {
+      try {
+        msg = { ...msg, data: ownBuffer(fromBase64(msg.data)), binary: true };
+        delete msg.encoding;
+      } catch {
+        this.emit('warning', new Error('base64 msg data is not base64'));
+        return;
+      }
+    }
     switch (msg.type) {
       case 'welcome':
         this._onWelcome(msg);
@@ -265,6 +290,16 @@ export class Socket extends Emitter {
         }
         this.emit('message', msg);
     }
+  }
+
+  /**
+   * What the server supports for binary data on this connection (`welcome.binary`:
+   * `{max_data_size, max_transfer_size, transfer_timeout}`), or null: a v1 connection, or
+   * a server without binary. @returns {{max_data_size: number, max_transfer_size: number, transfer_timeout: number}|null}
+   */
+  get binary() {
+    const b = this.state === State.OPEN ? this.welcome?.binary : null;
+    return b && typeof b === 'object' && Number.isInteger(b.max_data_size) && b.max_data_size > 0 ? b : null;
   }
 
   /** @param {any} welcome */
@@ -331,8 +366,9 @@ export class Socket extends Emitter {
   }
 
   /**
-   * Writes one frame. Over the high-water mark it waits in a queue, in order.
-   * @param {string} frame
+   * Writes one frame (text, or the bytes of a binary frame). Over the high-water mark it
+   * waits in a queue, in order.
+   * @param {string|Uint8Array} frame
    * @returns {boolean} false when not OPEN (nothing was queued)
    */
   send(frame) {
@@ -394,7 +430,7 @@ export class Socket extends Emitter {
       return;
     }
     while (this._queue.length > 0 && ws.bufferedAmount <= this.highWaterMark) {
-      ws.send(/** @type {string} */ (this._queue.shift()));
+      ws.send(/** @type {string|Uint8Array} */ (this._queue.shift()));
     }
     if (this._queue.length === 0 && ws.bufferedAmount <= this.lowWaterMark) this._setPaused(false);
     else this._schedulePoll();
