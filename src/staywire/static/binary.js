@@ -1,7 +1,7 @@
 // Binary frames of protocol v2 (docs/protocol.md, *Binary frames*): the browser's codec.
 //
 //   byte 0      format, 0x01
-//   bytes 1-2   N, the header's length, unsigned 16-bit big-endian (1..MAX_BINARY_HEADER)
+//   bytes 1-2   N, the header's length, unsigned 16-bit big-endian (1..BINARY_MAX_HEADER)
 //   N bytes     the header: one JSON object (UTF-8) with a string `type`
 //   the rest    the payload: the application's bytes, unchanged (may be empty)
 //
@@ -12,7 +12,7 @@
 // copy out of the frame, so that a message kept or posted to another tab does not pin the
 // whole frame). No I/O here.
 
-import { BINARY_FORMAT, MAX_BINARY_HEADER } from './codes.js';
+import { BINARY_FORMAT, BINARY_MAX_HEADER } from './codes.js';
 import { utf8Length } from './pacer.js';
 
 const utf8 = new TextEncoder();
@@ -56,8 +56,8 @@ export function bytesOf(data) {
  */
 export function encodeFrame(header, payload = new Uint8Array(0)) {
   const head = utf8.encode(JSON.stringify(header));
-  if (head.length < 1 || head.length > MAX_BINARY_HEADER) {
-    throw new RangeError(`binary header of ${head.length} bytes is not in 1..${MAX_BINARY_HEADER}`);
+  if (head.length < 1 || head.length > BINARY_MAX_HEADER) {
+    throw new RangeError(`binary header of ${head.length} bytes is not in 1..${BINARY_MAX_HEADER}`);
   }
   const body = bytesOf(payload);
   const frame = new Uint8Array(3 + head.length + body.length);
@@ -85,8 +85,8 @@ export function decodeFrame(frame, types = ['msg', 'result']) {
     throw new BinaryFrameError('bad_request', `unknown binary header format 0x${bytes[0].toString(16).padStart(2, '0')}`);
   }
   const length = (bytes[1] << 8) | bytes[2];
-  if (length === 0 || length > MAX_BINARY_HEADER) {
-    throw new BinaryFrameError('bad_request', `binary header length ${length} is not in 1..${MAX_BINARY_HEADER}`);
+  if (length === 0 || length > BINARY_MAX_HEADER) {
+    throw new BinaryFrameError('bad_request', `binary header length ${length} is not in 1..${BINARY_MAX_HEADER}`);
   }
   if (3 + length > bytes.length) {
     throw new BinaryFrameError('bad_request', `binary header length ${length} runs past the frame (${bytes.length} bytes)`);
