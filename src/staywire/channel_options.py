@@ -51,6 +51,7 @@ class ChannelOptions:
     anonymous_read: bool | None = None  # anonymous may subscribe; None: anonymous_channels
     anonymous_write: bool | None = None  # anonymous may publish; None: anonymous_channels
     max_subscribers: int | None = None  # subscribers per node; None: unbounded
+    binary: bool = True  # clients may publish binary data; false: a binary pub is forbidden
 
 
 # The options a top-level setting of the same name provides the default of.

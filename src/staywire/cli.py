@@ -53,6 +53,9 @@ def _serve_parser(sub: Any) -> None:
     p.add_argument("--auth-timeout", type=float)
     p.add_argument("--max-message-size", type=int)
     p.add_argument("--max-send-buffer", type=int)
+    p.add_argument("--binary", action=argparse.BooleanOptionalAction, default=None,
+                   help="select protocol v2 (binary frames) for clients that offer it "
+                   "(default: on)")
     p.add_argument("--max-connections", type=int)
     p.add_argument("--max-connections-per-ip", type=int)
     p.add_argument("--handshake-rate", type=float)

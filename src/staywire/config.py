@@ -56,6 +56,9 @@ class Config:
     # -- limits
     max_message_size: int = 64 * 1024
     max_data_size: int = 60 * 1024
+    binary: bool = True  # protocol v2 (binary frames) may be selected; false: v1 only
+    max_transfer_size: int = 256 * 1024 * 1024  # bytes of one transfer (docs/protocol.md)
+    transfer_timeout: float = 30.0  # a transfer with no chunk this long is forgotten
     max_send_buffer: int = 1024 * 1024
     max_connections: int = 100_000
     max_connections_per_ip: int = 1_000

@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from staywire.brokers.base import Broker, HistoryLimits, Publication, Position
+from tests.brokers.contract_binary import BinaryContract
 
 __all__ = ["BrokerContract", "MakeNode", "Node", "Received", "eventually"]
 
@@ -69,8 +70,8 @@ class Node:
 MakeNode = Callable[..., Awaitable[Node]]
 
 
-class BrokerContract:
-    """Subclasses provide the ``make_node`` fixture."""
+class BrokerContract(BinaryContract):
+    """Subclasses provide the ``make_node`` fixture; binary cases in contract_binary.py."""
 
     @pytest.fixture
     async def node(self, make_node: MakeNode) -> Node:

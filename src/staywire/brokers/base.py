@@ -5,8 +5,9 @@ process (one node); ``RedisBroker`` keeps it in Redis so that several nodes
 share it and a client can move between them. Both must pass the same contract
 suite (``tests/brokers/contract.py``).
 
-Publication data is kept as the JSON bytes the publisher sent: the broker never
-decodes it, and the fan-out path splices it into the ``msg`` envelope as is.
+Publication data is kept as the bytes the publisher sent, JSON or (``binary``) the
+application's bytes, with its kind and any chunk header: the broker never decodes
+it, and the fan-out path splices it into the ``msg`` as is.
 """
 
 from __future__ import annotations
@@ -80,8 +81,12 @@ class Broker(abc.ABC):
         """Disconnect and release everything; idempotent."""
 
     @abc.abstractmethod
-    async def publish(self, channel: str, data: bytes, *, key: str | None = None) -> PublishResult:
+    async def publish(self, channel: str, data: bytes, *, key: str | None = None,
+                      binary: bool = False, chunk: bytes | None = None) -> PublishResult:
         """Append to the channel's history and deliver to every subscribed node, atomically.
+
+        ``binary``: ``data`` is bytes, not JSON; ``chunk``: the chunk header JSON of a
+        transfer's piece. Both are stored with the publication and given back unchanged.
 
         With ``key``: a key seen within the dedupe window returns the first result with
         ``duplicate=True`` and publishes nothing."""

@@ -99,7 +99,8 @@ class MemoryBroker(Broker):
                 break
             del keys[k]
 
-    def publish_nowait(self, channel: str, data: bytes, key: str | None = None) -> PublishResult:
+    def publish_nowait(self, channel: str, data: bytes, key: str | None = None,
+                       binary: bool = False, chunk: bytes | None = None) -> PublishResult:
         """``publish`` without a coroutine: the memory broker never waits."""
         now = self._clock()
         if key is not None:
@@ -111,7 +112,7 @@ class MemoryBroker(Broker):
         stream = self._stream(channel, now)
         stream.offset += 1
         stream.last_publish = now
-        pub = Publication(channel, stream.epoch, stream.offset, data)
+        pub = Publication(channel, stream.epoch, stream.offset, data, binary, chunk)
         if stream.limits.size > 0:
             stream.entries.append((now + stream.limits.ttl, pub))
             stream.bytes += len(data)
@@ -124,8 +125,9 @@ class MemoryBroker(Broker):
         self._maybe_forget_idle(now)
         return result
 
-    async def publish(self, channel: str, data: bytes, *, key: str | None = None) -> PublishResult:
-        return self.publish_nowait(channel, data, key)
+    async def publish(self, channel: str, data: bytes, *, key: str | None = None,
+                      binary: bool = False, chunk: bytes | None = None) -> PublishResult:
+        return self.publish_nowait(channel, data, key, binary, chunk)
 
     def key_seen_nowait(self, channel: str, key: str) -> bool:
         self._expire_keys(self._clock())

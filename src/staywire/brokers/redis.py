@@ -122,10 +122,16 @@ def _ms(seconds: float) -> int:
 
 
 def _decode_payload(payload: bytes) -> Publication:
-    """``offset:epoch:len(channel):channel`` then the data, as built by the publish script."""
+    """``offset:epoch:len(channel):channel`` then the data, as built by the publish script;
+    a binary publication's has ``len(channel)/len(kind)`` and its kind before the data."""
     offset, epoch, size, rest = payload.split(b":", 3)
-    n = int(size)
-    return Publication(rest[:n].decode(), epoch.decode(), int(offset), rest[n:])
+    if b"/" not in size:
+        n = int(size)
+        return Publication(rest[:n].decode(), epoch.decode(), int(offset), rest[n:])
+    n_, k_ = size.split(b"/", 1)
+    n, end = int(n_), int(n_) + int(k_)
+    return Publication(rest[:n].decode(), epoch.decode(), int(offset), rest[end:], True,
+                       rest[n + 1:end] or None)
 
 
 @dataclass(slots=True, eq=False)
@@ -301,7 +307,8 @@ class RedisBroker(Broker):
 
     # -- streams ----------------------------------------------------------------
 
-    async def publish(self, channel: str, data: bytes, *, key: str | None = None) -> PublishResult:
+    async def publish(self, channel: str, data: bytes, *, key: str | None = None,
+                      binary: bool = False, chunk: bytes | None = None) -> PublishResult:
         fut: asyncio.Future[PublishResult] = asyncio.get_running_loop().create_future()
 
         def settle(result: PublishResult | None, exc: BaseException | None) -> None:
@@ -312,11 +319,12 @@ class RedisBroker(Broker):
             else:
                 fut.set_result(cast("PublishResult", result))
 
-        self.publish_soon(channel, data, key, settle)
+        self.publish_soon(channel, data, key, settle, binary, chunk)
         return await fut
 
     def publish_soon(self, channel: str, data: bytes, key: str | None,
-                     done: Callable[[PublishResult | None, BaseException | None], None]) -> None:
+                     done: Callable[[PublishResult | None, BaseException | None], None],
+                     binary: bool = False, chunk: bytes | None = None) -> None:
         """``publish`` without a coroutine: queued now, so publishes made in order reach
         Redis in that order (redis_publish.PublishPipeline); ``done`` is called once,
         later, with the result or with ``BrokerUnavailable`` / ``BrokerError``."""
@@ -333,7 +341,8 @@ class RedisBroker(Broker):
             else:
                 done(None, self._translate("publish", exc))
 
-        self._publisher.submit(self._commands.command(channel, data, key), reply, durable=True)
+        self._publisher.submit(self._commands.command(channel, data, key, binary, chunk), reply,
+                               durable=True)
 
     async def key_seen(self, channel: str, key: str) -> bool:
         with self._guard("key_seen"):
@@ -362,8 +371,14 @@ class RedisBroker(Broker):
         entries: list[Any] = reply[2] if len(reply) > 2 else []
         publications = []
         for entry_id, fields in entries:
-            data = dict(zip(fields[::2], fields[1::2], strict=True))[b"d"]
-            publications.append(Publication(channel, epoch, int(entry_id.split(b"-")[0]), data))
+            values = dict(zip(fields[::2], fields[1::2], strict=True))
+            offset = int(entry_id.split(b"-")[0])
+            kind = values.get(b"k")  # bytes, with their chunk header (redis_publish.py)
+            if kind is None:
+                publications.append(Publication(channel, epoch, offset, values[b"d"]))
+            else:
+                publications.append(Publication(channel, epoch, offset, values[b"d"], True,
+                                                kind[1:] or None))
         return HistoryResult(position, publications)
 
     # -- subscriptions ------------------------------------------------------------

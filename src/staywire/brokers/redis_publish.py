@@ -42,7 +42,8 @@ MAX_BATCH = 256
 
 # KEYS: meta, stream[, idempotency key]
 # ARGV: history size, history ttl ms, meta ttl ms, pub/sub channel, channel,
-#       dedupe window ms, history byte bound (0: none), epoch if new, data
+#       dedupe window ms, history byte bound (0: none), epoch if new, data, kind
+#       (kind: '' for JSON data; 'b' then the chunk header JSON, if any, for bytes)
 #
 # What is the same for every publish of a channel comes first, so that the command
 # is a cached per-channel middle between a few bytes made per publish (PublishCommands).
@@ -55,6 +56,10 @@ MAX_BATCH = 256
 # stream over it: the newest entries are kept while they fit, older ones go in one
 # XTRIM. It reads the stream (at most history_size entries), so it costs only on the
 # channels that set it.
+#
+# The data is stored as it came, bytes included ('d'); a binary publication's entry also
+# has its kind ('k'), and its pub/sub message says the kind's length after the channel's
+# ("4/1" for 'room' and 'b'), so JSON publications are stored and sent exactly as before.
 PUBLISH_LUA = """
 if KEYS[3] then
   local seen = redis.call('GET', KEYS[3])
@@ -76,9 +81,15 @@ if not epoch then
   redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0)
 end
 local offset = string.format('%d', redis.call('HINCRBY', KEYS[1], 'o', 1))
+local kind, size = ARGV[10], #ARGV[5]
+if kind ~= '' then size = size .. '/' .. #kind end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 if tonumber(ARGV[1]) > 0 then
-  redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[1], offset, 'd', ARGV[9])
+  if kind == '' then
+    redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[1], offset, 'd', ARGV[9])
+  else
+    redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[1], offset, 'd', ARGV[9], 'k', kind)
+  end
   redis.call('PEXPIRE', KEYS[2], ARGV[2])
   local bound = tonumber(ARGV[7])
   if bound > 0 then
@@ -97,7 +108,7 @@ if tonumber(ARGV[1]) > 0 then
     end
   end
 end
-redis.call('PUBLISH', ARGV[4], offset .. ':' .. epoch .. ':' .. #ARGV[5] .. ':' .. ARGV[5] .. ARGV[9])
+redis.call('PUBLISH', ARGV[4], offset .. ':' .. epoch .. ':' .. size .. ':' .. ARGV[5] .. kind .. ARGV[9])
 if KEYS[3] then
   redis.call('SET', KEYS[3], epoch .. ':' .. offset, 'NX', 'PX', ARGV[6])
 end
@@ -137,12 +148,13 @@ def pack(*args: bytes | str | int) -> bytes:
 
 
 def _head(nkeys: int) -> bytes:
-    # EVALSHA, the sha, the key count, the keys, 9 ARGV.
-    return (b"*%d\r\n" % (3 + nkeys + 9) + _bulk(b"EVALSHA") + _bulk(PUBLISH_SHA.encode())
+    # EVALSHA, the sha, the key count, the keys, 10 ARGV.
+    return (b"*%d\r\n" % (3 + nkeys + 10) + _bulk(b"EVALSHA") + _bulk(PUBLISH_SHA.encode())
             + _bulk(b"%d" % nkeys))
 
 
 _HEAD_2, _HEAD_3 = _head(2), _head(3)
+_JSON_KIND = _bulk(b"")
 
 
 class PublishCommands:
@@ -161,7 +173,9 @@ class PublishCommands:
         self._meta_factor = meta_ttl_factor
         self._cache: dict[str, tuple[bytes, bytes, bytes]] = {}
 
-    def command(self, channel: str, data: bytes, key: str | None) -> bytes:
+    def command(self, channel: str, data: bytes, key: str | None, binary: bool = False,
+                chunk: bytes | None = None) -> bytes:
+        """``binary``: ``data`` is bytes (stored as they are); ``chunk``: its chunk JSON."""
         parts = self._cache.get(channel)
         if parts is None:
             parts = self._parts(channel)
@@ -170,10 +184,11 @@ class PublishCommands:
         # Mersenne Twister, seeded from the OS: 48 random bits without a system call per
         # publish; it only has to differ from the channel's earlier lives.
         epoch = b"%012x" % random.getrandbits(48)
+        kind = _bulk(b"b" + chunk if chunk else b"b") if binary else _JSON_KIND
         if key is None:
-            return b"".join((_HEAD_2, keys, argv, _bulk(epoch), _bulk(data)))
+            return b"".join((_HEAD_2, keys, argv, _bulk(epoch), _bulk(data), kind))
         return b"".join((_HEAD_3, keys, _bulk(key_prefix + key.encode()), argv, _bulk(epoch),
-                         _bulk(data)))
+                         _bulk(data), kind))
 
     def _parts(self, channel: str) -> tuple[bytes, bytes, bytes]:
         limits = self._policy(channel)  # read once per channel, as a memory stream does

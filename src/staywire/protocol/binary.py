@@ -31,8 +31,11 @@ __all__ = [
     "BinaryInbound",
     "BinaryPub",
     "BinaryRpc",
+    "BytesPub",
+    "BytesRpc",
     "Chunk",
     "decode_frame",
+    "decode_request",
     "encode_frame",
     "msg_frame",
     "result_frame",
@@ -140,6 +143,41 @@ def decode_frame(frame: bytes) -> tuple[BinaryInbound, memoryview]:
         if problem is not None:
             raise InvalidMessage(ErrorCode.BAD_REQUEST, problem, header.id)
     return header, view[3 + length:]
+
+
+class BytesPub(msgspec.Struct, frozen=True):
+    """A binary ``pub`` as the server handles it: the header's fields and the payload.
+
+    ``chunk`` is the chunk header re-encoded from its validated struct (canonical JSON,
+    safe to splice into the subscribers' ``msg``), or None."""
+
+    id: int
+    channel: str
+    data: bytes
+    key: str | None = None
+    chunk: bytes | None = None
+
+
+class BytesRpc(msgspec.Struct, frozen=True):
+    """A binary ``rpc``: the method is called with the payload as its params."""
+
+    id: int
+    method: str
+    data: bytes
+
+
+_chunk_encoder = msgspec.json.Encoder()
+
+
+def decode_request(frame: bytes) -> BytesPub | BytesRpc:
+    """A client's binary frame as a request (``decode_frame``, then the payload copied
+    out once: it outlives the frame, in history)."""
+    header, payload = decode_frame(frame)
+    if isinstance(header, BinaryPub):
+        chunk = header.chunk
+        return BytesPub(header.id, header.channel, bytes(payload), header.key,
+                        None if chunk is None else _chunk_encoder.encode(chunk))
+    return BytesRpc(header.id, header.method, bytes(payload))
 
 
 def _salvage(raw: bytes) -> int | None:

@@ -111,7 +111,7 @@ class ErrorCode(enum.StrEnum):
 
     BAD_REQUEST = "bad_request"  # not JSON, not an object, wrong field types
     UNKNOWN_TYPE = "unknown_type"  # a ``type`` this server does not know
-    BINARY_UNSUPPORTED = "binary_unsupported"  # binary frames are reserved
+    BINARY_UNSUPPORTED = "binary_unsupported"  # a binary frame on a v1 connection
     RATE_LIMITED = "rate_limited"
     FORBIDDEN = "forbidden"  # the token does not grant this channel
     NOT_SUBSCRIBED = "not_subscribed"

@@ -9,6 +9,7 @@ sent: the server never decodes application data it only forwards.
 
 from __future__ import annotations
 
+import base64
 from typing import Annotated, Any, Final
 
 import msgspec
@@ -31,9 +32,13 @@ __all__ = [
     "decode",
     "encode",
     "msg_envelope",
+    "msg_envelope_base64",
 ]
 
 SUBPROTOCOL: Final = "staywire.v1"  # Sec-WebSocket-Protocol of protocol v1
+# Protocol v2: v1 plus binary data in binary frames (protocol/binary.py). A client offers
+# both, v2 first; the server selects v2 when it is offered and binary is enabled.
+SUBPROTOCOL_V2: Final = "staywire.v2"
 # \Z, not $: Python's $ also matches before a final newline ("room\n"). The browser
 # client gets it as a JS regular expression (protocol/jsgen.py), where $ is the end.
 CHANNEL_PATTERN: Final = r"^[A-Za-z0-9_\-:.@/=]{1,128}\Z"
@@ -182,3 +187,15 @@ def msg_envelope(channel: str, epoch: str, offset: int, data: bytes) -> bytes:
         offset,
         data,
     )
+
+
+def msg_envelope_base64(channel: str, epoch: str, offset: int, data: bytes,
+                        chunk: bytes | None = None) -> bytes:
+    """The text ``msg`` of a binary publication, for a v1 connection (which never gets a
+    binary frame): ``data`` is the base64 of the bytes, and ``"encoding": "base64"`` says
+    so. ``chunk`` is the validated chunk header JSON of a transfer's piece, when any."""
+    head = b'{"type":"msg","channel":"%s","epoch":"%s","offset":%d,"data":"%s","encoding":"base64"' % (
+        channel.encode(), epoch.encode(), offset, base64.b64encode(data))
+    if chunk is None:
+        return head + b"}"
+    return head + b',"chunk":' + chunk + b"}"

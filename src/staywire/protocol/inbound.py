@@ -15,13 +15,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from staywire.protocol.binary import BytesPub, BytesRpc, decode_request
 from staywire.protocol.codes import CloseCode, ErrorCode
 from staywire.protocol.envelope import Inbound, InvalidMessage, decode, salvage_id
 from staywire.protocol.framing import OP_BINARY, CloseConnection, MessageAssembler
 from staywire.protocol.ratelimit import TokenBucket, ViolationCounter
 
-__all__ = ["CloseConnection", "InboundGuard", "Limits", "Reject"]
+__all__ = ["CloseConnection", "InboundGuard", "Limits", "Reject", "Request"]
 
+# What the guard hands on: a text request, or a binary one of protocol v2.
+Request = Inbound | BytesPub | BytesRpc
 
 
 class Reject(Exception):
@@ -64,10 +67,12 @@ class Limits:
 class InboundGuard:
     """Reassembly, size limit, UTF-8, rate limits, decoding and the invalid-message budget."""
 
-    __slots__ = ("limits", "assembler", "_msgs", "_bytes", "_rate_violations", "_invalid")
+    __slots__ = ("limits", "assembler", "_msgs", "_bytes", "_rate_violations", "_invalid",
+                 "binary")
 
-    def __init__(self, limits: Limits, now: float) -> None:
+    def __init__(self, limits: Limits, now: float, *, binary: bool = False) -> None:
         self.limits = limits
+        self.binary = binary  # protocol v2: binary frames carry requests
         self.assembler = MessageAssembler(limits.max_message_size)
         self._msgs = TokenBucket(limits.rate_messages, limits.rate_burst, now)
         self._bytes = TokenBucket(limits.rate_bytes, limits.bytes_burst, now)
@@ -75,7 +80,8 @@ class InboundGuard:
                                                  limits.rate_violation_window, now)
         self._invalid = ViolationCounter(limits.max_invalid, limits.invalid_window, now)
 
-    def feed(self, opcode: int, fin: bool, rsv: bool, payload: bytes, now: float) -> Inbound | None:
+    def feed(self, opcode: int, fin: bool, rsv: bool, payload: bytes, now: float
+             ) -> Request | None:
         """One data frame in; a request out once a whole message has arrived."""
         message = self.assemble(opcode, fin, rsv, payload)
         if message is None:
@@ -87,7 +93,7 @@ class InboundGuard:
         """RFC 6455 framing rules only (see ``MessageAssembler``)."""
         return self.assembler.assemble(opcode, fin, rsv, payload)
 
-    def _message(self, opcode: int, payload: bytes, now: float) -> Inbound:
+    def _message(self, opcode: int, payload: bytes, now: float) -> Request:
         # Rate limits count every message, valid or not, before any work is done on it.
         if not (self._msgs.take(now) and self._bytes.take(now, len(payload))):
             if self._rate_violations.hit(now):
@@ -96,10 +102,13 @@ class InboundGuard:
             # one bounded decode, which a flood pays only until it earns a 4029.
             rid = salvage_id(payload) if opcode != OP_BINARY else None
             raise Reject(ErrorCode.RATE_LIMITED, "over the rate limit; slow down", rid)
-        if opcode == OP_BINARY:
-            self._count_invalid(now)
-            raise Reject(ErrorCode.BINARY_UNSUPPORTED, "binary frames are reserved")
         try:
+            if opcode == OP_BINARY:
+                if not self.binary:
+                    self._count_invalid(now)
+                    raise Reject(ErrorCode.BINARY_UNSUPPORTED,
+                                 "binary frames need protocol staywire.v2")
+                return decode_request(payload)
             return decode(payload)
         except InvalidMessage as exc:
             self._count_invalid(now)

@@ -2,7 +2,8 @@
 
 ``src/staywire/static/codes.js`` holds what both ends must agree on and nobody should type
 twice: the close codes and error codes with the reconnect policy (codes.py), the
-subprotocol name, the channel-name pattern (envelope.py) and the largest id or offset
+subprotocol names, the binary frame's format byte and header bound (binary.py),
+the channel-name pattern (envelope.py) and the largest id or offset
 (stream.py). Regenerate it with ``python -m staywire.protocol.jsgen > src/staywire/static/codes.js``;
 a test fails while the committed file differs from this output.
 """
@@ -14,7 +15,8 @@ import re
 import sys
 
 from staywire.protocol.codes import CloseCode, ErrorCode
-from staywire.protocol.envelope import CHANNEL_PATTERN, SUBPROTOCOL
+from staywire.protocol.binary import FORMAT, MAX_HEADER
+from staywire.protocol.envelope import CHANNEL_PATTERN, SUBPROTOCOL, SUBPROTOCOL_V2
 from staywire.protocol.stream import MAX_ID
 
 __all__ = ["js_module"]
@@ -41,6 +43,11 @@ def js_module() -> str:
         f"export const ErrorCode = Object.freeze({json.dumps(errors, indent=2)});\n\n"
         "/** The WebSocket subprotocol of this protocol version (Sec-WebSocket-Protocol). */\n"
         f"export const SUBPROTOCOL = {json.dumps(SUBPROTOCOL)};\n\n"
+        "/** Protocol v2: v1 plus binary frames; offered first, the server may pick v1. */\n"
+        f"export const SUBPROTOCOL_V2 = {json.dumps(SUBPROTOCOL_V2)};\n\n"
+        "/** A binary frame's format byte and its header's largest length (bytes). */\n"
+        f"export const BINARY_FORMAT = {FORMAT};\n"
+        f"export const BINARY_MAX_HEADER = {MAX_HEADER};\n\n"
         "/** What a channel name must match. */\n"
         f"export const CHANNEL_PATTERN = {_js_regex(CHANNEL_PATTERN)};\n\n"
         "/** The largest request id, offset or sequence number: exact in a JavaScript number. */\n"

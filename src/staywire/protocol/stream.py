@@ -37,7 +37,16 @@ class ChannelPosition(Position, frozen=True, forbid_unknown_fields=False):
 
 
 class Publication(msgspec.Struct, frozen=True):
+    """One publication as brokers store it and the fan-out sends it.
+
+    ``data`` is the publisher's JSON, undecoded, or with ``binary`` its bytes as sent
+    (protocol v2, docs/protocol.md *Binary frames*); one stream of offsets holds both
+    kinds. ``chunk`` is the JSON of a binary publication's ``chunk`` header, as it was
+    validated when published (a piece of a transfer), spliced back into its ``msg``."""
+
     channel: str
     epoch: str
     offset: int
-    data: bytes  # the publisher's JSON, undecoded
+    data: bytes
+    binary: bool = False
+    chunk: bytes | None = None

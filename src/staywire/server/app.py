@@ -153,12 +153,16 @@ class Server:
         return hook
 
     async def publish(self, channel: str, data: Any, *, key: str | None = None) -> PublishResult:
-        """Publish any JSON-encodable value to a channel from application code."""
+        """Publish to a channel from application code: bytes (``bytes``, ``bytearray``,
+        ``memoryview``) as binary data, delivered as they are; any other value as JSON."""
+        if isinstance(data, bytes | bytearray | memoryview):
+            return await self.publish_raw(channel, bytes(data), key=key, binary=True)
         return await self.publish_raw(channel, msgspec.json.encode(data), key=key)
 
-    async def publish_raw(self, channel: str, data: bytes, *, key: str | None = None
-                          ) -> PublishResult:
-        return await self.publisher.publish(channel, data, key)
+    async def publish_raw(self, channel: str, data: bytes, *, key: str | None = None,
+                          binary: bool = False) -> PublishResult:
+        """``data``: encoded JSON, or with ``binary`` the bytes to deliver."""
+        return await self.publisher.publish(channel, data, key, binary=binary)
 
     @property
     def connections(self) -> set[Connection]:

@@ -20,9 +20,9 @@ from typing import Any, Protocol
 from staywire.brokers.base import Publication
 from staywire.config import Config
 from staywire.protocol.codes import CloseCode, ErrorCode, valid_close_code
-from staywire.protocol.envelope import Auth, Inbound, encode
+from staywire.protocol.envelope import Auth, encode
 from staywire.protocol.heartbeat import ServerHeartbeat, HeartbeatAction
-from staywire.protocol.inbound import CloseConnection, InboundGuard, Limits, Reject
+from staywire.protocol.inbound import CloseConnection, InboundGuard, Limits, Reject, Request
 from staywire.protocol.state import ConnectionStateMachine, ConnState
 from staywire.server.auth import Identity
 from staywire.server.hub import Hub
@@ -54,8 +54,8 @@ _PING = WSMsgType.PING
 class Handlers(Protocol):
     """The node's request handlers, as a connection calls them."""
 
-    def dispatch(self, conn: Connection, request: Inbound) -> None: ...
-    def submit(self, conn: Connection, request: Inbound | None) -> None: ...
+    def dispatch(self, conn: Connection, request: Request) -> None: ...
+    def submit(self, conn: Connection, request: Request | None) -> None: ...
     def detach(self, conn: Connection) -> None: ...
     def expired(self, conn: Connection, wall: float) -> None: ...
 
@@ -95,12 +95,14 @@ class Connection(WSListener):
         "identity", "sm", "hb", "guard", "subs", "recovering", "out", "out_size",
         "queue", "worker", "opened_at", "auth_deadline", "close_deadline", "close_code",
         "close_reason", "resumed", "user_data", "final_saved", "allowance", "headers",
-        "presence_info",
+        "presence_info", "binary",
     )
 
     def __init__(self, node: NodeContext, ip: str, token: str | None, session: str | None,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, *, binary: bool = False) -> None:
         self.node = node
+        # Protocol v2 was selected: binary frames in both directions (protocol/binary.py).
+        self.binary = binary
         self.transport: WSTransport | None = None
         self.ip = ip
         self.id = secrets.token_hex(8)
@@ -115,7 +117,7 @@ class Connection(WSListener):
         self.recovering: dict[str, list[Publication]] | None = None
         self.out: list[bytes] = []
         self.out_size = 0
-        self.queue: deque[Inbound | None] | None = None
+        self.queue: deque[Request | None] | None = None
         self.worker: asyncio.Task[None] | None = None
         self.opened_at = 0.0
         self.auth_deadline: float | None = None
@@ -180,7 +182,7 @@ class Connection(WSListener):
         stats.bytes_in += len(payload)
         guard = self.guard
         if guard is None:
-            guard = self.guard = InboundGuard(node.limits, now)
+            guard = self.guard = InboundGuard(node.limits, now, binary=self.binary)
         try:
             request = guard.feed(op.value, frame.fin, frame.rsv1 or frame.rsv2 or frame.rsv3,
                                  payload, now)

@@ -16,10 +16,11 @@ import logging
 from typing import Protocol
 
 from staywire.brokers.base import Publication
-from staywire.protocol.envelope import msg_envelope
-from staywire.server.transport import text_frame
+from staywire.protocol import binary as binary_frames
+from staywire.protocol.envelope import msg_envelope, msg_envelope_base64
+from staywire.server.transport import OP_BINARY, data_frame, text_frame
 
-__all__ = ["Hub", "Subscriber"]
+__all__ = ["Hub", "Subscriber", "msg_frame"]
 
 log = logging.getLogger("staywire.server")
 
@@ -38,6 +39,7 @@ class Subscriber(Protocol):
     Attributes, not methods, on purpose: this loop runs once per delivery."""
 
     id: str
+    binary: bool  # protocol v2: a binary publication reaches it as a binary frame
     out: list[bytes]
     out_size: int
     allowance: int  # bytes a recovery replay may add above max_send_buffer
@@ -45,6 +47,20 @@ class Subscriber(Protocol):
 
     def flush(self) -> None: ...
     def slow_consumer(self) -> None: ...
+
+
+def msg_frame(pub: Publication, binary: bool) -> bytes:
+    """The WebSocket frame of one publication for a v2 (``binary``) or a v1 connection.
+
+    JSON data is a text ``msg`` for both. Bytes are a binary ``msg`` (protocol/binary.py)
+    under v2, and a text ``msg`` with the base64 of the bytes under v1."""
+    if not pub.binary:
+        return text_frame(msg_envelope(pub.channel, pub.epoch, pub.offset, pub.data))
+    if binary:
+        return data_frame(OP_BINARY, binary_frames.msg_frame(
+            pub.channel, pub.epoch, pub.offset, pub.data, pub.chunk))
+    return text_frame(msg_envelope_base64(pub.channel, pub.epoch, pub.offset, pub.data,
+                                          pub.chunk))
 
 
 class Hub:
@@ -97,7 +113,11 @@ class Hub:
         subs = self.channels.get(pub.channel)
         if not subs:
             return
-        frame = text_frame(msg_envelope(pub.channel, pub.epoch, pub.offset, pub.data))
+        # Bytes: the binary frame is built once for every v2 subscriber, the base64 text
+        # frame once too, at the first v1 subscriber (most deployments have only one kind).
+        binary = pub.binary
+        frame = msg_frame(pub, True)
+        text: bytes | None = None
         self.deliveries += len(subs)
         n = len(frame)
         limit = self.max_send_buffer
@@ -113,8 +133,14 @@ class Hub:
             out = conn.out
             if not out:
                 dirty.append(conn)
-            out.append(frame)
-            size = conn.out_size + n
+            if binary and not conn.binary:
+                if text is None:
+                    text = msg_frame(pub, False)
+                out.append(text)
+                size = conn.out_size + len(text)
+            else:
+                out.append(frame)
+                size = conn.out_size + n
             conn.out_size = size
             if size > limit and size > limit + conn.allowance:
                 if slow is None:

@@ -32,30 +32,39 @@ class Publisher:
     def __init__(self, broker: Broker, stats: Stats) -> None:
         self._broker = broker
         self._stats = stats
-        self.publish_nowait: Callable[[str, bytes, str | None], PublishResult] | None = getattr(
+        # (channel, data, key, binary, chunk)
+        self.publish_nowait: Callable[..., PublishResult] | None = getattr(
             broker, "publish_nowait", None)
-        self.publish_soon: Callable[[str, bytes, str | None, Done], None] | None = getattr(
-            broker, "publish_soon", None)
+        # (channel, data, key, done, binary, chunk)
+        self.publish_soon: Callable[..., None] | None = getattr(broker, "publish_soon", None)
 
-    async def publish(self, channel: str, data: bytes, key: str | None = None) -> PublishResult:
+    async def publish(self, channel: str, data: bytes, key: str | None = None, *,
+                      binary: bool = False, chunk: bytes | None = None) -> PublishResult:
         """Raises ``ValueError`` for a bad channel name, ``BrokerUnavailable`` when the
-        broker cannot take it (nothing was published)."""
+        broker cannot take it (nothing was published). ``binary``: ``data`` is bytes to
+        deliver as they are, not JSON; ``chunk``: its validated chunk header JSON."""
         if not _CHANNEL_RE.match(channel):
             raise ValueError(f"invalid channel name {channel[:64]!r}")
-        result = await self._broker.publish(channel, data, key=key)
+        if binary:
+            result = await self._broker.publish(channel, data, key=key, binary=True,
+                                                chunk=chunk)
+        else:
+            result = await self._broker.publish(channel, data, key=key)
         if not result.duplicate:
             self._stats.publications += 1
         return result
 
-    def publish_now(self, channel: str, data: bytes, key: str | None) -> PublishResult:
+    def publish_now(self, channel: str, data: bytes, key: str | None, binary: bool = False,
+                    chunk: bytes | None = None) -> PublishResult:
         """Only when ``publish_nowait`` is set; the channel name was validated already."""
         assert self.publish_nowait is not None
-        result = self.publish_nowait(channel, data, key)
+        result = self.publish_nowait(channel, data, key, binary, chunk)
         if not result.duplicate:
             self._stats.publications += 1
         return result
 
-    def publish_later(self, channel: str, data: bytes, key: str | None, done: Done) -> None:
+    def publish_later(self, channel: str, data: bytes, key: str | None, done: Done,
+                      binary: bool = False, chunk: bytes | None = None) -> None:
         """Only when ``publish_soon`` is set; the channel name was validated already."""
         assert self.publish_soon is not None
         stats = self._stats
@@ -65,4 +74,4 @@ class Publisher:
                 stats.publications += 1
             done(result, exc)
 
-        self.publish_soon(channel, data, key, counted)
+        self.publish_soon(channel, data, key, counted, binary, chunk)

@@ -33,9 +33,10 @@ from staywire.config import Config
 from staywire.exceptions import AuthError, BrokerUnavailable, ProxyUnavailable, TokenExpired
 from staywire.protocol.codes import CloseCode, ErrorCode
 from staywire.protocol.envelope import (
-    Auth, Inbound, Ping, Pong, PresenceQuery, PresenceStatsQuery, Pub, Rpc, Sub, Unsub,
+    Auth, Ping, Pong, PresenceQuery, PresenceStatsQuery, Pub, Rpc, Sub, Unsub,
 )
-from staywire.protocol.inbound import InboundGuard
+from staywire.protocol.binary import BytesPub, BytesRpc
+from staywire.protocol.inbound import InboundGuard, Request
 from staywire.protocol.recovery import is_recovered, merge_live
 from staywire.protocol.state import ConnectionStateMachine, ConnState
 from staywire.proxy.backend import Backend
@@ -68,6 +69,7 @@ log = logging.getLogger("staywire.server")
 
 # At most this many consecutive publishes of one connection handled as one run.
 _PUB_RUN = 64
+_PUBS = (Pub, BytesPub)  # a text and a binary pub take the same path
 
 
 class Conn(Protocol):
@@ -83,7 +85,7 @@ class Conn(Protocol):
     subs: dict[str, Any]
     recovering: dict[str, list[Publication]] | None
     allowance: int
-    queue: deque[Inbound | None] | None
+    queue: deque[Request | None] | None
     worker: asyncio.Task[None] | None
     auth_deadline: float | None
     resumed: bool
@@ -91,6 +93,7 @@ class Conn(Protocol):
     user_data: dict[str, Any]
     headers: dict[str, str] | None
     presence_info: bytes | None
+    binary: bool  # protocol v2: publications reach it as binary frames
     out: list[bytes]
     out_size: int
     opened_at: float
@@ -139,7 +142,7 @@ class RequestHandlers:
 
     # ------------------------------------------------------------------ ordering
 
-    def dispatch(self, conn: Conn, request: Inbound) -> None:
+    def dispatch(self, conn: Conn, request: Request) -> None:
         state = conn.sm.state
         if state == ConnState.AUTHENTICATING:
             kind = type(request)
@@ -166,16 +169,16 @@ class RequestHandlers:
             _pong(conn, request)  # type: ignore[arg-type]
         elif kind is Pong:
             pass
-        elif kind is Pub and self.publishing.publish_now:
+        elif (kind is Pub or kind is BytesPub) and self.publishing.publish_now:
             self.publishing.pub_now(conn, request)  # type: ignore[arg-type]
-        elif kind is Pub and self.publishing.publish_later:
+        elif (kind is Pub or kind is BytesPub) and self.publishing.publish_later:
             self.publishing.pub_later(conn, request)  # type: ignore[arg-type]
         elif kind is Unsub:
             self._unsub(conn, request)  # type: ignore[arg-type]
         else:
             self.submit(conn, request)
 
-    def submit(self, conn: Conn, request: Inbound | None) -> None:
+    def submit(self, conn: Conn, request: Request | None) -> None:
         """Queue a request for the worker (``None``: welcome an anonymous connection)."""
         if conn.queue is None:
             conn.queue = deque()
@@ -189,9 +192,9 @@ class RequestHandlers:
         try:
             while queue and conn.sm.state <= ConnState.OPEN:
                 request = queue.popleft()
-                if (queue and type(request) is Pub and type(queue[0]) is Pub
+                if (queue and type(request) in _PUBS and type(queue[0]) in _PUBS
                         and self.publishing.pub_runs):
-                    await self._pub_run(conn, request, queue)
+                    await self._pub_run(conn, request, queue)  # type: ignore[arg-type]
                 else:
                     await self._handle(conn, request)
         except asyncio.CancelledError:
@@ -203,19 +206,20 @@ class RequestHandlers:
             conn.worker = None
             conn.queue = None
 
-    async def _pub_run(self, conn: Conn, first: Pub, queue: deque[Inbound | None]) -> None:
+    async def _pub_run(self, conn: Conn, first: Pub | BytesPub,
+                       queue: deque[Request | None]) -> None:
         """Consecutive publishes of a connection handled together, so that the broker
         sends them in one round trip (RedisBroker pipelines the publishes of a tick).
 
         Each task reaches ``broker.publish`` before its first await, in the order the
         tasks were created, which is the order the client sent them: the broker keeps
         that order, and the acks follow it."""
-        run: list[Inbound | None] = [first]
-        while queue and type(queue[0]) is Pub and len(run) < _PUB_RUN:
+        run: list[Request | None] = [first]
+        while queue and type(queue[0]) in _PUBS and len(run) < _PUB_RUN:
             run.append(queue.popleft())
         await asyncio.gather(*(self._handle(conn, req) for req in run))
 
-    async def _handle(self, conn: Conn, request: Inbound | None) -> None:
+    async def _handle(self, conn: Conn, request: Request | None) -> None:
         if request is None:
             if self.backend is not None and self.backend.connect_url is not None:
                 await self._proxy_connect(conn, self.backend)
@@ -231,9 +235,9 @@ class RequestHandlers:
             return
         if kind is Sub:
             await self._sub(conn, request)  # type: ignore[arg-type]
-        elif kind is Pub:
+        elif kind is Pub or kind is BytesPub:
             await self.publishing.pub(conn, request)  # type: ignore[arg-type]
-        elif kind is Rpc:
+        elif kind is Rpc or kind is BytesRpc:
             await self.publishing.rpc(conn, request)  # type: ignore[arg-type]
         elif kind is PresenceQuery or kind is PresenceStatsQuery:
             await self.presence.answer(conn, request)  # type: ignore[arg-type]
@@ -404,6 +408,10 @@ class RequestHandlers:
                      for c, p in (previous or {}).items()],
             "rate_limit": self.rate_limit,
         }
+        if conn.binary:  # protocol v2: what binary data may be (docs/protocol.md)
+            welcome["binary"] = {"max_data_size": cfg.max_data_size,
+                                 "max_transfer_size": cfg.max_transfer_size,
+                                 "transfer_timeout": cfg.transfer_timeout}
         if resume_failed is not None:
             welcome["resume_failed"] = resume_failed  # a new session, and why
         if data is not None:
@@ -466,7 +474,8 @@ class RequestHandlers:
         if conn.recovering is None or channel not in conn.recovering:
             return  # closed or unsubscribed meanwhile
         top = result.position
-        replay = [msg_frame(pub) for pub in result.publications]
+        binary = conn.binary
+        replay = [msg_frame(pub, binary) for pub in result.publications]
         conn.allowance += sum(len(frame) for frame in replay)
         for frame in replay:
             conn.enqueue(frame)
@@ -479,7 +488,7 @@ class RequestHandlers:
         if not conn.recovering:
             conn.recovering = None
         for pub in merge_live(top.offset, top.epoch, buffered):
-            conn.enqueue(msg_frame(pub))
+            conn.enqueue(msg_frame(pub, binary))
         conn.subs[channel] = top
         self.presence.joined(channel, conn)
         if conn.session:

@@ -15,7 +15,7 @@ import time
 from importlib import resources
 from typing import Any, Protocol
 
-from staywire.protocol.envelope import SUBPROTOCOL
+from staywire.protocol.envelope import SUBPROTOCOL, SUBPROTOCOL_V2
 from staywire.protocol.ratelimit import KeyedBuckets
 from staywire.server.auth import cookie_token, query_params, redact
 from staywire.server.connection import Connection, NodeContext
@@ -121,17 +121,22 @@ class Router:
         subprotocol = None
         if offered is not None:
             names = [p.strip() for p in offered.split(",")]
-            if SUBPROTOCOL not in names:
+            if SUBPROTOCOL_V2 in names and cfg.binary:
+                subprotocol = SUBPROTOCOL_V2  # v1 plus binary frames (docs/protocol.md)
+            elif SUBPROTOCOL in names:
+                subprotocol = SUBPROTOCOL
+            else:
                 return self._refuse(400, "subprotocol", ip, target,
-                                    f"offered {offered[:100]!r}, need {SUBPROTOCOL}")
-            subprotocol = SUBPROTOCOL
+                                    f"offered {offered[:100]!r}, need {SUBPROTOCOL_V2} "
+                                    f"or {SUBPROTOCOL}")
         params = query_params(target)
         token = params.get("token") or cookie_token(headers.get("Cookie"), cfg.cookie_name)
         session = params.get("session")
         if session is not None and not re.fullmatch(r"[0-9a-f]{1,64}", session):
             session = None
         passed = self._forwarded(headers) if self.forward else None
-        return accept(Connection(self.node, ip, token, session, passed), subprotocol)
+        return accept(Connection(self.node, ip, token, session, passed,
+                                 binary=subprotocol == SUBPROTOCOL_V2), subprotocol)
 
     def _forwarded(self, headers: Any) -> dict[str, str]:
         """The allow-listed headers of the upgrade, for the application's backend."""

@@ -24,7 +24,7 @@ from staywire.proxy.routes import Routes
 from staywire.proxy.schema import Failure, RpcResult
 from staywire.server.auth import Identity
 
-__all__ = ["Caller", "RpcBackend", "RpcContext", "RpcRegistry"]
+__all__ = ["BytesResult", "Caller", "RpcBackend", "RpcContext", "RpcRegistry"]
 
 log = logging.getLogger("staywire.server")
 
@@ -85,6 +85,20 @@ class RpcContext:
         return self._conn.user_data
 
 
+class BytesResult:
+    """A handler answered bytes: a binary ``result`` frame under protocol v2, base64 with
+    ``"encoding": "base64"`` under v1 (docs/protocol.md, *Binary frames*). Not a tuple:
+    a tuple is the answer of a failed call."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+_BYTES = (bytes, bytearray, memoryview)
+
+
 class _Method:
     __slots__ = ("handler", "param_type")
 
@@ -107,17 +121,28 @@ class RpcRegistry:
         param_type = hints.get(params[1], Any) if len(params) > 1 else None
         self._methods[name] = _Method(handler, param_type)
 
-    async def call(self, conn: Caller, method: str, data: bytes
-                   ) -> bytes | tuple[ErrorCode, str]:
-        """The encoded result, or the error reply's code and reason."""
+    async def call(self, conn: Caller, method: str, data: bytes, *, binary: bool = False
+                   ) -> bytes | BytesResult | tuple[ErrorCode, str]:
+        """The encoded JSON result, the bytes the handler answered, or the error reply's
+        code and reason. ``binary``: ``data`` is the bytes of a binary ``rpc``, handed to
+        a handler whose params are ``bytes`` (or unannotated) as they are."""
         entry = self._methods.get(method)
         if entry is None:
             url = self.backend.rpc.url_for(method) if self.backend is not None else None
             if url is None:
                 return ErrorCode.UNKNOWN_METHOD, f"unknown method {method!r}"
+            if binary:  # the rpc proxy's contract is JSON (docs/proxy.md)
+                return (ErrorCode.INVALID_PARAMS,
+                        f"method {method!r} is answered by the backend and takes JSON params")
             return await self._forward(url, conn, method, data)
         args: list[Any] = [RpcContext(conn)]
-        if entry.param_type is not None:
+        if binary:
+            if entry.param_type not in (None, Any, bytes):
+                return (ErrorCode.INVALID_PARAMS,
+                        f"method {method!r} takes JSON params, not bytes")
+            if entry.param_type is not None:
+                args.append(data)
+        elif entry.param_type is not None:
             try:
                 args.append(msgspec.json.decode(data, type=entry.param_type))
             except (msgspec.ValidationError, msgspec.DecodeError) as exc:
@@ -126,6 +151,8 @@ class RpcRegistry:
             result = entry.handler(*args)
             if inspect.isawaitable(result):
                 result = await result
+            if isinstance(result, _BYTES):
+                return BytesResult(bytes(result))
             return msgspec.json.encode(result)
         except Exception:
             log.exception("rpc %s failed conn=%s", method, conn.id)

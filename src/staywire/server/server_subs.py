@@ -38,16 +38,14 @@ from staywire.brokers.base import Broker
 from staywire.config import Config
 from staywire.exceptions import BrokerUnavailable
 from staywire.protocol.codes import ErrorCode
-from staywire.protocol.envelope import msg_envelope
 from staywire.protocol.recovery import merge_live
 from staywire.protocol.state import ConnState
-from staywire.protocol.stream import Position, Publication
+from staywire.protocol.stream import Position
 from staywire.protocol.state import ConnectionStateMachine
 from staywire.server.auth import Identity
-from staywire.server.hub import Subscriber
+from staywire.server.hub import Subscriber, msg_frame
 from staywire.server.membership import Membership
 from staywire.server.presence import Present, Presence
-from staywire.server.transport import text_frame
 
 __all__ = ["RECOVERING", "Joined", "ServerSubs", "carry_over", "msg_frame", "with_api_subs"]
 
@@ -62,6 +60,7 @@ class Conn(Subscriber, Present, Protocol):
     sm: ConnectionStateMachine
     subs: dict[str, Any]
     identity: Identity | None
+    binary: bool  # protocol v2 (hub.msg_frame)
 
     def send_error(self, code: ErrorCode, reason: str, request_id: int | None = None,
                    channel: str | None = None) -> None: ...
@@ -69,8 +68,6 @@ class Conn(Subscriber, Present, Protocol):
     def send(self, obj: dict[str, Any]) -> None: ...
 
 
-def msg_frame(pub: Publication) -> bytes:
-    return text_frame(msg_envelope(pub.channel, pub.epoch, pub.offset, pub.data))
 
 
 class ServerSubs:
@@ -129,7 +126,7 @@ class ServerSubs:
                 continue  # closed meanwhile
             buffered = recovering.pop(channel)
             for pub in merge_live(top.offset, top.epoch, buffered):
-                conn.enqueue(msg_frame(pub))
+                conn.enqueue(msg_frame(pub, conn.binary))
             conn.subs[channel] = top
             self.presence.joined(channel, conn)
         if not conn.recovering:
@@ -176,7 +173,7 @@ class ServerSubs:
         _mark(conn, channel, True)
         conn.send(_subscribed(channel, top))
         for pub in merge_live(top.offset, top.epoch, recovering.pop(channel)):
-            conn.enqueue(msg_frame(pub))
+            conn.enqueue(msg_frame(pub, conn.binary))
         if not conn.recovering:
             conn.recovering = None
         conn.subs[channel] = top

@@ -50,6 +50,13 @@ export const ErrorCode = Object.freeze({
 /** The WebSocket subprotocol of this protocol version (Sec-WebSocket-Protocol). */
 export const SUBPROTOCOL = "staywire.v1";
 
+/** Protocol v2: v1 plus binary frames; offered first, the server may pick v1. */
+export const SUBPROTOCOL_V2 = "staywire.v2";
+
+/** A binary frame's format byte and its header's largest length (bytes). */
+export const BINARY_FORMAT = 1;
+export const BINARY_MAX_HEADER = 2048;
+
 /** What a channel name must match. */
 export const CHANNEL_PATTERN = /^[A-Za-z0-9_\-:.@\/=]{1,128}$/;
 
