@@ -39,7 +39,12 @@ export const ErrorCode = Object.freeze({
   "UNAUTHORIZED": "unauthorized",
   "UNAVAILABLE": "unavailable",
   "PRESENCE_DISABLED": "presence_disabled",
-  "INTERNAL": "internal"
+  "INTERNAL": "internal",
+  "TRANSFER_ORDER": "transfer_order",
+  "TRANSFER_UNKNOWN": "transfer_unknown",
+  "TRANSFER_TOO_LARGE": "transfer_too_large",
+  "TRANSFER_CORRUPT": "transfer_corrupt",
+  "TRANSFER_TIMEOUT": "transfer_timeout"
 });
 
 /** The WebSocket subprotocol of this protocol version (Sec-WebSocket-Protocol). */

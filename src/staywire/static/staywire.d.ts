@@ -24,7 +24,8 @@ export declare const ErrorCode: Readonly<Record<
   'BAD_REQUEST' | 'UNKNOWN_TYPE' | 'BINARY_UNSUPPORTED' | 'RATE_LIMITED' | 'FORBIDDEN' |
   'NOT_SUBSCRIBED' | 'ALREADY_SUBSCRIBED' | 'TOO_MANY_SUBSCRIPTIONS' | 'UNKNOWN_METHOD' |
   'CHANNEL_FULL' | 'INVALID_PARAMS' | 'UNAUTHORIZED' | 'UNAVAILABLE' | 'PRESENCE_DISABLED' |
-  'INTERNAL',
+  'INTERNAL' | 'TRANSFER_ORDER' | 'TRANSFER_UNKNOWN' | 'TRANSFER_TOO_LARGE' |
+  'TRANSFER_CORRUPT' | 'TRANSFER_TIMEOUT',
   string>>;
 /** What a client does after a close with `code`. */
 export declare function reconnectPolicy(code: number): 'never' | 'backoff' | 'new_token';
