@@ -61,6 +61,8 @@ export interface BinaryLimits {
   max_data_size: number;
   max_transfer_size: number;
   transfer_timeout: number;
+  /** Chunks a publisher keeps unacknowledged at most. */
+  transfer_window?: number;
 }
 
 export interface TransferProgress {
@@ -75,7 +77,7 @@ export interface TransferOptions {
   onProgress?: (progress: TransferProgress) => void;
   /** The transfer's id (1-64 of A-Z a-z 0-9 _ -, unique per channel); default: random. */
   id?: string;
-  /** Chunks unacknowledged at most (default 8). */
+  /** Chunks unacknowledged at most (default and bound: the server's transfer_window, 8). */
   window?: number;
   /** The length of a ReadableStream source, when known (a Blob's is). */
   size?: number;

@@ -4,8 +4,9 @@
 // * Chunks are `welcome.binary.max_data_size` bytes (the last one may be shorter), read
 //   from the source one ahead of sending, so the last one is known when it goes out with
 //   `last: true` and the SHA-256 of the whole payload (hashed as it passes: sha256.js).
-// * At most `window` chunks (default 8, the server's `transfer_window`) are unacknowledged;
-//   only those are kept in memory, so a payload of any size costs a window of chunks.
+// * At most `window` chunks are unacknowledged (the server's `transfer_window` from
+//   welcome.binary, 8 by default; an application may ask for fewer); only those are kept in
+//   memory, so a payload of any size costs a window of chunks.
 // * Resuming: when the connection drops (or the tab holding it changes), a rate limit
 //   refuses a chunk, or an ack does not come, the sender waits (for the next connection, or
 //   a jittered pause) and sends the first unacknowledged chunk again, alone: a node that
@@ -27,7 +28,8 @@ const MAX_REFUSALS = 8; // in a row, without progress: as for a refused publish
 const TRANSIENT = new Set(['rate_limited', 'unavailable']);
 
 /**
- * @typedef {{max_data_size: number, max_transfer_size?: number, transfer_timeout?: number}} BinaryLimits
+ * @typedef {{max_data_size: number, max_transfer_size?: number, transfer_timeout?: number,
+ *            transfer_window?: number}} BinaryLimits
  * @typedef {{
  *   open: () => boolean,
  *   limits: () => BinaryLimits|null,
@@ -148,7 +150,7 @@ export async function sendTransfer(link, channel, source, options) {
   if (!link.open()) await link.opened();
   const limits = link.limits();
   if (!limits) throw new TransferError('binary_unsupported', 'the server offers no binary frames on this connection');
-  const window = Math.max(1, options.window ?? DEFAULT_WINDOW);
+  const window = Math.max(1, Math.min(options.window ?? Infinity, limits.transfer_window ?? DEFAULT_WINDOW));
   const known = typeof Blob === 'function' && source instanceof Blob ? source.size : options.size ?? null;
   if (known !== null && limits.max_transfer_size && known > limits.max_transfer_size) {
     throw new TransferError('transfer_too_large', `${known} bytes, the server takes at most ${limits.max_transfer_size}`);

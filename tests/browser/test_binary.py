@@ -1,0 +1,261 @@
+"""Binary data and transfers in Chromium against a real ``staywire serve`` (protocol v2):
+bytes published in one page arrive byte for byte in another tab (through the leader), in
+another browser context (its own connection) and in a Python subscriber; a Blob transfer of
+a few MiB from the page reaches a Python subscriber with the right digest, and a Python
+transfer reaches the page; a transfer survives the page's connection being cut in the
+middle, with every chunk published once.
+
+The Python side is an independent client (the ``websockets`` library and the server's own
+frame codec), and the page's digests are computed by ``crypto.subtle``, not by the
+client's sha256.js."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import msgspec
+from websockets.sync.client import connect as ws_connect
+
+from staywire.protocol.binary import encode_frame
+from tests.browser.conftest import T, open_demo, wait_for
+
+V2 = ["staywire.v2", "staywire.v1"]
+# Transfers of a few MiB in a few seconds: the byte rate limit is raised, as
+# docs/protocol.md (*Transfers*) advises for a server that moves large payloads.
+FAST = {"rate_bytes": 16 * 1024 * 1024, "rate_bytes_burst": 32 * 1024 * 1024}
+
+# The page's helpers: bytes as hex, a digest by crypto.subtle, a deterministic payload.
+PAGE_HELPERS = """
+window.hex = (buf) => Array.from(new Uint8Array(buf), (b) => b.toString(16).padStart(2, '0')).join('');
+window.digest = async (buf) => hex(await crypto.subtle.digest('SHA-256', buf));
+window.payload = (n, seed) => {
+  const out = new Uint8Array(n);
+  let x = seed >>> 0;
+  for (let i = 0; i < n; i += 1) { x = (Math.imul(x, 1664525) + 1013904223) >>> 0; out[i] = x >>> 24; }
+  return out;
+};
+"""
+
+
+def payload(n: int, seed: int) -> bytes:
+    """The page's ``payload(n, seed)``, in Python (for small sizes: large payloads are
+    compared by their crypto.subtle digest)."""
+    out = bytearray(n)
+    x = seed
+    for i in range(n):
+        x = (x * 1664525 + 1013904223) & 0xFFFFFFFF
+        out[i] = x >> 24
+    return bytes(out)
+
+
+@contextmanager
+def python_sub(srv: Any, channel: str) -> Iterator[Any]:
+    """A Python subscriber on protocol v2: ``websockets`` and nothing of the client."""
+    with ws_connect(srv.url, subprotocols=V2, open_timeout=5 * T,
+                    max_size=4 * 1024 * 1024) as ws:
+        assert ws.subprotocol == "staywire.v2"
+        welcome = _text(ws, "welcome")
+        assert welcome["binary"]["max_data_size"] > 0
+        ws.send(json.dumps({"type": "sub", "id": 1, "channel": channel}))
+        assert _text(ws, "ack")["id"] == 1
+        yield ws
+
+
+def _text(ws: Any, kind: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 5 * T
+    while time.monotonic() < deadline:
+        frame = ws.recv(timeout=5 * T)
+        if isinstance(frame, str) and json.loads(frame)["type"] == kind:
+            return json.loads(frame)
+    raise AssertionError(f"no {kind}")
+
+
+def binary_msgs(ws: Any, count: int | None = None, *, until_last: bool = False,
+                timeout: float = 20.0) -> list[tuple[dict[str, Any], bytes]]:
+    """Binary ``msg`` frames: ``count`` of them, or up to a transfer's last chunk."""
+    got: list[tuple[dict[str, Any], bytes]] = []
+    deadline = time.monotonic() + timeout * T
+    while time.monotonic() < deadline:
+        frame = ws.recv(timeout=max(0.1, deadline - time.monotonic()))
+        if isinstance(frame, str):
+            continue  # pings and the like
+        n = frame[1] << 8 | frame[2]
+        header = json.loads(frame[3:3 + n])
+        assert header["type"] == "msg"
+        got.append((header, frame[3 + n:]))
+        if count is not None and len(got) == count:
+            return got
+        if until_last and header.get("chunk", {}).get("last"):
+            return got
+    raise AssertionError(f"timed out with {len(got)} binary msgs")
+
+
+def test_bytes_from_a_page_reach_another_tab_another_context_and_python(
+        browser, context, demo_server) -> None:
+    srv = demo_server
+    tab1 = open_demo(context, srv, "channel=room:bin")
+    tab2 = open_demo(context, srv, "channel=room:bin")
+    other = browser.new_context()
+    try:
+        far = open_demo(other, srv, "channel=room:bin")
+        receivers = (tab1, far)
+        for page in (tab1, tab2, far):
+            page.evaluate(PAGE_HELPERS)
+        for page in receivers:
+            page.evaluate("""async () => {
+              window.bin = [];
+              await demo.client.subscribe('bin:1', (data, msg) => bin.push(
+                { hex: data instanceof ArrayBuffer ? hex(data) : JSON.stringify(data),
+                  buffer: data instanceof ArrayBuffer, binary: msg.binary === true, offset: msg.offset }));
+            }""")
+        with python_sub(srv, "bin:1") as py:
+            every_byte = bytes(range(256)) + payload(3000, 7)
+            acks = tab2.evaluate("""async () => {
+              const bytes = new Uint8Array(256 + 3000);
+              bytes.set(Uint8Array.from({length: 256}, (_, i) => i));
+              bytes.set(payload(3000, 7), 256);
+              const a = await demo.client.publish('bin:1', bytes);
+              const b = await demo.client.publish('bin:1', {json: true});
+              const c = await demo.client.publish('bin:1', new Blob([bytes.subarray(0, 5)]));
+              return [a, b, c];
+            }""")
+            assert [a["duplicate"] for a in acks] == [False, False, False]
+            for page in receivers:
+                wait_for(lambda p=page: len(p.evaluate("bin")) == 3, 10, "three publications")
+                got = page.evaluate("bin")
+                assert [g["offset"] for g in got] == [a["offset"] for a in acks]
+                assert got[0] == {"hex": every_byte.hex(), "buffer": True, "binary": True,
+                                  "offset": acks[0]["offset"]}
+                assert got[1]["hex"] == '{"json":true}' and got[1]["binary"] is False
+                assert got[2]["hex"] == every_byte[:5].hex() and got[2]["buffer"] is True
+            msgs = binary_msgs(py, 2)
+            assert [m[1] for m in msgs] == [every_byte, every_byte[:5]]
+            assert [m[0]["offset"] for m in msgs] == [acks[0]["offset"], acks[2]["offset"]]
+        assert tab1.evaluate("demo.client.status.binary.max_data_size") > 0
+        for page in (tab1, tab2, far):
+            assert page.errors == []
+    finally:
+        other.close()
+
+
+def test_blob_transfer_from_the_page_to_python_and_back(context, start_demo_server) -> None:
+    srv = start_demo_server(**FAST)
+    page = open_demo(context, srv, "channel=room:xfer")
+    page.evaluate(PAGE_HELPERS)
+    size = 3 * 1024 * 1024 + 12345
+    with python_sub(srv, "files:1") as py:
+        result = page.evaluate("""async (size) => {
+          const bytes = payload(size, 42);
+          const progress = [];
+          const r = await demo.client.sendTransfer('files:1', new Blob([bytes], {type: 'application/x-test'}),
+            { meta: { name: 'big.bin' }, onProgress: (p) => progress.push(p) });
+          return { ...r, subtle: await digest(bytes), progress: progress.length, last: progress.at(-1) };
+        }""", size)
+        chunks = binary_msgs(py, until_last=True, timeout=30)
+        data = b"".join(p for _, p in chunks)
+        assert len(data) == size
+        assert hashlib.sha256(data).hexdigest() == result["sha256"] == result["subtle"]
+        heads = [h["chunk"] for h, _ in chunks]
+        assert [c["seq"] for c in heads] == list(range(len(chunks))) == list(range(result["chunks"]))
+        assert heads[0]["size"] == size and heads[0]["meta"] == {"name": "big.bin"}
+        assert heads[-1]["sha256"] == result["sha256"]
+        max_data = max(len(p) for _, p in chunks)
+        assert max_data == page.evaluate("demo.client.status.binary.max_data_size")
+        assert result["last"] == {"bytes": size, "total": size} and result["progress"] == len(chunks)
+
+        # The reverse: a Python publisher's transfer, read in the page as a Blob.
+        page.evaluate("""async () => {
+          window.xfer = null;
+          const sub = await demo.client.subscribe('files:2');
+          sub.on('transfer', async (t) => {
+            const progress = [];
+            t.on('progress', (p) => progress.push(p.bytes));
+            try {
+              const blob = await t.blob();
+              const buf = await blob.arrayBuffer();
+              window.xfer = { size: buf.byteLength, subtle: await digest(buf), type: blob.type,
+                meta: t.meta, state: t.state, sha256: t.sha256, progress: progress.length };
+            } catch (err) { window.xfer = { error: err.code ?? String(err) }; }
+          });
+        }""")
+        back = os.urandom(2 * 1024 * 1024 + 77)
+        _python_transfer(py, "files:2", back, "from-python", meta={"type": "image/png"})
+        got = wait_for(lambda: page.evaluate("window.xfer"), 20, "the transfer in the page")
+        digest = hashlib.sha256(back).hexdigest()
+        assert got == {"size": len(back), "subtle": digest, "type": "image/png",
+                       "meta": {"type": "image/png"}, "state": "complete", "sha256": digest,
+                       "progress": got["progress"]}
+        assert got["progress"] >= 2
+    assert page.errors == []
+
+
+def _python_transfer(ws: Any, channel: str, data: bytes, transfer: str, *,
+                     meta: Any = None, chunk_size: int = 60 * 1024) -> None:
+    """Publishes ``data`` as one transfer, one chunk at a time, each awaiting its ack."""
+    digest = hashlib.sha256(data).hexdigest()
+    at = 0
+    seq = 0
+    while True:
+        piece = data[at:at + chunk_size]
+        chunk: dict[str, Any] = {"transfer": transfer, "seq": seq, "at": at}
+        if seq == 0:
+            chunk["size"] = len(data)
+            if meta is not None:
+                chunk["meta"] = meta
+        last = at + len(piece) >= len(data)
+        if last:
+            chunk.update(last=True, sha256=digest)
+        rid = 100 + seq
+        header = {"type": "pub", "id": rid, "channel": channel, "chunk": chunk}
+        ws.send(encode_frame(msgspec.json.encode(header), piece))
+        deadline = time.monotonic() + 5 * T
+        while True:
+            assert time.monotonic() < deadline, f"no ack to chunk {seq}"
+            frame = ws.recv(timeout=5 * T)
+            if isinstance(frame, str):
+                msg = json.loads(frame)
+                if msg.get("id") == rid:
+                    assert msg["type"] == "ack", msg
+                    break
+        if last:
+            return
+        at += len(piece)
+        seq += 1
+
+
+def test_transfer_resumes_after_the_connection_is_cut_in_the_middle(
+        context, start_demo_server) -> None:
+    srv = start_demo_server(**FAST)
+    page = open_demo(context, srv, "channel=room:resume")
+    page.evaluate(PAGE_HELPERS)
+    size = 4 * 1024 * 1024
+    with python_sub(srv, "files:cut") as py:
+        result = page.evaluate("""async (size) => {
+          const bytes = payload(size, 5);
+          let cut = false;
+          const conns = new Set();
+          const r = await demo.client.sendTransfer('files:cut', new Blob([bytes]), {
+            onProgress: (p) => {
+              conns.add(demo.client.status.connId);
+              if (!cut && p.bytes > size / 3) { cut = true; demo.client.cut(); }
+            } });
+          conns.add(demo.client.status.connId);
+          return { ...r, subtle: await digest(bytes), conns: conns.size };
+        }""", size)
+        assert result["conns"] >= 2, "the transfer went on over a new connection"
+        chunks = binary_msgs(py, until_last=True, timeout=40)
+        seqs = [h["chunk"]["seq"] for h, _ in chunks]
+        assert seqs == list(range(result["chunks"])), "every chunk once, in order"
+        offsets = [h["offset"] for h, _ in chunks]
+        assert offsets == list(range(offsets[0], offsets[0] + len(offsets)))
+        data = b"".join(p for _, p in chunks)
+        assert hashlib.sha256(data).hexdigest() == result["sha256"] == result["subtle"]
+    states = [s["state"] for s in page.evaluate("demo.states")]
+    assert states == ["OPEN", "RECONNECTING", "OPEN"], states
+    assert page.errors == []
