@@ -316,10 +316,11 @@ describe('transfers', { timeout: 30000 }, () => {
     });
   }
 
-  it('a chunk of a transfer whose start it did not see is ignored, and replays deliver nothing twice', async () => {
+  it('a chunk of a transfer whose start it did not see is ignored, so are transfers nobody listens for, and replays deliver nothing twice', async () => {
     const server = new V2Server();
     const rx = client(server);
     const sub = await rx.subscribe('files');
+    const deaf = await client(server).subscribe('files'); // no 'transfer' listener: nothing held
     const seen = collect(sub);
     server.publishBinary('files', Buffer.from('xyz'), { transfer: 'late', seq: 3, at: 9 });
     server.publishBinary('files', Buffer.from('ab'), { transfer: 't', seq: 0, at: 0 });
@@ -329,5 +330,7 @@ describe('transfers', { timeout: 30000 }, () => {
     await until(() => seen[0]?.t.state === 'complete', 'the transfer received');
     assert.equal(seen.length, 1);
     assert.deepEqual(Buffer.from(await (await seen[0].blob).arrayBuffer()), Buffer.from('abc'));
+    assert.equal(deaf._receiver, null);
+    assert.equal(deaf.delivered, 3);
   });
 });

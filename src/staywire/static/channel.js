@@ -183,6 +183,8 @@ export class Subscription extends Emitter {
     this.position = { epoch: msg.epoch, offset: msg.offset };
     this.delivered += 1;
     if (msg.chunk) {
+      // Nobody listens for transfers here: a stream that nobody reads would hold them whole.
+      if (!this._listeners.get('transfer')?.size && !this._receiver?.active.size) return true;
       this._receiver ??= new TransferReceiver({ channel: this.channel, timeout: this._transferTimeout,
         emit: (t) => this.emit('transfer', t) });
       this._receiver.chunk(/** @type {any} */ (msg));
