@@ -56,9 +56,11 @@ def payload(n: int, seed: int) -> bytes:
 
 @contextmanager
 def python_sub(srv: Any, channel: str) -> Iterator[Any]:
-    """A Python subscriber on protocol v2: ``websockets`` and nothing of the client."""
+    """A Python subscriber on protocol v2: ``websockets`` and nothing of the client. Its
+    reader thread takes every frame as it comes (``max_queue=None``) while the test waits on
+    the page, so the server never sees it as a slow consumer (4008)."""
     with ws_connect(srv.url, subprotocols=V2, open_timeout=5 * T,
-                    max_size=4 * 1024 * 1024) as ws:
+                    max_size=4 * 1024 * 1024, max_queue=None) as ws:
         assert ws.subprotocol == "staywire.v2"
         welcome = _text(ws, "welcome")
         assert welcome["binary"]["max_data_size"] > 0
