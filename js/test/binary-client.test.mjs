@@ -7,7 +7,9 @@ import { describe, it, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { decodeFrame, encodeFrame } from '../../src/staywire/static/binary.js';
-import { TransferError } from '../../src/staywire/static/staywire.js';
+import {
+  Backoff, Client, MemoryStore, Outbox, TransferError,
+} from '../../src/staywire/static/staywire.js';
 import { Bus, LockManager } from './support/tabs.mjs';
 import { FakeServer, client, closeClients, until, wait } from './support/fake-server.mjs';
 
@@ -153,6 +155,32 @@ describe('binary publications', { timeout: 20000 }, () => {
     await wait(20);
     assert.deepEqual(got, [Buffer.from([0, 255, 16])]);
     assert.equal(server.frames.filter((f) => f instanceof Uint8Array).length, 2);
+  });
+
+  it('a binary publish left by a reloaded page is adopted and sent as bytes, once', async () => {
+    const server = new V2Server();
+    const sub = client(server);
+    const got = [];
+    await sub.subscribe('room', (data, msg) => got.push([bytesOf(data), msg.binary]));
+    // The page that made it is gone: its record, as the write-ahead keeps it (JSON).
+    const store = new MemoryStore();
+    const old = new Outbox({ owner: 'gone-tab', target: 'ws://127.0.0.1:1/ws' });
+    const entry = await old.add('room', new Uint8Array([9, 8, 7, 0, 255]), 'k-old');
+    const { sent, stored, ...record } = entry; // eslint-disable-line no-unused-vars
+    assert.equal(record.binary, true);
+    assert.equal(record.size, 5);
+    await store.add(JSON.parse(JSON.stringify(record)));
+    const next = new Client('ws://127.0.0.1:1/ws', { share: false, store, WebSocket: server.WebSocket,
+      backoff: new Backoff({ base: 20, cap: 80, random: () => 0.5, maxRetries: 50 }) });
+    next.connect().catch(() => {});
+    try {
+      await until(() => next.status.adopted === 1, 'the adopted publish acknowledged');
+      await until(() => got.length === 1, 'the subscriber got it');
+      assert.deepEqual(got, [[Buffer.from([9, 8, 7, 0, 255]), true]]);
+      assert.deepEqual(await store.all(), []);
+    } finally {
+      await next.close();
+    }
   });
 
   it('tabs sharing one connection publish and receive bytes through the leader', async () => {

@@ -151,6 +151,42 @@ export function fromBase64(text) {
   return bytes;
 }
 
+/**
+ * A v1 connection's text `msg` of a binary publication (`"encoding": "base64"`) as the
+ * message a binary frame gives: `data` an ArrayBuffer, `binary: true`. Null when `data` is
+ * not base64. @param {Record<string, any>} msg @returns {Record<string, any>|null}
+ */
+export function base64Message(msg) {
+  if (typeof msg.data !== 'string') return null;
+  let bytes;
+  try {
+    bytes = fromBase64(msg.data);
+  } catch {
+    return null;
+  }
+  const { encoding, ...rest } = msg; // eslint-disable-line no-unused-vars
+  return { ...rest, data: bytes.buffer, binary: true };
+}
+
+/**
+ * A frame from the server as a message: a binary frame decoded (serverMessage), a text
+ * frame's JSON, with a v1 base64 `msg` made bytes (base64Message). Throws an Error saying
+ * why a frame is dropped. @param {any} raw @returns {any}
+ */
+export function parseServerFrame(raw) {
+  if (raw instanceof ArrayBuffer || ArrayBuffer.isView(raw)) return serverMessage(raw);
+  let msg;
+  try {
+    msg = JSON.parse(typeof raw === 'string' ? raw : String(raw));
+  } catch {
+    throw new Error('frame is not JSON');
+  }
+  if (msg?.type !== 'msg' || msg.encoding !== 'base64') return msg;
+  const bytes = base64Message(msg);
+  if (!bytes) throw new Error('a base64 msg whose data is not base64');
+  return bytes;
+}
+
 /** The length of a frame as the server counts it: UTF-8 bytes of text, or the bytes. @param {string|Uint8Array} frame */
 export function frameLength(frame) {
   return typeof frame === 'string' ? utf8Length(frame) : frame.byteLength;

@@ -15,17 +15,15 @@
 //   `pongTimeout` drops the transport at once (code 4000) instead of waiting for TCP.
 // * Backpressure: when WebSocket.bufferedAmount is over `highWaterMark`, frames wait in a
 //   queue (and `writable()` waits) until it falls under `lowWaterMark`.
-// * Protocol v2: it offers `staywire.v2, staywire.v1`. Binary frames (binary.js) arrive as
-//   the same messages as text ones, with `data` an ArrayBuffer and `binary: true`; a v1
-//   connection's base64 `msg` (`"encoding": "base64"`) is turned into the same thing, so the
-//   layers above see one kind of binary publication whatever the server selected.
+// * Protocol v2: it offers `staywire.v2, staywire.v1`; binary frames and a v1 connection's
+//   base64 `msg` both become messages with an ArrayBuffer `data` (binary.js).
 
 import { Emitter } from './emitter.js';
 import { Backoff, RetryTimer } from './backoff.js';
 import { ReconnectSchedule } from './reconnect.js';
 import { Heartbeat } from './heartbeat.js';
 import { CloseCode, SUBPROTOCOLS } from './codes.js';
-import { BinaryFrameError, fromBase64, ownBuffer, serverMessage } from './binary.js';
+import { parseServerFrame } from './binary.js';
 
 export const State = Object.freeze({
   CONNECTING: 'CONNECTING',
@@ -245,32 +243,13 @@ export class Socket extends Emitter {
   _onFrame(raw) {
     this._heartbeat.seen();
     let msg;
-    if (raw instanceof ArrayBuffer || ArrayBuffer.isView(raw)) {
-      try {
-        msg = serverMessage(raw);
-      } catch (err) {
-        this.emit('warning', err instanceof BinaryFrameError ? err : new Error('binary frame refused'));
-        return;
-      }
-      this.emit('message', msg);
-      return;
-    }
     try {
-      msg = JSON.parse(typeof raw === 'string' ? raw : String(raw));
-    } catch {
-      this.emit('warning', new Error('frame is not JSON'));
+      msg = parseServerFrame(raw);
+    } catch (err) {
+      this.emit('warning', err); // dropped: not JSON, or a binary frame that breaks the layout
       return;
     }
     if (msg === null || typeof msg !== 'object') return;
-    if (msg.type === 'msg' && msg.encoding === 'base64' && typeof msg.data === 'string') {
-      try {
-        msg = { ...msg, data: ownBuffer(fromBase64(msg.data)), binary: true };
-        delete msg.encoding;
-      } catch {
-        this.emit('warning', new Error('base64 msg data is not base64'));
-        return;
-      }
-    }
     switch (msg.type) {
       case 'welcome':
         this._onWelcome(msg);
@@ -292,11 +271,7 @@ export class Socket extends Emitter {
     }
   }
 
-  /**
-   * What the server supports for binary data on this connection (`welcome.binary`:
-   * `{max_data_size, max_transfer_size, transfer_timeout}`), or null: a v1 connection, or
-   * a server without binary. @returns {{max_data_size: number, max_transfer_size: number, transfer_timeout: number}|null}
-   */
+  /** welcome.binary (`{max_data_size, ...}`), or null: not open, or v1. @returns {any} */
   get binary() {
     const b = this.state === State.OPEN ? this.welcome?.binary : null;
     return b && typeof b === 'object' && Number.isInteger(b.max_data_size) && b.max_data_size > 0 ? b : null;
