@@ -218,7 +218,7 @@ class Channels:
         elif verdict is Verdict.GAP:
             self._stats["gaps"] += 1
             log.warning("gap before offset %d on %s", msg.offset, msg.channel)
-        item = Message(msg.channel, msg.epoch, msg.offset, msg.data)
+        item = Message(msg.channel, msg.epoch, msg.offset, msg.data, msg.chunk)
         for sub in channel.subs:
             sub._push(item)
 

@@ -315,6 +315,7 @@ class Client:
             token=token,
             session=session,
             on_text=self._router.on_text,
+            on_binary=self._router.on_binary,
             on_writable=self._publisher.pulse,
             extra_headers=headers,
         )
@@ -450,7 +451,9 @@ class Client:
         key: str | None = None,
         timeout: float | None = None,
     ) -> int:
-        """Publish ``data`` (any JSON value) and return its offset once acknowledged.
+        """Publish ``data`` and return its offset once acknowledged: any JSON value, or
+        bytes (``bytes``, ``bytearray``, ``memoryview``) as binary data (protocol v2; a
+        server that selected v1 refuses it with ``binary_unsupported``).
 
         Works in every state but CLOSED: while not OPEN the publish waits in the
         outbox (``QueueFull`` over its bound). Unacknowledged publishes are sent
@@ -471,15 +474,17 @@ class Client:
         """Call an application method on the server; waits for OPEN within ``timeout``.
 
         Not replayed after a reconnect (an RPC need not be idempotent): a connection
-        lost before the result raises ``ConnectionClosed``."""
-        payload = m.encode_data(data)
+        lost before the result raises ``ConnectionClosed``. ``data`` may be bytes (a
+        binary ``rpc``, protocol v2); a method that answers bytes returns ``bytes``."""
+        binary = isinstance(data, bytes | bytearray | memoryview)
+        payload = bytes(data) if binary else m.encode_data(data)
         try:
             async with asyncio.timeout(timeout):
                 await self._wait_open()
                 link = self._link
                 if link is None:
                     raise ConnectionClosed(ABNORMAL, "connection lost")
-                return await self._requests.call(link, method, payload)
+                return await self._requests.call(link, method, payload, binary=binary)
         except TimeoutError:
             raise RequestTimeout(f"rpc {method!r}: no result within {timeout:g} s") from None
 

@@ -16,7 +16,7 @@ from picows import WSError
 
 from staywire.client import messages as m
 from staywire.client.auth import AuthMode, connect_target
-from staywire.client.link import ABNORMAL, Link, open_link
+from staywire.client.link import ABNORMAL, OFFER, Link, open_link
 from staywire.client.state import CLIENT_CLOSED, CloseInfo
 
 __all__ = ["Dialer"]
@@ -60,6 +60,7 @@ class Dialer:
         on_text: Callable[[Link, bytes], None],
         on_writable: Callable[[], None],
         extra_headers: Mapping[str, str] | None = None,
+        on_binary: Callable[[Link, bytes], None] | None = None,
     ) -> tuple[Link, m.Welcome] | CloseInfo:
         """Connect to ``url`` with ``token`` (resuming ``session``) and the application's
         ``extra_headers``: the welcomed link and its welcome, or how the attempt failed."""
@@ -81,6 +82,8 @@ class Dialer:
                 link = await open_link(
                     url,
                     on_text=on_text,
+                    on_binary=on_binary,
+                    subprotocol=OFFER,
                     on_writable=on_writable,
                     headers=headers,
                     timeout=self._connect_timeout,

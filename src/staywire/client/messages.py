@@ -13,6 +13,7 @@ from typing import Any, Final
 
 import msgspec
 
+from staywire.protocol import binary
 from staywire.protocol.stream import ChannelPosition
 
 __all__ = [
@@ -35,7 +36,9 @@ __all__ = [
     "encode_presence",
     "encode_pong",
     "encode_pub",
+    "encode_pub_binary",
     "encode_rpc",
+    "encode_rpc_binary",
     "encode_sub",
     "encode_unsub",
 ]
@@ -66,6 +69,7 @@ class Welcome(_Base, frozen=True, tag="welcome"):
     rate_limit: RateLimit | None = None
     data: Any = None  # the application's backend's custom data (connect proxy), if any
     server_subs: list[ChannelPosition] = []  # subscribed by the server (connect proxy)
+    binary: dict[str, Any] | None = None  # protocol v2: max_data_size, transfers' limits
 
 
 class Ack(_Base, frozen=True, tag="ack"):
@@ -79,6 +83,7 @@ class Ack(_Base, frozen=True, tag="ack"):
 class Result(_Base, frozen=True, tag="result"):
     id: int
     data: Any = None
+    encoding: str | None = None  # "base64": bytes answered to a v1 connection
 
 
 class Msg(_Base, frozen=True, tag="msg"):
@@ -86,6 +91,8 @@ class Msg(_Base, frozen=True, tag="msg"):
     epoch: str
     offset: int
     data: Any = None
+    encoding: str | None = None  # "base64": a binary publication to a v1 connection
+    chunk: Any = None  # a piece of a transfer (protocol.binary.Chunk, or its JSON under v1)
 
 
 class Ping(_Base, frozen=True, tag="ping"):
@@ -182,6 +189,17 @@ def encode_pub(request_id: int, channel: str, data: bytes, key: str) -> bytes:
     return _encoder.encode(
         {"type": "pub", "id": request_id, "channel": channel, "data": msgspec.Raw(data), "key": key}
     )
+
+
+def encode_pub_binary(request_id: int, channel: str, data: bytes, key: str) -> bytes:
+    """A binary ``pub`` frame (protocol v2): the header, then ``data`` unchanged."""
+    return binary.encode_frame(_encoder.encode(
+        {"type": "pub", "id": request_id, "channel": channel, "key": key}), data)
+
+
+def encode_rpc_binary(request_id: int, method: str, data: bytes) -> bytes:
+    return binary.encode_frame(_encoder.encode(
+        {"type": "rpc", "id": request_id, "method": method}), data)
 
 
 def encode_rpc(request_id: int, method: str, data: bytes) -> bytes:

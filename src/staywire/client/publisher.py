@@ -60,6 +60,7 @@ class _Held:
     data: bytes
     key: str
     future: asyncio.Future[int]
+    binary: bool = False
 
 
 class Publisher:
@@ -121,14 +122,15 @@ class Publisher:
     async def publish(
         self, channel: str, data: Any, *, key: str | None, timeout: float | None
     ) -> int:
-        payload = m.encode_data(data)
+        binary = isinstance(data, bytes | bytearray | memoryview)
+        payload = bytes(data) if binary else m.encode_data(data)
         if key is None:
             self._next_key += 1
             key = f"{self._key_prefix}-{self._next_key}"
         elif not 1 <= len(key) <= 128:
             raise ValueError("key must be 1 to 128 characters")
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        held = _Held(channel, payload, key, fut)
+        held = _Held(channel, payload, key, fut, binary)
         if self._watch.state is ConnectionState.OPEN and (self._held or self._over_high_water()):
             # Over the high-water mark: wait, in call order, until below the low-water mark.
             self._throttled = True
@@ -193,7 +195,7 @@ class Publisher:
 
     def _enqueue(self, held: _Held) -> None:
         """Into the outbox (``QueueFull`` over its bound) and, when OPEN, onto the wire."""
-        entry = self._outbox.add(held.channel, held.data, held.key)
+        entry = self._outbox.add(held.channel, held.data, held.key, held.binary)
         self._pub_waiters[held.key] = held.future
         link = self._current_link()
         if link is not None and link.is_open:
@@ -210,7 +212,13 @@ class Publisher:
     def _write(self, link: Link, entry: OutboxEntry) -> None:
         rid = self._requests.new_id()
         self._outbox.assign(entry, rid)
-        link.send(m.encode_pub(rid, entry.channel, entry.data, entry.key))
+        if not entry.binary:
+            link.send(m.encode_pub(rid, entry.channel, entry.data, entry.key))
+        elif link.binary:
+            link.send_binary(m.encode_pub_binary(rid, entry.channel, entry.data, entry.key))
+        else:  # the server selected v1: it would refuse the frame, so refuse it here
+            self.on_error(rid, m.Error(code=ErrorCode.BINARY_UNSUPPORTED.value, id=rid,
+                                       reason="the server selected protocol v1: no binary data"))
 
     def _release_paced(self) -> None:
         """Write paced entries, in order, while the pacer allows; then wait for the next turn
