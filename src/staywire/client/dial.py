@@ -16,10 +16,12 @@ from picows import WSError
 
 from staywire.client import messages as m
 from staywire.client.auth import AuthMode, connect_target
-from staywire.client.link import ABNORMAL, Link, open_link
+from staywire.client.link import ABNORMAL, SUBPROTOCOL, Link, open_link
 from staywire.client.state import CLIENT_CLOSED, CloseInfo
 
 __all__ = ["Dialer"]
+
+OFFER = "staywire.v2, staywire.v1"  # Sec-WebSocket-Protocol: v2 preferred
 
 
 class Dialer:
@@ -60,6 +62,7 @@ class Dialer:
         on_text: Callable[[Link, bytes], None],
         on_writable: Callable[[], None],
         extra_headers: Mapping[str, str] | None = None,
+        on_binary: Callable[[Link, bytes], None] | None = None,
     ) -> tuple[Link, m.Welcome] | CloseInfo:
         """Connect to ``url`` with ``token`` (resuming ``session``) and the application's
         ``extra_headers``: the welcomed link and its welcome, or how the attempt failed."""
@@ -82,6 +85,9 @@ class Dialer:
                     url,
                     on_text=on_text,
                     on_writable=on_writable,
+                    # v2 when the server has it (binary data, transfers), else v1
+                    on_binary=on_binary,
+                    subprotocol=OFFER if on_binary is not None else SUBPROTOCOL,
                     headers=headers,
                     timeout=self._connect_timeout,
                     write_buffer_limits=self._write_buffer_limits,

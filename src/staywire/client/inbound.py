@@ -68,6 +68,19 @@ class Router:
         except Exception:
             log.exception("failed to handle %s", type(msg).__name__)
 
+    def on_binary(self, link: Link, payload: bytes) -> None:
+        """A binary frame (protocol v2): a binary publication, or a piece of a transfer."""
+        if link is self._current_link():
+            self._keepalive.received(asyncio.get_running_loop().time())
+        msg = m.decode_binary(payload)
+        if msg is None:
+            log.debug("ignored a binary frame this client does not understand")
+            return
+        try:
+            self._channels.on_msg(msg)
+        except Exception:
+            log.exception("failed to handle a binary msg")
+
     def _dispatch(self, link: Link, msg: m.ServerMessage) -> None:
         if isinstance(msg, m.Msg):
             self._channels.on_msg(msg)

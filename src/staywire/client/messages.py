@@ -13,6 +13,7 @@ from typing import Any, Final
 
 import msgspec
 
+from staywire.protocol.binary import Chunk, encode_frame
 from staywire.protocol.stream import ChannelPosition
 
 __all__ = [
@@ -29,7 +30,10 @@ __all__ = [
     "Subscribed",
     "Unsubscribed",
     "Welcome",
+    "BinaryInfo",
     "decode",
+    "decode_binary",
+    "encode_binary_pub",
     "encode_auth",
     "encode_ping",
     "encode_presence",
@@ -54,6 +58,15 @@ class RateLimit(msgspec.Struct, frozen=True):
     bytes_burst: float
 
 
+class BinaryInfo(msgspec.Struct, frozen=True):
+    """``welcome.binary`` (protocol v2): the bounds of binary data and transfers."""
+
+    max_data_size: int
+    max_transfer_size: int
+    transfer_timeout: float
+    transfer_window: int = 8
+
+
 class Welcome(_Base, frozen=True, tag="welcome"):
     client: str
     session: str
@@ -66,6 +79,7 @@ class Welcome(_Base, frozen=True, tag="welcome"):
     rate_limit: RateLimit | None = None
     data: Any = None  # the application's backend's custom data (connect proxy), if any
     server_subs: list[ChannelPosition] = []  # subscribed by the server (connect proxy)
+    binary: BinaryInfo | None = None  # protocol v2 selected
 
 
 class Ack(_Base, frozen=True, tag="ack"):
@@ -85,7 +99,8 @@ class Msg(_Base, frozen=True, tag="msg"):
     channel: str
     epoch: str
     offset: int
-    data: Any = None
+    data: Any = None  # JSON, or with a binary frame the bytes
+    chunk: Chunk | None = None  # a piece of a transfer (binary frames only)
 
 
 class Ping(_Base, frozen=True, tag="ping"):
@@ -152,6 +167,45 @@ def decode(payload: bytes) -> ServerMessage | None:
         return _decoder.decode(payload)
     except (msgspec.ValidationError, msgspec.DecodeError):
         return None
+
+
+class _BinaryMsg(msgspec.Struct, frozen=True):
+    type: str
+    channel: str = ""
+    epoch: str = ""
+    offset: int = 0
+    chunk: Chunk | None = None
+
+
+_binary_header: Final = msgspec.json.Decoder(_BinaryMsg)
+
+
+def decode_binary(frame: bytes) -> Msg | None:
+    """A binary ``msg`` (docs/protocol.md, *Binary frames*); None for anything else."""
+    if len(frame) < 3 or frame[0] != 0x01:
+        return None
+    length = frame[1] << 8 | frame[2]
+    if not 0 < length <= len(frame) - 3:
+        return None
+    try:
+        header = _binary_header.decode(frame[3:3 + length])
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+    if header.type != "msg" or not header.channel:
+        return None
+    return Msg(header.channel, header.epoch, header.offset, frame[3 + length:], header.chunk)
+
+
+def encode_binary_pub(request_id: int, channel: str, data: bytes, key: str,
+                      chunk: bytes | None = None) -> bytes:
+    """A binary ``pub``; ``chunk`` is the JSON of its chunk object, when it is one."""
+    if chunk is None:
+        header = b'{"type":"pub","id":%d,"channel":"%s","key":%s}' % (
+            request_id, channel.encode(), _encoder.encode(key))
+    else:
+        header = b'{"type":"pub","id":%d,"channel":"%s","chunk":%s}' % (
+            request_id, channel.encode(), chunk)
+    return encode_frame(header, data)
 
 
 def encode_data(data: Any) -> bytes:
