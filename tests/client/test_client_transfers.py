@@ -164,3 +164,38 @@ async def test_a_publisher_that_goes_silent_ends_the_transfer_with_transfer_time
         with pytest.raises(asyncio.CancelledError):
             await sending
     assert publisher._publisher.size == 0  # a cancelled transfer leaves nothing to send
+
+
+@pytest.mark.redis
+async def test_a_transfer_resumes_on_another_node(server_factory, redis_server, tmp_path,
+                                                  proxy_factory, client_factory) -> None:
+    """The publisher's link is cut mid-transfer and comes back on another node, which never
+    saw the transfer start: it recognises it by the previous chunk's key in Redis."""
+    path = tmp_path / "staywire.toml"
+    path.write_text(CONFIG)
+    nodes = [server_factory(config=str(path), broker=redis_server.url, **ANON)
+             for _ in range(2)]
+    payload = random.Random(13).randbytes(400_000)
+    proxy = await proxy_factory(nodes[0].port)
+    publisher = client_factory(proxy.url)
+    readers = [client_factory(node.url) for node in nodes]
+    await asyncio.gather(publisher.connect(), *(r.connect() for r in readers))
+    subs = [r.subscribe("files") for r in readers]
+    for sub in subs:
+        await sub.__aenter__()
+    moved = False
+
+    def on_progress(done: int, total: int | None) -> None:
+        nonlocal moved
+        if not moved and done >= 100_000:
+            proxy.upstream_port = nodes[1].port  # the next connection lands on node 2
+            moved = proxy.reset_all() > 0
+
+    async def read(sub: Any) -> bytes:
+        return await asyncio.wait_for((await _first_transfer(sub, 30)).read(), 30)
+
+    readers_done = asyncio.gather(*(read(s) for s in subs))
+    await asyncio.wait_for(publisher.send_transfer("files", payload, on_progress=on_progress),
+                           30)
+    assert moved
+    assert all(data == payload for data in await readers_done)
