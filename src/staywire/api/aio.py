@@ -68,9 +68,10 @@ class AsyncApiClient:
         if self._closed:
             raise ApiConnectionError("the client is closed")
         body = calls.encode_body(call)
-        head = (f"POST {self._prefix}/api/{call.method} HTTP/1.1\r\n"
+        head = (f"POST {self._prefix}{calls.target(call)} HTTP/1.1\r\n"
                 f"Host: {self._host}:{self._port}\r\nAuthorization: {self._auth}\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
+                f"Content-Type: {calls.content_type(call)}\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n")
         async with self._slots:
             stream: _Stream | None = None
             try:

@@ -7,6 +7,7 @@ method's parameters are spelled once. No I/O.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlencode
 from typing import Any, Generic, TypeVar
 
 import msgspec
@@ -14,11 +15,12 @@ import msgspec
 from staywire.api import schema as s
 from staywire.exceptions import ApiError
 
-__all__ = ["Batch", "Call", "decode_reply", "encode_body"]
+__all__ = ["Batch", "Call", "content_type", "decode_reply", "encode_body", "target"]
 
 R = TypeVar("R", bound=msgspec.Struct)
 
 _encoder = msgspec.json.Encoder()
+_BYTES = (bytes, bytearray, memoryview)
 _error_decoder = msgspec.json.Decoder(s.ErrorReply)
 
 
@@ -27,10 +29,23 @@ class Call(Generic[R]):
     method: str
     params: dict[str, Any]
     reply: type[R]
+    # Binary data (a publish of bytes): the body as it is, the params in the query.
+    raw: bytes | None = None
 
 
 def encode_body(call: Call[Any]) -> bytes:
-    return _encoder.encode(call.params)
+    return _encoder.encode(call.params) if call.raw is None else call.raw
+
+
+def target(call: Call[Any]) -> str:
+    """The path after the API prefix: ``/api/<method>``, with the query of a binary call."""
+    if call.raw is None:
+        return f"/api/{call.method}"
+    return f"/api/{call.method}?{urlencode(call.params)}"
+
+
+def content_type(call: Call[Any]) -> str:
+    return "application/json" if call.raw is None else "application/octet-stream"
 
 
 def _given(**params: Any) -> dict[str, Any]:
@@ -53,11 +68,18 @@ def decode_reply(call: Call[R], status: int, body: bytes) -> R:
 
 
 def publish(channel: str, data: Any, key: str | None = None) -> Call[s.PublishReply]:
+    """``data``: any JSON value, or bytes (``bytes``, ``bytearray``, ``memoryview``) to
+    publish as binary data (``application/octet-stream``, docs/api.md)."""
+    if isinstance(data, _BYTES):
+        return Call("publish", _given(channel=channel, key=key), s.PublishReply,
+                    raw=bytes(data))
     return Call("publish", _given(channel=channel, data=data, key=key), s.PublishReply)
 
 
 def broadcast(channels: list[str], data: Any, key: str | None = None
               ) -> Call[s.BroadcastReply]:
+    if isinstance(data, _BYTES):
+        raise TypeError("broadcast takes JSON data; publish bytes to each channel instead")
     return Call("broadcast", _given(channels=list(channels), data=data, key=key),
                 s.BroadcastReply)
 
@@ -118,6 +140,8 @@ class Batch:
         return len(self.calls)
 
     def _add(self, call: Call[Any]) -> Batch:
+        if call.raw is not None:
+            raise TypeError("a batch is JSON: publish bytes on their own (publish())")
         self.calls.append(call)
         return self
 

@@ -14,7 +14,7 @@ name in ``missing`` the nodes that did not answer within ``api_node_timeout``.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -165,9 +165,11 @@ class PresenceStatsReply(_Reply):
     users: int
 
 
-class HistoryPublication(_Reply):
+class HistoryPublication(_Reply, omit_defaults=True):
     offset: int
-    data: Any
+    data: Any  # JSON as published; binary data: its base64, with ``encoding``
+    encoding: Literal["base64"] | None = None  # set on binary publications only
+    chunk: Any = None  # a binary publication's chunk header (a piece of a transfer)
 
 
 class HistoryReply(_Reply):

@@ -70,7 +70,9 @@ class ApiClient:
         with self._lock:
             conn = self._connection()
             try:
-                conn.request("POST", f"{self._prefix}/api/{call.method}", body, self._headers)
+                headers = self._headers if call.raw is None else {
+                    **self._headers, "Content-Type": calls.content_type(call)}
+                conn.request("POST", f"{self._prefix}{calls.target(call)}", body, headers)
                 resp = conn.getresponse()
                 data = resp.read()
             except (OSError, http.client.HTTPException) as exc:

@@ -224,11 +224,12 @@ class Channels:
         elif verdict is Verdict.GAP:
             self._stats["gaps"] += 1
             log.warning("gap before offset %d on %s", msg.offset, msg.channel)
-        if msg.chunk is not None:  # a piece of a transfer: into each subscription's inbox
+        if msg.chunk is not None and not isinstance(msg.chunk, dict):
+            # A piece of a transfer (protocol v2): into each subscription's inbox.
             for sub in channel.subs:
                 sub._chunk(msg.chunk, msg.data)
             return
-        item = Message(msg.channel, msg.epoch, msg.offset, msg.data)
+        item = Message(msg.channel, msg.epoch, msg.offset, msg.data, msg.chunk)
         for sub in channel.subs:
             sub._push(item)
 

@@ -360,8 +360,9 @@ class Client:
         for sub in self._channels.server_subscribed(link, welcome.server_subs,
                                                     self._server_subscription):
             self.server_subscriptions[sub.channel] = sub
-        if welcome.binary is not None:
-            self._channels.transfer_timeout(welcome.binary.transfer_timeout)
+        info = m.binary_info(welcome)
+        if info is not None:
+            self._channels.transfer_timeout(info.transfer_timeout)
         self._channels.resubscribe(link)
         self._publisher.replay(link)
         self._watch.set(ConnectionState.OPEN)
@@ -454,7 +455,9 @@ class Client:
         key: str | None = None,
         timeout: float | None = None,
     ) -> int:
-        """Publish ``data`` (any JSON value) and return its offset once acknowledged.
+        """Publish ``data`` and return its offset once acknowledged: any JSON value, or
+        bytes (``bytes``, ``bytearray``, ``memoryview``) as binary data (protocol v2; a
+        server that selected v1 refuses it with ``binary_unsupported``).
 
         Works in every state but CLOSED: while not OPEN the publish waits in the
         outbox (``QueueFull`` over its bound). Unacknowledged publishes are sent
@@ -479,7 +482,7 @@ class Client:
         ``ClientError`` when the server has no binary data (protocol v1)."""
         check_channel(channel)
         await self._wait_open()
-        info = self.welcome.binary if self.welcome is not None else None
+        info = m.binary_info(self.welcome) if self.welcome is not None else None
         if info is None:
             raise ClientError("the server does not take binary data (protocol v1)")
         return await send_transfer(self._publisher, channel, source, info=info, meta=meta,
@@ -494,15 +497,17 @@ class Client:
         """Call an application method on the server; waits for OPEN within ``timeout``.
 
         Not replayed after a reconnect (an RPC need not be idempotent): a connection
-        lost before the result raises ``ConnectionClosed``."""
-        payload = m.encode_data(data)
+        lost before the result raises ``ConnectionClosed``. ``data`` may be bytes (a
+        binary ``rpc``, protocol v2); a method that answers bytes returns ``bytes``."""
+        binary = isinstance(data, bytes | bytearray | memoryview)
+        payload = bytes(data) if binary else m.encode_data(data)
         try:
             async with asyncio.timeout(timeout):
                 await self._wait_open()
                 link = self._link
                 if link is None:
                     raise ConnectionClosed(ABNORMAL, "connection lost")
-                return await self._requests.call(link, method, payload)
+                return await self._requests.call(link, method, payload, binary=binary)
         except TimeoutError:
             raise RequestTimeout(f"rpc {method!r}: no result within {timeout:g} s") from None
 
@@ -535,8 +540,9 @@ class Client:
                 sub._fail(exc)
             return
         self._channels.attach(sub)
-        if self.welcome is not None and self.welcome.binary is not None:
-            sub._transfer_timeout(self.welcome.binary.transfer_timeout)
+        info = m.binary_info(self.welcome) if self.welcome is not None else None
+        if info is not None:
+            sub._transfer_timeout(info.transfer_timeout)
 
     def _detach(self, sub: Subscription) -> None:
         self._channels.detach(sub)

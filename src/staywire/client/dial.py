@@ -16,12 +16,10 @@ from picows import WSError
 
 from staywire.client import messages as m
 from staywire.client.auth import AuthMode, connect_target
-from staywire.client.link import ABNORMAL, SUBPROTOCOL, Link, open_link
+from staywire.client.link import ABNORMAL, OFFER, Link, open_link
 from staywire.client.state import CLIENT_CLOSED, CloseInfo
 
 __all__ = ["Dialer"]
-
-OFFER = "staywire.v2, staywire.v1"  # Sec-WebSocket-Protocol: v2 preferred
 
 
 class Dialer:
@@ -84,10 +82,9 @@ class Dialer:
                 link = await open_link(
                     url,
                     on_text=on_text,
-                    on_writable=on_writable,
-                    # v2 when the server has it (binary data, transfers), else v1
                     on_binary=on_binary,
-                    subprotocol=OFFER if on_binary is not None else SUBPROTOCOL,
+                    subprotocol=OFFER,
+                    on_writable=on_writable,
                     headers=headers,
                     timeout=self._connect_timeout,
                     write_buffer_limits=self._write_buffer_limits,

@@ -9,8 +9,12 @@ an rpc ``result`` or error to its caller.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import logging
 from collections.abc import Callable
+
+import msgspec
 
 from staywire.client import messages as m
 from staywire.client.channels import Channels
@@ -21,6 +25,7 @@ from staywire.client.publisher import Publisher
 from staywire.client.reconnect import ReconnectSchedule
 from staywire.client.requests import Requests
 from staywire.exceptions import RequestError
+from staywire.protocol import binary
 from staywire.protocol.codes import CloseCode
 
 __all__ = ["Router"]
@@ -69,20 +74,27 @@ class Router:
             log.exception("failed to handle %s", type(msg).__name__)
 
     def on_binary(self, link: Link, payload: bytes) -> None:
-        """A binary frame (protocol v2): a binary publication, or a piece of a transfer."""
+        """A binary frame (protocol v2): a binary publication, or an rpc's bytes result."""
         if link is self._current_link():
             self._keepalive.received(asyncio.get_running_loop().time())
-        msg = m.decode_binary(payload)
-        if msg is None:
-            log.debug("ignored a binary frame this client does not understand")
+        try:
+            header, data = binary.decode_server_frame(payload)
+        except ValueError as exc:
+            log.debug("ignored a binary frame this client does not understand: %s", exc)
             return
         try:
-            self._channels.on_msg(msg)
+            if isinstance(header, binary.BinaryMsg):
+                self._channels.on_msg(m.Msg(header.channel, header.epoch, header.offset,
+                                            bytes(data), chunk=header.chunk))
+            else:
+                self._requests.resolve(header.id, bytes(data))
         except Exception:
-            log.exception("failed to handle a binary msg")
+            log.exception("failed to handle a binary %s", type(header).__name__)
 
     def _dispatch(self, link: Link, msg: m.ServerMessage) -> None:
         if isinstance(msg, m.Msg):
+            if msg.encoding == "base64":  # bytes, to a connection on protocol v1
+                msg = msgspec.structs.replace(msg, data=_unbase64(msg.data))
             self._channels.on_msg(msg)
         elif isinstance(msg, m.Ack):
             self._on_ack(link, msg)
@@ -92,7 +104,8 @@ class Router:
             if isinstance(msg.t, int | float):
                 self._on_rtt(max(0.0, asyncio.get_running_loop().time() - msg.t))
         elif isinstance(msg, m.Result):
-            self._requests.resolve(msg.id, msg.data)
+            self._requests.resolve(msg.id, msg.data if msg.encoding != "base64"
+                                   else _unbase64(msg.data))
         elif isinstance(msg, m.Error):
             self._on_error(link, msg)
         elif isinstance(msg, m.Welcome):
@@ -142,3 +155,13 @@ class Router:
     def _drain_due(self, link: Link) -> None:
         if link is self._current_link() and link.is_open:
             link.close(int(CloseCode.GOING_AWAY), "reconnecting: server draining")
+
+
+def _unbase64(data: object) -> bytes:
+    """The bytes of a base64 ``data`` (v1's form of binary data); raises ``ValueError``."""
+    if not isinstance(data, str):
+        raise ValueError("base64 data is not a string")
+    try:
+        return base64.b64decode(data, validate=True)
+    except binascii.Error as exc:
+        raise ValueError(f"bad base64 data: {exc}") from None

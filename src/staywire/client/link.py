@@ -22,11 +22,14 @@ from picows.url import parse_url
 
 from staywire.client.state import CloseInfo
 from staywire.protocol.codes import CloseCode, valid_close_code
-from staywire.protocol.envelope import SUBPROTOCOL
+from staywire.protocol.envelope import SUBPROTOCOL, SUBPROTOCOL_V2
 from staywire.protocol.framing import OP_TEXT, CloseConnection, CloseFence, MessageAssembler
 from staywire.protocol.ratelimit import Pacer
 
-__all__ = ["SUBPROTOCOL", "Link", "open_link"]
+__all__ = ["OFFER", "SUBPROTOCOL", "Link", "open_link"]
+
+# What the client offers: protocol v2 (binary frames) first, v1 for an older server.
+OFFER = f"{SUBPROTOCOL_V2}, {SUBPROTOCOL}"
 
 log = logging.getLogger("staywire.client")
 
@@ -57,6 +60,12 @@ class Link:
         self.pacer: Pacer | None = None
         self._waiting: deque[bytes] = deque()  # send_paced frames waiting for their turn
         self._wait_timer: asyncio.TimerHandle | None = None
+        self.subprotocol: str | None = None  # what the server selected
+
+    @property
+    def binary(self) -> bool:
+        """Protocol v2 was selected: binary data may be sent and received."""
+        return self.subprotocol == SUBPROTOCOL_V2
 
     @property
     def is_open(self) -> bool:
@@ -99,7 +108,7 @@ class Link:
             self.send(self._waiting.popleft())
 
     def send_binary(self, payload: bytes) -> bool:
-        """Send one binary frame (reserved by protocol v1; used by conformance runs)."""
+        """Send one binary frame (protocol v2's binary data; conformance runs)."""
         return self._write(WSMsgType.BINARY, payload)
 
     def _write(self, kind: WSMsgType, payload: bytes) -> bool:
@@ -326,6 +335,9 @@ async def open_link(
                                   max_frame_size=max_message_size, ssl_context=ssl_context)
     if link.transport is None:  # pragma: no cover - picows calls on_ws_connected first
         link._connected(transport)
+    if subprotocol:
+        selected = transport.response.headers.get("Sec-WebSocket-Protocol")
+        link.subprotocol = selected.strip() if selected else None
     # picows stores a protocol error on the transport's disconnect future; nobody else
     # awaits it, so retrieve it here (else asyncio logs "exception was never retrieved").
     watcher = asyncio.ensure_future(transport.wait_disconnected())

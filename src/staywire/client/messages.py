@@ -13,7 +13,7 @@ from typing import Any, Final
 
 import msgspec
 
-from staywire.protocol.binary import Chunk, encode_frame
+from staywire.protocol import binary
 from staywire.protocol.stream import ChannelPosition
 
 __all__ = [
@@ -32,14 +32,15 @@ __all__ = [
     "Welcome",
     "BinaryInfo",
     "decode",
-    "decode_binary",
-    "encode_binary_pub",
+    "binary_info",
     "encode_auth",
     "encode_ping",
     "encode_presence",
     "encode_pong",
     "encode_pub",
+    "encode_pub_binary",
     "encode_rpc",
+    "encode_rpc_binary",
     "encode_sub",
     "encode_unsub",
 ]
@@ -79,7 +80,7 @@ class Welcome(_Base, frozen=True, tag="welcome"):
     rate_limit: RateLimit | None = None
     data: Any = None  # the application's backend's custom data (connect proxy), if any
     server_subs: list[ChannelPosition] = []  # subscribed by the server (connect proxy)
-    binary: BinaryInfo | None = None  # protocol v2 selected
+    binary: dict[str, Any] | None = None  # protocol v2: max_data_size, transfers' limits
 
 
 class Ack(_Base, frozen=True, tag="ack"):
@@ -93,14 +94,16 @@ class Ack(_Base, frozen=True, tag="ack"):
 class Result(_Base, frozen=True, tag="result"):
     id: int
     data: Any = None
+    encoding: str | None = None  # "base64": bytes answered to a v1 connection
 
 
 class Msg(_Base, frozen=True, tag="msg"):
     channel: str
     epoch: str
     offset: int
-    data: Any = None  # JSON, or with a binary frame the bytes
-    chunk: Chunk | None = None  # a piece of a transfer (binary frames only)
+    data: Any = None
+    encoding: str | None = None  # "base64": a binary publication to a v1 connection
+    chunk: Any = None  # a piece of a transfer (protocol.binary.Chunk, or its JSON under v1)
 
 
 class Ping(_Base, frozen=True, tag="ping"):
@@ -169,43 +172,14 @@ def decode(payload: bytes) -> ServerMessage | None:
         return None
 
 
-class _BinaryMsg(msgspec.Struct, frozen=True):
-    type: str
-    channel: str = ""
-    epoch: str = ""
-    offset: int = 0
-    chunk: Chunk | None = None
-
-
-_binary_header: Final = msgspec.json.Decoder(_BinaryMsg)
-
-
-def decode_binary(frame: bytes) -> Msg | None:
-    """A binary ``msg`` (docs/protocol.md, *Binary frames*); None for anything else."""
-    if len(frame) < 3 or frame[0] != 0x01:
-        return None
-    length = frame[1] << 8 | frame[2]
-    if not 0 < length <= len(frame) - 3:
+def binary_info(welcome: Welcome) -> BinaryInfo | None:
+    """``welcome.binary`` typed; None under v1 (or when it is not understood)."""
+    if welcome.binary is None:
         return None
     try:
-        header = _binary_header.decode(frame[3:3 + length])
-    except (msgspec.ValidationError, msgspec.DecodeError):
+        return msgspec.convert(welcome.binary, BinaryInfo)
+    except msgspec.ValidationError:
         return None
-    if header.type != "msg" or not header.channel:
-        return None
-    return Msg(header.channel, header.epoch, header.offset, frame[3 + length:], header.chunk)
-
-
-def encode_binary_pub(request_id: int, channel: str, data: bytes, key: str,
-                      chunk: bytes | None = None) -> bytes:
-    """A binary ``pub``; ``chunk`` is the JSON of its chunk object, when it is one."""
-    if chunk is None:
-        header = b'{"type":"pub","id":%d,"channel":"%s","key":%s}' % (
-            request_id, channel.encode(), _encoder.encode(key))
-    else:
-        header = b'{"type":"pub","id":%d,"channel":"%s","chunk":%s}' % (
-            request_id, channel.encode(), chunk)
-    return encode_frame(header, data)
 
 
 def encode_data(data: Any) -> bytes:
@@ -236,6 +210,24 @@ def encode_pub(request_id: int, channel: str, data: bytes, key: str) -> bytes:
     return _encoder.encode(
         {"type": "pub", "id": request_id, "channel": channel, "data": msgspec.Raw(data), "key": key}
     )
+
+
+def encode_pub_binary(request_id: int, channel: str, data: bytes, key: str,
+                      chunk: bytes | None = None) -> bytes:
+    """A binary ``pub`` frame (protocol v2): the header, then ``data`` unchanged. With
+    ``chunk`` (the JSON of a transfer's chunk object) it carries that instead of the key:
+    the server derives a chunk's key."""
+    if chunk is not None:
+        header = b'{"type":"pub","id":%d,"channel":"%s","chunk":%s}' % (
+            request_id, channel.encode(), chunk)  # a checked channel name, a chunk's JSON
+        return binary.encode_frame(header, data)
+    return binary.encode_frame(_encoder.encode(
+        {"type": "pub", "id": request_id, "channel": channel, "key": key}), data)
+
+
+def encode_rpc_binary(request_id: int, method: str, data: bytes) -> bytes:
+    return binary.encode_frame(_encoder.encode(
+        {"type": "rpc", "id": request_id, "method": method}), data)
 
 
 def encode_rpc(request_id: int, method: str, data: bytes) -> bytes:

@@ -66,6 +66,7 @@ class _Held:
     data: bytes
     key: str
     future: asyncio.Future[int]
+    binary: bool = False
     chunk: bytes | None = None
     transfer: str | None = None
 
@@ -131,20 +132,22 @@ class Publisher:
     async def publish(
         self, channel: str, data: Any, *, key: str | None, timeout: float | None
     ) -> int:
-        payload = m.encode_data(data)
+        binary = isinstance(data, bytes | bytearray | memoryview)
+        payload = bytes(data) if binary else m.encode_data(data)
         if key is None:
             self._next_key += 1
             key = f"{self._key_prefix}-{self._next_key}"
         elif not 1 <= len(key) <= 128:
             raise ValueError("key must be 1 to 128 characters")
         return await self._submit(_Held(channel, payload, key,
-                                        asyncio.get_running_loop().create_future()), timeout)
+                                        asyncio.get_running_loop().create_future(), binary),
+                                  timeout)
 
     async def publish_chunk(self, channel: str, out: OutChunk) -> int:
         """One chunk of a transfer, until acknowledged (across reconnects); its offset.
         The key only names the entry here: the server derives the chunk's own."""
         held = _Held(channel, out.payload, chunk_key(out.chunk.transfer, out.seq),
-                     asyncio.get_running_loop().create_future(), out.header,
+                     asyncio.get_running_loop().create_future(), True, out.header,
                      out.chunk.transfer)
         return await self._submit(held, None)
 
@@ -214,8 +217,8 @@ class Publisher:
 
     def _enqueue(self, held: _Held) -> None:
         """Into the outbox (``QueueFull`` over its bound) and, when OPEN, onto the wire."""
-        entry = self._outbox.add(held.channel, held.data, held.key, chunk=held.chunk,
-                                 transfer=held.transfer)
+        entry = self._outbox.add(held.channel, held.data, held.key, held.binary,
+                                 chunk=held.chunk, transfer=held.transfer)
         self._pub_waiters[held.key] = held.future
         link = self._current_link()
         if link is not None and link.is_open:
@@ -239,11 +242,14 @@ class Publisher:
     def _write(self, link: Link, entry: OutboxEntry) -> None:
         rid = self._requests.new_id()
         self._outbox.assign(entry, rid)
-        if entry.chunk is not None:
-            link.send_binary(m.encode_binary_pub(rid, entry.channel, entry.data, entry.key,
-                                                 entry.chunk))
-        else:
+        if not entry.binary:
             link.send(m.encode_pub(rid, entry.channel, entry.data, entry.key))
+        elif link.binary:
+            link.send_binary(m.encode_pub_binary(rid, entry.channel, entry.data, entry.key,
+                                                 entry.chunk))
+        else:  # the server selected v1: it would refuse the frame, so refuse it here
+            self.on_error(rid, m.Error(code=ErrorCode.BINARY_UNSUPPORTED.value, id=rid,
+                                       reason="the server selected protocol v1: no binary data"))
 
     def _release_paced(self) -> None:
         """Write paced entries, in order, while the pacer allows; then wait for the next turn

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from staywire.client import messages as m
 from staywire.client.state import CloseInfo
-from staywire.exceptions import ConnectionClosed
+from staywire.exceptions import ConnectionClosed, RequestError
+from staywire.protocol.codes import ErrorCode
 from staywire.protocol.stream import MAX_ID
 
 if TYPE_CHECKING:
@@ -58,18 +59,30 @@ class Requests:
         if request is not None and request.future is not None and not request.future.done():
             request.future.set_result(data)
 
-    async def call(self, link: Link, method: str, payload: bytes) -> Any:
-        """Send an ``rpc`` on ``link`` and wait for its result."""
+    async def call(self, link: Link, method: str, payload: bytes, *, binary: bool = False
+                   ) -> Any:
+        """Send an ``rpc`` on ``link`` and wait for its result (``binary``: ``payload``
+        is bytes, sent in a binary frame)."""
+        if binary:
+            if not link.binary:
+                raise RequestError(ErrorCode.BINARY_UNSUPPORTED.value,
+                                   "the server selected protocol v1: no binary data")
+            return await self.ask(link, lambda rid: m.encode_rpc_binary(rid, method, payload),
+                                  binary=True)
         return await self.ask(link, lambda rid: m.encode_rpc(rid, method, payload))
 
-    async def ask(self, link: Link, encode: Callable[[int], bytes]) -> Any:
+    async def ask(self, link: Link, encode: Callable[[int], bytes], *, binary: bool = False
+                  ) -> Any:
         """Send the request ``encode(id)`` makes (``rpc``, ``presence``...) and wait for
         its ``result``; an ``error`` reply raises ``RequestError``."""
         rid = self.new_id()
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[rid] = Request[Any]("rpc", future=fut)
         try:
-            link.send(encode(rid))
+            if binary:
+                link.send_binary(encode(rid))
+            else:
+                link.send(encode(rid))
             return await fut
         finally:
             self._pending.pop(rid, None)

@@ -25,7 +25,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     seq     INTEGER PRIMARY KEY,
     key     TEXT NOT NULL UNIQUE,
     channel TEXT NOT NULL,
-    data    BLOB NOT NULL
+    data    BLOB NOT NULL,
+    binary  INTEGER NOT NULL DEFAULT 0
 )
 """
 
@@ -39,18 +40,22 @@ class SqliteOutboxStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}
+        if "binary" not in columns:  # a file from before binary data: every entry is JSON
+            self._db.execute("ALTER TABLE outbox ADD COLUMN binary INTEGER NOT NULL DEFAULT 0")
 
     def load(self) -> list[OutboxEntry]:
-        rows = self._db.execute("SELECT seq, key, channel, data FROM outbox ORDER BY seq")
+        rows = self._db.execute(
+            "SELECT seq, key, channel, data, binary FROM outbox ORDER BY seq")
         return [
-            OutboxEntry(seq=seq, key=key, channel=channel, data=bytes(data))
-            for seq, key, channel, data in rows
+            OutboxEntry(seq=seq, key=key, channel=channel, data=bytes(data), binary=bool(kind))
+            for seq, key, channel, data, kind in rows
         ]
 
     def add(self, entry: OutboxEntry) -> None:
         self._db.execute(
-            "INSERT INTO outbox (seq, key, channel, data) VALUES (?, ?, ?, ?)",
-            (entry.seq, entry.key, entry.channel, entry.data),
+            "INSERT INTO outbox (seq, key, channel, data, binary) VALUES (?, ?, ?, ?, ?)",
+            (entry.seq, entry.key, entry.channel, entry.data, int(entry.binary)),
         )
 
     def remove(self, key: str) -> None:

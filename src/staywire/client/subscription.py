@@ -30,12 +30,17 @@ __all__ = ["Item", "Join", "Leave", "Member", "Message", "Presence", "Recovery",
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """A publication, delivered once, in offset order."""
+    """A publication, delivered once, in offset order.
+
+    ``data`` is the decoded JSON, or ``bytes`` for binary data (JSON never decodes to
+    bytes, so ``isinstance(item.data, bytes)`` tells them apart). ``chunk`` is set on a
+    piece of a transfer (``protocol.binary.Chunk``)."""
 
     channel: str
     epoch: str
     offset: int
     data: Any
+    chunk: Any = None
 
 
 @dataclass(frozen=True, slots=True)

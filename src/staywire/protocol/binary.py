@@ -29,13 +29,16 @@ __all__ = [
     "FORMAT",
     "MAX_HEADER",
     "BinaryInbound",
+    "BinaryMsg",
     "BinaryPub",
+    "BinaryResult",
     "BinaryRpc",
     "BytesPub",
     "BytesRpc",
     "Chunk",
     "decode_frame",
     "decode_request",
+    "decode_server_frame",
     "encode_frame",
     "msg_frame",
     "result_frame",
@@ -178,6 +181,41 @@ def decode_request(frame: bytes) -> BytesPub | BytesRpc:
         return BytesPub(header.id, header.channel, bytes(payload), header.key,
                         None if chunk is None else _chunk_encoder.encode(chunk))
     return BytesRpc(header.id, header.method, bytes(payload))
+
+
+class _ServerHeader(msgspec.Struct, frozen=True, tag_field="type"):
+    pass  # unknown fields allowed: a client reads what it knows of a newer server's
+
+
+class BinaryMsg(_ServerHeader, tag="msg", frozen=True):
+    channel: str
+    epoch: str
+    offset: int
+    chunk: Chunk | None = None
+
+
+class BinaryResult(_ServerHeader, tag="result", frozen=True):
+    id: int
+
+
+_server_decoder = msgspec.json.Decoder(BinaryMsg | BinaryResult)
+
+
+def decode_server_frame(frame: bytes) -> tuple[BinaryMsg | BinaryResult, memoryview]:
+    """A server's binary frame, as a client reads it: its header and a view of its payload.
+
+    Raises ``ValueError`` for a frame that breaks the framing or has another ``type``."""
+    if len(frame) < 3 or frame[0] != FORMAT:
+        raise ValueError("not a binary frame of format 0x01")
+    length = frame[1] << 8 | frame[2]
+    if not 0 < length <= MAX_HEADER or 3 + length > len(frame):
+        raise ValueError(f"binary header length {length} does not fit the frame")
+    view = memoryview(frame)
+    try:
+        header = _server_decoder.decode(view[3:3 + length])
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
+        raise ValueError(f"binary header: {exc}") from None
+    return header, view[3 + length:]
 
 
 def _salvage(raw: bytes) -> int | None:

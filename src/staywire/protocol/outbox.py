@@ -34,7 +34,8 @@ __all__ = ["Outbox", "OutboxEntry", "OutboxStore"]
 
 @dataclass(slots=True)
 class OutboxEntry:
-    """One publish: ``data`` is its JSON encoding, kept so that a replay sends the same bytes."""
+    """One publish: ``data`` is its JSON encoding (or, with ``binary``, the bytes to send
+    in a binary frame), kept so that a replay sends the same bytes."""
 
     seq: int
     key: str
@@ -42,6 +43,7 @@ class OutboxEntry:
     data: bytes
     request_id: int | None = None  # the ``pub`` id on the current connection; None: not sent
     refusals: int = 0  # transient refusals (rate_limited, unavailable) so far
+    binary: bool = False  # protocol v2 binary data, not JSON
     # A piece of a transfer: the JSON of its chunk object (``data`` is then its bytes,
     # sent in a binary frame) and the transfer's id. Never stored: a transfer does not
     # outlive the process that reads its source.
@@ -138,8 +140,8 @@ class Outbox:
 
     # -- transitions -------------------------------------------------------------
 
-    def add(self, channel: str, data: bytes, key: str, *, chunk: bytes | None = None,
-            transfer: str | None = None) -> OutboxEntry:
+    def add(self, channel: str, data: bytes, key: str, binary: bool = False, *,
+            chunk: bytes | None = None, transfer: str | None = None) -> OutboxEntry:
         """Queue a publish; raise ``QueueFull`` (keeping nothing) when it would exceed the bound."""
         if key in self._entries:
             raise ValueError(f"idempotency key already in the outbox: {key!r}")
@@ -152,7 +154,8 @@ class Outbox:
                 f"outbox holds {self._bytes} bytes; {len(data)} more exceeds max {self._max_bytes}"
             )
         entry = OutboxEntry(seq=self._next_seq, key=key, channel=channel, data=data,
-                            chunk=chunk, transfer=transfer)
+                            binary=binary or chunk is not None, chunk=chunk,
+                            transfer=transfer)
         self._next_seq += 1
         if self._store is not None and chunk is None:
             self._store.add(entry)  # before holding it: a store failure leaves nothing half-done

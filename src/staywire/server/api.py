@@ -12,6 +12,7 @@ import asyncio
 import functools
 import hmac
 import logging
+import urllib.parse
 from typing import Protocol
 
 import h11
@@ -169,9 +170,36 @@ async def _api_route(node: ApiHost, request: h11.Request, body: bytes
     if not hmac.compare_digest(presented, key.encode()):
         return _fail(ApiFailure(ErrorCode.UNAUTHORIZED, "missing or wrong API key"))
     try:
+        if path == "/api/publish" and _content_type(request) == b"application/octet-stream":
+            channel, key = _binary_target(request)
+            return 200, await node.api_methods.publish_bytes(channel, body, key), _JSON
         return 200, await node.api_methods.call(path[len(_PREFIX):], body), _JSON
     except ApiFailure as failure:
         return _fail(failure)
+
+
+def _content_type(request: h11.Request) -> bytes:
+    for name, value in request.headers:
+        if name == b"content-type":
+            return value.split(b";", 1)[0].strip().lower()
+    return b""
+
+
+def _binary_target(request: h11.Request) -> tuple[str | None, str | None]:
+    """A binary publish's channel and key: from the query (``?channel=&key=``), else from
+    the ``Staywire-Channel`` and ``Staywire-Key`` headers (docs/api.md)."""
+    target = request.target.decode("latin-1")
+    query = (urllib.parse.parse_qs(target.split("?", 1)[1], keep_blank_values=True)
+             if "?" in target else {})
+    headers = {name: value for name, value in request.headers}
+
+    def pick(field: str, header: bytes) -> str | None:
+        if field in query:
+            return query[field][0]
+        value = headers.get(header)
+        return None if value is None else value.decode("utf-8", "replace")
+
+    return pick("channel", b"staywire-channel"), pick("key", b"staywire-key")
 
 
 def _fail(failure: ApiFailure) -> tuple[int, bytes, str]:

@@ -9,6 +9,7 @@ control plane, which waits at most ``api_node_timeout`` for the other nodes.
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -20,9 +21,10 @@ from staywire.brokers.control import ControlPlane, FanOut
 from staywire.brokers.presence import PresenceSnapshot, PresenceStore
 from staywire.channel_options import ChannelOptions
 from staywire.exceptions import BrokerUnavailable
+from staywire.protocol.envelope import Channel, Key
 from staywire.protocol.codes import CloseCode, ErrorCode, Reconnect, reconnect_policy
 from staywire.protocol.patterns import Glob
-from staywire.protocol.stream import Position
+from staywire.protocol.stream import Position, Publication
 from staywire.server.control import (
     ChannelsArgs,
     ChannelsResult,
@@ -34,6 +36,24 @@ from staywire.server.control import (
 )
 
 __all__ = ["ApiFailure", "ApiMethods"]
+
+
+class _BytesArgs(msgspec.Struct, forbid_unknown_fields=True):
+    """The channel and key of a binary publish, checked as ``PublishRequest`` checks them."""
+
+    channel: Channel
+    key: Key | None = None
+
+
+_bytes_args = msgspec.json.Decoder(_BytesArgs)
+
+
+def _history_item(p: Publication) -> s.HistoryPublication:
+    if not p.binary:
+        return s.HistoryPublication(offset=p.offset, data=msgspec.Raw(p.data))
+    return s.HistoryPublication(offset=p.offset, data=base64.b64encode(p.data).decode(),
+                                encoding="base64",
+                                chunk=None if p.chunk is None else msgspec.Raw(p.chunk))
 
 _STATUS = {
     ErrorCode.BAD_REQUEST: 400,
@@ -60,8 +80,8 @@ class ApiFailure(Exception):
 
 
 class Publish(Protocol):
-    async def __call__(self, channel: str, data: bytes, *, key: str | None = None
-                       ) -> PublishResult: ...
+    async def __call__(self, channel: str, data: bytes, *, key: str | None = None,
+                       binary: bool = False) -> PublishResult: ...
 
 
 class ApiMethods:
@@ -108,13 +128,13 @@ class ApiMethods:
 
     # -- publishing ---------------------------------------------------------------------
 
-    async def _publish_one(self, channel: str, data: msgspec.Raw, key: str | None
-                           ) -> PublishResult:
+    async def _publish_one(self, channel: str, data: msgspec.Raw | bytes, key: str | None,
+                           binary: bool = False) -> PublishResult:
         if len(data) > self._max_data_size:
             raise ApiFailure(ErrorCode.BAD_REQUEST,
                              f"data is {len(data)} bytes, over max_data_size", 413)
         try:
-            return await self._publish(channel, bytes(data), key=key)
+            return await self._publish(channel, bytes(data), key=key, binary=binary)
         except BrokerUnavailable:
             raise ApiFailure(ErrorCode.UNAVAILABLE,
                              "broker unavailable; nothing was published") from None
@@ -124,6 +144,21 @@ class ApiMethods:
     async def publish(self, req: s.PublishRequest) -> s.PublishReply:
         r = await self._publish_one(req.channel, req.data, req.key)
         return s.PublishReply(epoch=r.epoch, offset=r.offset, duplicate=r.duplicate)
+
+    async def publish_bytes(self, channel: str | None, data: bytes, key: str | None) -> bytes:
+        """``POST /api/publish`` with ``application/octet-stream``: the body is the data,
+        the channel and key come from the query or headers (api.py). The reply is the
+        JSON one of ``publish``; raises ``ApiFailure``."""
+        if channel is None:
+            raise ApiFailure(ErrorCode.BAD_REQUEST, "publish: binary data needs the channel in "
+                             "the query (?channel=) or the Staywire-Channel header")
+        try:
+            req = _bytes_args.decode(msgspec.json.encode({"channel": channel, "key": key}))
+        except msgspec.ValidationError as exc:
+            raise ApiFailure(ErrorCode.BAD_REQUEST, f"publish: {exc}") from None
+        r = await self._publish_one(req.channel, data, req.key, binary=True)
+        return self._encode(s.PublishReply(epoch=r.epoch, offset=r.offset,
+                                           duplicate=r.duplicate))
 
     async def broadcast(self, req: s.BroadcastRequest) -> s.BroadcastReply:
         if len(req.data) > self._max_data_size:  # one answer, not one per channel
@@ -164,8 +199,7 @@ class ApiMethods:
             raise ApiFailure(ErrorCode.UNAVAILABLE, "broker unavailable") from None
         return s.HistoryReply(
             epoch=h.position.epoch, offset=h.position.offset,
-            publications=[s.HistoryPublication(offset=p.offset, data=msgspec.Raw(p.data))
-                          for p in h.publications])
+            publications=[_history_item(p) for p in h.publications])
 
     async def presence(self, req: s.PresenceRequest) -> s.PresenceReply:
         store, bound = self._presence_of(req.channel)

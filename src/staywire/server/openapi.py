@@ -71,6 +71,18 @@ def openapi() -> dict[str, Any]:
             "requestBody": {"required": True, "content": _json(request_ref)},
             "responses": responses,
         }}
+    # Binary data (docs/api.md): the body is the bytes, the channel and key are parameters.
+    publish = paths["/api/publish"]["post"]
+    publish["requestBody"]["content"]["application/octet-stream"] = {
+        "schema": {"type": "string", "format": "binary"}}
+    publish["parameters"] = [
+        {"name": name, "in": where, "required": False, "schema": {"type": "string"},
+         "description": f"with application/octet-stream: the {what}{also}"}
+        for name, where, what, also in (
+            ("channel", "query", "channel", " (or the Staywire-Channel header)"),
+            ("key", "query", "idempotency key", " (or the Staywire-Key header)"),
+            ("Staywire-Channel", "header", "channel", ", when not in the query"),
+            ("Staywire-Key", "header", "idempotency key", ", when not in the query"))]
     paths["/api/openapi.json"] = {"get": {
         "operationId": "openapi",
         "summary": "This description",
