@@ -233,10 +233,10 @@ class Chunker:
 
     The caller pushes the source's bytes with ``feed`` (while ``wants_data``), then calls
     ``finish``; it sends what ``next_chunk`` gives and reports ``sent``/``acked``. At most
-    ``window`` chunks are unacknowledged. After ``connection_lost`` every unacknowledged
-    chunk is sent again, first unacknowledged first, and the first one alone until it
-    is acknowledged: the server may be another node, which recognises the transfer by
-    that chunk (docs/protocol.md, *Transfers*)."""
+    ``window`` chunks are unacknowledged. After a reconnect the caller sends every
+    unacknowledged chunk again, first unacknowledged first, and the first one alone
+    until it is acknowledged (docs/protocol.md, *Transfers*): the Python client's outbox
+    does (client/publisher.py), since it replays every publish."""
 
     def __init__(self, transfer: str, *, chunk_size: int, window: int = DEFAULT_WINDOW,
                  size: int | None = None, meta: bytes | None = None) -> None:
@@ -246,15 +246,14 @@ class Chunker:
         self.chunk_size = chunk_size
         self.window = window
         self.size = size
-        self._meta = msgspec.Raw(meta) if meta else msgspec.Raw()
+        self._meta = msgspec.Raw(meta) if meta else None
         self._buffer = bytearray()
         self._finished = False
         self._digest = hashlib.sha256()
         self._cut_at = 0  # bytes cut into chunks so far
         self._next_seq = 0
         self._pending: deque[OutChunk] = deque()  # cut, not acknowledged, in seq order
-        self._sent: set[int] = set()  # on the current connection, not acknowledged
-        self._probing = False  # after a reconnect: one chunk until its ack
+        self._sent: set[int] = set()  # handed to the publish path, not acknowledged
         self.acked_bytes = 0
 
     @property
@@ -295,16 +294,17 @@ class Chunker:
         first = seq == 0
         chunk = Chunk(transfer=self.transfer, seq=seq, at=self._cut_at, last=last,
                       size=self.size if first else None,
-                      sha256=self._digest.hexdigest() if last else None,
-                      meta=self._meta if first else msgspec.Raw())
+                      sha256=self._digest.hexdigest() if last else None)
+        if first and self._meta is not None:
+            # Only then: a Raw() of its own is not the default, and would be encoded.
+            chunk = msgspec.structs.replace(chunk, meta=self._meta)
         self._pending.append(OutChunk(seq, chunk, payload))
         self._next_seq += 1
         self._cut_at += n
 
     def next_chunk(self) -> OutChunk | None:
         """The next chunk to send now, or None (window full, or nothing cut yet)."""
-        limit = 1 if self._probing else self.window
-        if len(self._sent) >= limit:
+        if len(self._sent) >= self.window:
             return None
         for out in self._pending:
             if out.seq not in self._sent:
@@ -315,18 +315,15 @@ class Chunker:
         self._sent.add(seq)
 
     def acked(self, seq: int) -> None:
-        """The server acknowledged chunk ``seq`` (or answered it ``duplicate``)."""
+        """The server acknowledged chunk ``seq`` (or answered it ``duplicate``). Acks come
+        in order on one connection; one that does not (a chunk sent again after a
+        refusal) settles only its own chunk."""
         self._sent.discard(seq)
-        self._probing = False
-        while self._pending and self._pending[0].seq <= seq:
-            out = self._pending.popleft()
-            self.acked_bytes += len(out.payload)
-            self._sent.discard(out.seq)
-
-    def connection_lost(self) -> None:
-        if self._sent:
-            self._probing = True
-        self._sent.clear()
+        for i, out in enumerate(self._pending):
+            if out.seq == seq:
+                del self._pending[i]
+                self.acked_bytes += len(out.payload)
+                return
 
 
 # -- the subscriber's side ------------------------------------------------------------
