@@ -1,29 +1,35 @@
 """Binary data and transfers in Chromium against a real ``staywire serve`` (protocol v2):
 bytes published in one page arrive byte for byte in another tab (through the leader), in
 another browser context (its own connection) and in a Python subscriber; a Blob transfer of
-a few MiB from the page reaches a Python subscriber with the right digest, and a Python
-transfer reaches the page; a transfer survives the page's connection being cut in the
-middle, with every chunk published once.
+a few MiB from the page reaches a Python subscriber with the right digest, and the Python
+client's transfer reaches the page; a transfer from the page goes on after a TCP proxy
+resets its connection in the middle, every chunk published once, and the Python client
+reads it whole.
 
-The Python side is an independent client (the ``websockets`` library and the server's own
-frame codec), and the page's digests are computed by ``crypto.subtle``, not by the
-client's sha256.js."""
+The raw Python subscriber is the ``websockets`` library (nothing of either client); the
+Python client (``staywire.Client``) and the TCP proxy run on an asyncio loop in a thread
+beside Playwright's sync API. The page's digests are computed by ``crypto.subtle``, not by
+the client's sha256.js."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from typing import Any
 
-import msgspec
+import pytest
 from websockets.sync.client import connect as ws_connect
 
-from staywire.protocol.binary import encode_frame
+from staywire.client import Client, Transfer
 from tests.browser.conftest import T, open_demo, wait_for
+from tests.support.tcp_proxy import TcpProxy
 
 V2 = ["staywire.v2", "staywire.v1"]
 # Transfers of a few MiB in a few seconds: the byte rate limit is raised, as
@@ -67,6 +73,60 @@ def python_sub(srv: Any, channel: str) -> Iterator[Any]:
         ws.send(json.dumps({"type": "sub", "id": 1, "channel": channel}))
         assert _text(ws, "ack")["id"] == 1
         yield ws
+
+
+class Background:
+    """An asyncio loop in a thread: the Python client and the TCP proxy beside Playwright."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> Future[Any]:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def run(self, coro: Coroutine[Any, Any, Any], timeout: float = 10.0) -> Any:
+        return self.spawn(coro).result(timeout * T)
+
+    def close(self) -> None:
+        for task in asyncio.all_tasks(self.loop):
+            self.loop.call_soon_threadsafe(task.cancel)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5 * T)
+        if not self.thread.is_alive():
+            self.loop.close()
+
+
+@pytest.fixture
+def background() -> Iterator[Background]:
+    bg = Background()
+    try:
+        yield bg
+    finally:
+        bg.close()
+
+
+async def read_transfer(url: str, channel: str, subscribed: threading.Event,
+                        timeout: float = 40.0) -> tuple[Any, bytes]:
+    """The Python client subscribes and reads the first transfer on ``channel`` whole."""
+    async with Client(url, backoff_base=0.05, backoff_cap=0.5) as client:
+        async with client.subscribe(channel) as sub:
+            subscribed.set()
+            async with asyncio.timeout(timeout * T):
+                async for item in sub:
+                    if isinstance(item, Transfer):
+                        return item.meta, await item.read()
+    raise AssertionError("the subscription ended without a transfer")
+
+
+async def send_transfer(url: str, channel: str, data: bytes, meta: Any) -> str:
+    async with Client(url, backoff_base=0.05, backoff_cap=0.5) as client:
+        return await client.send_transfer(channel, data, meta=meta)
+
+
+async def _reset(proxy: TcpProxy) -> int:
+    return proxy.reset_all()  # on the proxy's loop: it aborts its transports
 
 
 def _text(ws: Any, kind: str) -> dict[str, Any]:
@@ -146,7 +206,8 @@ def test_bytes_from_a_page_reach_another_tab_another_context_and_python(
         other.close()
 
 
-def test_blob_transfer_from_the_page_to_python_and_back(context, start_demo_server) -> None:
+def test_blob_transfer_from_the_page_to_python_and_back(
+        context, start_demo_server, background) -> None:
     srv = start_demo_server(**FAST)
     page = open_demo(context, srv, "channel=room:xfer")
     page.evaluate(PAGE_HELPERS)
@@ -187,7 +248,7 @@ def test_blob_transfer_from_the_page_to_python_and_back(context, start_demo_serv
           });
         }""")
         back = os.urandom(2 * 1024 * 1024 + 77)
-        _python_transfer(py, "files:2", back, "from-python", meta={"type": "image/png"})
+        background.run(send_transfer(srv.url, "files:2", back, {"type": "image/png"}), 30)
         got = wait_for(lambda: page.evaluate("window.xfer"), 20, "the transfer in the page")
         digest = hashlib.sha256(back).hexdigest()
         assert got == {"size": len(back), "subtle": digest, "type": "image/png",
@@ -197,67 +258,45 @@ def test_blob_transfer_from_the_page_to_python_and_back(context, start_demo_serv
     assert page.errors == []
 
 
-def _python_transfer(ws: Any, channel: str, data: bytes, transfer: str, *,
-                     meta: Any = None, chunk_size: int = 60 * 1024) -> None:
-    """Publishes ``data`` as one transfer, one chunk at a time, each awaiting its ack."""
-    digest = hashlib.sha256(data).hexdigest()
-    at = 0
-    seq = 0
-    while True:
-        piece = data[at:at + chunk_size]
-        chunk: dict[str, Any] = {"transfer": transfer, "seq": seq, "at": at}
-        if seq == 0:
-            chunk["size"] = len(data)
-            if meta is not None:
-                chunk["meta"] = meta
-        last = at + len(piece) >= len(data)
-        if last:
-            chunk.update(last=True, sha256=digest)
-        rid = 100 + seq
-        header = {"type": "pub", "id": rid, "channel": channel, "chunk": chunk}
-        ws.send(encode_frame(msgspec.json.encode(header), piece))
-        deadline = time.monotonic() + 5 * T
-        while True:
-            assert time.monotonic() < deadline, f"no ack to chunk {seq}"
-            frame = ws.recv(timeout=5 * T)
-            if isinstance(frame, str):
-                msg = json.loads(frame)
-                if msg.get("id") == rid:
-                    assert msg["type"] == "ack", msg
-                    break
-        if last:
-            return
-        at += len(piece)
-        seq += 1
-
-
-def test_transfer_resumes_after_the_connection_is_cut_in_the_middle(
-        context, start_demo_server) -> None:
-    srv = start_demo_server(**FAST)
-    page = open_demo(context, srv, "channel=room:resume")
-    page.evaluate(PAGE_HELPERS)
-    size = 4 * 1024 * 1024
-    with python_sub(srv, "files:cut") as py:
-        result = page.evaluate("""async (size) => {
-          const bytes = payload(size, 5);
-          let cut = false;
-          const conns = new Set();
-          const r = await demo.client.sendTransfer('files:cut', new Blob([bytes]), {
-            onProgress: (p) => {
-              conns.add(demo.client.status.connId);
-              if (!cut && p.bytes > size / 3) { cut = true; demo.client.cut(); }
-            } });
-          conns.add(demo.client.status.connId);
-          return { ...r, subtle: await digest(bytes), conns: conns.size };
-        }""", size)
-        assert result["conns"] >= 2, "the transfer went on over a new connection"
-        chunks = binary_msgs(py, until_last=True, timeout=40)
+def test_transfer_resumes_after_a_proxy_resets_the_connection_in_the_middle(
+        context, start_demo_server, background) -> None:
+    srv = start_demo_server()  # the default byte rate: a 3 MiB transfer takes seconds
+    proxy = background.run(TcpProxy("127.0.0.1", srv.port).start())
+    try:
+        page = open_demo(context, srv, f"channel=room:resume&url={proxy.url}")
+        page.evaluate(PAGE_HELPERS)
+        size = 3 * 1024 * 1024
+        subscribed = threading.Event()
+        reading = background.spawn(read_transfer(srv.url, "files:cut", subscribed))
+        assert subscribed.wait(10 * T), "the Python client subscribed"
+        with python_sub(srv, "files:cut") as raw:
+            page.evaluate("""(size) => {
+              window.bytes = payload(size, 5);
+              window.acked = 0;
+              window.conns = new Set([demo.client.status.connId]);
+              window.result = null;
+              demo.client.sendTransfer('files:cut', new Blob([bytes]), { meta: { name: 'cut.bin' },
+                  onProgress: (p) => { acked = p.bytes; conns.add(demo.client.status.connId); } })
+                .then(async (r) => { result = { ...r, subtle: await digest(bytes) }; },
+                      (err) => { result = { error: String(err) }; });
+            }""", size)
+            wait_for(lambda: page.evaluate("acked") > size // 3, 20, "a third acknowledged")
+            assert page.evaluate("result") is None, "still under way"
+            assert background.run(_reset(proxy)) >= 1, "the page's connection was reset"
+            result = wait_for(lambda: page.evaluate("result"), 40, "the transfer's end")
+            assert "error" not in result, result
+            assert page.evaluate("conns.size") >= 2, "it went on over a new connection"
+            chunks = binary_msgs(raw, until_last=True, timeout=20)
         seqs = [h["chunk"]["seq"] for h, _ in chunks]
         assert seqs == list(range(result["chunks"])), "every chunk once, in order"
         offsets = [h["offset"] for h, _ in chunks]
         assert offsets == list(range(offsets[0], offsets[0] + len(offsets)))
         data = b"".join(p for _, p in chunks)
         assert hashlib.sha256(data).hexdigest() == result["sha256"] == result["subtle"]
-    states = [s["state"] for s in page.evaluate("demo.states")]
-    assert states == ["OPEN", "RECONNECTING", "OPEN"], states
-    assert page.errors == []
+        meta, read = reading.result(20 * T)
+        assert meta == {"name": "cut.bin"} and read == data
+        states = [st["state"] for st in page.evaluate("demo.states")]
+        assert states == ["OPEN", "RECONNECTING", "OPEN"], states
+        assert page.errors == []
+    finally:
+        background.run(proxy.close())
