@@ -166,7 +166,10 @@ def test_bytes_from_a_page_reach_another_tab_another_context_and_python(
     other = browser.new_context()
     try:
         far = open_demo(other, srv, "channel=room:bin")
-        receivers = (tab1, far)
+        # tab2 holds no connection: its bytes go up to tab1 and come back down, cloned.
+        wait_for(lambda: tab1.evaluate("demo.client.isLeader"), 5, "the first tab leads")
+        assert tab2.evaluate("demo.client.isLeader") is False
+        receivers = (tab1, tab2, far)
         for page in (tab1, tab2, far):
             page.evaluate(PAGE_HELPERS)
         for page in receivers:
