@@ -24,6 +24,7 @@ from typing import Final
 
 import msgspec
 
+from staywire.exceptions import TransferFailed
 from staywire.protocol.binary import Chunk
 from staywire.protocol.codes import ErrorCode
 
@@ -327,16 +328,6 @@ class Chunker:
 
 
 # -- the subscriber's side ------------------------------------------------------------
-
-
-class TransferFailed(Exception):
-    """A transfer that cannot complete: ``code`` says why (an ``ErrorCode`` value)."""
-
-    def __init__(self, transfer: str, code: str, reason: str) -> None:
-        super().__init__(f"transfer {transfer}: {code}: {reason}")
-        self.transfer = transfer
-        self.code = code
-        self.reason = reason
 
 
 @dataclass(slots=True)
