@@ -322,6 +322,24 @@ describe('transfers', { timeout: 30000 }, () => {
     assert.equal(server.frames.filter((f) => f instanceof Uint8Array).length, 0);
   });
 
+  it('a refusal ends the transfer with its RequestError, and lets a stream source go', async () => {
+    const server = new V2Server({ maxData: 100 });
+    server.handleBinary = (conn, frame) => {
+      const { header } = decodeFrame(frame, ['pub']);
+      conn.push({ type: 'error', id: header.id, code: 'forbidden', reason: 'not yours' });
+    };
+    const tx = client(server);
+    await open(tx);
+    let cancelled = null;
+    const stream = new ReadableStream({
+      pull(controller) { controller.enqueue(new Uint8Array(100)); }, // endless
+      cancel(reason) { cancelled = reason; },
+    });
+    await assert.rejects(tx.sendTransfer('files', stream), { name: 'RequestError', code: 'forbidden' });
+    await until(() => cancelled !== null, 'the source cancelled');
+    assert.equal(cancelled.code, 'forbidden');
+  });
+
   for (const [name, chunks, code] of [
     ['a digest that does not match', [['abc', { seq: 0, at: 0 }], ['def', { seq: 1, at: 3, last: true, sha256: '0'.repeat(64) }]], 'transfer_corrupt'],
     ['a missing chunk', [['abc', { seq: 0, at: 0 }], ['ghi', { seq: 2, at: 6, last: true, sha256: sha(Buffer.from('abcdefghi')) }]], 'transfer_order'],

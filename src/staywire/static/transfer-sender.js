@@ -49,9 +49,9 @@ const TRANSIENT = new Set(['rate_limited', 'unavailable']);
 
 /**
  * A reader of `source` in pieces of exactly `size` bytes (the last may be shorter): null
- * once it is all read.
+ * once it is all read. `cancel` lets a stream's source go when the transfer fails.
  * @param {Blob|ReadableStream<any>} source @param {number} size
- * @returns {() => Promise<Uint8Array|null>}
+ * @returns {(() => Promise<Uint8Array|null>) & {cancel?: (reason: any) => void}}
  */
 export function pieces(source, size) {
   if (typeof Blob === 'function' && source instanceof Blob) {
@@ -69,7 +69,7 @@ export function pieces(source, size) {
     let held = [];
     let heldBytes = 0;
     let ended = false;
-    return async () => {
+    const read = async () => {
       while (!ended && heldBytes < size) {
         const { done, value } = await reader.read();
         if (done) {
@@ -97,6 +97,7 @@ export function pieces(source, size) {
       if (heldBytes === 0) held = [];
       return piece;
     };
+    return Object.assign(read, { cancel: (/** @type {any} */ reason) => { reader.cancel(reason).catch(() => {}); } });
   }
   throw new TypeError('a transfer source must be a Blob, a File or a ReadableStream');
 }
@@ -156,6 +157,22 @@ export async function sendTransfer(link, channel, source, options) {
     throw new TransferError('transfer_too_large', `${known} bytes, the server takes at most ${limits.max_transfer_size}`);
   }
   const read = pieces(source, limits.max_data_size);
+  try {
+    return await run(link, channel, read, { ...options, id, window, known });
+  } catch (err) {
+    read.cancel?.(err);
+    throw err;
+  }
+}
+
+/**
+ * The chunks of one transfer, until every one is acknowledged.
+ * @param {TransferLink} link @param {string} channel @param {() => Promise<Uint8Array|null>} read
+ * @param {TransferOptions & {id: string, window: number, known: number|null}} options
+ * @returns {Promise<TransferResult>}
+ */
+async function run(link, channel, read, options) {
+  const { id, window, known } = options;
   const hash = new Sha256();
   /** @type {Uint8Array|null} */
   let next = (await read()) ?? new Uint8Array(0); // an empty payload is one empty chunk
