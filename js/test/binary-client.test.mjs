@@ -207,6 +207,16 @@ describe('binary publications', { timeout: 20000 }, () => {
     assert.deepEqual(bytesOf(result), Buffer.from([3, 2, 1]));
   });
 
+  it('on a v1 connection bytes are refused with binary_unsupported, never left waiting', async () => {
+    const server = new FakeServer(); // no welcome.binary: the server selected v1
+    const pub = client(server);
+    await open(pub);
+    await assert.rejects(pub.publish('room', new Uint8Array([1])), { name: 'RequestError', code: 'binary_unsupported' });
+    await assert.rejects(pub.rpc('echo', new Uint8Array([1])), { name: 'RequestError', code: 'binary_unsupported' });
+    assert.equal(pub.outbox.size, 0);
+    assert.equal(server.frames.filter((f) => f instanceof Uint8Array).length, 0);
+  });
+
   it('a v1 connection\'s base64 msg is delivered as an ArrayBuffer', async () => {
     const server = new FakeServer();
     const sub = client(server);

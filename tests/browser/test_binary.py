@@ -19,6 +19,7 @@ import json
 import os
 import threading
 import time
+import urllib.request
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -28,7 +29,7 @@ import pytest
 from websockets.sync.client import connect as ws_connect
 
 from staywire.client import Client, Transfer
-from tests.browser.conftest import T, open_demo, wait_for
+from tests.browser.conftest import API_KEY, T, open_demo, wait_for
 from tests.support.tcp_proxy import TcpProxy
 
 V2 = ["staywire.v2", "staywire.v1"]
@@ -303,3 +304,34 @@ def test_transfer_resumes_after_a_proxy_resets_the_connection_in_the_middle(
         assert page.errors == []
     finally:
         background.run(proxy.close())
+
+
+def test_a_v1_server_delivers_bytes_as_base64_and_refuses_binary_publishes(
+        context, start_demo_server) -> None:
+    """A server with ``binary = false`` selects v1 for the page that offers v2 first: the
+    bytes its backend publishes still reach the page as an ArrayBuffer (from the base64
+    v1 connections get), and the page's own bytes are refused, not sent as JSON."""
+    srv = start_demo_server(no_binary=True)  # --no-binary
+    page = open_demo(context, srv, "channel=room:v1")
+    page.evaluate(PAGE_HELPERS)
+    assert page.evaluate("demo.client.status.binary") is None
+    page.evaluate("""async () => {
+      window.bin = [];
+      await demo.client.subscribe('bin:v1', (data, msg) => bin.push(
+        { hex: data instanceof ArrayBuffer ? hex(data) : null, binary: msg.binary === true }));
+    }""")
+    data = bytes(range(256))
+    req = urllib.request.Request(
+        f"{srv.api}/api/publish?channel=bin:v1", data=data, method="POST",
+        headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/octet-stream"})
+    with urllib.request.urlopen(req, timeout=5 * T) as resp:
+        assert json.loads(resp.read())["duplicate"] is False
+    wait_for(lambda: page.evaluate("bin"), 10, "the publication in the page")
+    assert page.evaluate("bin") == [{"hex": data.hex(), "binary": True}]
+    refused = page.evaluate("""() => demo.client.publish('bin:v1', new Uint8Array([1]))
+      .then(() => 'sent', (err) => `${err.name} ${err.code}`)""")
+    assert refused == "RequestError binary_unsupported"
+    sent = page.evaluate("""() => demo.client.sendTransfer('bin:v1', new Blob(['x']))
+      .then(() => 'sent', (err) => `${err.name} ${err.code}`)""")
+    assert sent == "TransferError binary_unsupported"
+    assert page.errors == []

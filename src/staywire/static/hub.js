@@ -303,6 +303,12 @@ export class Hub {
       (reply) => this._onReply(id, reply, null),
       (err) => this._onReply(id, null, err),
     );
+    if (raw instanceof Uint8Array && !this.socket.binary) {
+      // A v1 connection: the server would answer a binary frame without its id, and the
+      // request would wait for ever. Refused here, as the server refuses it.
+      push.fail(new RequestError('binary_unsupported', 'the server selected protocol v1: no binary frames'));
+      return push;
+    }
     const frame = push.encode(id);
     const send = () => {
       this._pubs.charge(frame); // every request pays into the pacer
