@@ -145,6 +145,8 @@ class Config:
             problems.append("max_transfer_size must be >= 1")
         if self.presence_max_members < 1:
             problems.append("presence_max_members must be >= 1")
+        if self.max_transfer_size < 1 or self.transfer_timeout <= 0:
+            problems.append("max_transfer_size must be >= 1 and transfer_timeout > 0")
         if self.presence_grace < 0 or self.presence_ttl < 1:
             problems.append("presence_grace must be >= 0 and presence_ttl >= 1")
         if problems:
