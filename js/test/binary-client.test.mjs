@@ -332,6 +332,36 @@ describe('transfers', { timeout: 30000 }, () => {
     assert.equal(server.frames.filter((f) => f instanceof Uint8Array).length, 0);
   });
 
+  it('chunks refused for now (rate_limited) are sent again after a pause, from the first alone', async () => {
+    const server = new V2Server({ maxData: 100 });
+    const base = server.handleBinary.bind(server);
+    let refused = 0;
+    server.handleBinary = (conn, frame) => {
+      const { header } = decodeFrame(frame, ['pub']);
+      if (header.chunk.seq === 2 && refused < 2) {
+        refused += 1;
+        server.log.push(['refused', 2]);
+        conn.push({ type: 'error', id: header.id, code: 'rate_limited', reason: '' });
+        return;
+      }
+      base(conn, frame);
+    };
+    const rx = client(server);
+    const seen = collect(await rx.subscribe('files'));
+    const tx = client(server);
+    await open(tx);
+    const payload = new Uint8Array(randomBytes(1000));
+    const result = await tx.sendTransfer('files', new Blob([payload]));
+    assert.equal(result.sha256, sha(payload));
+    await until(() => seen[0]?.t.state === 'complete', 'the transfer received');
+    assert.deepEqual(Buffer.from(await (await seen[0].blob).arrayBuffer()), Buffer.from(payload));
+    // Refused in its window (3.. then refused as out of order), again when sent alone,
+    // then accepted alone before 3 went out.
+    const last = server.log.map(([k]) => k).lastIndexOf('refused');
+    assert.deepEqual(server.log.slice(last + 1, last + 4), [['chunk', 2], ['ack', 2], ['chunk', 3]]);
+    assert.equal(server.stream('files').offset, 10); // each chunk published once
+  });
+
   it('a refusal ends the transfer with its RequestError, and lets a stream source go', async () => {
     const server = new V2Server({ maxData: 100 });
     server.handleBinary = (conn, frame) => {

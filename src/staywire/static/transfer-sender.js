@@ -24,7 +24,7 @@ import { jittered } from './backoff.js';
 import { Sha256 } from './sha256.js';
 
 export const DEFAULT_WINDOW = 8;
-const MAX_REFUSALS = 8; // in a row, without progress: as for a refused publish
+const MAX_REFUSALS = 8; // failures in a row without an ack: as for a refused publish
 const TRANSIENT = new Set(['rate_limited', 'unavailable']);
 
 /**
@@ -228,10 +228,12 @@ async function run(link, channel, read, options) {
       await Promise.allSettled(pending.map((p) => p.reply));
       for (const p of pending) p.reply = null;
       probing = true;
+      // Bounded: 8 failures in a row without an ack end it (the client's own reconnect
+      // budget bounds the waits for a connection).
+      refusals += 1;
+      if (refusals > MAX_REFUSALS) throw err;
       if (!link.open()) await link.opened();
       else if (!(err instanceof ConnectionClosed)) {
-        refusals += 1;
-        if (refusals > MAX_REFUSALS) throw err;
         await new Promise((resolve) => setTimeout(resolve, jittered(Math.min(5000, 100 * 2 ** (refusals - 1)))));
       }
     }
