@@ -63,10 +63,11 @@ describe('Socket', { timeout: 30000 }, () => {
   });
   afterEach(() => mock.timers.reset());
 
-  it('connects with the staywire.v1 subprotocol and is OPEN at the welcome', async () => {
+  it('offers staywire.v2 then v1, asks for ArrayBuffers, and is OPEN at the welcome', async () => {
     const { socket, events } = make();
     const ws = await connectOpen(socket);
-    assert.deepEqual(ws.protocols, ['staywire.v1']);
+    assert.deepEqual(ws.protocols, ['staywire.v2', 'staywire.v1']);
+    assert.equal(ws.binaryType, 'arraybuffer');
     assert.equal(socket.state, State.OPEN);
     assert.equal(socket.session, 'abc123');
     assert.equal(socket.connId, '1');

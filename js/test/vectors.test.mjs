@@ -1,5 +1,6 @@
 // The shared vectors in tests/vectors/*.json: the same event sequences and expected
-// decisions that tests/protocol/test_vectors.py runs against the Python twins, so a change
+// decisions (and, for binary.json, the same bytes) that tests/protocol/test_vectors.py and
+// test_binary.py run against the Python twins, so a change
 // to one side that the other lacks fails here or there. The vectors count time in seconds;
 // the browser client counts milliseconds for reconnects (converted here) and seconds for the
 // pacer (as in Python).
@@ -12,6 +13,8 @@ import { Outbox } from '../../src/staywire/static/outbox.js';
 import { Pacer } from '../../src/staywire/static/pacer.js';
 import { ReconnectSchedule } from '../../src/staywire/static/reconnect.js';
 import { QueueFull } from '../../src/staywire/static/errors.js';
+import { BinaryFrameError, decodeFrame, encodeFrame, serverMessage } from '../../src/staywire/static/binary.js';
+import { SUBPROTOCOLS } from '../../src/staywire/static/codes.js';
 
 const load = (name) => JSON.parse(readFileSync(new URL(`../../tests/vectors/${name}.json`, import.meta.url)));
 
@@ -35,6 +38,9 @@ function backoff(policy, random) {
     maxRetries: policy.max_retries ?? Infinity, jitter: policy.jitter ?? false, random,
   });
 }
+
+const hex = (bytes) => Buffer.from(bytes).toString('hex');
+const unhex = (text) => new Uint8Array(Buffer.from(text, 'hex'));
 
 const pos = (p) => (p === null ? null : [p.epoch, p.offset]);
 
@@ -151,6 +157,53 @@ describe('shared vectors: outbox', () => {
         if ('bytes' in step) assert.equal(outbox.bytes, step.bytes, `${what}: bytes`);
       }
       outbox.close();
+    });
+  }
+});
+
+// Refused by the server for their fields (a channel name, a chunk's rules, an unknown
+// field): the client never decodes client frames, and checks a header's fields as it checks
+// a text message's. Every other invalid vector is broken framing the codec itself refuses.
+const FIELD_RULES = new Set([
+  'unknown field', 'bad channel', 'chunk at on seq 0', 'chunk last without sha256',
+  'chunk sha256 not last', 'chunk meta after seq 0', 'chunk abort from a client',
+  'chunk transfer id with a space',
+]);
+
+describe('shared vectors: binary frames', () => {
+  const vectors = load('binary');
+  it('offers v2 then v1', () => assert.deepEqual([...SUBPROTOCOLS], ['staywire.v2', 'staywire.v1']));
+
+  for (const v of vectors.frames) {
+    it(`encodes and decodes: ${v.name}`, () => {
+      assert.equal(hex(encodeFrame(v.header, unhex(v.payload))), v.frame);
+      const { header, payload } = decodeFrame(unhex(v.frame), [v.header.type]);
+      assert.deepEqual(header, v.header);
+      assert.equal(hex(payload), v.payload);
+    });
+  }
+
+  it('server frames become messages with an ArrayBuffer of their own', () => {
+    for (const v of vectors.frames.filter((f) => f.header.type === 'msg' || f.header.type === 'result')) {
+      const frame = unhex(v.frame);
+      const msg = serverMessage(frame);
+      assert.ok(msg.data instanceof ArrayBuffer);
+      assert.equal(hex(new Uint8Array(msg.data)), v.payload);
+      assert.equal(msg.data.byteLength, unhex(v.payload).length); // not the whole frame
+      assert.deepEqual({ ...msg, data: undefined, binary: undefined }, { ...v.header, data: undefined, binary: undefined });
+    }
+  });
+
+  for (const v of vectors.invalid) {
+    it(`refuses: ${v.name}`, () => {
+      const frame = unhex(v.frame);
+      if (FIELD_RULES.has(v.name)) {
+        // Framing and type are fine: the codec hands the header on.
+        assert.equal(decodeFrame(frame, ['pub', 'rpc']).header.type, 'pub');
+        return;
+      }
+      assert.throws(() => decodeFrame(frame, ['pub', 'rpc']),
+        (err) => err instanceof BinaryFrameError && err.code === v.code, v.name);
     });
   }
 });

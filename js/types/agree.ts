@@ -14,6 +14,7 @@ export const values: { [K in keyof typeof Declared]: (typeof Declared)[K] } = {
   ErrorCode: Actual.ErrorCode,
   reconnectPolicy: Actual.reconnectPolicy,
   SUBPROTOCOL: Actual.SUBPROTOCOL,
+  SUBPROTOCOLS: Actual.SUBPROTOCOLS,
   CHANNEL_PATTERN: Actual.CHANNEL_PATTERN,
   MAX_ID: Actual.MAX_ID,
   VERSION: Actual.VERSION,
@@ -35,6 +36,8 @@ export const values: { [K in keyof typeof Declared]: (typeof Declared)[K] } = {
   RequestError: Actual.RequestError,
   RequestTimeout: Actual.RequestTimeout,
   QueueFull: Actual.QueueFull,
+  TransferError: Actual.TransferError,
+  Transfer: Actual.Transfer,
 };
 
 // And nothing is exported without a declaration.

@@ -2,10 +2,12 @@
 // type-check (strict), so the declarations cover what docs/client-browser.md shows.
 import {
   CHANNEL_PATTERN, Client, CloseCode, ConnectionClosed, ErrorCode, MAX_ID, QueueFull,
-  ReconnectFailed, RequestError, SUBPROTOCOL, Unauthorized, WriteAheadStore, IdbStore,
-  connect, reconnectPolicy,
+  ReconnectFailed, RequestError, SUBPROTOCOL, SUBPROTOCOLS, TransferError, Unauthorized,
+  WriteAheadStore, IdbStore, connect, reconnectPolicy,
 } from '../../src/staywire/static/staywire.js';
-import type { ClientStatus, Position, PublishAck } from '../../src/staywire/static/staywire.js';
+import type {
+  ClientStatus, Position, PublishAck, Transfer, TransferResult,
+} from '../../src/staywire/static/staywire.js';
 
 interface Chat { text: string; from: string }
 
@@ -39,6 +41,26 @@ export async function app(): Promise<void> {
   }
   const total: number = await client.rpc<number>('add', { a: 1, b: 2 });
   void total;
+  // Bytes and transfers (docs/client-browser.md, Binary data and Transfers).
+  await client.publish('thumbs:1', new Uint8Array([1, 2, 3]));
+  await client.publish('thumbs:1', new Blob(['png']));
+  const files = await client.subscribe('files:1', (data, msg) => {
+    if (msg.binary) void new Uint8Array(data as ArrayBuffer);
+  });
+  files.on('transfer', async (t: Transfer) => {
+    t.on('progress', ({ bytes, total }) => void [bytes, total ?? 0]);
+    try {
+      const blob: Blob = await t.blob();
+      void [blob.size, t.meta, t.sha256, t.state];
+    } catch (err) {
+      if (err instanceof TransferError) void err.code;
+    }
+  });
+  const max: number = client.status.binary?.max_data_size ?? 0;
+  const sent: TransferResult = await client.sendTransfer('files:1', new Blob(['x']), {
+    meta: { name: 'x.txt' }, onProgress: ({ bytes }) => void [bytes, max],
+  });
+  void [sent.sha256, sent.chunks, files.transfers.size, SUBPROTOCOLS.length];
   await sub.unsubscribe();
   const policy: 'never' | 'backoff' | 'new_token' = reconnectPolicy(CloseCode.SLOW_CONSUMER);
   const ok: boolean = CHANNEL_PATTERN.test('room') && MAX_ID > 0 && SUBPROTOCOL.length > 0;

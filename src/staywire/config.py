@@ -65,6 +65,7 @@ class Config:
     binary: bool = True  # protocol v2 (binary frames) may be selected; false: v1 only
     max_transfer_size: int = 256 * 1024 * 1024  # bytes of one transfer (docs/protocol.md)
     transfer_timeout: float = 30.0  # a transfer with no chunk this long is forgotten
+    transfer_window: int = 8  # unacked chunks a publisher keeps in flight (welcome.binary)
     max_send_buffer: int = 1024 * 1024
     max_connections: int = 100_000
     max_connections_per_ip: int = 1_000
@@ -145,6 +146,10 @@ class Config:
             problems.append("history_size must be >= 0 and history_ttl > 0")
         if self.history_max_bytes is not None and self.history_max_bytes < 1:
             problems.append("history_max_bytes must be >= 1 (or unset)")
+        if not 1 <= self.transfer_window <= 256 or self.transfer_timeout <= 0:
+            problems.append("transfer_window must be in 1..256 and transfer_timeout > 0")
+        if self.max_transfer_size < 1:
+            problems.append("max_transfer_size must be >= 1")
         if self.presence_max_members < 1:
             problems.append("presence_max_members must be >= 1")
         if self.max_transfer_size < 1 or self.transfer_timeout <= 0:

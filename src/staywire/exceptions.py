@@ -17,7 +17,8 @@
         │   └── ReconnectFailed     ``max_retries`` reconnects failed in a row
         ├── RequestError            an ``error`` reply; carries its error code
         ├── RequestTimeout          no reply within the request's timeout
-        └── QueueFull               the outbox is at its bound
+        ├── QueueFull               the outbox is at its bound
+        └── TransferFailed          a received transfer cannot complete; carries its code
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ __all__ = [
     "RequestTimeout",
     "StaywireError",
     "TokenExpired",
+    "TransferFailed",
     "Unauthorized",
 ]
 
@@ -128,3 +130,14 @@ class RequestTimeout(ClientError):
 
 class QueueFull(ClientError):
     """The outbox is at its bound (messages or bytes); the publish was not queued."""
+
+
+class TransferFailed(ClientError):
+    """A transfer that cannot complete: ``code`` says why (``transfer_corrupt``,
+    ``transfer_timeout``, ``transfer_order``), never truncated data instead."""
+
+    def __init__(self, transfer: str, code: str, reason: str) -> None:
+        super().__init__(f"transfer {transfer}: {code}: {reason}")
+        self.transfer = transfer
+        self.code = code
+        self.reason = reason

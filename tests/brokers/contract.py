@@ -266,6 +266,16 @@ class BrokerContract(BinaryContract):
         b = await node.broker.publish("b", b"1", key="k")
         assert not a.duplicate and not b.duplicate
 
+    async def test_a_key_is_seen_on_its_channel_within_the_window(self, make_node: MakeNode
+                                                                   ) -> None:
+        b = (await make_node(dedupe_window=0.2)).broker
+        assert not await b.key_seen("c", "xfer:t:0")
+        await b.publish("c", b"1", key="xfer:t:0")
+        assert await b.key_seen("c", "xfer:t:0")
+        assert not await b.key_seen("other", "xfer:t:0")  # keys are per channel
+        await asyncio.sleep(0.35)
+        assert not await b.key_seen("c", "xfer:t:0")
+
     async def test_a_key_is_forgotten_after_the_dedupe_window(self, make_node: MakeNode) -> None:
         b = (await make_node(dedupe_window=0.2)).broker
         first = await b.publish("c", b"1", key="k")

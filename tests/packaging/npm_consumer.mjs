@@ -55,7 +55,7 @@ client.on('state', (state) => states.push(state));
 client.connect();
 
 const ws = await until(() => FakeWS.all[0], 'the client to open a WebSocket');
-assert.deepEqual(ws.protocols, ['staywire.v1']);
+assert.deepEqual(ws.protocols, ['staywire.v2', 'staywire.v1']);
 assert.equal(new URL(ws.url).searchParams.get('token'), null, 'the token must not be in the URL');
 ws.open();
 assert.deepEqual(ws.sent[0], { type: 'auth', token: 'secret-token' }, 'auth is the first frame');

@@ -122,7 +122,7 @@ def test_packed_tarball_installs_and_imports_by_name(tmp_path: Path) -> None:
     assert result["entry"] == (installed / "staywire.js").as_uri()
     assert Path(result["manifest"]) == installed / "package.json"
     assert result["version"] == _manifest()["version"]
-    assert result["protocols"] == ["staywire.v1"]
+    assert result["protocols"] == ["staywire.v2", "staywire.v1"]
     assert result["frames"][0] == "auth"
     assert {"sub", "pub"} <= set(result["frames"])
     assert result["received"] == [{"data": {"text": "hello"}, "offset": 1}]

@@ -64,7 +64,7 @@ async def test_v2_is_selected_when_offered_and_welcome_says_what_binary_may_be(s
         assert ws.subprotocol == "staywire.v2"
         welcome = await expect(ws, "welcome")
         assert welcome["binary"] == {"max_data_size": 1000, "max_transfer_size": 256 * 2**20,
-                                     "transfer_timeout": 30.0}
+                                     "transfer_timeout": 30.0, "transfer_window": 8}
     async with connect(server.url) as ws:  # a v1 client sees no change
         assert ws.subprotocol == "staywire.v1"
         assert "binary" not in await expect(ws, "welcome")

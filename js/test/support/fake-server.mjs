@@ -2,7 +2,8 @@
 // around it: each connection is a `WebSocket` class the client is given, answering as the
 // real server does (docs/protocol.md) for what these tests use: welcome (with the
 // channels it subscribed the connection to itself, `server_subs`), ping, sub with
-// recovery from a stream's history, unsub. A test extends it (`handle`) for more.
+// recovery from a stream's history, unsub. A test extends it (`handle`, and `handleBinary`
+// for binary frames, which `push` sends when given a Uint8Array) for more.
 import assert from 'node:assert/strict';
 import { Client, Backoff, MemoryStore } from '../../../src/staywire/static/staywire.js';
 
@@ -14,6 +15,8 @@ export class FakeServer {
     this.conns = new Set();
     this.frames = [];
     this.opened = 0;
+    /** welcome.binary when set: what a v2 connection allows. */
+    this.binary = null;
   }
 
   stream(channel) {
@@ -35,6 +38,11 @@ export class FakeServer {
     return false;
   }
 
+  /** A binary frame (a Uint8Array) from a client. */
+  handleBinary(conn, frame) { // eslint-disable-line no-unused-vars
+    conn.push({ type: 'error', code: 'binary_unsupported', reason: '' });
+  }
+
   get WebSocket() {
     const server = this;
     return class ServerConn {
@@ -54,15 +62,21 @@ export class FakeServer {
           });
           this.push({ type: 'welcome', client: `conn${server.opened}`, session: 's',
             ping_interval: 25, pong_timeout: 10, expires_at: null, resumed: false, subs: [],
-            server_subs: joined });
+            server_subs: joined, ...(server.binary ? { binary: server.binary } : {}) });
         });
       }
       push(msg) {
-        const text = JSON.stringify(msg);
-        setImmediate(() => { if (this.readyState === 1) this.onmessage?.({ data: text }); });
+        const data = msg instanceof Uint8Array ? msg.slice().buffer : JSON.stringify(msg);
+        setImmediate(() => { if (this.readyState === 1) this.onmessage?.({ data }); });
       }
       send(text) {
         if (this.readyState !== 1) return;
+        if (typeof text !== 'string') {
+          const frame = new Uint8Array(text).slice(); // the client may reuse its buffer
+          server.frames.push(frame);
+          setImmediate(() => { if (this.readyState === 1) server.handleBinary(this, frame); });
+          return;
+        }
         const m = JSON.parse(text);
         server.frames.push(m);
         setImmediate(() => this.handle(m));

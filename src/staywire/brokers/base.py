@@ -96,6 +96,12 @@ class Broker(abc.ABC):
         ``duplicate=True`` and publishes nothing."""
 
     @abc.abstractmethod
+    async def key_seen(self, channel: str, key: str) -> bool:
+        """Was ``key`` published to ``channel`` within the dedupe window? A node that
+        never saw a transfer start asks it of the previous chunk's key, to resume a
+        transfer begun on another node (docs/protocol.md, *Transfers*)."""
+
+    @abc.abstractmethod
     async def subscribe(self, channel: str) -> None:
         """Start delivering the channel's publications to this node (idempotent)."""
 

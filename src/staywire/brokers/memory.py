@@ -134,6 +134,13 @@ class MemoryBroker(Broker):
                       binary: bool = False, chunk: bytes | None = None) -> PublishResult:
         return self.publish_nowait(channel, data, key, binary, chunk)
 
+    def key_seen_nowait(self, channel: str, key: str) -> bool:
+        self._expire_keys(self._clock())
+        return (channel, key) in self._keys
+
+    async def key_seen(self, channel: str, key: str) -> bool:
+        return self.key_seen_nowait(channel, key)
+
     def _maybe_forget_idle(self, now: float) -> None:
         # Streams whose history has fully expired and that no node listens to are
         # dropped so that channel names cannot grow memory without bound. A later

@@ -400,6 +400,10 @@ class RedisBroker(Broker):
             self._routes.submit(self._tag(channel), command, reply, self._commands.script,
                                 durable=True)
 
+    async def key_seen(self, channel: str, key: str) -> bool:
+        with self._guard("key_seen"):
+            return bool(await self._redis.exists(self._key(channel, f"key:{key}")))
+
     async def history(self, channel: str, since: Position | None, *, limit: int | None = None,
                       reverse: bool = False) -> HistoryResult:
         with self._guard("history"):

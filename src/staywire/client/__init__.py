@@ -6,6 +6,7 @@ from staywire.client.state import CloseInfo, ConnectionState, StateChange
 from staywire.client.subscription import (
     Join, Leave, Member, Message, Presence, Recovery, Subscription,
 )
+from staywire.client.transfers import Transfer, TransferFailed
 from staywire.protocol.backoff import Backoff
 from staywire.protocol.positions import Position
 
@@ -24,4 +25,6 @@ __all__ = [
     "Recovery",
     "StateChange",
     "Subscription",
+    "Transfer",
+    "TransferFailed",
 ]

@@ -189,6 +189,12 @@ class Channels:
 
     # -- inbound ----------------------------------------------------------------------
 
+    def transfer_timeout(self, seconds: float) -> None:
+        """The server's ``transfer_timeout`` (welcome.binary), for every subscription."""
+        for channel in self._channels.values():
+            for sub in channel.subs:
+                sub._transfer_timeout(seconds)
+
     def on_msg(self, msg: m.Msg) -> None:
         channel = self._channels.get(msg.channel)
         if channel is None:
@@ -218,6 +224,11 @@ class Channels:
         elif verdict is Verdict.GAP:
             self._stats["gaps"] += 1
             log.warning("gap before offset %d on %s", msg.offset, msg.channel)
+        if msg.chunk is not None and not isinstance(msg.chunk, dict):
+            # A piece of a transfer (protocol v2): into each subscription's inbox.
+            for sub in channel.subs:
+                sub._chunk(msg.chunk, msg.data)
+            return
         item = Message(msg.channel, msg.epoch, msg.offset, msg.data, msg.chunk)
         for sub in channel.subs:
             sub._push(item)

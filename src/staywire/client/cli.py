@@ -23,7 +23,7 @@ from typing import Any
 from staywire.client.auth import AuthMode
 from staywire.client.client import Client
 from staywire.client.state import ConnectionState, StateChange
-from staywire.client.subscription import Join, Leave, Message
+from staywire.client.subscription import Join, Leave, Message, Recovery
 from staywire.exceptions import ClientError
 
 __all__ = ["register"]
@@ -145,7 +145,7 @@ async def _sub(args: argparse.Namespace) -> int:
                 who = item.user or f"anonymous {item.client}"
                 verb = "joined" if isinstance(item, Join) else "left"
                 print(f"staywire: {who} {verb} {item.channel}", file=sys.stderr, flush=True)
-            else:
+            elif isinstance(item, Recovery):
                 why = "stream recreated" if item.epoch_changed else "history incomplete"
                 print(
                     f"staywire: {item.channel} not recovered ({why}): messages may be missing",

@@ -40,6 +40,7 @@ from staywire.client.reconnect import ReconnectSchedule
 from staywire.client.requests import Requests
 from staywire.client.state import CLIENT_CLOSED, CloseInfo, ConnectionState, StateChange, StateWatch
 from staywire.client.subscription import Subscription
+from staywire.client.transfers import Source, send_transfer
 from staywire.exceptions import ClientError, ConnectionClosed, RequestTimeout
 from staywire.protocol.backoff import Backoff, ReconnectPolicy
 from staywire.protocol.positions import Position
@@ -360,6 +361,9 @@ class Client:
         for sub in self._channels.server_subscribed(link, welcome.server_subs,
                                                     self._server_subscription):
             self.server_subscriptions[sub.channel] = sub
+        info = m.binary_info(welcome)
+        if info is not None:
+            self._channels.transfer_timeout(info.transfer_timeout)
         self._channels.resubscribe(link)
         self._publisher.replay(link)
         self._watch.set(ConnectionState.OPEN)
@@ -466,6 +470,25 @@ class Client:
         check_channel(channel)
         return await self._publisher.publish(channel, data, key=key, timeout=timeout)
 
+    async def send_transfer(self, channel: str, source: Source, *, meta: Any = None,
+                            on_progress: Callable[[int, int | None], None] | None = None
+                            ) -> str:
+        """Publish ``source`` (bytes, a binary file object or an async iterator of bytes) of
+        any size up to the server's ``max_transfer_size`` as one transfer; returns its id
+        once the last chunk is acknowledged. Subscribers get one ``Transfer`` item.
+
+        Waits for OPEN; chunks follow the outbox's rules (paced, replayed after a
+        reconnect, each landing once). ``on_progress(acked_bytes, total_or_None)``.
+        ``RequestError`` when the server refuses a chunk (``transfer_too_large``, ...),
+        ``ClientError`` when the server has no binary data (protocol v1)."""
+        check_channel(channel)
+        await self._wait_open()
+        info = m.binary_info(self.welcome) if self.welcome is not None else None
+        if info is None:
+            raise ClientError("the server does not take binary data (protocol v1)")
+        return await send_transfer(self._publisher, channel, source, info=info, meta=meta,
+                                   on_progress=on_progress)
+
     def subscribe(self, channel: str) -> Subscription:
         """``async with client.subscribe("room:1") as sub: async for item in sub: ...``"""
         check_channel(channel)
@@ -518,6 +541,9 @@ class Client:
                 sub._fail(exc)
             return
         self._channels.attach(sub)
+        info = m.binary_info(self.welcome) if self.welcome is not None else None
+        if info is not None:
+            sub._transfer_timeout(info.transfer_timeout)
 
     def _detach(self, sub: Subscription) -> None:
         self._channels.detach(sub)

@@ -30,7 +30,9 @@ __all__ = [
     "Subscribed",
     "Unsubscribed",
     "Welcome",
+    "BinaryInfo",
     "decode",
+    "binary_info",
     "encode_auth",
     "encode_ping",
     "encode_presence",
@@ -55,6 +57,15 @@ class RateLimit(msgspec.Struct, frozen=True):
     burst: float
     bytes: float
     bytes_burst: float
+
+
+class BinaryInfo(msgspec.Struct, frozen=True):
+    """``welcome.binary`` (protocol v2): the bounds of binary data and transfers."""
+
+    max_data_size: int
+    max_transfer_size: int
+    transfer_timeout: float
+    transfer_window: int = 8
 
 
 class Welcome(_Base, frozen=True, tag="welcome"):
@@ -161,6 +172,16 @@ def decode(payload: bytes) -> ServerMessage | None:
         return None
 
 
+def binary_info(welcome: Welcome) -> BinaryInfo | None:
+    """``welcome.binary`` typed; None under v1 (or when it is not understood)."""
+    if welcome.binary is None:
+        return None
+    try:
+        return msgspec.convert(welcome.binary, BinaryInfo)
+    except msgspec.ValidationError:
+        return None
+
+
 def encode_data(data: Any) -> bytes:
     """Application data as JSON; raises ``TypeError`` for what JSON cannot hold, early."""
     try:
@@ -191,8 +212,15 @@ def encode_pub(request_id: int, channel: str, data: bytes, key: str) -> bytes:
     )
 
 
-def encode_pub_binary(request_id: int, channel: str, data: bytes, key: str) -> bytes:
-    """A binary ``pub`` frame (protocol v2): the header, then ``data`` unchanged."""
+def encode_pub_binary(request_id: int, channel: str, data: bytes, key: str,
+                      chunk: bytes | None = None) -> bytes:
+    """A binary ``pub`` frame (protocol v2): the header, then ``data`` unchanged. With
+    ``chunk`` (the JSON of a transfer's chunk object) it carries that instead of the key:
+    the server derives a chunk's key."""
+    if chunk is not None:
+        header = b'{"type":"pub","id":%d,"channel":"%s","chunk":%s}' % (
+            request_id, channel.encode(), chunk)  # a checked channel name, a chunk's JSON
+        return binary.encode_frame(header, data)
     return binary.encode_frame(_encoder.encode(
         {"type": "pub", "id": request_id, "channel": channel, "key": key}), data)
 

@@ -12,6 +12,11 @@ Publishes go out paced under the rate limits the server's ``welcome`` announces
 them in order, where a refused and retried publish could land after later ones.
 Paced entries count as unsent, so a long wait shows in ``buffered_amount`` and
 holds ``publish()`` back.
+
+The chunks of a transfer (``publish_chunk``) are outbox entries too, sent as binary
+frames. After a reconnect each transfer's first unacknowledged chunk is replayed
+alone, and the rest once it is acknowledged: a node that never saw the transfer
+recognises it by that chunk (docs/protocol.md, *Transfers*).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from staywire.exceptions import ConnectionClosed, QueueFull, RequestError, Reque
 from staywire.protocol.backoff import jittered
 from staywire.protocol.codes import ErrorCode
 from staywire.protocol.outbox import Outbox, OutboxEntry
+from staywire.protocol.transfer import OutChunk, chunk_key
 
 __all__ = ["Publisher"]
 
@@ -61,6 +67,8 @@ class _Held:
     key: str
     future: asyncio.Future[int]
     binary: bool = False
+    chunk: bytes | None = None
+    transfer: str | None = None
 
 
 class Publisher:
@@ -97,6 +105,8 @@ class Publisher:
         self._throttled = False  # over the high-water mark, not yet back under the low one
         self._pump_timer: asyncio.TimerHandle | None = None
         self._paced: deque[OutboxEntry] = deque()  # waiting for the link's pacer, in order
+        # transfer -> the key of its chunk replayed alone after a reconnect
+        self._probes: dict[str, str] = {}
         self._pace_timer: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
@@ -129,8 +139,20 @@ class Publisher:
             key = f"{self._key_prefix}-{self._next_key}"
         elif not 1 <= len(key) <= 128:
             raise ValueError("key must be 1 to 128 characters")
-        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        held = _Held(channel, payload, key, fut, binary)
+        return await self._submit(_Held(channel, payload, key,
+                                        asyncio.get_running_loop().create_future(), binary),
+                                  timeout)
+
+    async def publish_chunk(self, channel: str, out: OutChunk) -> int:
+        """One chunk of a transfer, until acknowledged (across reconnects); its offset.
+        The key only names the entry here: the server derives the chunk's own."""
+        held = _Held(channel, out.payload, chunk_key(out.chunk.transfer, out.seq),
+                     asyncio.get_running_loop().create_future(), True, out.header,
+                     out.chunk.transfer)
+        return await self._submit(held, None)
+
+    async def _submit(self, held: _Held, timeout: float | None) -> int:
+        fut, key = held.future, held.key
         if self._watch.state is ConnectionState.OPEN and (self._held or self._over_high_water()):
             # Over the high-water mark: wait, in call order, until below the low-water mark.
             self._throttled = True
@@ -201,13 +223,21 @@ class Publisher:
 
     def _enqueue(self, held: _Held) -> None:
         """Into the outbox (``QueueFull`` over its bound) and, when OPEN, onto the wire."""
-        entry = self._outbox.add(held.channel, held.data, held.key, held.binary)
+        entry = self._outbox.add(held.channel, held.data, held.key, held.binary,
+                                 chunk=held.chunk, transfer=held.transfer)
         self._pub_waiters[held.key] = held.future
         link = self._current_link()
         if link is not None and link.is_open:
             self._send(link, entry)
 
+    def _held_back(self, entry: OutboxEntry) -> bool:
+        """A chunk waiting for its transfer's first replayed chunk to be acknowledged."""
+        probe = self._probes.get(entry.transfer) if entry.transfer is not None else None
+        return probe is not None and probe != entry.key
+
     def _send(self, link: Link, entry: OutboxEntry) -> None:
+        if self._held_back(entry):
+            return  # stays unsent: sent when the probe is answered
         if link.pacer is None:
             self._write(link, entry)
             return
@@ -221,7 +251,8 @@ class Publisher:
         if not entry.binary:
             link.send(m.encode_pub(rid, entry.channel, entry.data, entry.key))
         elif link.binary:
-            link.send_binary(m.encode_pub_binary(rid, entry.channel, entry.data, entry.key))
+            link.send_binary(m.encode_pub_binary(rid, entry.channel, entry.data, entry.key,
+                                                 entry.chunk))
         else:  # the server selected v1: it would refuse the frame, so refuse it here
             self.on_error(rid, m.Error(code=ErrorCode.BINARY_UNSUPPORTED.value, id=rid,
                                        reason="the server selected protocol v1: no binary data"))
@@ -243,7 +274,7 @@ class Publisher:
             if self._outbox.in_flight >= pacer.in_flight:
                 return  # the next ack (or refusal) calls again
             size = (len(entry.data) + len(entry.channel) + len(entry.key.encode())
-                    + _PUB_OVERHEAD)
+                    + len(entry.chunk or b"") + _PUB_OVERHEAD)
             wait = pacer.delay(loop.time(), size)
             if wait > 0:
                 self._stats["paced"] = self._stats.get("paced", 0) + 1
@@ -252,8 +283,17 @@ class Publisher:
             self._paced.popleft()
             self._write(link, entry)  # Link.send charges the pacer
 
-    def _answered(self) -> None:
-        """A publish was answered: one more may be in flight."""
+    def _answered(self, entry: OutboxEntry | None = None) -> None:
+        """A publish was answered: one more may be in flight. A transfer's replayed
+        chunk releases the chunks after it."""
+        if entry is not None and entry.transfer is not None and \
+                self._probes.get(entry.transfer) == entry.key:
+            del self._probes[entry.transfer]
+            link = self._current_link()
+            if link is not None and link.is_open:
+                for later in self._outbox.unsent():
+                    if later.transfer == entry.transfer:
+                        self._send(link, later)
         if self._paced and self._pace_timer is None:
             self._release_paced()
 
@@ -262,12 +302,18 @@ class Publisher:
     def replay(self, link: Link) -> None:
         """A new connection was welcomed: send everything not acknowledged, in order (paced
         when the link has a pacer)."""
+        self._probes.clear()
         for entry in self._outbox.unsent():
+            if entry.transfer is not None:
+                if entry.transfer in self._probes:
+                    continue  # after its transfer's first chunk is acknowledged
+                self._probes[entry.transfer] = entry.key
             self._stats["resent"] += 1
             self._send(link, entry)
 
     def connection_lost(self) -> None:
         self._outbox.connection_lost()
+        self._probes.clear()
         self._stop_pacing()
 
     def _stop_pacing(self) -> None:
@@ -287,7 +333,7 @@ class Publisher:
         fut = self._pub_waiters.pop(entry.key, None)
         if fut is not None and not fut.done():
             fut.set_result(ack.offset if ack.offset is not None else 0)
-        self._answered()
+        self._answered(entry)
         self.pulse()
         return True
 
@@ -317,7 +363,7 @@ class Publisher:
             fut.set_exception(RequestError(err.code, err.reason))
         else:
             log.warning("publish %s to %s rejected: %s", entry.key, entry.channel, err.code)
-        self._answered()
+        self._answered(entry)
         self.pulse()
         return True
 
@@ -328,11 +374,22 @@ class Publisher:
             return
         if link.pacer is not None:
             # Back in its place among the publishes waiting for their turn.
-            self._paced = deque(self._outbox.unsent())
+            self._paced = deque(e for e in self._outbox.unsent() if not self._held_back(e))
             if self._pace_timer is None:
                 self._release_paced()
             return
         self._send(link, entry)
+
+    def discard_transfer(self, transfer: str) -> None:
+        """A transfer failed or was cancelled: its chunks still in the outbox are dropped
+        (the server would refuse them now), and whoever waits on them is released."""
+        self._probes.pop(transfer, None)
+        for entry in self._outbox:
+            if entry.transfer == transfer:
+                self._outbox.discard(entry.key)
+                fut = self._pub_waiters.pop(entry.key, None)
+                if fut is not None and not fut.done():
+                    fut.cancel()
 
     def fail(self, failure: ConnectionClosed) -> None:
         """The client is CLOSED: fail every publish still waited for."""

@@ -7,6 +7,8 @@ network. A ``Recovery`` item sits in that same order, exactly where the
 stream stopped being complete, so the application knows which state to refetch.
 On a channel with ``join_leave`` (docs/configuration.md), ``Join`` and ``Leave``
 items come the same way, in the order the server sent them among the messages.
+A transfer (docs/protocol.md, *Transfers*) is one ``Transfer`` item, at its first
+chunk; its bytes are read from it (client/transfers.py).
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol, Self
 
+from staywire.client.transfers import Transfer, TransferInbox
 from staywire.exceptions import ConnectionClosed
+from staywire.protocol.binary import Chunk
 from staywire.protocol.positions import Position
 
 __all__ = ["Item", "Join", "Leave", "Member", "Message", "Presence", "Recovery",
-           "Subscription"]
+           "Subscription", "Transfer"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +101,7 @@ class Presence:
     stats_only: bool = False
 
 
-Item = Message | Recovery | Join | Leave
+Item = Message | Recovery | Join | Leave | Transfer
 
 
 class _Host(Protocol):
@@ -132,6 +136,7 @@ class Subscription:
         self._attached = False
         self.delivered = 0  # messages handed to this subscription
         self.server_side = False  # subscribed by the server (``Client.server_subscriptions``)
+        self._transfers = TransferInbox(channel)
 
     @property
     def position(self) -> Position | None:
@@ -195,15 +200,30 @@ class Subscription:
                 raise self._error
             raise StopAsyncIteration
         self._items.popleft()
-        assert isinstance(item, Message | Recovery | Join | Leave)
+        assert isinstance(item, Message | Recovery | Join | Leave | Transfer)
         return item
 
     # -- called by the client ----------------------------------------------------------
 
+    def _chunk(self, chunk: Chunk, payload: bytes) -> None:
+        """A publication that is a piece of a transfer: a ``Transfer`` item at its start,
+        and its bytes into that transfer."""
+        if self._items and self._items[-1] is _END:
+            return
+        started = self._transfers.feed(chunk, payload)
+        if started is not None:
+            self._push(started)
+
+    def _transfer_timeout(self, seconds: float) -> None:
+        self._transfers.timeout = seconds  # the server's, from welcome.binary
+
     def _push(self, item: Item) -> None:
         if self._items and self._items[-1] is _END:
             return
-        if isinstance(item, Message):
+        if isinstance(item, Recovery) and not item.recovered:
+            # Publications were lost: a chunk of an open transfer may be among them.
+            self._transfers.lost("publications were lost that history no longer holds")
+        if isinstance(item, Message | Transfer):
             self.delivered += 1
         self._items.append(item)
         self._wakeup.set()
@@ -222,6 +242,7 @@ class Subscription:
         self._end()
 
     def _end(self) -> None:
+        self._transfers.close()
         if not self._ready.done():
             self._ready.set_exception(ConnectionClosed(1000, "subscription closed"))
             self._ready.exception()

@@ -124,3 +124,10 @@ class ErrorCode(enum.StrEnum):
     UNAVAILABLE = "unavailable"  # the broker is unreachable: nothing was published
     PRESENCE_DISABLED = "presence_disabled"  # presence asked on a channel without ``presence``
     INTERNAL = "internal"  # the handler failed; no details are leaked
+    # Transfers (docs/protocol.md, *Transfers*): replies to a chunk, and the reasons a
+    # subscriber's transfer ends unfinished.
+    TRANSFER_ORDER = "transfer_order"  # not the next seq, or ``at`` is not the bytes so far
+    TRANSFER_UNKNOWN = "transfer_unknown"  # a chunk of a transfer never started (or forgotten)
+    TRANSFER_TOO_LARGE = "transfer_too_large"  # over max_transfer_size
+    TRANSFER_CORRUPT = "transfer_corrupt"  # the payload does not match the last chunk's sha256
+    TRANSFER_TIMEOUT = "transfer_timeout"  # no chunk within transfer_timeout

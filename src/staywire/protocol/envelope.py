@@ -39,6 +39,8 @@ SUBPROTOCOL: Final = "staywire.v1"  # Sec-WebSocket-Protocol of protocol v1
 # Protocol v2: v1 plus binary data in binary frames (protocol/binary.py). A client offers
 # both, v2 first; the server selects v2 when it is offered and binary is enabled.
 SUBPROTOCOL_V2: Final = "staywire.v2"
+# What a client offers, best first: a server without binary selects v1.
+SUBPROTOCOLS: Final = (SUBPROTOCOL_V2, SUBPROTOCOL)
 # \Z, not $: Python's $ also matches before a final newline ("room\n"). The browser
 # client gets it as a JS regular expression (protocol/jsgen.py), where $ is the end.
 CHANNEL_PATTERN: Final = r"^[A-Za-z0-9_\-:.@/=]{1,128}\Z"

@@ -16,7 +16,7 @@ import sys
 
 from staywire.protocol.codes import CloseCode, ErrorCode
 from staywire.protocol.binary import FORMAT, MAX_HEADER
-from staywire.protocol.envelope import CHANNEL_PATTERN, SUBPROTOCOL, SUBPROTOCOL_V2
+from staywire.protocol.envelope import CHANNEL_PATTERN, SUBPROTOCOL, SUBPROTOCOL_V2, SUBPROTOCOLS
 from staywire.protocol.stream import MAX_ID
 
 __all__ = ["js_module"]
@@ -45,6 +45,8 @@ def js_module() -> str:
         f"export const SUBPROTOCOL = {json.dumps(SUBPROTOCOL)};\n\n"
         "/** Protocol v2: v1 plus binary frames; offered first, the server may pick v1. */\n"
         f"export const SUBPROTOCOL_V2 = {json.dumps(SUBPROTOCOL_V2)};\n\n"
+        "/** What a client offers, best first: a server without binary selects v1. */\n"
+        f"export const SUBPROTOCOLS = Object.freeze({json.dumps(list(SUBPROTOCOLS))});\n\n"
         "/** A binary frame's format byte and its header's largest length (bytes). */\n"
         f"export const BINARY_FORMAT = {FORMAT};\n"
         f"export const BINARY_MAX_HEADER = {MAX_HEADER};\n\n"

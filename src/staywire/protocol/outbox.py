@@ -44,6 +44,11 @@ class OutboxEntry:
     request_id: int | None = None  # the ``pub`` id on the current connection; None: not sent
     refusals: int = 0  # transient refusals (rate_limited, unavailable) so far
     binary: bool = False  # protocol v2 binary data, not JSON
+    # A piece of a transfer: the JSON of its chunk object (``data`` is then its bytes,
+    # sent in a binary frame) and the transfer's id. Never stored: a transfer does not
+    # outlive the process that reads its source.
+    chunk: bytes | None = None
+    transfer: str | None = None
 
     @property
     def size(self) -> int:
@@ -135,7 +140,8 @@ class Outbox:
 
     # -- transitions -------------------------------------------------------------
 
-    def add(self, channel: str, data: bytes, key: str, binary: bool = False) -> OutboxEntry:
+    def add(self, channel: str, data: bytes, key: str, binary: bool = False, *,
+            chunk: bytes | None = None, transfer: str | None = None) -> OutboxEntry:
         """Queue a publish; raise ``QueueFull`` (keeping nothing) when it would exceed the bound."""
         if key in self._entries:
             raise ValueError(f"idempotency key already in the outbox: {key!r}")
@@ -148,9 +154,10 @@ class Outbox:
                 f"outbox holds {self._bytes} bytes; {len(data)} more exceeds max {self._max_bytes}"
             )
         entry = OutboxEntry(seq=self._next_seq, key=key, channel=channel, data=data,
-                            binary=binary)
+                            binary=binary or chunk is not None, chunk=chunk,
+                            transfer=transfer)
         self._next_seq += 1
-        if self._store is not None:
+        if self._store is not None and chunk is None:
             self._store.add(entry)  # before holding it: a store failure leaves nothing half-done
         self._entries[key] = entry
         self._bytes += entry.size
@@ -213,7 +220,7 @@ class Outbox:
             return None
         entry.request_id = None  # already popped from _by_request
         self._bytes -= entry.size
-        if self._store is not None:
+        if self._store is not None and entry.chunk is None:
             self._store.remove(entry.key)
         return entry
 
@@ -224,5 +231,5 @@ class Outbox:
         else:
             self._by_request.pop(entry.request_id, None)
             entry.request_id = None
-        if self._store is not None:
+        if self._store is not None and entry.chunk is None:
             self._store.remove(entry.key)

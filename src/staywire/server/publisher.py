@@ -54,6 +54,11 @@ class Publisher:
             self._stats.publications += 1
         return result
 
+    async def key_seen(self, channel: str, key: str) -> bool:
+        """Was ``key`` published to ``channel`` within the dedupe window (a transfer's
+        previous chunk)? Raises ``BrokerUnavailable``."""
+        return await self._broker.key_seen(channel, key)
+
     def publish_now(self, channel: str, data: bytes, key: str | None, binary: bool = False,
                     chunk: bytes | None = None) -> PublishResult:
         """Only when ``publish_nowait`` is set; the channel name was validated already."""

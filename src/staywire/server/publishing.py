@@ -4,23 +4,32 @@ Split out of ``requests.py``, which decides the order requests run in and owns t
 connection's life (auth, welcome, channels); this module only says what one ``pub``
 or ``rpc`` does: the channel's ``publish`` option, the grants, the size bound, the
 publish proxy (docs/proxy.md), the broker, and the ack or error reply.
+
+A binary ``pub`` with a ``chunk`` is one piece of a transfer: the node's
+``TransferTable`` (protocol/transfer.py) checks it on its own (order, position, size,
+digest) and gives the idempotency key it is published with, so every step handles
+exactly one chunk.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import time
 from typing import Any, Protocol
 
+import msgspec
+
 from staywire.brokers.base import PublishResult
 from staywire.config import Config
 from staywire.exceptions import BrokerUnavailable, ProxyUnavailable
 from staywire.protocol.codes import CloseCode, ErrorCode
-from staywire.protocol.binary import BytesPub, BytesRpc, result_frame
+from staywire.protocol.binary import BytesPub, BytesRpc, Chunk, result_frame
 from staywire.protocol.envelope import Pub, Rpc
 from staywire.protocol.inbound import CloseConnection, InboundGuard
 from staywire.protocol.state import ConnectionStateMachine, ConnState
+from staywire.protocol.transfer import Step, TransferCorrupt, TransferRefused, TransferTable
 from staywire.server.access import AccessRules
 from staywire.server.auth import Identity
 from staywire.server.publisher import Publisher
@@ -53,7 +62,7 @@ class Requester(Protocol):
 
 class PublishRequests:
     __slots__ = ("config", "access", "publisher", "rpc_methods", "publish_now", "pub_runs",
-                 "publish_later")
+                 "publish_later", "transfers", "_tasks")
 
     def __init__(self, config: Config, access: AccessRules, publisher: Publisher,
                  rpc: RpcRegistry) -> None:
@@ -69,6 +78,94 @@ class PublishRequests:
         # The queued path (Redis): handed to the broker in the frame callback, in order.
         self.publish_later = (publisher.publish_soon is not None and not self.publish_now
                               and not access.proxied_pub)
+        self.transfers = TransferTable(max_size=config.max_transfer_size,
+                                       timeout=config.transfer_timeout)
+        self._tasks: set[asyncio.Future[None]] = set()  # chunks resumed from another node
+
+    def _chunk_step(self, conn: Requester, req: BytesPub) -> Step | None:
+        """The table's verdict on a chunk; None: refused, and answered here. A chunk is
+        published with the key derived from its transfer and seq (any ``key`` it came
+        with is ignored), so a chunk sent again lands once."""
+        assert req.chunk is not None
+        chunk = msgspec.json.decode(req.chunk, type=Chunk)
+        try:
+            return self.transfers.step(req.channel, chunk, req.data, time.monotonic())
+        except TransferCorrupt as exc:
+            conn.send_error(exc.code, exc.reason, req.id)
+            if exc.abort is not None:
+                self._publish_abort(req.channel, exc.abort)
+        except TransferRefused as exc:
+            conn.send_error(exc.code, exc.reason, req.id)
+        return None
+
+    def _publish_abort(self, channel: str, abort: Chunk) -> None:
+        """Tell the transfer's subscribers at once that it will not complete: a chunk with
+        ``abort`` and no payload, after the chunks already published."""
+        header = msgspec.json.encode(abort)
+        key = f"xfer:{abort.transfer}:abort"
+        if self.publisher.publish_nowait is not None:
+            self.publisher.publish_now(channel, b"", key, True, header)
+        elif self.publisher.publish_soon is not None:
+            def done(result: PublishResult | None, exc: BaseException | None) -> None:
+                if exc is not None:
+                    log.warning("transfer abort not published channel=%s: %s", channel, exc)
+            self.publisher.publish_later(channel, b"", key, done, True, header)
+        else:
+            self._spawn(self._abort_later(channel, key, header))
+
+    async def _abort_later(self, channel: str, key: str, header: bytes) -> None:
+        try:
+            await self.publisher.publish(channel, b"", key, binary=True, chunk=header)
+        except BrokerUnavailable as exc:
+            log.warning("transfer abort not published channel=%s: %s", channel, exc)
+
+    def _spawn(self, aw: Any) -> None:
+        task = asyncio.ensure_future(aw)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _chunk_key(self, conn: Requester, req: Pub | BytesPub) -> tuple[bool, str | None]:
+        """``(go on, key)`` for any pub: a plain one goes on with its own key; a chunk with
+        its derived key, or not at all (refused, or resumed from another node: answered
+        by a task once the broker said whether it knows the previous chunk)."""
+        if type(req) is not BytesPub or req.chunk is None:
+            return True, req.key
+        step = self._chunk_step(conn, req)
+        if step is None:
+            return False, None
+        if step.lookup is not None:
+            self._spawn(self._resume(conn, req, step.lookup))
+            return False, None
+        return True, step.key
+
+    async def _resume(self, conn: Requester, req: BytesPub, previous: str) -> None:
+        """A chunk of a transfer this node never saw: go on from it when the broker knows
+        the previous chunk's key (the publisher reconnected to this node mid-transfer)."""
+        try:
+            known = await self.publisher.key_seen(req.channel, previous)
+        except BrokerUnavailable:
+            conn.send_error(ErrorCode.UNAVAILABLE, "broker unavailable; nothing was published",
+                            req.id)
+            return
+        if not known:
+            conn.send_error(ErrorCode.TRANSFER_UNKNOWN,
+                            "a chunk of a transfer that was never started here", req.id)
+            return
+        assert req.chunk is not None
+        chunk = msgspec.json.decode(req.chunk, type=Chunk)
+        try:
+            step = self.transfers.resume(req.channel, chunk, req.data, time.monotonic())
+        except TransferRefused as exc:
+            conn.send_error(exc.code, exc.reason, req.id)
+            return
+        try:
+            result = await self.publisher.publish(req.channel, req.data, step.key, binary=True,
+                                                  chunk=req.chunk)
+        except BrokerUnavailable:
+            conn.send_error(ErrorCode.UNAVAILABLE, "broker unavailable; nothing was published",
+                            req.id)
+            return
+        _pub_ack(conn, req.id, result.epoch, result.offset, result.duplicate)
 
     def _backend_only(self, conn: Requester, req: Pub | BytesPub) -> bool:
         """The channel's ``publish = false``: refused with ``forbidden`` before any other
@@ -97,7 +194,10 @@ class PublishRequests:
         if not self._pub_check(conn, req):
             return
         if type(req) is BytesPub:
-            result = self.publisher.publish_now(req.channel, req.data, req.key, True, req.chunk)
+            go, key = self._chunk_key(conn, req)
+            if not go:
+                return
+            result = self.publisher.publish_now(req.channel, req.data, key, True, req.chunk)
         else:
             result = self.publisher.publish_now(req.channel, bytes(req.data), req.key)
         _pub_ack(conn, req.id, result.epoch, result.offset, result.duplicate)
@@ -106,6 +206,9 @@ class PublishRequests:
         """A publish answered when the broker replies, with no task: the Redis broker
         queues it now (in the order the client sent it) and calls ``done`` later."""
         if not self._pub_check(conn, req):
+            return
+        go, key = self._chunk_key(conn, req)
+        if not go:
             return
         rid, channel = req.id, req.channel
 
@@ -121,9 +224,9 @@ class PublishRequests:
                 conn.close(CloseCode.INTERNAL_ERROR)
 
         if type(req) is BytesPub:
-            self.publisher.publish_later(channel, req.data, req.key, done, True, req.chunk)
+            self.publisher.publish_later(channel, req.data, key, done, True, req.chunk)
         else:
-            self.publisher.publish_later(channel, bytes(req.data), req.key, done)
+            self.publisher.publish_later(channel, bytes(req.data), key, done)
 
     async def pub(self, conn: Requester, req: Pub | BytesPub) -> None:
         access = self.access
@@ -136,8 +239,12 @@ class PublishRequests:
                 conn.send_error(ErrorCode.FORBIDDEN, "binary data is not allowed on a channel "
                                 "the publish proxy approves", req.id)
             return
+        key = req.key
         if url is None:
             if not self._pub_check(conn, req):
+                return
+            go, key = self._chunk_key(conn, req)
+            if not go:
                 return
             data = bytes(req.data)
         else:
@@ -147,7 +254,7 @@ class PublishRequests:
             data = approved
         try:
             result = await self.publisher.publish(
-                req.channel, data, req.key, binary=binary,
+                req.channel, data, key, binary=binary,
                 chunk=req.chunk if binary else None)  # type: ignore[union-attr]
         except BrokerUnavailable as exc:
             log.warning("publish refused conn=%s channel=%s: %s", conn.id, req.channel, exc)

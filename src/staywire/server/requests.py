@@ -414,7 +414,11 @@ class RequestHandlers:
         if conn.binary:  # protocol v2: what binary data may be (docs/protocol.md)
             welcome["binary"] = {"max_data_size": cfg.max_data_size,
                                  "max_transfer_size": cfg.max_transfer_size,
-                                 "transfer_timeout": cfg.transfer_timeout}
+                                 "transfer_timeout": cfg.transfer_timeout,
+                                 # at most half the message burst: a window resent after a
+                                 # reconnect still fits the server's bucket
+                                 "transfer_window": max(1, min(cfg.transfer_window,
+                                                               int(cfg.rate_burst // 2)))}
         if resume_failed is not None:
             welcome["resume_failed"] = resume_failed  # a new session, and why
         if data is not None:

@@ -26,7 +26,7 @@ const MAX_SUB_RETRIES = 5;
 /**
  * The hub's way to send a request (Hub._request).
  * @typedef {(type: string, payload: Record<string, any>, meta: Record<string, any>,
- *   onTimeout?: ((push: import('./push.js').Push) => void)|null, raw?: string) => import('./push.js').Push} SendRequest
+ *   onTimeout?: ((push: import('./push.js').Push) => void)|null, raw?: string|Uint8Array) => import('./push.js').Push} SendRequest
  */
 
 export class ChannelMux {
@@ -283,7 +283,11 @@ export class ChannelMux {
         this._emit({ t: 'recovery', to: tab, channel: ch.name, epochChanged: true });
       }
     }
-    this._emit({ t: 'msg', channel: msg.channel, epoch: msg.epoch, offset: msg.offset, data: msg.data });
+    // Bytes are an ArrayBuffer, cloned to every other tab by BroadcastChannel.
+    this._emit(msg.binary
+      ? { t: 'msg', channel: msg.channel, epoch: msg.epoch, offset: msg.offset, data: msg.data, binary: true,
+        ...(msg.chunk ? { chunk: msg.chunk } : {}) }
+      : { t: 'msg', channel: msg.channel, epoch: msg.epoch, offset: msg.offset, data: msg.data });
   }
 
   /**

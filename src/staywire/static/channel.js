@@ -9,13 +9,27 @@
 // While JOINING (first subscribe, or after the tab holding the connection changed) every
 // `msg` is held; the hub's `joined` answer names the position to deliver after, and the
 // held messages past it are delivered once, in offset order.
+//
+// A publication with `chunk` is a piece of a transfer: it goes to the subscription's
+// TransferReceiver (transfers.js), which emits 'transfer', instead of 'message'.
 
 import { Emitter } from './emitter.js';
+import { TransferReceiver } from './transfers.js';
+import { CHANNEL_PATTERN } from './codes.js';
 
 /** @typedef {{epoch: string, offset: number}} Position */
-/** @typedef {{channel: string, epoch: string, offset: number, data: any}} Publication */
+/** @typedef {{channel: string, epoch: string, offset: number, data: any, chunk?: any, binary?: boolean}} Publication */
 /** @typedef {{client: string, user: string, info?: any}} Member */
 /** @typedef {{clients: number, users: number, members: Member[], stats_only?: boolean}} PresenceInfo */
+
+/**
+ * A RangeError when `channel` is not a name the server accepts (codes.js has its pattern),
+ * else null: refused before anything is queued or sent. @param {any} channel
+ */
+export function invalidChannel(channel) {
+  return typeof channel === 'string' && CHANNEL_PATTERN.test(channel)
+    ? null : new RangeError(`invalid channel name: ${JSON.stringify(channel)}`);
+}
 
 export const SubscriptionState = Object.freeze({
   JOINING: 'joining',
@@ -27,7 +41,9 @@ export class Subscription extends Emitter {
   /**
    * @param {string} channel
    * @param {{since?: Position|null, unsubscribe?: (sub: Subscription) => Promise<void>,
-   *   presence?: (channel: string, stats: boolean) => Promise<any>}} [options]
+   *   presence?: (channel: string, stats: boolean) => Promise<any>,
+   *   transferTimeout?: () => number}} [options]
+   *   `transferTimeout`: the server's `transfer_timeout` in ms (welcome.binary)
    */
   constructor(channel, options = {}) {
     super();
@@ -53,6 +69,14 @@ export class Subscription extends Emitter {
     this._everJoined = false;
     /** Subscribed by the server (the connect proxy), not by subscribe(): Client.serverSubscriptions. */
     this.serverSide = false;
+    this._transferTimeout = options.transferTimeout ?? (() => 30000);
+    /** @type {TransferReceiver|null} made at the first chunk */
+    this._receiver = null;
+  }
+
+  /** The transfers under way on this channel, by id. @returns {Map<string, import('./transfers.js').Transfer>} */
+  get transfers() {
+    return new Map([...(this._receiver?.active ?? new Map())].map(([id, e]) => [id, e.transfer]));
   }
 
   /** The `since` to (re)join with; starts holding messages until the answer. */
@@ -101,6 +125,7 @@ export class Subscription extends Emitter {
       .sort((a, b) => a.offset - b.offset)
       .forEach((m) => this._deliver(m));
     if (answer.unrecovered) {
+      this._receiver?.lost('publications may be missing after the (re)subscribe');
       this.emit('recovery', {
         channel: this.channel,
         recovered: false,
@@ -121,6 +146,7 @@ export class Subscription extends Emitter {
    */
   _recovery(info) {
     if (this.state !== SubscriptionState.LIVE) return;
+    this._receiver?.lost('publications may be missing after a reconnect');
     this.emit('recovery', {
       channel: this.channel,
       recovered: false,
@@ -135,6 +161,7 @@ export class Subscription extends Emitter {
     if (this.state === SubscriptionState.CLOSED) return;
     this.state = SubscriptionState.CLOSED;
     this._held = [];
+    this._receiver?.close(`the subscription failed: ${err.message}`);
     this.emit('error', err);
     this._rejectReady(err);
   }
@@ -145,6 +172,7 @@ export class Subscription extends Emitter {
     this.state = SubscriptionState.CLOSED;
     this._held = [];
     this._rejectReady(new Error('unsubscribed by the server'));
+    this._receiver?.close('unsubscribed by the server');
     this.emit('end', { channel: this.channel });
   }
 
@@ -154,6 +182,14 @@ export class Subscription extends Emitter {
     if (p && p.epoch === msg.epoch && msg.offset <= p.offset) return false; // delivered already
     this.position = { epoch: msg.epoch, offset: msg.offset };
     this.delivered += 1;
+    if (msg.chunk) {
+      // Nobody listens for transfers here: a stream that nobody reads would hold them whole.
+      if (!this._listeners.get('transfer')?.size && !this._receiver?.active.size) return true;
+      this._receiver ??= new TransferReceiver({ channel: this.channel, timeout: this._transferTimeout,
+        emit: (t) => this.emit('transfer', t) });
+      this._receiver.chunk(/** @type {any} */ (msg));
+      return true;
+    }
     this.emit('message', msg.data, msg);
     return true;
   }
@@ -191,6 +227,7 @@ export class Subscription extends Emitter {
     this.state = SubscriptionState.CLOSED;
     this._held = [];
     this._rejectReady(new Error('unsubscribed'));
+    this._receiver?.close('unsubscribed');
     await this._unsubscribe?.(this);
   }
 }

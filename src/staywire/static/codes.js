@@ -39,7 +39,12 @@ export const ErrorCode = Object.freeze({
   "UNAUTHORIZED": "unauthorized",
   "UNAVAILABLE": "unavailable",
   "PRESENCE_DISABLED": "presence_disabled",
-  "INTERNAL": "internal"
+  "INTERNAL": "internal",
+  "TRANSFER_ORDER": "transfer_order",
+  "TRANSFER_UNKNOWN": "transfer_unknown",
+  "TRANSFER_TOO_LARGE": "transfer_too_large",
+  "TRANSFER_CORRUPT": "transfer_corrupt",
+  "TRANSFER_TIMEOUT": "transfer_timeout"
 });
 
 /** The WebSocket subprotocol of this protocol version (Sec-WebSocket-Protocol). */
@@ -47,6 +52,9 @@ export const SUBPROTOCOL = "staywire.v1";
 
 /** Protocol v2: v1 plus binary frames; offered first, the server may pick v1. */
 export const SUBPROTOCOL_V2 = "staywire.v2";
+
+/** What a client offers, best first: a server without binary selects v1. */
+export const SUBPROTOCOLS = Object.freeze(["staywire.v2", "staywire.v1"]);
 
 /** A binary frame's format byte and its header's largest length (bytes). */
 export const BINARY_FORMAT = 1;

@@ -7,7 +7,8 @@
 //       │   └── ReconnectFailed   maxRetries reconnects failed in a row
 //       ├── RequestError          an `error` reply; carries its error code
 //       ├── RequestTimeout        no reply within the request's timeout
-//       └── QueueFull             the outbox is at its bound
+//       ├── QueueFull             the outbox is at its bound
+//       └── TransferError         a transfer that cannot complete; carries its code
 
 export class StaywireError extends Error {
   /** @param {string} [message] */
@@ -58,6 +59,24 @@ export class RequestTimeout extends ClientError {}
 export class QueueFull extends ClientError {}
 
 /**
+ * A transfer that cannot complete (docs/protocol.md, *Transfers*), with the error code the
+ * Python client gives: `transfer_order` (a chunk is missing, say history no longer holds
+ * it), `transfer_timeout` (no chunk within `transfer_timeout`), `transfer_corrupt` (the
+ * digest does not match, or the server aborted it), `transfer_too_large`, or
+ * `binary_unsupported` (the connection has no binary frames).
+ */
+export class TransferError extends ClientError {
+  /** @param {string} code @param {string} [reason] */
+  constructor(code, reason = '') {
+    super(reason ? `${code}: ${reason}` : code);
+    /** @type {string} */
+    this.code = code;
+    /** @type {string} */
+    this.reason = reason;
+  }
+}
+
+/**
  * Rebuilds an error sent between tabs (structured clone drops the class).
  * @param {{name?: string, message?: string, code?: any, reason?: string, attempts?: number}} e
  * @returns {Error}
@@ -76,6 +95,8 @@ export function reviveError(e) {
       return new RequestTimeout(e.message);
     case 'QueueFull':
       return new QueueFull(e.message);
+    case 'TransferError':
+      return new TransferError(e.code, e.reason);
     default:
       return new ClientError(e?.message ?? String(e));
   }

@@ -19,6 +19,7 @@ import { ConnectionClosed, RequestError, serializeError } from './errors.js';
 import { compareRecords } from './outbox.js';
 import { MAX_ID } from './codes.js';
 import { Removals, removalWarning } from './removals.js';
+import { bytesOf } from './binary.js';
 
 /** @typedef {import('./cursor.js').Position} Position */
 /** @typedef {import('./channel-mux.js').ChannelState} ChannelState */
@@ -179,6 +180,8 @@ export class Hub {
       lateFires: s.lateFires,
       lastClose: s.lastClose,
       session: s.session,
+      // What the connection allows for binary data and transfers (welcome.binary), or null.
+      binary: s.binary,
       // The tabs make a Subscription of each (staywire.js, serverSubscriptions).
       // The welcome's, as the server API changed them since (subscribed / unsubscribed).
       serverSubs: s.state === State.OPEN ? this._currentServerSubs() : [],
@@ -217,6 +220,7 @@ export class Hub {
         this._pubs.publish(tab, msg);
         return;
       case 'rpc':
+      case 'chunk':
         this._rpc(tab, msg);
         return;
       case 'presence':
@@ -239,7 +243,11 @@ export class Hub {
     return this.socket.state === State.OPEN;
   }
 
-  /** @param {string} tab @param {any} msg */
+  /**
+   * A tab's `rpc`, or a `chunk` of its transfer (a binary `pub` with the chunk's header,
+   * transfer-sender.js): answered by a `reply` with the result's data or the pub's ack.
+   * @param {string} tab @param {any} msg
+   */
   _rpc(tab, msg) {
     const rid = Number(msg.rid);
     if (!this._open) {
@@ -248,7 +256,14 @@ export class Hub {
       return;
     }
     const timeout = typeof msg.timeout === 'number' ? msg.timeout : this.timeout;
-    this._request('rpc', { method: String(msg.method), data: msg.data ?? null }, { tab, rid }, null, undefined, timeout);
+    const bytes = msg.data instanceof ArrayBuffer || ArrayBuffer.isView(msg.data) ? bytesOf(msg.data) : undefined;
+    if (msg.t === 'chunk') {
+      this._request('pub', { channel: String(msg.channel), chunk: msg.chunk }, { tab, rid, kind: 'chunk' },
+        null, bytes ?? new Uint8Array(0), timeout);
+      return;
+    }
+    this._request('rpc', { method: String(msg.method), ...(bytes ? {} : { data: msg.data ?? null }) }, { tab, rid },
+      null, bytes, timeout);
   }
 
   /**
@@ -270,7 +285,7 @@ export class Hub {
   /**
    * Sends one request with a fresh id.
    * @param {string} type @param {Record<string, any>} payload @param {Record<string, any>} meta
-   * @param {((push: Push) => void)|null} [onTimeout] @param {string} [raw] @param {number} [timeout]
+   * @param {((push: Push) => void)|null} [onTimeout] @param {string|Uint8Array} [raw] @param {number} [timeout]
    */
   _request(type, payload, meta, onTimeout = null, raw = undefined, timeout = undefined) {
     // Ids the server accepts are 1..MAX_ID; past it (in theory) they start again at 1.
@@ -288,6 +303,12 @@ export class Hub {
       (reply) => this._onReply(id, reply, null),
       (err) => this._onReply(id, null, err),
     );
+    if (raw instanceof Uint8Array && !this.socket.binary) {
+      // A v1 connection: the server would answer a binary frame without its id, and the
+      // request would wait for ever. Refused here, as the server refuses it.
+      push.fail(new RequestError('binary_unsupported', 'the server selected protocol v1: no binary frames'));
+      return push;
+    }
     const frame = push.encode(id);
     const send = () => {
       this._pubs.charge(frame); // every request pays into the pacer
@@ -295,8 +316,9 @@ export class Hub {
       push._startTimeout();
     };
     // Publishes have their own turn (pub-queue.js); the rest (a resubscribe of many
-    // channels after a reconnect) waits for the pacer in order rather than be refused.
-    if (type === 'pub') send();
+    // channels after a reconnect, a transfer's chunks) waits for the pacer in order rather
+    // than be refused.
+    if (type === 'pub' && meta.kind !== 'chunk') send();
     else this._pubs.sendPaced(frame, send);
     return push;
   }
@@ -349,7 +371,7 @@ export class Hub {
     this._pubs.connectionLost();
     for (const p of pushes) {
       p.push.cancelTimeout();
-      if (p.kind === 'rpc') {
+      if (p.kind === 'rpc' || p.kind === 'chunk') {
         this._emit({ t: 'reply', to: p.tab, rid: p.rid, ok: false,
           error: serializeError(new ConnectionClosed(info.code, info.reason)) });
       }
@@ -406,6 +428,12 @@ export class Hub {
         this._emit(err
           ? { t: 'reply', to: entry.tab, rid: entry.rid, ok: false, error: serializeError(err) }
           : { t: 'reply', to: entry.tab, rid: entry.rid, ok: true, value: reply.data });
+        return;
+      case 'chunk':
+        this._emit(err
+          ? { t: 'reply', to: entry.tab, rid: entry.rid, ok: false, error: serializeError(err) }
+          : { t: 'reply', to: entry.tab, rid: entry.rid, ok: true,
+            value: { epoch: reply.epoch, offset: reply.offset, duplicate: Boolean(reply.duplicate) } });
         return;
       default: // a leave's unsub: nothing waits for it
     }

@@ -15,17 +15,22 @@
 // sent, so a reload finds them and sends them again with the same keys. A store with a
 // synchronous `write` (write-ahead.js: localStorage in front of IndexedDB) makes the entry
 // durable inside `add` itself, before it returns: nothing a reload can interrupt is left.
-// `data` is kept as its JSON text so a replay sends the same bytes. Removing an entry from
+// `data` is kept as its JSON text so a replay sends the same bytes; binary data (an
+// ArrayBuffer, a typed array, a DataView) as its base64, with `binary: true`, so that the
+// record stays JSON for localStorage and every store as it is (its `size` counts the
+// bytes themselves, as the server's limits do). Removing an entry from
 // the store once it is acknowledged goes through removals.js: a failure is counted,
 // reported (`onStoreError`) and retried, never dropped.
 
 import { QueueFull } from './errors.js';
+import { bytesOf, isBinary, toBase64 } from './binary.js';
 import { Removals } from './removals.js';
 
 /**
  * @typedef {{key: string, seq: number, channel: string, data: string, size: number,
- *            owner: string, target: string, createdAt: number}} OutboxRecord
- *   `owner`: the tab that made it; `target`: the server URL it is for
+ *            owner: string, target: string, createdAt: number, binary?: boolean}} OutboxRecord
+ *   `owner`: the tab that made it; `target`: the server URL it is for; `binary`: `data` is
+ *   the base64 of bytes, published in a binary frame
  * @typedef {OutboxRecord & {sent: string|null, stored: boolean}} OutboxEntry
  *   `sent`: the connection it was written to; `stored`: it is in the store (only then is it sent)
  * @typedef {{add(r: OutboxRecord): Promise<void>, remove(key: string): Promise<void>,
@@ -188,8 +193,11 @@ export class Outbox {
   /** @param {string} channel @param {any} data @param {string} key @returns {OutboxEntry} */
   _hold(channel, data, key) {
     if (this._entries.has(key)) throw new Error(`idempotency key already in the outbox: ${key}`);
-    const text = JSON.stringify(data === undefined ? null : data);
-    const size = byteLength(text);
+    if (typeof Blob === 'function' && data instanceof Blob) throw new TypeError('read a Blob before adding it');
+    const binary = isBinary(data);
+    const bytes = binary ? bytesOf(/** @type {ArrayBuffer|ArrayBufferView} */ (data)) : null;
+    const text = bytes ? toBase64(bytes) : JSON.stringify(data === undefined ? null : data);
+    const size = bytes ? bytes.length : byteLength(text);
     if (this._entries.size + 1 > this.maxMessages) {
       throw new QueueFull(`outbox holds ${this._entries.size} messages (max ${this.maxMessages})`);
     }
@@ -200,6 +208,7 @@ export class Outbox {
     /** @type {OutboxEntry} */
     const entry = { key, seq: this._seq, channel, data: text, size, owner: this.owner,
       target: this.target, createdAt: this._now(), sent: null, stored: false };
+    if (binary) entry.binary = true;
     // Held at once so concurrent adds respect the bound; released if the store fails.
     this._entries.set(key, entry);
     this._bytes += size;

@@ -11,8 +11,13 @@ import { State } from './socket.js';
 import { RequestError, serializeError } from './errors.js';
 import { jittered } from './backoff.js';
 import { Pacer, utf8Length } from './pacer.js';
+import { frameLength, fromBase64 } from './binary.js';
 
-/** @typedef {{seq: number, key: string, channel: string, data: string, adopted: boolean}} QueuedPub */
+/**
+ * @typedef {{seq: number, key: string, channel: string, data: string, adopted: boolean,
+ *            binary: boolean}} QueuedPub
+ *   `data`: the JSON text of the data, or with `binary` the base64 of its bytes (outbox.js)
+ */
 
 export class PubQueue {
   /**
@@ -59,7 +64,7 @@ export class PubQueue {
     this._mono = hub.monotonic ?? (globalThis.performance ? () => globalThis.performance.now() : this._now);
     /** How often a publish waited for the pacer. */
     this.paced = 0;
-    /** Other requests waiting for the pacer, in order. @type {{frame: string, send: () => void}[]} */
+    /** Other requests waiting for the pacer, in order. @type {{frame: string|Uint8Array, send: () => void}[]} */
     this._waiting = [];
     /** @type {any} */
     this._waitTimer = null;
@@ -67,10 +72,10 @@ export class PubQueue {
 
   /**
    * Sends a request other than a publish when the pacer allows and nothing waits before it,
-   * else queues it, in order. @param {string} frame @param {() => void} send
+   * else queues it, in order. @param {string|Uint8Array} frame @param {() => void} send
    */
   sendPaced(frame, send) {
-    if (this._waiting.length === 0 && this._turn(utf8Length(frame)) === 0) {
+    if (this._waiting.length === 0 && this._turn(frameLength(frame)) === 0) {
       send();
       return;
     }
@@ -87,7 +92,7 @@ export class PubQueue {
     if (this._waitTimer !== null) return;
     while (this._open && this._waiting.length > 0) {
       const w = this._waiting[0];
-      const turn = this._turn(utf8Length(w.frame));
+      const turn = this._turn(frameLength(w.frame));
       if (turn > 0) {
         this._waitTimer = this._setTimeout(() => {
           this._waitTimer = null;
@@ -105,9 +110,9 @@ export class PubQueue {
     this._pacer = this._pacing ? Pacer.from(rateLimit, this._mono() / 1000) : null;
   }
 
-  /** The hub sent a frame of `text` (any request): it pays into the pacer. @param {string} text */
-  charge(text) {
-    this._pacer?.charge(this._mono() / 1000, utf8Length(text));
+  /** The hub sent `frame` (any request): it pays into the pacer. @param {string|Uint8Array} frame */
+  charge(frame) {
+    this._pacer?.charge(this._mono() / 1000, frameLength(frame));
   }
 
   get _open() {
@@ -124,7 +129,7 @@ export class PubQueue {
       return;
     }
     this._keys.set(key, new Set([tab]));
-    this._enqueue(key, String(msg.channel), String(msg.data), false);
+    this._enqueue(key, String(msg.channel), String(msg.data), false, msg.binary === true);
   }
 
   /**
@@ -135,13 +140,16 @@ export class PubQueue {
   adopt(r) {
     if (this._keys.has(r.key)) return;
     this._keys.set(r.key, new Set());
-    this._enqueue(r.key, r.channel, r.data, true);
+    this._enqueue(r.key, r.channel, r.data, true, r.binary === true);
   }
 
-  /** @param {string} key @param {string} channel @param {string} data @param {boolean} adopted */
-  _enqueue(key, channel, data, adopted) {
+  /**
+   * @param {string} key @param {string} channel @param {string} data @param {boolean} adopted
+   * @param {boolean} binary
+   */
+  _enqueue(key, channel, data, adopted, binary) {
     this._seq += 1;
-    this._queue.push({ seq: this._seq, key, channel, data, adopted });
+    this._queue.push({ seq: this._seq, key, channel, data, adopted, binary });
     this._pump();
   }
 
@@ -166,7 +174,8 @@ export class PubQueue {
     while (this._open && this._queue.length > 0 && this._inFlight < cap) {
       const p = this._queue[0];
       // The pub frame, about; the hub charges the pacer with the real one when it sends.
-      const size = utf8Length(p.data) + p.channel.length + utf8Length(p.key) + 64;
+      const size = (p.binary ? Math.ceil(p.data.length * 3 / 4) : utf8Length(p.data))
+        + p.channel.length + utf8Length(p.key) + 64;
       const turn = this._turn(size);
       if (turn > 0) {
         this.paced += 1;
@@ -179,7 +188,7 @@ export class PubQueue {
       this._queue.shift();
       this._inFlight += 1;
       this._request('pub', { channel: p.channel, key: p.key }, { key: p.key, adopted: p.adopted, pub: p },
-        null, p.data);
+        null, p.binary ? fromBase64(p.data) : p.data);
     }
   }
 

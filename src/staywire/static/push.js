@@ -2,6 +2,7 @@
 // the `ack`/`result`/`error` that echoes the id, or by its timeout.
 
 import { RequestError, RequestTimeout } from './errors.js';
+import { encodeFrame } from './binary.js';
 
 export class Push {
   /**
@@ -9,8 +10,9 @@ export class Push {
    * @param {Record<string, any>} payload the fields besides `type` and `id`
    * @param {{timeout?: number, setTimeout?: (fn: () => void, ms: number) => any,
    *          clearTimeout?: (id: any) => void, onTimeout?: (push: Push) => void,
-   *          raw?: string}} [options]
-   *   `raw`: a pre-encoded JSON value for `data` (an outbox entry keeps its exact bytes)
+   *          raw?: string|Uint8Array}} [options]
+   *   `raw`: a pre-encoded JSON value for `data` (an outbox entry keeps its exact bytes), or
+   *   the bytes of `data`: the request is then a binary frame (binary.js)
    */
   constructor(type, payload, options = {}) {
     this.type = type;
@@ -32,9 +34,10 @@ export class Push {
     this.promise.catch(() => {}); // the owner may not await every push
   }
 
-  /** The frame for request `id`. @param {number} id */
+  /** The frame for request `id`. @param {number} id @returns {string|Uint8Array} */
   encode(id) {
     this.id = id;
+    if (this.raw instanceof Uint8Array) return encodeFrame({ type: this.type, id, ...this.payload }, this.raw);
     const head = JSON.stringify({ type: this.type, id, ...this.payload });
     if (this.raw === undefined) return head;
     // Splice the stored bytes of `data` in, so a replay sends exactly what was queued.
@@ -43,7 +46,7 @@ export class Push {
 
   /**
    * Writes the request with `send` and starts its timeout.
-   * @param {number} id @param {(frame: string) => void} send
+   * @param {number} id @param {(frame: string|Uint8Array) => void} send
    */
   send(id, send) {
     send(this.encode(id));

@@ -15,12 +15,15 @@
 //   `pongTimeout` drops the transport at once (code 4000) instead of waiting for TCP.
 // * Backpressure: when WebSocket.bufferedAmount is over `highWaterMark`, frames wait in a
 //   queue (and `writable()` waits) until it falls under `lowWaterMark`.
+// * Protocol v2: it offers `staywire.v2, staywire.v1`; binary frames and a v1 connection's
+//   base64 `msg` both become messages with an ArrayBuffer `data` (binary.js).
 
 import { Emitter } from './emitter.js';
 import { Backoff, RetryTimer } from './backoff.js';
 import { ReconnectSchedule } from './reconnect.js';
 import { Heartbeat } from './heartbeat.js';
-import { CloseCode, SUBPROTOCOL } from './codes.js';
+import { CloseCode, SUBPROTOCOLS } from './codes.js';
+import { parseServerFrame } from './binary.js';
 
 export const State = Object.freeze({
   CONNECTING: 'CONNECTING',
@@ -29,7 +32,7 @@ export const State = Object.freeze({
   CLOSED: 'CLOSED',
 });
 
-export { SUBPROTOCOL } from './codes.js';
+export { SUBPROTOCOL, SUBPROTOCOLS } from './codes.js';
 
 /** Local close code for a transport this client dropped itself (no close frame awaited). */
 const ABNORMAL = CloseCode.ABNORMAL;
@@ -122,7 +125,7 @@ export class Socket extends Emitter {
     /** @type {Error|null} why the socket is CLOSED, when it was not close() */
     this.error = null;
     this._drainTimer = null;
-    /** @type {string[]} */
+    /** @type {Array<string|Uint8Array>} */
     this._queue = [];
     this._pollTimer = null;
     /** @type {Array<() => void>} */
@@ -213,7 +216,8 @@ export class Socket extends Emitter {
     else if (token != null) url.searchParams.set('auth', 'message');
     let ws;
     try {
-      ws = new this._WebSocket(url.toString(), [SUBPROTOCOL]);
+      ws = new this._WebSocket(url.toString(), [...SUBPROTOCOLS]);
+      ws.binaryType = 'arraybuffer';
     } catch (err) {
       this.emit('warning', err);
       this._afterClose(ABNORMAL, String(/** @type {any} */ (err)?.message ?? err));
@@ -243,9 +247,9 @@ export class Socket extends Emitter {
     this._heartbeat.seen();
     let msg;
     try {
-      msg = JSON.parse(typeof raw === 'string' ? raw : String(raw));
-    } catch {
-      this.emit('warning', new Error('frame is not JSON'));
+      msg = parseServerFrame(raw);
+    } catch (err) {
+      this.emit('warning', err); // dropped: not JSON, or a binary frame that breaks the layout
       return;
     }
     if (msg === null || typeof msg !== 'object') return;
@@ -268,6 +272,12 @@ export class Socket extends Emitter {
         }
         this.emit('message', msg);
     }
+  }
+
+  /** welcome.binary (`{max_data_size, ...}`), or null: not open, or v1. @returns {any} */
+  get binary() {
+    const b = this.state === State.OPEN ? this.welcome?.binary : null;
+    return b && typeof b === 'object' && Number.isInteger(b.max_data_size) && b.max_data_size > 0 ? b : null;
   }
 
   /** @param {any} welcome */
@@ -334,8 +344,9 @@ export class Socket extends Emitter {
   }
 
   /**
-   * Writes one frame. Over the high-water mark it waits in a queue, in order.
-   * @param {string} frame
+   * Writes one frame (text, or the bytes of a binary frame). Over the high-water mark it
+   * waits in a queue, in order.
+   * @param {string|Uint8Array} frame
    * @returns {boolean} false when not OPEN (nothing was queued)
    */
   send(frame) {
@@ -397,7 +408,7 @@ export class Socket extends Emitter {
       return;
     }
     while (this._queue.length > 0 && ws.bufferedAmount <= this.highWaterMark) {
-      ws.send(/** @type {string} */ (this._queue.shift()));
+      ws.send(/** @type {string|Uint8Array} */ (this._queue.shift()));
     }
     if (this._queue.length === 0 && ws.bufferedAmount <= this.lowWaterMark) this._setPaused(false);
     else this._schedulePoll();

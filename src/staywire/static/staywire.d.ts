@@ -24,12 +24,15 @@ export declare const ErrorCode: Readonly<Record<
   'BAD_REQUEST' | 'UNKNOWN_TYPE' | 'BINARY_UNSUPPORTED' | 'RATE_LIMITED' | 'FORBIDDEN' |
   'NOT_SUBSCRIBED' | 'ALREADY_SUBSCRIBED' | 'TOO_MANY_SUBSCRIPTIONS' | 'UNKNOWN_METHOD' |
   'CHANNEL_FULL' | 'INVALID_PARAMS' | 'UNAUTHORIZED' | 'UNAVAILABLE' | 'PRESENCE_DISABLED' |
-  'INTERNAL',
+  'INTERNAL' | 'TRANSFER_ORDER' | 'TRANSFER_UNKNOWN' | 'TRANSFER_TOO_LARGE' |
+  'TRANSFER_CORRUPT' | 'TRANSFER_TIMEOUT',
   string>>;
 /** What a client does after a close with `code`. */
 export declare function reconnectPolicy(code: number): 'never' | 'backoff' | 'new_token';
-/** The WebSocket subprotocol of this protocol version. */
+/** The WebSocket subprotocol of protocol v1. */
 export declare const SUBPROTOCOL: string;
+/** What the client offers, best first: `staywire.v2` (binary frames), then `staywire.v1`. */
+export declare const SUBPROTOCOLS: readonly string[];
 /** What a channel name must match; subscribe() and publish() reject others with a RangeError. */
 export declare const CHANNEL_PATTERN: RegExp;
 /** The largest id or offset: exact in a JavaScript number. */
@@ -47,7 +50,78 @@ export interface Publication<T = unknown> {
   channel: string;
   epoch: string;
   offset: number;
+  /** An ArrayBuffer when `binary` is true. */
   data: T;
+  /** Published as bytes (a binary frame, or base64 on a v1 connection). */
+  binary?: boolean;
+}
+
+/** What the connection allows for binary data (welcome.binary); transfer_timeout in seconds. */
+export interface BinaryLimits {
+  max_data_size: number;
+  max_transfer_size: number;
+  transfer_timeout: number;
+  /** Chunks a publisher keeps unacknowledged at most. */
+  transfer_window?: number;
+}
+
+export interface TransferProgress {
+  bytes: number;
+  /** The whole payload's length, when the publisher said it. */
+  total: number | null;
+}
+
+export interface TransferOptions {
+  /** Any JSON (at most 1 KiB), given to every receiver: say `{name, type}`. */
+  meta?: unknown;
+  onProgress?: (progress: TransferProgress) => void;
+  /** The transfer's id (1-64 of A-Z a-z 0-9 _ -, unique per channel); default: random. */
+  id?: string;
+  /** Chunks unacknowledged at most (default and bound: the server's transfer_window, 8). */
+  window?: number;
+  /** The length of a ReadableStream source, when known (a Blob's is). */
+  size?: number;
+}
+
+export interface TransferResult {
+  transfer: string;
+  channel: string;
+  size: number;
+  /** Hex SHA-256 of the whole payload. */
+  sha256: string;
+  chunks: number;
+  /** Where the last chunk is in the channel. */
+  epoch: string;
+  offset: number;
+}
+
+export interface TransferEvents {
+  progress: (progress: TransferProgress) => void;
+  complete: (transfer: Transfer) => void;
+  error: (err: TransferError) => void;
+}
+
+/** A transfer being received on a subscription ('transfer' event). */
+export declare class Transfer extends Emitter<TransferEvents> {
+  /** Made by a Subscription at a transfer's first chunk, not by applications. */
+  constructor(channel: string, first: { transfer: string; seq: number; at: number; size?: number; meta?: any },
+    position: Position);
+  readonly channel: string;
+  readonly id: string;
+  readonly meta: any;
+  readonly size: number | null;
+  readonly position: Position;
+  readonly bytes: number;
+  readonly state: 'receiving' | 'complete' | 'failed';
+  /** Set once complete and checked. */
+  readonly sha256: string | null;
+  readonly error: TransferError | null;
+  /** The payload as it arrives; errors (never closes) when it cannot complete. */
+  readonly stream: ReadableStream<Uint8Array>;
+  /** Resolves once complete with the digest checked. */
+  readonly done: Promise<Transfer>;
+  /** The whole payload once complete (reads `stream`: use one or the other). */
+  blob(): Promise<Blob>;
 }
 
 export interface PublishAck {
@@ -146,6 +220,8 @@ export interface ClientStatus {
   removeFailures: number;
   lastClose: { code: number; reason: string } | null;
   session: string | null;
+  /** What the open connection allows for binary data and transfers; null under v1. */
+  binary: BinaryLimits | null;
   error: Error | null;
 }
 
@@ -206,6 +282,8 @@ export interface SubscriptionEvents {
   error: (err: Error) => void;
   /** The server ended it (the server API's `unsubscribe`): no error, nothing more follows. */
   end: (info: { channel: string }) => void;
+  /** A transfer started on the channel (its first chunk). */
+  transfer: (transfer: Transfer) => void;
 }
 
 export declare class Subscription extends Emitter<SubscriptionEvents> {
@@ -213,6 +291,7 @@ export declare class Subscription extends Emitter<SubscriptionEvents> {
   constructor(channel: string, options?: {
     since?: Position | null; unsubscribe?: (sub: Subscription) => Promise<void>;
     presence?: (channel: string, stats: boolean) => Promise<any>;
+    transferTimeout?: () => number;
   });
   readonly channel: string;
   /** The last publication delivered in this tab. */
@@ -221,6 +300,8 @@ export declare class Subscription extends Emitter<SubscriptionEvents> {
   readonly delivered: number;
   /** Subscribed by the server (`Client.serverSubscriptions`), not by `subscribe()`. */
   readonly serverSide: boolean;
+  /** The transfers under way on the channel, by id. */
+  readonly transfers: Map<string, Transfer>;
   /** Resolves at the first ack. */
   readonly ready: Promise<Subscription>;
   /** Who is subscribed (channels with `presence`); rejects with `presence_disabled` elsewhere. */
@@ -257,8 +338,12 @@ export declare class Client extends Emitter<ClientEvents> {
    * Exactly once: kept with an idempotency key until acknowledged. Accepted before it returns:
    * written to localStorage synchronously (then IndexedDB), so a reload cannot lose it;
    * rejects with QueueFull, keeping nothing, over the outbox's or the write-ahead's bound.
+   * An ArrayBuffer, typed array, DataView or Blob is published as bytes (a Blob once read).
    */
   publish(channel: string, data: unknown, options?: { key?: string }): Promise<PublishAck>;
+  /** A Blob, File or ReadableStream of any size as one transfer, in chunks; resumed after reconnects. */
+  sendTransfer(channel: string, source: Blob | ReadableStream<ArrayBuffer | ArrayBufferView>,
+    options?: TransferOptions): Promise<TransferResult>;
   /** Resolves when the send buffer is under its low-water mark. */
   writable(): Promise<void>;
   rpc<T = any>(method: string, data: unknown, options?: { timeout?: number }): Promise<T>;
@@ -291,8 +376,9 @@ export interface OutboxRecord {
   key: string;
   seq: number;
   channel: string;
-  /** The JSON text of the data. */
+  /** The JSON text of the data, or with `binary` the base64 of its bytes. */
   data: string;
+  binary?: boolean;
   size: number;
   owner: string;
   target: string;
@@ -416,6 +502,12 @@ export declare class RequestError extends ClientError {
 export declare class RequestTimeout extends ClientError {}
 /** The outbox is at its bound: nothing was queued. */
 export declare class QueueFull extends ClientError {}
+/** A transfer that cannot complete: transfer_order, transfer_timeout, transfer_corrupt, ... */
+export declare class TransferError extends ClientError {
+  constructor(code: string, reason?: string);
+  readonly code: string;
+  readonly reason: string;
+}
 
 // Only what is marked export above is exported (Emitter is not).
 export {};

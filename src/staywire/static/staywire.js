@@ -6,38 +6,29 @@
 //   const room = await client.subscribe('room:1', (data) => render(data));
 //   await client.publish('room:1', { text: 'hi' });
 //
-// One concept per file, as in Phoenix JS:
-//   socket.js      transport, heartbeat, reconnect, send-side backpressure
-//   heartbeat.js   application-level ping/pong, tolerant of throttled background timers
-//   backoff.js     backoff with jitter and the retry timer
-//   push.js        a request with a timeout
-//   cursor.js      a channel's position on the connection (recovery, resync)
-//   channel.js     one tab's subscription: dedupe and ordering
-//   outbox.js      unacknowledged publishes with idempotency keys (idb-store.js: in IndexedDB)
-//   write-ahead.js localStorage in front of IndexedDB: durable the moment publish() returns
-//   hub.js         the shared connection, multiplexing the channels of every tab
-//   channel-mux.js the hub's channels: one server subscription for every tab on it, rewinds
-//   pub-queue.js   the hub's publishes: each key once in flight, paced; adopting orphans
-//   tab-leader.js  leader election (Web Locks) and the channel between tabs (BroadcastChannel)
-//   codes.js       close codes and error codes, generated from the server's enum
+// One concept per file, as in Phoenix JS: the table of files and what each holds is in
+// docs/client-browser.md (*Files*). This one is the public API, one Client per tab.
 
 import { Asks } from './asks.js';
 import { Emitter } from './emitter.js';
 import { Hub } from './hub.js';
 import { State, websocketUrl } from './socket.js';
-import { Subscription, SubscriptionState } from './channel.js';
+import { Subscription, SubscriptionState, invalidChannel } from './channel.js';
 import { MemoryStore, Outbox, newKey } from './outbox.js';
 import { removalWarning } from './removals.js';
-import { CHANNEL_PATTERN } from './codes.js';
 import { IdbStore } from './idb-store.js';
 import { WriteAheadStore } from './write-ahead.js';
+import { clientLink, sendTransfer } from './transfer-sender.js';
 import { TabGroup, locksSupported, newTabId, sharingSupported } from './tab-leader.js';
 import {
   ClientError, ConnectionClosed, QueueFull, ReconnectFailed, RequestError, RequestTimeout,
-  StaywireError, Unauthorized, reviveError,
+  StaywireError, TransferError, Unauthorized, reviveError,
 } from './errors.js';
 
-export { CHANNEL_PATTERN, CloseCode, ErrorCode, MAX_ID, SUBPROTOCOL, reconnectPolicy } from './codes.js';
+export {
+  CHANNEL_PATTERN, CloseCode, ErrorCode, MAX_ID, SUBPROTOCOL, SUBPROTOCOLS, reconnectPolicy,
+} from './codes.js';
+export { Transfer } from './transfers.js';
 export { Backoff, jittered } from './backoff.js';
 export { MemoryStore, Outbox } from './outbox.js';
 export { IdbStore } from './idb-store.js';
@@ -45,7 +36,7 @@ export { WriteAheadStore } from './write-ahead.js';
 export { sharingSupported } from './tab-leader.js';
 export {
   ClientError, ConnectionClosed, QueueFull, ReconnectFailed, RequestError, RequestTimeout,
-  StaywireError, Unauthorized, State, Subscription, SubscriptionState,
+  StaywireError, TransferError, Unauthorized, State, Subscription, SubscriptionState,
 };
 
 export const VERSION = '0.1.0';
@@ -66,15 +57,6 @@ export const VERSION = '0.1.0';
  * }} ClientOptions
  *   `WebSocket`, `locks`, `BroadcastChannel`: replacements for the browser's (tests)
  */
-
-/**
- * A RangeError when `channel` is not a name the server accepts (codes.js has its pattern),
- * else null: refused here, before anything is queued or sent. @param {any} channel
- */
-function invalidChannel(channel) {
-  return typeof channel === 'string' && CHANNEL_PATTERN.test(channel)
-    ? null : new RangeError(`invalid channel name: ${JSON.stringify(channel)}`);
-}
 
 export class Client extends Emitter {
   /** @param {string} url the WebSocket endpoint (`/ws`, `wss://host/ws`) @param {ClientOptions} [options] */
@@ -179,6 +161,8 @@ export class Client extends Emitter {
       removeFailures: this.outbox.removeFailures + (r.removeFailures ?? 0),
       lastClose: r.lastClose ?? null,
       session: r.session ?? null,
+      // welcome.binary: {max_data_size, max_transfer_size, transfer_timeout}, or null (v1)
+      binary: this._connId ? r.binary ?? null : null,
       error: this.error,
     };
   }
@@ -416,16 +400,25 @@ export class Client extends Emitter {
     if (this._closed) return Promise.reject(new ConnectionClosed(1000, 'client closed'));
     const bad = invalidChannel(channel);
     if (bad) return Promise.reject(bad);
-    let sub = this._subs.get(channel);
-    if (!sub || sub.state === SubscriptionState.CLOSED) {
-      sub = new Subscription(channel, { since: options.since, unsubscribe: (s) => this._unsubscribe(s),
-        presence: (name, stats) => this._presence(name, stats) });
-      this._subs.set(channel, sub);
-      sub.on('recovery', (/** @type {any} */ info) => this.emit('recovery', info));
-      if (this.leader) this._join(sub);
-    }
+    const sub = this._subscription(channel, options.since ?? null);
     if (handler) sub.on('message', handler);
     return sub.ready;
+  }
+
+  /**
+   * This tab's live subscription to `channel`, or a new one that joins from `since`.
+   * @param {string} channel @param {Position|null} since
+   */
+  _subscription(channel, since) {
+    let sub = this._subs.get(channel);
+    if (sub && sub.state !== SubscriptionState.CLOSED) return sub;
+    sub = new Subscription(channel, { since, unsubscribe: (s) => this._unsubscribe(s),
+      presence: (name, stats) => this._presence(name, stats),
+      transferTimeout: () => (this._remote?.binary?.transfer_timeout ?? 30) * 1000 });
+    this._subs.set(channel, sub);
+    sub.on('recovery', (/** @type {any} */ info) => this.emit('recovery', info));
+    if (this.leader) this._join(sub);
+    return sub;
   }
 
   /**
@@ -446,14 +439,7 @@ export class Client extends Emitter {
     for (const [name, since] of named) {
       const have = this.serverSubscriptions.get(name);
       if (have && have.state !== SubscriptionState.CLOSED) continue; // kept: the hub recovers it
-      let sub = this._subs.get(name);
-      if (!sub || sub.state === SubscriptionState.CLOSED) {
-        sub = new Subscription(name, { since, unsubscribe: (s) => this._unsubscribe(s),
-          presence: (ch, stats) => this._presence(ch, stats) });
-        this._subs.set(name, sub);
-        sub.on('recovery', (/** @type {any} */ info) => this.emit('recovery', info));
-        if (this.leader) this._join(sub);
-      }
+      const sub = this._subscription(name, since);
       sub.serverSide = true;
       sub.on('message', (/** @type {any} */ data, /** @type {any} */ msg) => {
         if (sub.serverSide) this.emit('publication', data, msg);
@@ -486,6 +472,8 @@ export class Client extends Emitter {
    * buffer is under its low-water mark. Resolves with the ack; rejects with RequestError (the
    * server refused it), QueueFull (the outbox is at its bound: nothing kept), or
    * ConnectionClosed/ReconnectFailed.
+   * `data` that is an ArrayBuffer, a typed array, a DataView or a Blob is published as bytes,
+   * in a binary frame (protocol v2); a Blob is accepted once it is read.
    * @param {string} channel @param {any} data @param {{key?: string}} [options]
    * @returns {Promise<PublishAck>}
    */
@@ -495,6 +483,9 @@ export class Client extends Emitter {
     }
     const bad = invalidChannel(channel);
     if (bad) return Promise.reject(bad); // before the outbox: it would never be accepted
+    if (typeof Blob === 'function' && data instanceof Blob) {
+      return data.arrayBuffer().then((bytes) => this.publish(channel, bytes, options));
+    }
     const key = options?.key ?? newKey();
     if (this._pubs.has(key)) return Promise.reject(new Error(`idempotency key already in the outbox: ${key}`));
     // Synchronous: when this returns, the entry is held and (with a write-ahead) durable.
@@ -534,7 +525,7 @@ export class Client extends Emitter {
   /** @param {import('./outbox.js').OutboxEntry} entry */
   _sendPub(entry) {
     this.outbox.markSent(entry.key, /** @type {string} */ (this._connId));
-    this._up({ t: 'pub', key: entry.key, channel: entry.channel, data: entry.data });
+    this._up({ t: 'pub', key: entry.key, channel: entry.channel, data: entry.data, binary: entry.binary === true });
   }
 
   _flushOutbox() {
@@ -555,6 +546,23 @@ export class Client extends Emitter {
     }
     this.emit('outbox', this.outbox.size);
     this._changed();
+  }
+
+  /**
+   * Publishes a Blob, a File or a ReadableStream of any size as one transfer, in chunks
+   * (transfer-sender.js; docs/client-browser.md, *Transfers*). Resolves once all are acked.
+   * @param {string} channel @param {Blob|ReadableStream<any>} source
+   * @param {import('./transfer-sender.js').TransferOptions} [options]
+   * @returns {Promise<import('./transfer-sender.js').TransferResult>}
+   */
+  sendTransfer(channel, source, options = {}) {
+    if (this._closed || this.error) return Promise.reject(this.error ?? new ConnectionClosed(1000, 'client closed'));
+    const bad = invalidChannel(channel);
+    if (bad) return Promise.reject(bad);
+    const timeout = this.options.timeout ?? 10000;
+    const chunk = (/** @type {string} */ ch, /** @type {any} */ header, /** @type {Uint8Array} */ data) =>
+      this._ask({ t: 'chunk', channel: ch, chunk: header, data, timeout }, timeout, `chunk of ${ch}`);
+    return sendTransfer(clientLink(this, chunk), channel, source, { ...options, newId: newKey });
   }
 
   // ------------------------------------------------------------------ rpc and control
@@ -643,20 +651,12 @@ export class Client extends Emitter {
       this._hub.stop({ handover: this.shared });
       this._hub = null;
     }
-    this._group?.leave(flushed ? withTimeout(flushed, 1000) : null);
+    this._group?.leave(flushed ?? null, 1000);
     if (typeof removeEventListener === 'function') removeEventListener('pagehide', this._onPageHide);
     if (typeof document !== 'undefined') document.removeEventListener('visibilitychange', this._onVisibility);
     this._setState(State.CLOSED);
     this._changed();
   }
-}
-
-/** `promise`, or undefined after `ms`, whichever is first. @param {Promise<any>} promise @param {number} ms */
-function withTimeout(promise, ms) {
-  /** @type {any} */
-  let timer;
-  const late = new Promise((resolve) => { timer = setTimeout(resolve, ms); });
-  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
 }
 
 /**

@@ -150,11 +150,11 @@ export class TabGroup {
 
   /**
    * Leaves the group: resigns, stops queueing, closes the channel and releases the tab lock,
-   * once `until` has settled when given (so that this tab's entries are not orphans, and not
-   * adopted, before it is done writing them).
-   * @param {Promise<any>|null} [until]
+   * once `until` has settled when given, or after `ms` (so that this tab's entries are not
+   * orphans, and not adopted, before it is done writing them).
+   * @param {Promise<any>|null} [until] @param {number} [ms]
    */
-  leave(until = null) {
+  leave(until = null, ms = 1000) {
     if (this._left) return;
     this._left = true;
     this.resign();
@@ -164,7 +164,11 @@ export class TabGroup {
     const release = this._releaseTab;
     this._releaseTab = null;
     if (!release) return;
-    if (until) until.then(release, release);
-    else release();
+    if (!until) {
+      release();
+      return;
+    }
+    const timer = setTimeout(release, ms);
+    until.finally(() => clearTimeout(timer)).then(release, release);
   }
 }
