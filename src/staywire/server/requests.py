@@ -37,7 +37,7 @@ from staywire.protocol.envelope import (
 )
 from staywire.protocol.binary import BytesPub, BytesRpc
 from staywire.protocol.inbound import InboundGuard, Request
-from staywire.protocol.recovery import is_recovered, merge_live
+from staywire.protocol.recovery import is_recovered
 from staywire.protocol.state import ConnectionStateMachine, ConnState
 from staywire.proxy.backend import Backend
 from staywire.proxy.schema import Disconnect
@@ -454,28 +454,17 @@ class RequestHandlers:
         elif not access.allows(ident, channel, "sub"):  # type: ignore[arg-type]
             conn.send_error(ErrorCode.FORBIDDEN, "not allowed to subscribe to this channel", req.id)
             return
-        if len(conn.subs) >= self.config.max_subscriptions:
-            conn.send_error(ErrorCode.TOO_MANY_SUBSCRIPTIONS, "too many subscriptions", req.id)
-            return
+        joining = self.server_subs
         opts = self.config.channel(channel)
-        if (opts.max_subscribers is not None
-                and self.membership.count(channel) >= opts.max_subscribers):
-            conn.send_error(ErrorCode.CHANNEL_FULL, "the channel has max_subscribers already",
-                            req.id)
+        refusal = joining.refusal(conn, channel, opts)
+        if refusal is not None:
+            conn.send_error(*refusal, req.id)
             return
         # recovery = false: the position is acked, nothing is replayed.
         since = req.since if opts.recovery else None
-        # Join first, buffer live publications, then read history: nothing published in
-        # between can fall through the crack, and the buffer is merged by offset.
-        if conn.recovering is None:
-            conn.recovering = {}
-        conn.recovering[channel] = []
-        conn.subs[channel] = RECOVERING
         try:
-            await self.membership.join(channel, conn)
-            result = await self.broker.history(channel, since)
+            result = await joining.hold(conn, channel, since)
         except BrokerUnavailable:
-            self._abort_sub(conn, channel)
             conn.send_error(ErrorCode.UNAVAILABLE, "broker unavailable; try again", req.id)
             return
         if conn.recovering is None or channel not in conn.recovering:
@@ -491,13 +480,7 @@ class RequestHandlers:
         recovered = is_recovered(since, top, result.publications)
         conn.send({"type": "ack", "id": req.id, "epoch": top.epoch, "offset": top.offset,
                    "recovered": recovered})
-        buffered = conn.recovering.pop(channel)
-        if not conn.recovering:
-            conn.recovering = None
-        for pub in merge_live(top.offset, top.epoch, buffered):
-            conn.enqueue(msg_frame(pub, binary))
-        conn.subs[channel] = top
-        self.presence.joined(channel, conn)
+        joining.go_live(conn, channel, top)
         if conn.session:
             await self.sessions.save(conn.session, session_record(conn))
 

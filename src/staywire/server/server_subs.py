@@ -27,6 +27,10 @@ its ``msg``s follow) or ``unsubscribed {channel}``, and the channel is added to 
 taken from) the identity's ``server_subs`` and ``api_subs``. ``api_subs`` is saved in
 the session record, so a resumed session is subscribed again before its welcome
 (``with_api_subs``) on whichever node it reconnects to.
+
+Every subscription, a client's ``sub`` too (``requests.py``), is joined here, in the
+same steps: ``refusal`` (the limits), ``hold`` (join with the live publications held
+back, then read the history), ``go_live`` (merge what was held back), or ``abort``.
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Protocol
 
-from staywire.brokers.base import Broker
+from staywire.brokers.base import Broker, HistoryResult
+from staywire.channel_options import ChannelOptions
 from staywire.config import Config
 from staywire.exceptions import BrokerUnavailable
 from staywire.protocol.codes import ErrorCode
@@ -91,25 +96,13 @@ class ServerSubs:
                 break  # closed meanwhile: detach() left what was joined
             if channel in conn.subs:
                 continue
-            if len(conn.subs) >= cfg.max_subscriptions:
-                refused.append((channel, ErrorCode.TOO_MANY_SUBSCRIPTIONS,
-                                "too many subscriptions"))
+            refusal = self.refusal(conn, channel, cfg.channel(channel))
+            if refusal is not None:
+                refused.append((channel, *refusal))
                 continue
-            opts = cfg.channel(channel)
-            if (opts.max_subscribers is not None
-                    and self.membership.count(channel) >= opts.max_subscribers):
-                refused.append((channel, ErrorCode.CHANNEL_FULL,
-                                "the channel has max_subscribers already"))
-                continue
-            if conn.recovering is None:
-                conn.recovering = {}
-            conn.recovering[channel] = []
-            conn.subs[channel] = RECOVERING
             try:
-                await self.membership.join(channel, conn)
-                result = await self.broker.history(channel, None)
+                result = await self.hold(conn, channel, None)
             except BrokerUnavailable:
-                self.abort(conn, channel)
                 refused.append((channel, ErrorCode.UNAVAILABLE, "broker unavailable"))
                 continue
             joined[channel] = result.position
@@ -124,11 +117,7 @@ class ServerSubs:
             recovering = conn.recovering
             if recovering is None or channel not in recovering:
                 continue  # closed meanwhile
-            buffered = recovering.pop(channel)
-            for pub in merge_live(top.offset, top.epoch, buffered):
-                conn.enqueue(msg_frame(pub, conn.binary))
-            conn.subs[channel] = top
-            self.presence.joined(channel, conn)
+            self.go_live(conn, channel, top)
         if not conn.recovering:
             conn.recovering = None
 
@@ -136,7 +125,6 @@ class ServerSubs:
         """The server API's ``subscribe`` on one open connection: join ``channel``, say
         ``subscribed`` with the position joined at, then its ``msg``s. ``None``: joined
         (or had it already, and keeps it as a server-side subscription); else why not."""
-        cfg = self.config
         if channel in conn.subs:
             # Subscribed by the client already: the same server subscription goes on (the
             # client keeps its own position); it is now also the server's.
@@ -149,35 +137,21 @@ class ServerSubs:
             _mark(conn, channel, True)
             conn.send(_subscribed(channel, top))
             return None
-        if len(conn.subs) >= cfg.max_subscriptions:
-            return ErrorCode.TOO_MANY_SUBSCRIPTIONS, "too many subscriptions"
-        opts = cfg.channel(channel)
-        if (opts.max_subscribers is not None
-                and self.membership.count(channel) >= opts.max_subscribers):
-            return ErrorCode.CHANNEL_FULL, "the channel has max_subscribers already"
+        refusal = self.refusal(conn, channel, self.config.channel(channel))
+        if refusal is not None:
+            return refusal
         # Joined first, then the top read, as at connect: what is published in between
         # waits in ``conn.recovering`` and follows ``subscribed`` in order.
-        if conn.recovering is None:
-            conn.recovering = {}
-        conn.recovering[channel] = []
-        conn.subs[channel] = RECOVERING
         try:
-            await self.membership.join(channel, conn)
-            top = (await self.broker.history(channel, None)).position
+            top = (await self.hold(conn, channel, None)).position
         except BrokerUnavailable:
-            self.abort(conn, channel)
             return ErrorCode.UNAVAILABLE, "broker unavailable"
         recovering = conn.recovering
         if conn.sm.state != ConnState.OPEN or recovering is None or channel not in recovering:
             return ErrorCode.NOT_SUBSCRIBED, "closed or unsubscribed meanwhile"
         _mark(conn, channel, True)
         conn.send(_subscribed(channel, top))
-        for pub in merge_live(top.offset, top.epoch, recovering.pop(channel)):
-            conn.enqueue(msg_frame(pub, conn.binary))
-        if not conn.recovering:
-            conn.recovering = None
-        conn.subs[channel] = top
-        self.presence.joined(channel, conn)
+        self.go_live(conn, channel, top)
         return None
 
     def leave_open(self, conn: Conn, channel: str) -> bool:
@@ -189,6 +163,54 @@ class ServerSubs:
         self.abort(conn, channel)
         conn.send({"type": "unsubscribed", "channel": channel})
         return True
+
+    # ------------------------------------------------------------------ joining, for all
+
+    def refusal(self, conn: Conn, channel: str, opts: ChannelOptions
+                ) -> tuple[ErrorCode, str] | None:
+        """Why ``conn`` may not join ``channel`` now (``max_subscriptions``, the channel's
+        ``max_subscribers``), or ``None``. ``opts``: the channel's options."""
+        if len(conn.subs) >= self.config.max_subscriptions:
+            return ErrorCode.TOO_MANY_SUBSCRIPTIONS, "too many subscriptions"
+        if (opts.max_subscribers is not None
+                and self.membership.count(channel) >= opts.max_subscribers):
+            return ErrorCode.CHANNEL_FULL, "the channel has max_subscribers already"
+        return None
+
+    async def hold(self, conn: Conn, channel: str, since: Position | None) -> HistoryResult:
+        """Join ``channel`` with its live publications held back, then read its history
+        from ``since`` (``None``: only the top). Every subscription is joined this way (a
+        client's ``sub``, the connect answer's, the server API's).
+
+        Joined first, history read second: nothing published in between can fall through
+        the crack; it waits in ``conn.recovering`` until ``go_live`` merges it by offset.
+        If the broker cannot be reached, the channel is left again (``abort``) and
+        ``BrokerUnavailable`` raised. The caller checks, after the await, that the channel
+        is still held (``conn.recovering``): the connection may have closed or
+        unsubscribed meanwhile."""
+        if conn.recovering is None:
+            conn.recovering = {}
+        conn.recovering[channel] = []
+        conn.subs[channel] = RECOVERING
+        try:
+            await self.membership.join(channel, conn)
+            return await self.broker.history(channel, since)
+        except BrokerUnavailable:
+            self.abort(conn, channel)
+            raise
+
+    def go_live(self, conn: Conn, channel: str, top: Position) -> None:
+        """After ``hold`` (and whatever the caller sent first: replay, ``ack``, welcome,
+        ``subscribed``): what was held back after ``top``, then live; a presence join."""
+        recovering = conn.recovering
+        assert recovering is not None  # the caller checked it still holds ``channel``
+        buffered = recovering.pop(channel)
+        if not recovering:
+            conn.recovering = None
+        for pub in merge_live(top.offset, top.epoch, buffered):
+            conn.enqueue(msg_frame(pub, conn.binary))
+        conn.subs[channel] = top
+        self.presence.joined(channel, conn)
 
     def abort(self, conn: Conn, channel: str) -> None:
         conn.subs.pop(channel, None)

@@ -15,6 +15,7 @@ import { Hub } from './hub.js';
 import { State, websocketUrl } from './socket.js';
 import { Subscription, SubscriptionState, invalidChannel } from './channel.js';
 import { MemoryStore, Outbox, newKey } from './outbox.js';
+import { Publisher } from './publisher.js';
 import { removalWarning } from './removals.js';
 import { IdbStore } from './idb-store.js';
 import { WriteAheadStore } from './write-ahead.js';
@@ -45,7 +46,7 @@ export const VERSION = '0.1.0';
  * @typedef {import('./socket.js').TokenOption} TokenOption
  * @typedef {import('./cursor.js').Position} Position
  * @typedef {'CONNECTING'|'OPEN'|'RECONNECTING'|'CLOSED'} ConnectionState
- * @typedef {{epoch: string, offset: number, duplicate: boolean}} PublishAck
+ * @typedef {import('./publisher.js').PublishAck} PublishAck
  * @typedef {{
  *   token?: TokenOption, tokenIn?: 'message'|'query', params?: Record<string, string>,
  *   share?: boolean, persist?: boolean, store?: import('./outbox.js').OutboxStore,
@@ -114,10 +115,19 @@ export class Client extends Emitter {
     this._term = 0;
     /** rpc and presence requests waiting for their reply. */
     this._asks = new Asks();
-    /** @type {Map<string, {resolve: (v: PublishAck) => void, reject: (e: Error) => void}>} */
-    this._pubs = new Map();
-    /** @type {Array<() => void>} */
-    this._writableWaiters = [];
+    /** This tab's publishes waiting for their ack. */
+    this._publisher = new Publisher({
+      outbox: this.outbox,
+      send: (msg) => this._up(msg),
+      connId: () => this._connId,
+      socket: () => this._hub?.socket ?? null,
+      paused: () => Boolean(this._remote?.paused) && this.state === State.OPEN,
+      changed: () => {
+        this.emit('outbox', this.outbox.size);
+        this._changed();
+      },
+      warn: (message) => this.emit('warning', message),
+    });
     this._closed = false;
     /** @type {Error|null} */
     this.error = null;
@@ -304,7 +314,7 @@ export class Client extends Emitter {
         return;
       }
       case 'puback':
-        this._onPuback(msg);
+        this._publisher.acked(msg);
         return;
       case 'reply':
         this._asks.answered(msg);
@@ -359,13 +369,13 @@ export class Client extends Emitter {
       if (s.connId !== this._connId) {
         this._connId = s.connId;
         this._serverSubscribed(Array.isArray(s.serverSubs) ? s.serverSubs : []);
-        this._flushOutbox();
+        this._publisher.flush();
         this.emit('open', s.connId);
       }
     } else {
       this._connId = null;
     }
-    if (!s.paused || s.state !== State.OPEN) this._releaseWriters();
+    if (!s.paused || s.state !== State.OPEN) this._publisher.releaseWriters();
     this._setState(s.state);
     if (s.state === State.OPEN) this._resolveReady?.();
     if (s.state === State.CLOSED && s.error) this._fail(reviveError(s.error));
@@ -486,66 +496,12 @@ export class Client extends Emitter {
     if (typeof Blob === 'function' && data instanceof Blob) {
       return data.arrayBuffer().then((bytes) => this.publish(channel, bytes, options));
     }
-    const key = options?.key ?? newKey();
-    if (this._pubs.has(key)) return Promise.reject(new Error(`idempotency key already in the outbox: ${key}`));
-    // Synchronous: when this returns, the entry is held and (with a write-ahead) durable.
-    const added = this.outbox.add(channel, data, key);
-    if (!this.outbox.has(key)) return /** @type {Promise<any>} */ (added); // refused: nothing kept
-    /** @type {Promise<PublishAck>} */
-    const done = new Promise((resolve, reject) => this._pubs.set(key, { resolve, reject }));
-    added.then((entry) => {
-      this.emit('outbox', this.outbox.size);
-      this._changed();
-      return this.writable().then(() => {
-        if (this._connId && this.outbox.get(key) === entry && entry.sent !== this._connId) this._sendPub(entry);
-      });
-    }, (err) => { // the store failed: nothing kept
-      const waiter = this._pubs.get(key);
-      this._pubs.delete(key);
-      waiter?.reject(err);
-      this.emit('outbox', this.outbox.size);
-      this._changed();
-    }).catch((err) => this.emit('warning', `publish ${key}: ${err?.message ?? err}`));
-    return done;
+    return this._publisher.publish(channel, data, options?.key);
   }
 
   /** Resolves when the connection's send buffer is under its low-water mark. */
   writable() {
-    if (this._hub) return this._hub.socket.writable();
-    if (!this._remote?.paused || this.state !== State.OPEN) return Promise.resolve();
-    return new Promise((resolve) => this._writableWaiters.push(() => resolve(undefined)));
-  }
-
-  _releaseWriters() {
-    const waiters = this._writableWaiters;
-    this._writableWaiters = [];
-    waiters.forEach((w) => w());
-  }
-
-  /** @param {import('./outbox.js').OutboxEntry} entry */
-  _sendPub(entry) {
-    this.outbox.markSent(entry.key, /** @type {string} */ (this._connId));
-    this._up({ t: 'pub', key: entry.key, channel: entry.channel, data: entry.data, binary: entry.binary === true });
-  }
-
-  _flushOutbox() {
-    for (const entry of this.outbox.unsent(/** @type {string} */ (this._connId))) this._sendPub(entry);
-  }
-
-  /** @param {any} msg */
-  _onPuback(msg) {
-    const waiter = this._pubs.get(msg.key);
-    if (!this.outbox.has(msg.key) && !waiter) return;
-    this._pubs.delete(msg.key);
-    if (msg.ok) {
-      this.outbox.ack(msg.key);
-      waiter?.resolve(msg.ack);
-    } else {
-      this.outbox.reject(msg.key);
-      waiter?.reject(reviveError(msg.error));
-    }
-    this.emit('outbox', this.outbox.size);
-    this._changed();
+    return this._publisher.writable();
   }
 
   /**
@@ -607,11 +563,7 @@ export class Client extends Emitter {
     this._rejectReady?.(err);
     for (const sub of this._subs.values()) sub._fail(err);
     this._subs.clear();
-    for (const [key, waiter] of this._pubs) {
-      this.outbox.discard(key);
-      waiter.reject(err);
-    }
-    this._pubs.clear();
+    this._publisher.failAll(err, true);
     this._asks.failAll(err);
     // Terminal: this tab is done until the application (or the user) starts again. It
     // leaves the group, so that a tab opened later elects a leader and tries afresh.
@@ -642,8 +594,7 @@ export class Client extends Emitter {
     const err = new ConnectionClosed(1000, 'client closed');
     for (const sub of this._subs.values()) sub._fail(err);
     this._subs.clear();
-    for (const waiter of this._pubs.values()) waiter.reject(err);
-    this._pubs.clear();
+    this._publisher.failAll(err, false);
     this._asks.failAll(err);
     this._rejectReady?.(err);
     this.outbox.close();
