@@ -196,7 +196,17 @@ describe('Socket', { timeout: 30000 }, () => {
     const { socket } = make({ token: 'tok', tokenIn: 'query' });
     const ws = await connectOpen(socket);
     assert.match(ws.url, /token=tok/);
+    assert.doesNotMatch(ws.url, /auth=message/);
     assert.equal(ws.sent.some((m) => m.type === 'auth'), false);
+  });
+
+  it('says in the URL that the token comes as the first message, never the token', async () => {
+    // Else a server that allows anonymous connections welcomes it as anonymous first.
+    const { socket } = make({ token: 'tok' });
+    const ws = await connectOpen(socket);
+    assert.match(ws.url, /auth=message/);
+    assert.doesNotMatch(ws.url, /tok(?!en)/);
+    assert.equal(ws.sent[0].type, 'auth');
   });
 
   it('waits about reconnect_in_ms after a drain', async () => {

@@ -47,6 +47,9 @@ def test_quick_bench_writes_json_markdown_and_chart(tmp_path: Path) -> None:
     for server in ("staywire", "picows"):
         for workload in ("echo1", "echo100", "connrate", "idle", "fanout", "storm"):
             assert (server, workload) in workloads, (server, workload, results["warnings"])
+    # Binary fan-out (1 KiB in binary frames) runs where the server broadcasts bytes.
+    assert ("staywire", "binfanout") in workloads and ("picows", "binfanout") not in workloads
+    assert results["summary"]["staywire"]["binfanout_rate"] > 0
     # The acked-publish workload is Staywire's only (the peers' protocols have no ack).
     assert ("staywire", "publish") in workloads and ("picows", "publish") not in workloads
     publish = next(r["metrics"] for r in results["records"]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import sys
 
+from staywire.api import ApiClient
 from tests.client.helpers import eventually
 from tests.support.servers import free_port
 
@@ -51,3 +53,37 @@ async def test_pub_to_an_unreachable_server_gives_up_with_exit_code_1():
     _, err = await asyncio.wait_for(pub.communicate(), 10)
     assert pub.returncode == 1
     assert "gave up after 2 reconnect attempts" in err.decode()
+
+
+async def test_pub_binary_from_a_file_and_sub_binary_write_the_bytes(server_factory, tmp_path):
+    srv = server_factory(allow_anonymous=True, anonymous_channels=["*"], api_key="k")
+    blob = bytes(range(256)) * 4
+    path = tmp_path / "blob.bin"
+    path.write_bytes(blob)
+    raw = await staywire("sub", srv.url, "files", "--binary", "--count", "2")
+    lines = await staywire("sub", srv.url, "files", "--count", "2")
+    try:
+        with ApiClient(srv.api, "k") as api:
+            def subscribed() -> int:
+                counts = api.channels("files").channels
+                return counts[0].subscribers if counts else 0
+
+            await eventually(lambda: subscribed() == 2, 10, "both subs to be subscribed")
+        for data in (f"@{path}", "\x01text"):
+            pub = await staywire("pub", srv.url, "files", data, "--binary")
+            out, err = await asyncio.wait_for(pub.communicate(), 10)
+            assert pub.returncode == 0, err
+        raw_out, _ = await asyncio.wait_for(raw.communicate(), 10)
+        lines_out, _ = await asyncio.wait_for(lines.communicate(), 10)
+    finally:
+        for proc in (raw, lines):
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    assert raw_out == blob + b"\x01text"
+    got = [json.loads(line) for line in lines_out.decode().splitlines()]
+    assert [(m["encoding"], m["data"]) for m in got] == [
+        ("base64", base64.b64encode(blob).decode()), ("base64", "AXRleHQ=")]
+    missing = await staywire("pub", srv.url, "files", f"@{tmp_path}/nope", "--binary")
+    _, err = await asyncio.wait_for(missing.communicate(), 10)
+    assert missing.returncode == 1 and "No such file" in err.decode()

@@ -93,3 +93,26 @@ async def test_a_refresh_that_revokes_a_channel_ends_its_subscription_with_forbi
         await client.publish("room:1", "still here")
         async with asyncio.timeout(5):
             assert (await anext(aiter(kept))).data == "still here"
+
+
+async def test_first_message_auth_resumes_its_session_where_anonymous_is_allowed(
+        server_factory, proxy_factory, client_factory):
+    """A server that welcomes anonymous connections at once must still wait for the
+    token a client sends as its first message: else the reconnect is first welcomed as
+    anonymous, and the user's session is refused as ``other_user``."""
+    srv = server_factory(jwt_secret=SECRET, allow_anonymous=True,
+                         anonymous_channels=["public:*"])
+    proxy = await proxy_factory(srv.port)
+    client = client_factory(proxy.url, token=make_token("alice"))
+    await client.connect()
+    first = client.welcome
+    assert not first.resumed
+    async with client.subscribe("room:1"):
+        assert await client.publish("room:1", "while subscribed") >= 1
+        assert proxy.reset_all() == 1
+        await eventually(lambda: client.stats["connects"] == 2
+                         and client.state is ConnectionState.OPEN, what="the reconnect")
+    again = client.welcome
+    assert again.resume_failed is None
+    assert again.resumed and again.session == first.session
+    assert [s.channel for s in again.subs] == ["room:1"]

@@ -44,6 +44,7 @@ def test_connect_target_puts_the_token_where_the_mode_says(mode):
     query = parse_qs(urlsplit(url).query)
     assert query["x"] == ["1"] and query["session"] == ["S"]
     assert query.get("token") == (["T"] if mode is AuthMode.QUERY else None)
+    assert query.get("auth") == (["message"] if mode is AuthMode.FIRST_MESSAGE else None)
     assert headers == ({"Cookie": "sw=T"} if mode is AuthMode.COOKIE else {})
 
 
@@ -175,6 +176,40 @@ def test_sqlite_store_keeps_entries_across_reopen(tmp_path):
     reopened = SqliteOutboxStore(path)
     assert [(e.key, e.data, e.seq) for e in reopened.load()] == [("kb", b'"b"', 2)]
     reopened.close()
+
+
+def test_sqlite_store_keeps_the_kind_and_upgrades_an_older_file(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    old = sqlite3.connect(path)  # the schema before binary data: no kind column
+    old.execute("CREATE TABLE outbox (seq INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, "
+                "channel TEXT NOT NULL, data BLOB NOT NULL)")
+    old.execute("INSERT INTO outbox VALUES (1, 'k1', 'c', X'2231')")
+    old.commit()
+    old.close()
+    store = SqliteOutboxStore(path)
+    box = Outbox(store=store)
+    box.add("c", b"\x00\xff", "k2", binary=True)
+    store.close()
+    reopened = SqliteOutboxStore(path)
+    assert [(e.key, e.data, e.binary) for e in reopened.load()] == [
+        ("k1", b'"1', False), ("k2", b"\x00\xff", True)]
+    reopened.close()
+
+
+def test_binary_frames_the_client_sends_and_reads():
+    from staywire.protocol import binary
+
+    frame = m.encode_pub_binary(7, "room", b"\x00\xff\x10", "k")
+    header, payload = binary.decode_frame(frame)
+    assert (header.id, header.channel, header.key, bytes(payload)) == (7, "room", "k",
+                                                                       b"\x00\xff\x10")
+    header, payload = binary.decode_server_frame(binary.msg_frame("room", "e1", 12, b"ab"))
+    assert (header.channel, header.epoch, header.offset, bytes(payload)) == (
+        "room", "e1", 12, b"ab")
+    with pytest.raises(ValueError):
+        binary.decode_server_frame(b"\x01\x00\x05{}")
 
 
 def test_request_ids_stay_within_what_the_server_accepts():

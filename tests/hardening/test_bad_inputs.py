@@ -8,6 +8,7 @@ import json
 import random
 import struct
 import time
+from pathlib import Path
 
 import jwt
 import pytest
@@ -177,3 +178,105 @@ async def test_random_frames_fuzz(server_factory) -> None:
                 sock.send(rng.randbytes(rng.randint(1, 64)))  # not even a frame
             sock.abort()
         await asyncio.sleep(0.3)
+
+
+V2 = {"Sec-WebSocket-Protocol": "staywire.v2, staywire.v1"}
+BINARY_VECTORS = json.loads((Path(__file__).resolve().parents[1] / "vectors" / "binary.json")
+                            .read_text())
+BINARY_CONFIG = """
+max_invalid = 100000
+max_data_size = 512
+
+[channels."text:*"]
+binary = false
+"""
+
+
+def _bin(header: bytes, payload: bytes = b"") -> bytes:
+    return bytes((1, len(header) >> 8, len(header) & 0xFF)) + header + payload
+
+
+async def _reply(sock: RawSocket) -> dict:
+    while True:
+        op, payload = await sock.read_frame()
+        assert op == 1, (op, payload[:60])  # a reply to a bad request is never binary
+        msg = json.loads(payload)
+        if msg["type"] != "ping":
+            return msg
+
+
+async def test_binary_corpus_on_a_v2_connection(server_factory, tmp_path) -> None:
+    """Every invalid frame of tests/vectors/binary.json, and the binary data a channel or
+    size refuses: each an error reply with its code (and id when usable), and the same
+    connection goes on publishing; a bystander is served throughout."""
+    path = tmp_path / "staywire.toml"
+    path.write_text(BINARY_CONFIG)
+    srv = server_factory(config=str(path), allow_anonymous=True, anonymous_channels=["*"],
+                         rate_messages=1000, rate_burst=1000)
+    cases = [(c["name"], bytes.fromhex(c["frame"]), c["code"], None)
+             for c in BINARY_VECTORS["invalid"]]
+    cases += [
+        ("lying length, one byte short", _bin(b'{"type":"pub","id":5,"channel":"r"}')[:-1],
+         "bad_request", None),
+        ("header not UTF-8", _bin(b'{"type":"pub","id":5,"channel":"\xff"}'), "bad_request",
+         None),
+        ("id out of range", _bin(b'{"type":"pub","id":0,"channel":"r"}'), "bad_request", None),
+        ("rpc without method", _bin(b'{"type":"rpc","id":6}'), "bad_request", 6),
+        ("binary on a binary = false channel", _bin(b'{"type":"pub","id":7,"channel":"text:1"}',
+                                                    b"\x00"), "forbidden", 7),
+        ("over max_data_size", _bin(b'{"type":"pub","id":8,"channel":"r"}', b"\x00" * 513),
+         "bad_request", 8),
+        ("unknown rpc method", _bin(b'{"type":"rpc","id":9,"method":"nope"}', b"\x00"),
+         "unknown_method", 9),
+        ("nested header", _bin(b'{"type":"pub","id":10,"channel":"r","key":' + b"[" * 600
+                               + b"]" * 600 + b"}"), "bad_request", 10),
+    ]
+    async with Bystander(srv.url):
+        sock = await raw(srv, V2)
+        assert (await _reply(sock))["type"] == "welcome"
+        for name, frame, code, rid in cases:
+            sock.send(raw_frame(2, frame))
+            reply = await _reply(sock)
+            assert (reply["type"], reply["code"]) == ("error", code), (name, reply)
+            if rid is not None:
+                assert reply.get("id") == rid, (name, reply)
+        sock.send(raw_frame(2, _bin(b'{"type":"pub","id":99,"channel":"r"}', b"\x00ok")))
+        ack = await _reply(sock)
+        assert (ack["type"], ack["id"]) == ("ack", 99)
+        sock.abort()
+
+
+async def test_random_binary_frames_fuzz(server_factory, tmp_path) -> None:
+    """Random binary frames on v2 connections: mutated prefixes, lengths and headers. Each
+    one gets exactly one reply (an error, or an ack for the few that are valid), in order,
+    and the bystander is served throughout."""
+    path = tmp_path / "staywire.toml"
+    path.write_text(BINARY_CONFIG)
+    srv = server_factory(config=str(path), allow_anonymous=True, anonymous_channels=["*"],
+                         rate_messages=1000, rate_burst=1000)
+    rng = random.Random(4321)
+    fields = [b'"type":"pub"', b'"type":"rpc"', b'"type":"msg"', b'"id":%d', b'"channel":"r"',
+              b'"channel":"a b"', b'"key":"k"', b'"method":"m"', b'"data":1', b'"chunk":{}',
+              b'"chunk":{"transfer":"t","seq":0,"at":0}', b'"x":null', b'"type":7']
+    async with Bystander(srv.url):
+        for _ in range(20):
+            sock = await raw(srv, V2)
+            assert (await _reply(sock))["type"] == "welcome"
+            sent = rng.randint(1, 8)
+            for i in range(sent):
+                picked = rng.sample(fields, rng.randint(0, 5))
+                header = b"{" + b",".join(f.replace(b"%d", b"%d" % (i + 1)) for f in picked) + b"}"
+                if rng.random() < 0.2:
+                    header = rng.randbytes(rng.randint(0, 40))
+                frame = _bin(header, rng.randbytes(rng.randint(0, 64)))
+                if rng.random() < 0.3:  # a lying prefix: another format, or a wrong length
+                    at = rng.randint(0, 2)
+                    frame = frame[:at] + bytes((rng.randrange(256),)) + frame[at + 1:]
+                if rng.random() < 0.1:
+                    frame = frame[:rng.randint(0, len(frame))]
+                sock.send(raw_frame(2, frame))
+            replies = [await _reply(sock) for _ in range(sent)]
+            assert all(r["type"] in ("error", "ack") for r in replies), replies
+            sock.send(raw_frame(1, b'{"type":"ping","t":1}'))
+            assert await _reply(sock) == {"type": "pong", "t": 1}  # nothing more was pending
+            sock.abort()

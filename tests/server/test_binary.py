@@ -154,3 +154,15 @@ async def test_a_binary_pub_passes_the_checks_a_text_pub_does(server) -> None:
         assert (err["id"], err["code"]) == (3, "bad_request")
         await ws.send(pub_frame(4, "room", b"ok"))
         assert (await reply(ws))["type"] == "ack"
+
+
+async def test_binary_frames_pay_the_byte_rate_limit(server_factory) -> None:
+    srv = server_factory(rate_bytes=100, rate_bytes_burst=2000, rate_messages=1000,
+                         rate_burst=1000, max_message_size=1024, **ANON)
+    async with connect(srv.url, subprotocols=V2) as ws:
+        await expect(ws, "welcome")
+        for i in range(1, 4):  # 3 x ~940 bytes against a 2000-byte burst
+            await ws.send(pub_frame(i, "room", b"\x00" * 900))
+        replies = [await reply(ws) for _ in range(3)]
+        assert [r["type"] for r in replies[:2]] == ["ack", "ack"]
+        assert (replies[2]["type"], replies[2]["code"]) == ("error", "rate_limited")

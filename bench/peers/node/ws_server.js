@@ -4,6 +4,7 @@
 //   {"type":"echo",...}          -> the same frame back
 //   {"type":"sub"}               -> join the room, answer {"type":"ack"}
 //   {"type":"pub","data":X}      -> {"type":"msg","data":X} to every room member
+//   a binary frame               -> the same binary frame to every room member
 // Usage: node ws_server.js PORT
 'use strict';
 const { WebSocketServer } = require('ws');
@@ -18,6 +19,11 @@ const wss = new WebSocketServer({
 
 wss.on('connection', (ws) => {
   ws.on('message', (data, isBinary) => {
+    if (isBinary) {
+      // binfanout: a binary frame is broadcast to the room as it came, one buffer for all.
+      for (const member of room) member.send(data, { binary: true });
+      return;
+    }
     let m;
     try { m = JSON.parse(data); } catch { return; }
     if (m === null || typeof m !== 'object') return;

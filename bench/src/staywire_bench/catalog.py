@@ -3,14 +3,17 @@
 
 from __future__ import annotations
 
-__all__ = ["EXTRA_WORKLOADS", "SERVERS", "WORKLOADS"]
+__all__ = ["BINARY_SERVERS", "EXTRA_WORKLOADS", "SERVERS", "WORKLOADS"]
 
 #: Servers, in report order (the Node ws peer is the reference of the ratios).
 SERVERS = ("staywire", "staywire-redis", "picows", "websockets", "python-socketio", "node-ws",
            "node-socketio")
 
 #: Workloads, in the order they run.
-WORKLOADS = ("echo1", "echo100", "publish", "fanout", "idle", "connrate", "storm")
+WORKLOADS = ("echo1", "echo100", "publish", "fanout", "binfanout", "idle", "connrate", "storm")
+
+#: The servers the binary fan-out (``binfanout``: 1 KiB in binary frames) runs against.
+BINARY_SERVERS = ("staywire", "staywire-redis", "node-ws")
 
 #: Staywire-only workloads, run only when named (``--workloads scaleout``, ``proxy``): not
 #: part of the default run and not run against the peers.

@@ -15,7 +15,7 @@ ALL_WORKLOADS = WORKLOADS
 #: Every workload name the command accepts: the peer workloads and the Staywire-only ones.
 KNOWN_WORKLOADS = WORKLOADS + EXTRA_WORKLOADS
 GROUP_A = ("echo1", "echo100", "publish")
-GROUP_B = ("connrate", "idle", "fanout", "storm")
+GROUP_B = ("connrate", "idle", "fanout", "binfanout", "storm")
 REFERENCE = "node-ws"
 
 

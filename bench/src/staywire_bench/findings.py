@@ -49,6 +49,19 @@ available on this VM), what was changed, and what stands in the way.
 * **Redis per publication, against subscribers**: one `PUBLISH` per publication per
   node (`INFO commandstats`: 1.00 at K subscribers); its CPU time per publication was
   16 µs at 20 subscribers and 16-20 µs at 2,000 (200 publications each).
+* **Binary fan-out** (`binfanout`: 1 KiB of bytes per publication in binary frames,
+  protocol v2; Node `ws` broadcasts the binary frame as it came) against the same burst
+  in JSON (`fanout` with `--pad 990`: 1 KiB of JSON data), in one run: `staywire bench
+  --workloads fanout,binfanout --servers staywire,staywire-redis,node-ws --pad 990
+  --rounds 1` (K = 5,000, M = 20; every window flagged noisy, 100-176% of a core used
+  by other processes). Deliveries/s, binary against JSON: memory 183k against 209k
+  (0.88), Redis 312k against 181k (1.73), Node ws 38k against 39k; the quick run
+  (`--quick`, same flags) 142k against 140k (memory), 138k against 118k (Redis), Node
+  ws 65k against 23k. On this shared machine the figures move by 2x from run to run,
+  so the goal (binary >= JSON) reads as met within noise, not proven. In-process, the
+  hub's loop alone (5,000 subscribers, best of 30): 13.3 M deliveries/s for bytes
+  against 14.2 M for JSON, the same frame size; the JSON loop is as fast as before
+  binary data existed (14.2 M both).
 * **Idle memory**: 10.1 KiB per connection at first. A slotted protocol object without
   a per-connection closure, dropping the upgrade headers picows keeps for a connection's
   life (about 1.5 KiB), and no session record until a session has subscriptions brought

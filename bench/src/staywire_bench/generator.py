@@ -26,6 +26,7 @@ from staywire.protocol.backoff import jittered
 __all__ = ["CLOSE", "TEXT", "Conn", "Generator", "Handler", "Refused"]
 
 TEXT = WSMsgType.TEXT
+BINARY = WSMsgType.BINARY
 CLOSE = WSMsgType.CLOSE
 monotonic = time.monotonic
 
@@ -39,8 +40,8 @@ class Refused(Exception):
 class Conn(WSListener):
     """One client connection. ``on_text`` is swapped per phase: the hot paths stay small."""
 
-    __slots__ = ("gen", "idx", "tr", "ready", "on_text", "sent_at", "position", "ack", "storm",
-                 "closed", "retries", "since")
+    __slots__ = ("gen", "idx", "tr", "ready", "on_text", "on_binary", "sent_at", "position",
+                 "ack", "storm", "closed", "retries", "since")
 
     def __init__(self, gen: Generator, idx: int) -> None:
         self.gen = gen
@@ -48,6 +49,7 @@ class Conn(WSListener):
         self.tr: WSTransport | None = None
         self.ready: asyncio.Future[float] = gen.loop.create_future()
         self.on_text: Handler = gen.h_handshake
+        self.on_binary: Handler = gen.h_idle  # binary frames: the binfanout workload
         self.sent_at = 0.0
         self.position: tuple[str, int] | None = None
         self.ack: asyncio.Future[bool] | None = None
@@ -60,6 +62,11 @@ class Conn(WSListener):
         tr = self.tr
         if tr is not None:
             tr.send(TEXT, payload)
+
+    def send_binary(self, payload: bytes) -> None:
+        tr = self.tr
+        if tr is not None:
+            tr.send(BINARY, payload)
 
     def mark_ready(self) -> None:
         self.on_text = self.gen.h_idle
@@ -75,6 +82,8 @@ class Conn(WSListener):
         kind = frame.msg_type
         if kind is TEXT:
             self.on_text(self, frame.get_payload_as_bytes())
+        elif kind is BINARY:
+            self.on_binary(self, frame.get_payload_as_bytes())
         elif kind is CLOSE:
             transport.send_close(frame.get_close_code())
             transport.disconnect()

@@ -30,6 +30,7 @@ import sys
 from typing import Any
 
 from staywire_bench import phases
+from staywire_bench.binfanout import binfanout, supported
 from staywire_bench.generator import Generator
 from staywire_bench.windows import CORES
 
@@ -56,7 +57,7 @@ async def run_plan(gen: Generator) -> None:
             gen.emit(event="result", workload="publish",
                      metrics=await publish(gen, int(p["echo_conns"])))
             gen.close_conns()
-        group_b = {"connrate", "idle", "fanout", "storm"} & set(wanted)
+        group_b = {"connrate", "idle", "fanout", "binfanout", "storm"} & set(wanted)
         if group_b:
             await _group_b(gen, wanted)
     finally:
@@ -78,7 +79,8 @@ async def _group_b(gen: Generator, wanted: list[str]) -> None:
     if "idle" in wanted and idle is not None:
         gen.emit(event="result", workload="idle", metrics=idle)
     sub_info: dict[str, Any] = {}
-    if "fanout" in wanted or "storm" in wanted:
+    binary = "binfanout" in wanted and supported(str(gen.spec.get("server")))
+    if "fanout" in wanted or "storm" in wanted or binary:
         sub_info = await phases.subscribe(gen, subs)
     delivered = 0
     if "fanout" in wanted:
@@ -92,6 +94,13 @@ async def _group_b(gen: Generator, wanted: list[str]) -> None:
             await gen.request("profile-stop")
         delivered = m if metrics["complete"] else 0
         gen.emit(event="result", workload="fanout", metrics=metrics)
+    if binary:
+        metrics = await binfanout(gen, publisher, subs, m)
+        # The storm resumes from the offsets delivered: both bursts, when both completed
+        # (0, a replay from the ack's position, when either did not).
+        whole = metrics["complete"] and (delivered or "fanout" not in wanted)
+        delivered = delivered + m if whole else 0
+        gen.emit(event="result", workload="binfanout", metrics=metrics)
     if "storm" in wanted:
         publisher.storm = False
         gen.emit(event="result", workload="storm",

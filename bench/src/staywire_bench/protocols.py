@@ -24,6 +24,8 @@ from typing import Any, Protocol
 
 import msgspec
 
+from staywire.protocol import binary
+
 __all__ = ["BareProtocol", "ClientProtocol", "SocketIOProtocol", "StaywireProtocol", "get"]
 
 CHANNEL = "bench"
@@ -66,11 +68,21 @@ class ClientProtocol:
     def pub_request(self, rid: int, data: bytes) -> bytes:
         raise NotImplementedError
 
+    def binary_pub_request(self, rid: int, data: bytes) -> bytes:
+        """A binary frame publishing ``data`` (the binfanout workload)."""
+        return data  # the bare peers broadcast a binary frame as it came
+
+    @staticmethod
+    def binary_payload_at(frame: bytes) -> int:
+        """Where a received binary frame's data starts."""
+        return 0
+
 
 class StaywireProtocol(ClientProtocol):
     name = "staywire"
     path = "/ws"
-    subprotocol = "staywire.v1"
+    # v2 first: binary frames for binfanout; JSON stays text frames, as under v1.
+    subprotocol = "staywire.v2, staywire.v1"
     echo_prefix = b'{"type":"pong"'
     ready_on_upgrade = False
     _ack = msgspec.json.Decoder(dict[str, Any])
@@ -106,6 +118,14 @@ class StaywireProtocol(ClientProtocol):
 
     def pub_request(self, rid: int, data: bytes) -> bytes:
         return b'{"type":"pub","id":%d,"channel":"%s","data":%s}' % (rid, CHANNEL.encode(), data)
+
+    def binary_pub_request(self, rid: int, data: bytes) -> bytes:
+        return binary.encode_frame(b'{"type":"pub","id":%d,"channel":"%s"}'
+                                   % (rid, CHANNEL.encode()), data)
+
+    @staticmethod
+    def binary_payload_at(frame: bytes) -> int:
+        return 3 + (frame[1] << 8 | frame[2])  # protocol/binary.py: format, u16 length
 
 
 class BareProtocol(ClientProtocol):

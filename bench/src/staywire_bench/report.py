@@ -48,6 +48,9 @@ METRICS = [
     Metric("fanout_p99", "fanout", "p99_ms", "Fan-out p99", "ms", "down", 1),
     Metric("fanout_redis_publishes", "fanout", "redis_publish_per_pub", "Redis PUBLISH "
            "commands per publication, K subscribers", "", "down", 2),
+    Metric("binfanout_rate", "binfanout", "rate", "Binary fan-out, 1 KiB", "deliveries/s",
+           "up"),
+    Metric("binfanout_p99", "binfanout", "p99_ms", "Binary fan-out p99", "ms", "down", 1),
     Metric("idle_kib", "idle", "kib_per_conn", "Idle memory", "KiB/conn", "down", 2),
     Metric("connrate", "connrate", "rate", "Connection rate", "handshakes/s", "up"),
     Metric("storm_s", "storm", "seconds", "Reconnect storm", "s until all resubscribed",
@@ -70,7 +73,7 @@ def summarize(meta: dict[str, Any], servers: dict[str, Any], records: list[dict[
         for metric in METRICS:
             if metric.workload == rec["workload"]:
                 value = m.get(metric.field)
-                if (metric.workload in ("fanout", "storm", "publish")
+                if (metric.workload in ("fanout", "binfanout", "storm", "publish")
                         and m.get("complete") is False):
                     value = None  # an incomplete run has no valid figure
                 per_round[rec["server"]][metric.key].append(value)

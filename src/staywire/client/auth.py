@@ -111,9 +111,12 @@ def connect_target(
     ``extra``: the application's own headers (a ``Cookie`` of its own is joined with the
     token cookie)."""
     parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in ("token", "session", "client")]
+    query = [(k, v) for k, v in parse_qsl(parts.query)
+             if k not in ("token", "session", "client", "auth")]
     if token is not None and mode is AuthMode.QUERY:
         query.append(("token", token))
+    elif token is not None and mode is AuthMode.FIRST_MESSAGE:
+        query.append(("auth", "message"))  # not the token: only that it comes first
     if session is not None:
         query.append(("session", session))
     if client_id is not None:

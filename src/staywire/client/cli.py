@@ -2,13 +2,17 @@
 
 ``sub`` prints each message as one JSON line on stdout (so it pipes into
 ``jq``), and everything about the connection (reconnects, recovery) on stderr,
-so a reconnect is visible without corrupting the data stream.
+so a reconnect is visible without corrupting the data stream. Binary data is
+printed as base64 with ``"encoding": "base64"``; with ``--binary``, stdout gets
+the bytes themselves (``staywire sub --binary --count 1 URL CH > file``).
+``pub --binary`` sends bytes (DATA itself, or ``@FILE``; ``@-`` reads stdin).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import ssl
@@ -39,17 +43,24 @@ def register(subparsers: Any) -> None:
     sub.add_argument("url", help="ws://host:port/ws")
     sub.add_argument("channel")
     sub.add_argument("--count", type=int, help="exit after this many messages")
+    sub.add_argument("--binary", action="store_true",
+                     help="write binary data to stdout as raw bytes (JSON messages are noted "
+                     "on stderr)")
     _common(sub)
     sub.set_defaults(func=run_sub)
 
     pub = subparsers.add_parser(
         "pub",
         help="publish one message and print its offset",
-        description="Publish DATA (JSON, or else sent as a string) and print the ack.",
+        description="Publish DATA (JSON, or else sent as a string; @FILE reads it from a "
+        "file, @- from stdin) and print the ack. --binary sends it as bytes.",
     )
     pub.add_argument("url", help="ws://host:port/ws")
     pub.add_argument("channel")
-    pub.add_argument("data", help='JSON such as \'{"text": "hi"}\'; anything else is a string')
+    pub.add_argument("data", help='JSON such as \'{"text": "hi"}\'; anything else is a string; '
+                     "@FILE: the file's contents")
+    pub.add_argument("--binary", action="store_true",
+                     help="publish DATA (or the file) as binary data, bytes unchanged")
     pub.add_argument("--key", help="idempotency key (default: generated)")
     pub.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the ack")
     _common(pub)
@@ -108,14 +119,25 @@ async def _sub(args: argparse.Namespace) -> int:
     async with client, client.subscribe(args.channel) as sub:
         async for item in sub:
             if isinstance(item, Message):
-                line = {
-                    "channel": item.channel,
-                    "epoch": item.epoch,
-                    "offset": item.offset,
-                    "data": item.data,
-                }
-                sys.stdout.write(json.dumps(line, separators=(",", ":")) + "\n")
-                sys.stdout.flush()
+                binary = isinstance(item.data, bytes)
+                if args.binary:
+                    if binary:
+                        sys.stdout.buffer.write(item.data)
+                        sys.stdout.buffer.flush()
+                    else:
+                        print(f"staywire: JSON message at offset {item.offset} not written "
+                              "(--binary)", file=sys.stderr, flush=True)
+                else:
+                    line = {
+                        "channel": item.channel,
+                        "epoch": item.epoch,
+                        "offset": item.offset,
+                        "data": base64.b64encode(item.data).decode() if binary else item.data,
+                    }
+                    if binary:
+                        line["encoding"] = "base64"
+                    sys.stdout.write(json.dumps(line, separators=(",", ":")) + "\n")
+                    sys.stdout.flush()
                 seen += 1
                 if args.count is not None and seen >= args.count:
                     return EXIT_OK
@@ -133,11 +155,28 @@ async def _sub(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _pub(args: argparse.Namespace) -> int:
+def _payload(args: argparse.Namespace) -> Any:
+    """DATA as given: ``@FILE`` (``@-``: stdin) read whole; bytes with ``--binary``, else
+    JSON when it parses, else the text as a string."""
+    raw: bytes | None = None
+    if args.data.startswith("@"):
+        path = args.data[1:]
+        if path == "-":
+            raw = sys.stdin.buffer.read()
+        else:
+            with open(path, "rb") as f:  # OSError: reported by _main, exit 1
+                raw = f.read()
+    if args.binary:
+        return raw if raw is not None else args.data.encode()
+    text = raw.decode() if raw is not None else args.data
     try:
-        data = json.loads(args.data)
+        return json.loads(text)
     except ValueError:
-        data = args.data
+        return text
+
+
+async def _pub(args: argparse.Namespace) -> int:
+    data = _payload(args)
     async with _client(args) as client:
         offset = await client.publish(args.channel, data, key=args.key, timeout=args.timeout)
         print(
@@ -161,7 +200,7 @@ def _main(coro: Coroutine[Any, Any, int]) -> int:
         return _run(coro)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-    except (ClientError, ValueError, TypeError) as exc:
+    except (ClientError, ValueError, TypeError, OSError) as exc:
         print(f"staywire: {exc}", file=sys.stderr)
         return EXIT_FAILED
 

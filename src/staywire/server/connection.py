@@ -95,11 +95,12 @@ class Connection(WSListener):
         "identity", "sm", "hb", "guard", "subs", "recovering", "out", "out_size",
         "queue", "worker", "opened_at", "auth_deadline", "close_deadline", "close_code",
         "close_reason", "resumed", "user_data", "final_saved", "allowance", "headers",
-        "presence_info", "binary",
+        "presence_info", "auth_follows", "binary",
     )
 
     def __init__(self, node: NodeContext, ip: str, token: str | None, session: str | None,
-                 headers: dict[str, str] | None = None, *, binary: bool = False) -> None:
+                 headers: dict[str, str] | None = None, *, auth_follows: bool = False,
+                 binary: bool = False) -> None:
         self.node = node
         # Protocol v2 was selected: binary frames in both directions (protocol/binary.py).
         self.binary = binary
@@ -109,6 +110,9 @@ class Connection(WSListener):
         self.session = ""
         self.requested_session = session
         self.token = token
+        # ``?auth=message``: the client's first message is its token, so it is neither
+        # welcomed as anonymous nor put to the connect proxy before that message comes.
+        self.auth_follows = auth_follows
         self.identity: Identity | None = None
         self.sm = ConnectionStateMachine()
         self.hb: ServerHeartbeat | None = None
@@ -156,7 +160,7 @@ class Connection(WSListener):
         if self.token is not None:
             token, self.token = self.token, None
             node.handlers.submit(self, Auth(token=token))
-        elif cfg.allow_anonymous or cfg.connect_proxy_url:
+        elif (cfg.allow_anonymous or cfg.connect_proxy_url) and not self.auth_follows:
             node.handlers.submit(self, None)  # ask the backend, or welcome as anonymous
         else:
             self.auth_deadline = now + cfg.auth_timeout

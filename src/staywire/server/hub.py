@@ -113,9 +113,40 @@ class Hub:
         subs = self.channels.get(pub.channel)
         if not subs:
             return
-        # Bytes: the binary frame is built once for every v2 subscriber, the base64 text
-        # frame once too, at the first v1 subscriber (most deployments have only one kind).
-        binary = pub.binary
+        if pub.binary:
+            self._on_bytes(subs, pub)
+            return
+        frame = text_frame(msg_envelope(pub.channel, pub.epoch, pub.offset, pub.data))
+        self.deliveries += len(subs)
+        n = len(frame)
+        limit = self.max_send_buffer
+        dirty = self._dirty
+        slow: list[Subscriber] | None = None
+        for conn in subs:
+            recovering = conn.recovering
+            if recovering is not None:
+                buffered = recovering.get(pub.channel)
+                if buffered is not None:
+                    buffered.append(pub)
+                    continue
+            out = conn.out
+            if not out:
+                dirty.append(conn)
+            out.append(frame)
+            size = conn.out_size + n
+            conn.out_size = size
+            if size > limit and size > limit + conn.allowance:
+                if slow is None:
+                    slow = []
+                slow.append(conn)
+        self._fanned_out(slow, dirty)
+
+    def _on_bytes(self, subs: set[Subscriber], pub: Publication) -> None:
+        """``on_publication`` of binary data: the same loop, with a frame per protocol.
+
+        A loop of its own so that the JSON one above stays free of the per-subscriber
+        test (3-4% of its deliveries/s in-process). The binary frame is built once for
+        every v2 subscriber, the base64 text frame once too, at the first v1 one."""
         frame = msg_frame(pub, True)
         text: bytes | None = None
         self.deliveries += len(subs)
@@ -133,19 +164,23 @@ class Hub:
             out = conn.out
             if not out:
                 dirty.append(conn)
-            if binary and not conn.binary:
+            if conn.binary:
+                out.append(frame)
+                size = conn.out_size + n
+            else:
                 if text is None:
                     text = msg_frame(pub, False)
                 out.append(text)
                 size = conn.out_size + len(text)
-            else:
-                out.append(frame)
-                size = conn.out_size + n
             conn.out_size = size
             if size > limit and size > limit + conn.allowance:
                 if slow is None:
                     slow = []
                 slow.append(conn)
+        self._fanned_out(slow, dirty)
+
+    def _fanned_out(self, slow: list[Subscriber] | None, dirty: list[Subscriber]) -> None:
+        """After a fan-out loop: close its slow consumers, schedule the flush."""
         if slow is not None:
             for conn in slow:
                 conn.slow_consumer()

@@ -135,8 +135,10 @@ class Router:
         if session is not None and not re.fullmatch(r"[0-9a-f]{1,64}", session):
             session = None
         passed = self._forwarded(headers) if self.forward else None
-        return accept(Connection(self.node, ip, token, session, passed,
-                                 binary=subprotocol == SUBPROTOCOL_V2), subprotocol)
+        conn = Connection(self.node, ip, token, session, passed,
+                          auth_follows=token is None and params.get("auth") == "message",
+                          binary=subprotocol == SUBPROTOCOL_V2)
+        return accept(conn, subprotocol)
 
     def _forwarded(self, headers: Any) -> dict[str, str]:
         """The allow-listed headers of the upgrade, for the application's backend."""

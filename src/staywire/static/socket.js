@@ -208,6 +208,9 @@ export class Socket extends Emitter {
     if (this.session) url.searchParams.set('session', this.session);
     const inQuery = token != null && this.options.tokenIn === 'query';
     if (inQuery) url.searchParams.set('token', String(token));
+    // The token comes as the first message: the server waits for it instead of welcoming
+    // the connection as anonymous first (which would refuse the user's session).
+    else if (token != null) url.searchParams.set('auth', 'message');
     let ws;
     try {
       ws = new this._WebSocket(url.toString(), [SUBPROTOCOL]);
