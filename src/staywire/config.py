@@ -146,10 +146,8 @@ class Config:
             problems.append("history_size must be >= 0 and history_ttl > 0")
         if self.history_max_bytes is not None and self.history_max_bytes < 1:
             problems.append("history_max_bytes must be >= 1 (or unset)")
-        if not 1 <= self.transfer_window <= 256 or self.transfer_timeout <= 0:
-            problems.append("transfer_window must be in 1..256 and transfer_timeout > 0")
-        if self.max_transfer_size < 1:
-            problems.append("max_transfer_size must be >= 1")
+        if not 1 <= self.transfer_window <= 256:
+            problems.append("transfer_window must be in 1..256")
         if self.presence_max_members < 1:
             problems.append("presence_max_members must be >= 1")
         if self.max_transfer_size < 1 or self.transfer_timeout <= 0:
