@@ -4,6 +4,7 @@ well-behaved client connected meanwhile sees no error and no delay beyond a boun
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import random
 import struct
@@ -257,7 +258,9 @@ async def test_random_binary_frames_fuzz(server_factory, tmp_path) -> None:
     rng = random.Random(4321)
     fields = [b'"type":"pub"', b'"type":"rpc"', b'"type":"msg"', b'"id":%d', b'"channel":"r"',
               b'"channel":"a b"', b'"key":"k"', b'"method":"m"', b'"data":1', b'"chunk":{}',
-              b'"chunk":{"transfer":"t","seq":0,"at":0}', b'"x":null', b'"type":7']
+              b'"chunk":{"transfer":"t","seq":0,"at":0}', b'"x":null', b'"type":7',
+              b'"chunk":{"transfer":"t","seq":3,"at":9}',
+              b'"chunk":{"transfer":"t","seq":1,"at":5,"last":true,"sha256":"%s"}' % (b"0" * 64)]
     async with Bystander(srv.url):
         for _ in range(20):
             sock = await raw(srv, V2)
@@ -280,3 +283,51 @@ async def test_random_binary_frames_fuzz(server_factory, tmp_path) -> None:
             sock.send(raw_frame(1, b'{"type":"ping","t":1}'))
             assert await _reply(sock) == {"type": "pong", "t": 1}  # nothing more was pending
             sock.abort()
+
+
+def _chunk(rid: int, transfer: str, seq: int, at: int, payload: bytes, **fields: object) -> bytes:
+    chunk = {"transfer": transfer, "seq": seq, "at": at, **fields}
+    header = json.dumps({"type": "pub", "id": rid, "channel": "files", "chunk": chunk},
+                        separators=(",", ":")).encode()
+    return _bin(header, payload)
+
+
+async def test_transfer_corpus_on_a_v2_connection(server_factory, tmp_path) -> None:
+    """The issue's bad transfers: a chunk of a transfer never started, one out of order or
+    at the wrong byte, a transfer over max_transfer_size, a last chunk whose digest lies.
+    Each gets its error code with its id, and the connection goes on with a good transfer
+    whose resent chunk is acked as a duplicate; a bystander is served throughout."""
+    path = tmp_path / "staywire.toml"
+    path.write_text("max_transfer_size = 1000\n" + BINARY_CONFIG)
+    srv = server_factory(config=str(path), allow_anonymous=True, anonymous_channels=["*"],
+                         rate_messages=1000, rate_burst=1000)
+    good = b"a" * 400 + b"b" * 300
+    digest = hashlib.sha256(good).hexdigest()
+    cases = [
+        ("never started", _chunk(1, "t1", 1, 10, b"x" * 10), "transfer_unknown"),
+        ("start of t2", _chunk(2, "t2", 0, 0, b"x" * 10), None),
+        ("a seq skipped", _chunk(3, "t2", 2, 10, b"x" * 10), "transfer_order"),
+        ("the wrong byte position", _chunk(4, "t2", 1, 11, b"x" * 10), "transfer_order"),
+        ("start of t3", _chunk(5, "t3", 0, 0, b"x" * 500), None),
+        ("over max_transfer_size", _chunk(6, "t3", 1, 500, b"x" * 501), "transfer_too_large"),
+        ("start of t4", _chunk(7, "t4", 0, 0, b"x" * 10), None),
+        ("a lying digest", _chunk(8, "t4", 1, 10, b"y" * 10, last=True, sha256="0" * 64),
+         "transfer_corrupt"),
+        ("good start", _chunk(9, "t5", 0, 0, good[:400], size=len(good)), None),
+        ("good start sent again", _chunk(10, "t5", 0, 0, good[:400], size=len(good)), "dup"),
+        ("good end", _chunk(11, "t5", 1, 400, good[400:], last=True, sha256=digest), None),
+    ]
+    async with Bystander(srv.url):
+        sock = await raw(srv, V2)
+        assert (await _reply(sock))["type"] == "welcome"
+        for rid, (name, frame, code) in enumerate(cases, 1):
+            sock.send(raw_frame(2, frame))
+            reply = await _reply(sock)
+            assert reply.get("id") == rid, (name, reply)
+            if code is None:
+                assert reply["type"] == "ack" and not reply.get("duplicate"), (name, reply)
+            elif code == "dup":
+                assert reply["type"] == "ack" and reply.get("duplicate") is True, (name, reply)
+            else:
+                assert (reply["type"], reply["code"]) == ("error", code), (name, reply)
+        sock.abort()
