@@ -87,3 +87,34 @@ async def test_pub_binary_from_a_file_and_sub_binary_write_the_bytes(server_fact
     missing = await staywire("pub", srv.url, "files", f"@{tmp_path}/nope", "--binary")
     _, err = await asyncio.wait_for(missing.communicate(), 10)
     assert missing.returncode == 1 and "No such file" in err.decode()
+
+
+async def test_sub_writes_a_transfer_as_its_bytes_or_one_line_with_its_digest(server_factory,
+                                                                             client_factory):
+    import hashlib
+
+    srv = server_factory(allow_anonymous=True, anonymous_channels=["*"], api_key="k")
+    blob = os.urandom(150_000)  # three chunks of max_data_size
+    raw = await staywire("sub", srv.url, "files", "--binary", "--count", "1")
+    lines = await staywire("sub", srv.url, "files", "--count", "1")
+    try:
+        with ApiClient(srv.api, "k") as api:
+            def subscribed() -> int:
+                counts = api.channels("files").channels
+                return counts[0].subscribers if counts else 0
+
+            await eventually(lambda: subscribed() == 2, 10, "both subs to be subscribed")
+        client = client_factory(srv.url)
+        await client.connect()
+        await client.send_transfer("files", blob, meta={"name": "r.bin"})
+        raw_out, _ = await asyncio.wait_for(raw.communicate(), 20)
+        lines_out, _ = await asyncio.wait_for(lines.communicate(), 20)
+    finally:
+        for proc in (raw, lines):
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    assert raw_out == blob
+    (line,) = [json.loads(text) for text in lines_out.decode().splitlines()]
+    assert line["size"] == len(blob) and line["meta"] == {"name": "r.bin"}
+    assert line["sha256"] == hashlib.sha256(blob).hexdigest()

@@ -6,6 +6,8 @@ so a reconnect is visible without corrupting the data stream. Binary data is
 printed as base64 with ``"encoding": "base64"``; with ``--binary``, stdout gets
 the bytes themselves (``staywire sub --binary --count 1 URL CH > file``).
 ``pub --binary`` sends bytes (DATA itself, or ``@FILE``; ``@-`` reads stdin).
+A transfer is one message: its bytes with ``--binary``, else one line with its
+size and SHA-256 once complete.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import hashlib
 import json
 import os
 import ssl
@@ -24,7 +27,8 @@ from staywire.client.auth import AuthMode
 from staywire.client.client import Client
 from staywire.client.state import ConnectionState, StateChange
 from staywire.client.subscription import Join, Leave, Message, Recovery
-from staywire.exceptions import ClientError
+from staywire.client.transfers import Transfer
+from staywire.exceptions import ClientError, TransferFailed
 
 __all__ = ["register"]
 
@@ -141,6 +145,11 @@ async def _sub(args: argparse.Namespace) -> int:
                 seen += 1
                 if args.count is not None and seen >= args.count:
                     return EXIT_OK
+            elif isinstance(item, Transfer):
+                if await _transfer(item, binary=args.binary):
+                    seen += 1
+                    if args.count is not None and seen >= args.count:
+                        return EXIT_OK
             elif isinstance(item, Join | Leave):
                 who = item.user or f"anonymous {item.client}"
                 verb = "joined" if isinstance(item, Join) else "left"
@@ -153,6 +162,29 @@ async def _sub(args: argparse.Namespace) -> int:
                     flush=True,
                 )
     return EXIT_OK
+
+
+async def _transfer(transfer: Transfer, *, binary: bool) -> bool:
+    """A transfer as it arrives: its bytes to stdout with ``--binary``, else one JSON line
+    with its size and SHA-256 once complete. False when it failed (said on stderr)."""
+    digest = hashlib.sha256()
+    try:
+        async for chunk in transfer:
+            if binary:
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.buffer.flush()
+            else:
+                digest.update(chunk)
+    except TransferFailed as exc:
+        print(f"staywire: transfer {transfer.id} on {transfer.channel} failed: {exc}",
+              file=sys.stderr, flush=True)
+        return False
+    if not binary:
+        line = {"channel": transfer.channel, "transfer": transfer.id, "size": transfer.done,
+                "sha256": digest.hexdigest(), "meta": transfer.meta}
+        sys.stdout.write(json.dumps(line, separators=(",", ":")) + "\n")
+        sys.stdout.flush()
+    return True
 
 
 def _payload(args: argparse.Namespace) -> Any:
