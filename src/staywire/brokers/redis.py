@@ -402,7 +402,9 @@ class RedisBroker(Broker):
 
     async def key_seen(self, channel: str, key: str) -> bool:
         with self._guard("key_seen"):
-            return bool(await self._redis.exists(self._key(channel, f"key:{key}")))
+            # Through the channel's route (its slot's primary on a cluster).
+            return bool(await self._routes.call(self._tag(channel), pack(
+                "EXISTS", self._key(channel, f"key:{key}"))))
 
     async def history(self, channel: str, since: Position | None, *, limit: int | None = None,
                       reverse: bool = False) -> HistoryResult:
