@@ -10,16 +10,16 @@ of every connection waiting meanwhile.
 
 ``tuned`` (the default, option ``gc_policy``; docs/configuration.md):
 
-* ``gc.freeze()`` once the node has started: the objects of start-up (modules, classes,
-  the node's own parts), which live as long as the process, move to the permanent
-  generation and are never walked again;
+* ``gc.freeze()`` once the node is built, before its port opens: the objects of
+  start-up (modules, classes, the node's own parts), which live as long as the process,
+  move to the permanent generation and are never walked again;
 * thresholds ``(YOUNG, MIDDLE, OLD)`` instead of ``(700, 10, 10)``: a young collection
-  after 20,000 net allocations instead of 700 (1.5-2.5 ms each with 5,000 connections,
-  instead of 165 of them while they open), a full one considered after 10 x 100 young
+  after 20,000 net allocations instead of 700 (6 of them while 5,000 connections open,
+  1.5-2.5 ms each, instead of 165), a full one considered after 10 x 100 young
   ones instead of 10 x 10, i.e. after about 20 million net allocations (and, as
   always, only once the old generation grew by a quarter). 50,000 made young
-  collections of 5-14 ms; ``gc.freeze()`` alone still ran full collections of 46-65 ms
-  while 5,000 connections subscribed. Cycles are still collected by every young and
+  collections of up to 6-46 ms; ``gc.freeze()`` alone still ran full collections of
+  46-65 ms while 5,000 connections subscribed. Cycles are still collected by every young and
   middle collection, and the full ones still run, rarely: memory stays bounded
   (scripts/soak.py, tests/hardening/test_soak.py).
 
@@ -93,7 +93,7 @@ _applied: str | None = None
 
 def apply_policy(policy: str) -> None:
     """Apply ``policy`` (one of ``POLICIES``) to this process; call it once the node has
-    started, so that ``tuned`` freezes what start-up made. Counting starts either way."""
+    been built, so that ``tuned`` freezes what start-up made. Counting starts either way."""
     # The check is Config's too; this one is for a caller without a Config.
     if policy not in POLICIES:
         raise ValueError(f"gc_policy must be one of {', '.join(POLICIES)}, got {policy!r}")
