@@ -51,7 +51,9 @@ async def run_plan(gen: Generator) -> None:
             gen.close_conns()
         if "echo100" in wanted:
             await _profile(gen, "echo100")
+            gc0 = await gen.gc_snapshot()
             metrics = await phases.echo(gen, "echo100", int(p["echo_conns"]))
+            metrics["gc"] = delta(gc0, await gen.gc_snapshot())
             await _profile(gen, None)
             gen.emit(event="result", workload="echo100", metrics=metrics)
             gen.close_conns()
