@@ -74,6 +74,9 @@ def _serve_parser(sub: Any) -> None:
                    help="seconds an idempotency key is remembered")
     p.add_argument("--drain-window", type=float)
     p.add_argument("--shutdown-timeout", type=float)
+    p.add_argument("--gc-policy", choices=("tuned", "python"),
+                   help="garbage collection: 'tuned' (default: start-up frozen, rarer "
+                   "collections) or 'python' (the interpreter's defaults)")
     p.add_argument("--broker", help="'memory' (default), redis://host:port/db, "
                    "redis+sentinel://host:port[,host:port]/SERVICE/DB or "
                    "redis+cluster://host:port[,host:port]/")

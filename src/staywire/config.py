@@ -103,6 +103,7 @@ class Config:
     drain_window: float = 10.0
     shutdown_timeout: float = 30.0
     close_timeout: float = 2.0  # wait for the peer's close frame before dropping TCP
+    gc_policy: str = "tuned"  # "tuned": freeze start-up, rarer collections; "python": as is
 
     # -- proxies: the application's backend decides (docs/proxy.md); all off by default
     connect_proxy_url: str | None = None
@@ -154,6 +155,8 @@ class Config:
             problems.append("max_transfer_size must be >= 1 and transfer_timeout > 0")
         if self.presence_grace < 0 or self.presence_ttl < 1:
             problems.append("presence_grace must be >= 0 and presence_ttl >= 1")
+        if self.gc_policy not in ("tuned", "python"):
+            problems.append(f"gc_policy must be 'tuned' or 'python', got {self.gc_policy!r}")
         if problems:
             raise ConfigError("; ".join(problems))
         defaults = ChannelOptions(**{name: getattr(self, name) for name in INHERITED})

@@ -3,11 +3,16 @@
 
 from __future__ import annotations
 
-__all__ = ["BINARY_SERVERS", "EXTRA_WORKLOADS", "SERVERS", "WORKLOADS"]
+__all__ = ["BINARY_SERVERS", "EXTRA_SERVERS", "EXTRA_WORKLOADS", "SERVERS", "WORKLOADS"]
 
 #: Servers, in report order (the Node ws peer is the reference of the ratios).
 SERVERS = ("staywire", "staywire-redis", "picows", "websockets", "python-socketio", "node-ws",
            "node-socketio")
+
+#: Servers run only when named (``--servers staywire,staywire-pygc``): Staywire with
+#: ``--gc-policy python``, the interpreter's garbage collection, beside the default
+#: ``tuned`` one (docs/benchmarks.md, *Garbage collection*).
+EXTRA_SERVERS = ("staywire-pygc",)
 
 #: Workloads, in the order they run.
 WORKLOADS = ("echo1", "echo100", "publish", "fanout", "binfanout", "idle", "connrate", "storm")

@@ -166,6 +166,13 @@ class Generator:
                                           sys.stdin)
         self._stdin = reader
 
+    async def gc_snapshot(self) -> dict[str, list[float]] | None:
+        """The node's garbage collections so far (staywire_bench.gcstats); None when the
+        server is not a Staywire node with an API port."""
+        from staywire_bench.gcstats import scrape
+
+        return await asyncio.to_thread(scrape, self.spec.get("api_port"))
+
     async def request(self, op: str, timeout: float = 60.0) -> dict[str, Any]:
         if self._stdin is None:
             raise RuntimeError(f"request {op!r} needs the harness: stdin is not a pipe")

@@ -156,6 +156,8 @@ class GroupRunner:
         spec = {
             "server": sdef.name, "protocol": sdef.protocol, "url": f"ws://127.0.0.1:{port}",
             "pid": pid, "workloads": workloads, "params": self.cfg.gen_params(),
+            # A Staywire node's /metrics (its garbage collections, gcstats.py).
+            "api_port": self.ctx.api_ports.get(port) if sdef.protocol == "staywire" else None,
             "cores": [self.server_core, self.gen_core] if pin else [],
             "redis_port": (self.redis.port if "redis" in sdef.needs and self.redis is not None
                            else None),

@@ -32,6 +32,7 @@ from typing import Any
 
 from staywire_bench import phases
 from staywire_bench.binfanout import binfanout, supported
+from staywire_bench.gcstats import delta
 from staywire_bench.generator import Generator
 from staywire_bench.windows import CORES
 
@@ -50,7 +51,9 @@ async def run_plan(gen: Generator) -> None:
             gen.close_conns()
         if "echo100" in wanted:
             await _profile(gen, "echo100")
+            gc0 = await gen.gc_snapshot()
             metrics = await phases.echo(gen, "echo100", int(p["echo_conns"]))
+            metrics["gc"] = delta(gc0, await gen.gc_snapshot())
             await _profile(gen, None)
             gen.emit(event="result", workload="echo100", metrics=metrics)
             gen.close_conns()
@@ -78,7 +81,12 @@ async def _group_b(gen: Generator, wanted: list[str]) -> None:
     timeout = float(p.get("connect_timeout", 10.0))
     # The publisher first: it is also the warm-up connection before the RSS baseline.
     publisher = await gen.connect(-1, timeout)
+    gc0 = await gen.gc_snapshot()
     subs, connrate, idle = await phases.open_phase(gen, k, "idle" in wanted)
+    gc1 = await gen.gc_snapshot()
+    connrate["gc"] = delta(gc0, gc1)  # the idle workload's too: the same opening
+    if idle is not None:
+        idle["gc"] = connrate["gc"]
     if "connrate" in wanted:
         gen.emit(event="result", workload="connrate", metrics=connrate)
     if "idle" in wanted and idle is not None:
@@ -87,10 +95,13 @@ async def _group_b(gen: Generator, wanted: list[str]) -> None:
     binary = "binfanout" in wanted and supported(str(gen.spec.get("server")))
     if "fanout" in wanted or "storm" in wanted or binary:
         sub_info = await phases.subscribe(gen, subs)
+    gc2 = await gen.gc_snapshot()
     delivered = 0
     if "fanout" in wanted:
         await _profile(gen, "fanout")
         metrics = await phases.fanout(gen, publisher, subs, m)
+        metrics["gc"] = delta(gc2, await gen.gc_snapshot())
+        metrics["gc_subscribe"] = delta(gc1, gc2)
         metrics["subscribe_s"] = sub_info.get("seconds")
         metrics["sub_errors"] = sub_info.get("sub_errors")
         await _profile(gen, None)
@@ -105,8 +116,12 @@ async def _group_b(gen: Generator, wanted: list[str]) -> None:
         gen.emit(event="result", workload="binfanout", metrics=metrics)
     if "storm" in wanted:
         publisher.storm = False
-        gen.emit(event="result", workload="storm",
-                 metrics=await phases.storm(gen, subs, delivered))
+        metrics = await phases.storm(gen, subs, delivered)
+        # The restarted node's collections since it started: the storm is all it has seen.
+        zero = {"collections": [0.0, 0.0, 0.0], "pause_s": [0.0, 0.0, 0.0],
+                "max_pause_s": [0.0, 0.0, 0.0]}
+        metrics["gc"] = delta(zero, await gen.gc_snapshot())
+        gen.emit(event="result", workload="storm", metrics=metrics)
 
 
 async def _profile(gen: Generator, workload: str | None) -> None:

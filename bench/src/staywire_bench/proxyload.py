@@ -31,6 +31,7 @@ from typing import Any
 import msgspec
 
 from staywire_bench import phases
+from staywire_bench.gcstats import delta
 from staywire_bench.generator import Conn, Generator
 from staywire_bench.protocols import CHANNEL
 from staywire_bench.proxyapp import cookie_for
@@ -82,6 +83,7 @@ async def through_node(gen: Generator) -> dict[str, Any]:
     warm = await gen.connect(-1, float(p.get("connect_timeout", 10.0)),
                              headers=headers(k) if cookie else None)
     warm.close()
+    gc0 = await gen.gc_snapshot()
     a = cpu_snapshot(gen)
     conns, failures, last_error = await gen.open_many(
         k, int(p["concurrency"]), "connect", headers=headers if cookie else None)
@@ -89,8 +91,10 @@ async def through_node(gen: Generator) -> dict[str, Any]:
     if not conns:
         raise RuntimeError(f"no connection opened ({last_error})")
     connect = _window(gen, a, b, len(conns))
-    connect.update(connect_failures=failures, last_error=last_error)
+    gc1 = await gen.gc_snapshot()
+    connect.update(connect_failures=failures, last_error=last_error, gc=delta(gc0, gc1))
     sub = await _subscribe_paced(gen, conns, int(p["concurrency"]))
+    sub["gc"] = delta(gc1, await gen.gc_snapshot())  # the node's collections (gcstats.py)
     if gen.spec["setup"] == "batched" and gen.spec.get("api_port"):
         sub.update(await asyncio.to_thread(_batches, int(gen.spec["api_port"])))
     return {"connect": connect, "subscribe": sub, "concurrency": int(p["concurrency"]),

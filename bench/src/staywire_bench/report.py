@@ -11,6 +11,7 @@ from typing import Any
 
 from staywire_bench.profiles import summarize_profile
 from staywire_bench.findings import FINDINGS
+from staywire_bench.gc_section import GC_SECTION
 from staywire_bench.request_path import REQUEST_PATH
 from staywire_bench.redis_goals import redis_goals, redis_goals_markdown
 from staywire_bench.stats import median
@@ -412,6 +413,7 @@ def markdown(results: dict[str, Any]) -> str:
     add("")
     add(FINDINGS)
     add(REQUEST_PATH)
+    add(GC_SECTION)
     add(METHOD.format(staywire_cmd=meta.get("staywire_command", "staywire serve"), **cfg))
     warnings = results.get("warnings") or []
     if warnings:

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from staywire_bench.catalog import SERVERS
+from staywire_bench.catalog import EXTRA_SERVERS, SERVERS
 from staywire_bench.ports import free_port
 
 __all__ = [
@@ -228,6 +228,11 @@ def _staywire(ctx: ServerContext, port: int, broker: str | None = None
     return argv, env
 
 
+def _staywire_pygc(ctx: ServerContext, port: int) -> tuple[list[str], dict[str, str]]:
+    argv, env = _staywire(ctx, port)
+    return [*argv, "--gc-policy", "python"], env
+
+
 def _staywire_redis(ctx: ServerContext, port: int) -> tuple[list[str], dict[str, str]]:
     assert ctx.redis_url is not None
     return _staywire(ctx, port, ctx.redis_url)
@@ -256,6 +261,9 @@ _DEFS = {
         ServerDef("staywire-redis", "Staywire (Redis)", "staywire", "python",
                   "as above with --broker redis:// (redis-server on core 0 too)",
                   _staywire_redis, needs=("redis",)),
+        ServerDef("staywire-pygc", "Staywire (memory, Python GC)", "staywire", "python",
+                  "as Staywire (memory) with --gc-policy python: the interpreter's GC "
+                  "thresholds, nothing frozen", _staywire_pygc),
         ServerDef("picows", "bare picows", "bare", "python",
                   "bench/peers/picows_server.py: echo + one room, no protocol",
                   _py_peer("picows_server.py")),
@@ -274,7 +282,7 @@ _DEFS = {
                   _node_peer("socketio_server.js"), needs=("node",)),
     ]
 }
-ALL_SERVERS: dict[str, ServerDef] = {name: _DEFS[name] for name in SERVERS}
+ALL_SERVERS: dict[str, ServerDef] = {name: _DEFS[name] for name in SERVERS + EXTRA_SERVERS}
 
 
 def node_ready(root: Path, log: Callable[[str], None]) -> str | None:

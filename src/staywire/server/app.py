@@ -45,6 +45,7 @@ from staywire.server.background import Background
 from staywire.server.connection import Connection, NodeContext
 from staywire.server.control import NodeControl
 from staywire.server.faults import FaultLog
+from staywire.server.gcpolicy import GcCollector, apply_policy
 from staywire.server.hooks import ConnectHook, Hooks
 from staywire.server.hub import Hub
 from staywire.server.membership import Membership
@@ -100,6 +101,7 @@ class Server:
         self.stats = Stats()
         self.registry = CollectorRegistry()
         self.registry.register(StatsCollector(self.stats, self._gauges))
+        self.registry.register(GcCollector())
         if self.backend is not None:
             from staywire.proxy.metrics import ProxyCollector  # the proxy client: only if used
 
@@ -215,6 +217,9 @@ class Server:
         if cfg.tls_cert:
             ssl_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ssl_ctx.load_cert_chain(cfg.tls_cert, cfg.tls_key)
+        # Before the port opens (no client waits on its collection), once the node's
+        # long-lived parts exist, which it freezes (gcpolicy.py).
+        apply_policy(cfg.gc_policy)
         ws = await listen(router, cfg.host, cfg.port, max_frame_size=cfg.max_message_size,
                           ssl_context=ssl_ctx)
         self._servers.append(ws)
