@@ -7,6 +7,8 @@ application would.
     {"type":"echo",...}      -> the same frame back
     {"type":"sub"}           -> join the room, answer {"type":"ack"}
     {"type":"pub","data":X}  -> {"type":"msg","data":X} to every room member
+    a binary frame           -> the same bytes to every other room member (the bare
+                                relay of staywire_bench.transfer)
 
 The fan-out is the transport's limit, not a naive application: each ``msg`` frame is
 built once (header and payload), and the frames of one event-loop tick are joined once
@@ -31,6 +33,7 @@ import uvloop
 from picows import WSListener, WSMsgType, WSTransport, ws_create_server
 
 TEXT = WSMsgType.TEXT
+BINARY = WSMsgType.BINARY
 CLOSE = WSMsgType.CLOSE
 ACK = b'{"type":"ack"}'
 _log = logging.LoggerAdapter(logging.getLogger("peer.picows"), {})
@@ -62,6 +65,12 @@ class Peer(WSListener):
         if frame.msg_type is CLOSE:
             transport.send_close(frame.get_close_code(), frame.get_close_message())
             transport.disconnect()
+            return
+        if frame.msg_type is BINARY:
+            data = frame.get_payload_as_bytes()
+            for member in room:
+                if member is not transport:
+                    member.send(BINARY, data)
             return
         if frame.msg_type is not TEXT:
             return
