@@ -41,14 +41,15 @@ room: set[WSTransport] = set()
 pending: list[bytes] = []  # msg frames of this tick, written to every member by flush()
 
 
-def msg_frame(payload: bytes) -> bytes:
-    """A whole unmasked final text frame (RFC 6455 5.2): server frames are never masked."""
+def msg_frame(payload: bytes, first: int = 0x81) -> bytes:
+    """A whole unmasked final frame (RFC 6455 5.2), text unless ``first`` (FIN | opcode)
+    says otherwise: server frames are never masked."""
     n = len(payload)
     if n < 126:
-        return bytes((0x81, n)) + payload
+        return bytes((first, n)) + payload
     if n < 65536:
-        return bytes((0x81, 126)) + n.to_bytes(2, "big") + payload
-    return bytes((0x81, 127)) + n.to_bytes(8, "big") + payload
+        return bytes((first, 126)) + n.to_bytes(2, "big") + payload
+    return bytes((first, 127)) + n.to_bytes(8, "big") + payload
 
 
 def flush() -> None:
@@ -67,10 +68,20 @@ class Peer(WSListener):
             transport.disconnect()
             return
         if frame.msg_type is BINARY:
-            data = frame.get_payload_as_bytes()
+            # One frame, built here and written as it is to every member. Not
+            # ``member.send``: picows 2.3.1 sends a server payload over 8 KiB with
+            # ``writelines([header, payload])``, the header a view of its per-connection
+            # buffer that uvloop keeps queued while the socket is full; the next send on
+            # that connection rewrites the buffer, so the queued header goes out with the
+            # next frame's length (a 4 KiB tail after 60 KiB chunks): the subscriber
+            # loses the frame boundaries and reads payload bytes as headers ("masked
+            # frame from server", invalid opcodes).
+            data = msg_frame(frame.get_payload_as_bytes(), 0x82)
             for member in room:
                 if member is not transport:
-                    member.send(BINARY, data)
+                    tr = member.underlying_transport
+                    if not tr.is_closing():
+                        tr.write(data)
             return
         if frame.msg_type is not TEXT:
             return
