@@ -191,7 +191,8 @@ def test_quick_proxy_measures_each_setup_and_says_the_limit(tmp_path: Path) -> N
 @pytest.mark.redis
 def test_quick_transfer_measures_staywire_and_the_bare_relay(tmp_path: Path) -> None:
     """``--workloads transfer`` with a 4 MiB payload: it reaches all 10 subscribers intact
-    through the memory node, the Redis node and the bare picows relay (whose relay once
+    through the memory node, the Redis node, from Chromium through a memory node, and
+    through the bare picows relay (whose relay once
     broke frames over 8 KiB: picows' queued header view), each figure is there, the page
     has its section, and every process (servers, bystanders, redis-server) was stopped."""
     import shutil
@@ -213,14 +214,16 @@ def test_quick_transfer_measures_staywire_and_the_bare_relay(tmp_path: Path) -> 
     tr = json.loads(out_json.read_text())["transfer"]
     assert tr["meta"]["config"] == {"rounds": 1, "mib": 4.0, "subscribers": 10}
     rows = tr["summary"]
-    assert set(rows) == {"staywire", "staywire-redis", "picows"}, tr["warnings"]
+    assert set(rows) == {"staywire", "staywire-redis", "staywire-browser", "picows"}, \
+        tr["warnings"]
     for server, row in rows.items():
         assert row["intact"] and row["mib_s"] > 0 and row["rss_growth_mib"] is not None, server
         assert row["ping_p99_ms"] is not None and row["ping_p99_ms"] > 0, server
-    assert rows["staywire"]["ratio"] > 0 and set(tr["goals"]) == {"staywire", "staywire-redis"}
+    assert rows["staywire"]["ratio"] > 0 and rows["staywire-browser"]["ratio"] > 0
+    assert set(tr["goals"]) == {"staywire", "staywire-redis", "staywire-browser"}
     text = (tmp_path / "bench.md").read_text()
     assert "## Transfer: a large payload from one Python client to many subscribers" in text
     pids = tr["meta"]["pids"]
-    assert len(pids) >= 7  # redis-server, 3 servers, 3 bystanders
+    assert len(pids) >= 9  # redis-server, 4 servers, 4 bystanders
     alive = [pid for pid in pids if _alive(pid)]
     assert not alive, f"left running: {alive}"

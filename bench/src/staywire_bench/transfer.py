@@ -38,10 +38,11 @@ from staywire_bench.ports import free_port
 from staywire_bench.scaleout import start_node
 from staywire_bench.servers import ProcessRegistry, ServerContext, wait_port
 
-__all__ = ["GOALS", "SERVERS", "measure"]
+__all__ = ["GOALS", "SERVERS", "Bystander", "Counter", "Sampler", "figures", "measure",
+           "open_subscribers"]
 
 #: In the order they run: the Staywire node on each broker, then the bare relay.
-SERVERS = ("staywire", "staywire-redis", "picows")
+SERVERS = ("staywire", "staywire-redis", "staywire-browser", "picows")
 DEADLINE = 600.0  # seconds for every subscriber to hold the payload, once sent
 
 GOALS = {"ratio": 0.5, "rss_mib": 64.0, "ping_p99_ms": 50.0}
@@ -57,7 +58,7 @@ def _rss_kib(pid: int) -> int:
     return 0
 
 
-class _Sampler:
+class Sampler:
     """Peak RSS of a process while running, every 20 ms."""
 
     def __init__(self, pid: int) -> None:
@@ -78,7 +79,7 @@ class _Sampler:
         return (self.peak - self.before) / 1024
 
 
-class _Bystander:
+class Bystander:
     """The bystander process (``staywire_bench.transfer_bystander``): started and
     connected before the transfer, told to stop after it, its round trips read back."""
 
@@ -120,7 +121,7 @@ class _Bystander:
         return statistics.quantiles(self.rtts, n=100)[98]
 
 
-class _Counter(WSListener):
+class Counter(WSListener):
     """A subscriber that hashes the payload bytes of every binary frame (after Staywire's
     header, with ``header``): the same work on both servers, and the bytes checked."""
 
@@ -154,15 +155,15 @@ class _Counter(WSListener):
                 f"a subscriber was disconnected after {self.got} of {self.total} bytes"))
 
 
-async def _subscribers(url: str, n: int, total: int, subscribe: bytes, subprotocol: str | None
-                       ) -> tuple[list[_Counter], list[WSTransport]]:
+async def open_subscribers(url: str, n: int, total: int, subscribe: bytes, subprotocol: str | None
+                       ) -> tuple[list[Counter], list[WSTransport]]:
     headers = {"Sec-WebSocket-Protocol": subprotocol} if subprotocol else None
-    counters: list[_Counter] = []
+    counters: list[Counter] = []
     transports: list[WSTransport] = []
     for _ in range(n):
-        transport, counter = await ws_connect(lambda: _Counter(total, subprotocol is not None),
+        transport, counter = await ws_connect(lambda: Counter(total, subprotocol is not None),
                                               url, extra_headers=headers)
-        assert isinstance(counter, _Counter)
+        assert isinstance(counter, Counter)
         transport.send(WSMsgType.TEXT, subscribe)
         counters.append(counter)
         transports.append(transport)
@@ -171,10 +172,9 @@ async def _subscribers(url: str, n: int, total: int, subscribe: bytes, subprotoc
     return counters, transports
 
 
-def _figures(payload: bytes, elapsed: float, rss: float, bystander: _Bystander,
-             counters: list[_Counter]) -> dict[str, Any]:
-    digest = hashlib.sha256(payload).hexdigest()
-    return {"seconds": elapsed, "mib_s": len(payload) / 2**20 / elapsed, "rss_growth_mib": rss,
+def figures(size: int, digest: str, elapsed: float, rss: float, bystander: Bystander,
+             counters: list[Counter]) -> dict[str, Any]:
+    return {"seconds": elapsed, "mib_s": size / 2**20 / elapsed, "rss_growth_mib": rss,
             "ping_p99_ms": bystander.p99_ms(), "pings": len(bystander.rtts),
             "intact": all(c.digest.hexdigest() == digest for c in counters)}
 
@@ -184,15 +184,15 @@ async def _staywire(url: str, pid: int, payload: bytes, subscribers: int,
     """One ``staywire.Client`` sends the payload with ``send_transfer``."""
     from staywire.client import Client
 
-    counters, transports = await _subscribers(
+    counters, transports = await open_subscribers(
         url, subscribers, len(payload),
         b'{"type":"sub","id":1,"channel":"bench:files"}', "staywire.v2")
     publisher = Client(url)
     await publisher.connect()
-    bystander = _Bystander(registry, url, "ping", "staywire.v1")
+    bystander = Bystander(registry, url, "ping", "staywire.v1")
     try:
         await bystander.ready()
-        sampler = _Sampler(pid)
+        sampler = Sampler(pid)
         started = time.perf_counter()
         await publisher.send_transfer("bench:files", payload)
         await asyncio.wait_for(asyncio.gather(*(c.done for c in counters)), DEADLINE)
@@ -203,21 +203,22 @@ async def _staywire(url: str, pid: int, payload: bytes, subscribers: int,
         await publisher.close()
         for transport in transports:
             transport.disconnect()
-    return _figures(payload, elapsed, rss, bystander, counters)
+    return figures(len(payload), hashlib.sha256(payload).hexdigest(), elapsed, rss,
+                    bystander, counters)
 
 
 async def _bare(url: str, pid: int, payload: bytes, subscribers: int,
                 registry: ProcessRegistry) -> dict[str, Any]:
     """A bare picows sender: frames of the same size, its write buffer bounded to the same
     window (8 chunks), relayed by the peer to every room member."""
-    counters, transports = await _subscribers(url, subscribers, len(payload),
+    counters, transports = await open_subscribers(url, subscribers, len(payload),
                                               b'{"type":"sub"}', None)
     sender, _ = await ws_connect(WSListener, url)
     transports.append(sender)
-    bystander = _Bystander(registry, url, "echo", None)
+    bystander = Bystander(registry, url, "echo", None)
     try:
         await bystander.ready()
-        sampler = _Sampler(pid)
+        sampler = Sampler(pid)
         started = time.perf_counter()
         raw = sender.underlying_transport
         view = memoryview(payload)
@@ -232,12 +233,17 @@ async def _bare(url: str, pid: int, payload: bytes, subscribers: int,
         await bystander.stop()
         for transport in transports:
             transport.disconnect()
-    return _figures(payload, elapsed, rss, bystander, counters)
+    return figures(len(payload), hashlib.sha256(payload).hexdigest(), elapsed, rss,
+                    bystander, counters)
 
 
 def measure(registry: ProcessRegistry, ctx: ServerContext, root: Path, server: str,
             payload: bytes, subscribers: int) -> dict[str, Any]:
     """One transfer through a fresh ``server`` (one of ``SERVERS``), stopped after it."""
+    if server == "staywire-browser":
+        from staywire_bench.transfer_browser import measure_browser
+
+        return measure_browser(registry, ctx, len(payload), subscribers)
     if server == "picows":
         port = free_port()
         proc = registry.start("picows", [sys.executable, str(PEER), str(port)])

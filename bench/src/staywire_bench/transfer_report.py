@@ -7,6 +7,7 @@ from typing import Any
 __all__ = ["markdown_section"]
 
 LABELS = {"staywire": "Staywire (memory)", "staywire-redis": "Staywire (Redis)",
+          "staywire-browser": "Staywire (memory), sent from Chromium",
           "picows": "bare picows relay"}
 MET = {True: "met", False: "**not met**", None: "n/a"}
 
@@ -24,7 +25,8 @@ def markdown_section(tr: dict[str, Any]) -> list[str]:
     add("")
     add(f"One payload of {cfg['mib']:g} MiB of random bytes sent with `Client.send_transfer` "
         f"to {cfg['subscribers']} subscribers through one Staywire node on the memory "
-        "broker, one on Redis, and, in the same run, a bare picows server relaying the same "
+        "broker, one on Redis, the same from the browser client in Chromium, and, in the "
+        "same run, a bare picows server relaying the same "
         "bytes in frames of the same 60 KiB (the sender's write buffer held to the same "
         "8-chunk window). Its own command:")
     add("")
@@ -87,8 +89,11 @@ def markdown_section(tr: dict[str, Any]) -> list[str]:
     add("* **The bare relay** writes each binary frame it receives, built once, to every "
         "other room member (`bench/peers/picows_server.py`), what Staywire's hub does "
         "without its protocol.")
-    add("* **Not here yet**: the same transfer sent from the browser (`sendTransfer` in "
-        "Chromium).")
+    add("* **From the browser**: the browser client's `sendTransfer` in Chromium "
+        "(Playwright, `/usr/bin/chromium`) on the node's demo page sends a Blob of the same "
+        "size (random bytes made in the page, its SHA-256 computed there before the clock "
+        "starts) to the same subscribers through a memory node "
+        "(`staywire_bench.transfer_browser`); Chromium shares the cores with the rest.")
     add("")
     for w in tr.get("warnings", [])[:20]:
         add(f"* warning: {w}")

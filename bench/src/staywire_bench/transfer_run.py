@@ -1,6 +1,7 @@
 """The ``transfer`` workload (issue 11): a large payload from one Python client to
 ``transfer_subscribers`` subscribers, through a Staywire node on the memory broker, one on
-Redis, and a bare picows server relaying the same bytes, in the same run.
+Redis, the same from the browser client in Chromium (``staywire_bench.transfer_browser``),
+and a bare picows server relaying the same bytes, in the same run.
 
 Every round sends one fresh random payload of ``transfer_mib`` MiB through each server in
 turn (the order rotates each round), each a fresh process; medians over the rounds are
@@ -51,6 +52,12 @@ class TransferBench:
         if reason:
             servers.remove("staywire-redis")
             self.warnings.append(f"staywire-redis skipped: {reason}")
+        from staywire_bench.transfer_browser import browser_missing
+
+        reason = browser_missing()
+        if reason:
+            servers.remove("staywire-browser")
+            self.warnings.append(f"staywire-browser skipped: {reason}")
         started = time.time()
         t0 = time.monotonic()
         load_at_start = loadavg()
@@ -123,7 +130,7 @@ def summarize_transfer(meta: dict[str, Any], records: list[dict[str, Any]],
             summary[server]["rounds"] = len(mine)
     bare = summary.get("picows", {}).get("mib_s")
     goals: dict[str, dict[str, Any]] = {}
-    for server in ("staywire", "staywire-redis"):
+    for server in ("staywire", "staywire-redis", "staywire-browser"):
         row = summary.get(server)
         if row is None:
             continue
