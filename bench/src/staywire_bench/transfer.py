@@ -33,6 +33,7 @@ from typing import Any
 import uvloop
 from picows import WSListener, WSMsgType, WSTransport, ws_connect
 
+from staywire.protocol.codes import CloseCode
 from staywire_bench.config import BenchError
 from staywire_bench.ports import free_port
 from staywire_bench.scaleout import start_node
@@ -43,7 +44,7 @@ __all__ = ["GOALS", "SERVERS", "Bystander", "Counter", "Sampler", "figures", "me
 
 #: In the order they run: the Staywire node on each broker, then the bare relay.
 SERVERS = ("staywire", "staywire-redis", "staywire-browser", "picows")
-DEADLINE = 600.0  # seconds for every subscriber to hold the payload, once sent
+DEADLINE = 600.0
 
 GOALS = {"ratio": 0.5, "rss_mib": 64.0, "ping_p99_ms": 50.0}
 CHUNK = 60 * 1024  # Staywire's default max_data_size: the bare relay gets the same frames
@@ -150,9 +151,14 @@ class Counter(WSListener):
             self.done.set_result(None)
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
-        if not self.done.done():  # a protocol error (a broken frame) or the server gone
+        if not self.done.done():  # a protocol error (a broken frame), a close, the server gone
+            hs = transport.close_handshake
+            code = hs.recv.code.value if hs is not None and hs.recv is not None else None
+            why = "disconnected" if code is None else f"closed by the server with {code}"
+            if code == CloseCode.SLOW_CONSUMER:
+                why += " (slow consumer: over the node's max_send_buffer)"
             self.done.set_exception(RuntimeError(
-                f"a subscriber was disconnected after {self.got} of {self.total} bytes"))
+                f"a subscriber was {why} after {self.got} of {self.total} bytes"))
 
 
 async def open_subscribers(url: str, n: int, total: int, subscribe: bytes, subprotocol: str | None
