@@ -214,13 +214,24 @@ def test_quick_transfer_measures_staywire_and_the_bare_relay(tmp_path: Path) -> 
     tr = json.loads(out_json.read_text())["transfer"]
     assert tr["meta"]["config"] == {"rounds": 1, "mib": 4.0, "subscribers": 10}
     rows = tr["summary"]
-    assert set(rows) == {"staywire", "staywire-redis", "staywire-browser", "picows"}, \
-        tr["warnings"]
+    # Chromium's sender does not slow down with the subscribers' process (the Python one
+    # shares it): on a loaded machine the node may close a subscriber that fell behind
+    # (4008, slow consumer). That round is then a warning saying so, nothing else.
+    # Without Chromium or Playwright the browser row is skipped, with a warning too.
+    browser_closed = [w for w in tr["warnings"]
+                      if (w.startswith("transfer staywire-browser") and "4008" in w)
+                      or w.startswith("staywire-browser skipped")]
+    expected = {"staywire", "staywire-redis", "picows"}
+    if not browser_closed:
+        expected.add("staywire-browser")
+    assert set(rows) == expected, tr["warnings"]
+    assert len(tr["warnings"]) == len(browser_closed), tr["warnings"]
     for server, row in rows.items():
         assert row["intact"] and row["mib_s"] > 0 and row["rss_growth_mib"] is not None, server
         assert row["ping_p99_ms"] is not None and row["ping_p99_ms"] > 0, server
-    assert rows["staywire"]["ratio"] > 0 and rows["staywire-browser"]["ratio"] > 0
-    assert set(tr["goals"]) == {"staywire", "staywire-redis", "staywire-browser"}
+        if server != "picows":
+            assert row["ratio"] > 0, server
+    assert set(tr["goals"]) == expected - {"picows"}
     text = (tmp_path / "bench.md").read_text()
     assert "## Transfer: a large payload from one Python client to many subscribers" in text
     pids = tr["meta"]["pids"]
