@@ -245,11 +245,8 @@ async def _bare(url: str, pid: int, payload: bytes, subscribers: int,
 
 def measure(registry: ProcessRegistry, ctx: ServerContext, root: Path, server: str,
             payload: bytes, subscribers: int) -> dict[str, Any]:
-    """One transfer through a fresh ``server`` (one of ``SERVERS``), stopped after it."""
-    if server == "staywire-browser":
-        from staywire_bench.transfer_browser import measure_browser
-
-        return measure_browser(registry, ctx, len(payload), subscribers)
+    """One transfer through a fresh ``server`` ("staywire", "staywire-redis" or "picows";
+    from the browser: ``transfer_browser.measure_browser``), stopped after it."""
     if server == "picows":
         port = free_port()
         proc = registry.start("picows", [sys.executable, str(PEER), str(port)])

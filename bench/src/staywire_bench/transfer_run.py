@@ -25,6 +25,7 @@ from staywire_bench.config import BenchConfig, BenchError
 from staywire_bench.machine import loadavg, machine_info, redis_missing, staywire_command
 from staywire_bench.servers import ProcessRegistry, RedisProcess, ServerContext
 from staywire_bench.transfer import GOALS, SERVERS, measure
+from staywire_bench.transfer_browser import browser_missing, measure_browser
 from staywire_bench.ui import Ui
 
 __all__ = ["TransferBench", "summarize_transfer"]
@@ -52,8 +53,6 @@ class TransferBench:
         if reason:
             servers.remove("staywire-redis")
             self.warnings.append(f"staywire-redis skipped: {reason}")
-        from staywire_bench.transfer_browser import browser_missing
-
         reason = browser_missing()
         if reason:
             servers.remove("staywire-browser")
@@ -79,8 +78,12 @@ class TransferBench:
                         if redis is not None and server == "staywire-redis":
                             redis.flush()
                         try:
-                            m = measure(self.registry, self.ctx, self.root, server, payload,
-                                        cfg.transfer_subscribers)
+                            if server == "staywire-browser":
+                                m = measure_browser(self.registry, self.ctx, len(payload),
+                                                    cfg.transfer_subscribers)
+                            else:
+                                m = measure(self.registry, self.ctx, self.root, server,
+                                            payload, cfg.transfer_subscribers)
                         except (BenchError, RuntimeError, OSError, TimeoutError) as exc:
                             self.warnings.append(f"transfer {server} round {rnd + 1}: {exc!r}")
                             ui.log(f"[red]{exc!r}")
