@@ -7,6 +7,8 @@ application would.
     {"type":"echo",...}      -> the same frame back
     {"type":"sub"}           -> join the room, answer {"type":"ack"}
     {"type":"pub","data":X}  -> {"type":"msg","data":X} to every room member
+    a binary frame           -> the same bytes to every other room member (the bare
+                                relay of staywire_bench.transfer)
 
 The fan-out is the transport's limit, not a naive application: each ``msg`` frame is
 built once (header and payload), and the frames of one event-loop tick are joined once
@@ -31,6 +33,7 @@ import uvloop
 from picows import WSListener, WSMsgType, WSTransport, ws_create_server
 
 TEXT = WSMsgType.TEXT
+BINARY = WSMsgType.BINARY
 CLOSE = WSMsgType.CLOSE
 ACK = b'{"type":"ack"}'
 _log = logging.LoggerAdapter(logging.getLogger("peer.picows"), {})
@@ -38,14 +41,15 @@ room: set[WSTransport] = set()
 pending: list[bytes] = []  # msg frames of this tick, written to every member by flush()
 
 
-def msg_frame(payload: bytes) -> bytes:
-    """A whole unmasked final text frame (RFC 6455 5.2): server frames are never masked."""
+def msg_frame(payload: bytes, first: int = 0x81) -> bytes:
+    """A whole unmasked final frame (RFC 6455 5.2), text unless ``first`` (FIN | opcode)
+    says otherwise: server frames are never masked."""
     n = len(payload)
     if n < 126:
-        return bytes((0x81, n)) + payload
+        return bytes((first, n)) + payload
     if n < 65536:
-        return bytes((0x81, 126)) + n.to_bytes(2, "big") + payload
-    return bytes((0x81, 127)) + n.to_bytes(8, "big") + payload
+        return bytes((first, 126)) + n.to_bytes(2, "big") + payload
+    return bytes((first, 127)) + n.to_bytes(8, "big") + payload
 
 
 def flush() -> None:
@@ -62,6 +66,22 @@ class Peer(WSListener):
         if frame.msg_type is CLOSE:
             transport.send_close(frame.get_close_code(), frame.get_close_message())
             transport.disconnect()
+            return
+        if frame.msg_type is BINARY:
+            # One frame, built here and written as it is to every member. Not
+            # ``member.send``: picows 2.3.1 sends a server payload over 8 KiB with
+            # ``writelines([header, payload])``, the header a view of its per-connection
+            # buffer that uvloop keeps queued while the socket is full; the next send on
+            # that connection rewrites the buffer, so the queued header goes out with the
+            # next frame's length (a 4 KiB tail after 60 KiB chunks): the subscriber
+            # loses the frame boundaries and reads payload bytes as headers ("masked
+            # frame from server", invalid opcodes).
+            data = msg_frame(frame.get_payload_as_bytes(), 0x82)
+            for member in room:
+                if member is not transport:
+                    tr = member.underlying_transport
+                    if not tr.is_closing():
+                        tr.write(data)
             return
         if frame.msg_type is not TEXT:
             return

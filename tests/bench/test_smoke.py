@@ -186,3 +186,55 @@ def test_quick_proxy_measures_each_setup_and_says_the_limit(tmp_path: Path) -> N
     assert len(pids) >= 10  # 3 nodes, 3 backends, 4 generators
     alive = [pid for pid in pids if _alive(pid)]
     assert not alive, f"left running: {alive}"
+
+
+@pytest.mark.redis
+def test_quick_transfer_measures_staywire_and_the_bare_relay(tmp_path: Path) -> None:
+    """``--workloads transfer`` with a 4 MiB payload: it reaches all 10 subscribers intact
+    through the memory node, the Redis node, from Chromium through a memory node, and
+    through the bare picows relay (whose relay once
+    broke frames over 8 KiB: picows' queued header view), each figure is there, the page
+    has its section, and every process (servers, bystanders, redis-server) was stopped."""
+    import shutil
+
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is needed")
+    out_json = tmp_path / "bench.json"
+    peers = json.loads((ROOT / "bench" / "results" / "latest.json").read_text())
+    peers.pop("transfer", None)
+    out_json.write_text(json.dumps(peers))
+    argv = [
+        sys.executable, "-m", "staywire", "bench", "--quick", "--workloads", "transfer",
+        "--transfer-mib", "4", "--no-progress", "--json", str(out_json),
+        "--markdown", str(tmp_path / "bench.md"), "--chart", str(tmp_path / "bench.png"),
+    ]
+    proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, PYTHONUNBUFFERED="1"), stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    tr = json.loads(out_json.read_text())["transfer"]
+    assert tr["meta"]["config"] == {"rounds": 1, "mib": 4.0, "subscribers": 10}
+    rows = tr["summary"]
+    # Chromium's sender does not slow down with the subscribers' process (the Python one
+    # shares it): on a loaded machine the node may close a subscriber that fell behind
+    # (4008, slow consumer). That round is then a warning saying so, nothing else.
+    # Without Chromium or Playwright the browser row is skipped, with a warning too.
+    browser_closed = [w for w in tr["warnings"]
+                      if (w.startswith("transfer staywire-browser") and "4008" in w)
+                      or w.startswith("staywire-browser skipped")]
+    expected = {"staywire", "staywire-redis", "picows"}
+    if not browser_closed:
+        expected.add("staywire-browser")
+    assert set(rows) == expected, tr["warnings"]
+    assert len(tr["warnings"]) == len(browser_closed), tr["warnings"]
+    for server, row in rows.items():
+        assert row["intact"] and row["mib_s"] > 0 and row["rss_growth_mib"] is not None, server
+        assert row["ping_p99_ms"] is not None and row["ping_p99_ms"] > 0, server
+        if server != "picows":
+            assert row["ratio"] > 0, server
+    assert set(tr["goals"]) == expected - {"picows"}
+    text = (tmp_path / "bench.md").read_text()
+    assert "## Transfer: a large payload from one Python client to many subscribers" in text
+    pids = tr["meta"]["pids"]
+    assert len(pids) >= 9  # redis-server, 4 servers, 4 bystanders
+    alive = [pid for pid in pids if _alive(pid)]
+    assert not alive, f"left running: {alive}"

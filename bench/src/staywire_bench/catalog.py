@@ -21,5 +21,6 @@ WORKLOADS = ("echo1", "echo100", "publish", "fanout", "binfanout", "idle", "conn
 BINARY_SERVERS = ("staywire", "staywire-redis", "node-ws")
 
 #: Staywire-only workloads, run only when named (``--workloads scaleout``, ``proxy``,
-#: ``sizing``): not part of the default run and not run against the peers.
-EXTRA_WORKLOADS = ("scaleout", "proxy", "sizing")
+#: ``sizing``, ``transfer``): not part of the default run (``transfer`` runs the bare
+#: picows relay beside Staywire, its own baseline).
+EXTRA_WORKLOADS = ("scaleout", "proxy", "sizing", "transfer")

@@ -35,7 +35,9 @@ def register(subparsers: Any) -> None:
                         f"{','.join(EXTRA_WORKLOADS)} (Staywire only; scaleout: one node on "
                         "memory, one on Redis, two on Redis behind nginx; proxy: connect and "
                         "subscribe through a FastAPI backend; sizing: CPU per delivery and per "
-                        "publication with 1 to 3 nodes on one Redis) run only when named")
+                        "publication with 1 to 3 nodes on one Redis; transfer: one large "
+                        "payload to 10 subscribers, beside a bare picows relay) run only "
+                        "when named")
     p.add_argument("--rounds", type=int, help="rounds; medians are reported (default 3)")
     p.add_argument("-k", "--subscribers", dest="k", type=int,
                    help="fan-out subscribers = idle connections = storm clients (default 5000)")
@@ -43,6 +45,8 @@ def register(subparsers: Any) -> None:
                    help="fan-out publications (default 20)")
     p.add_argument("--echo-duration", type=float,
                    help="seconds measured per echo workload (default 1.5)")
+    p.add_argument("--transfer-mib", type=float,
+                   help="MiB of the transfer workload's payload (default 256, quick 16)")
     p.add_argument("--echo-conns", type=int, help="connections of the echo-100 workload")
     p.add_argument("--concurrency", type=int, help="handshakes in flight while opening")
     p.add_argument("--pad", type=int, help="padding bytes in each publication")
@@ -76,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
         values.update(BenchConfig.quick_defaults())
         values["quick"] = True
     for name in ("servers", "workloads", "rounds", "k", "m", "echo_duration", "echo_conns",
-                 "concurrency", "pad", "backoff_base", "retry_noisy", "budget", "json_path",
+                 "concurrency", "pad", "backoff_base", "retry_noisy", "budget", "transfer_mib",
+                 "json_path",
                  "markdown_path", "chart_path"):
         value = getattr(args, name, None)
         if value is not None:
@@ -161,6 +166,10 @@ def _print_summary(results: dict[str, Any], cfg: Any) -> None:
         from staywire_bench.sizing_markdown import markdown_section as sizing_section
 
         print("\n".join(sizing_section(results["sizing"])))
+    if "transfer" in cfg.workloads and results.get("transfer"):
+        from staywire_bench.transfer_report import markdown_section as transfer_section
+
+        print("\n".join(transfer_section(results["transfer"])))
     if not any(w in WORKLOADS for w in cfg.workloads):
         print(f"wrote {cfg.json_path}, {cfg.markdown_path}, {cfg.chart_path}")
         return

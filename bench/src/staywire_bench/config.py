@@ -63,6 +63,10 @@ class BenchConfig:
     sizing_publishers: int = 20
     sizing_channels: int = 100
     sizing_idle_s: float = 0.5
+    # The `transfer` workload: one payload of transfer_mib MiB to transfer_subscribers
+    # subscribers through each server (issue 11: 256 MiB, 10 subscribers).
+    transfer_mib: float = 256.0
+    transfer_subscribers: int = 10
     quick: bool = False
     pin: bool = True
     server_core: int = 0
@@ -93,7 +97,7 @@ class BenchConfig:
                     concurrency=50, settle=0.2, phase_timeout=20.0, storm_timeout=20.0,
                     group_timeout=60.0, budget=120.0, backoff_cap=1.0,
                     lat_subs=50, lat_ref_subs=50, lat_rate=50.0, lat_messages=25,
-                    sizing_pubs=200, sizing_idle_s=0.2,
+                    sizing_pubs=200, sizing_idle_s=0.2, transfer_mib=16.0,
                     json_path="bench/results/quick.json",
                     markdown_path="bench/results/quick.md",
                     chart_path="bench/results/quick.png")

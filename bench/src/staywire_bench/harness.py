@@ -223,6 +223,10 @@ class Harness:
             from staywire_bench.sizing import Sizing
 
             results["sizing"] = Sizing(cfg, self.root, self.registry).run()
+        if "transfer" in cfg.workloads:
+            from staywire_bench.transfer_run import TransferBench
+
+            results["transfer"] = TransferBench(cfg, self.root, self.registry).run()
         return results
 
     def run_peers(self) -> dict[str, Any]:
@@ -306,7 +310,7 @@ def keep_previous(results: dict[str, Any], path: Path) -> dict[str, Any]:
     merged = dict(results)
     if "meta" not in results and "meta" in previous:
         merged.update({k: previous[k] for k in PEER_KEYS if k in previous})
-    for part in ("scaleout", "proxy", "sizing"):
+    for part in ("scaleout", "proxy", "sizing", "transfer"):
         if part not in results and part in previous:
             merged[part] = previous[part]
     # The file's own order first, new parts after it: a rewrite changes only what it ran.

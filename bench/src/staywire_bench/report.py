@@ -439,6 +439,10 @@ def markdown(results: dict[str, Any]) -> str:
         from staywire_bench.sizing_markdown import markdown_section as sizing_section
 
         lines += sizing_section(results["sizing"])
+    if results.get("transfer"):
+        from staywire_bench.transfer_report import markdown_section as transfer_section
+
+        lines += transfer_section(results["transfer"])
     return "\n".join(lines)
 
 
