@@ -51,17 +51,17 @@ available on this VM), what was changed, and what stands in the way.
   16 µs at 20 subscribers and 16-20 µs at 2,000 (200 publications each).
 * **Binary fan-out** (`binfanout`: 1 KiB of bytes per publication in binary frames,
   protocol v2; Node `ws` broadcasts the binary frame as it came) against the same burst
-  in JSON (`fanout` with `--pad 990`: 1 KiB of JSON data), in one run: `staywire bench
+  in JSON (`fanout` with `--pad 990`: 1 KiB of JSON data), side by side: `staywire bench
   --workloads fanout,binfanout --servers staywire,staywire-redis,node-ws --pad 990
-  --rounds 1` (K = 5,000, M = 20; every window flagged noisy, 100-176% of a core used
-  by other processes). Deliveries/s, binary against JSON: memory 183k against 209k
-  (0.88), Redis 312k against 181k (1.73), Node ws 38k against 39k; the quick run
-  (`--quick`, same flags) 142k against 140k (memory), 138k against 118k (Redis), Node
-  ws 65k against 23k. On this shared machine the figures move by 2x from run to run,
-  so the goal (binary >= JSON) reads as met within noise, not proven. In-process, the
-  hub's loop alone (5,000 subscribers, best of 30): 13.3 M deliveries/s for bytes
-  against 14.2 M for JSON, the same frame size; the JSON loop is as fast as before
-  binary data existed (14.2 M both).
+  --rounds 3` (K = 5,000, M = 20), run twice on a quiet machine (2026-12-04 23:45 UTC,
+  load average below 1). Deliveries/s, binary against JSON: memory 450k against 434k
+  (1.04) and 460k against 436k (1.05); Redis 602k against 373k (1.61) and 594k against
+  384k (1.54); Node `ws` binary 119k and 112k, so Staywire's binary fan-out is
+  3.8-4.1x Node `ws`'s on memory and 5.1-5.3x on Redis. The goal (binary >= JSON) is
+  met in both runs; the JSON memory figure had the load generator saturated (a floor).
+  Binary p99 216-221 ms against JSON 226-228 ms (memory). In-process, the hub's loop
+  alone (5,000 subscribers, best of 30): 13.3 M deliveries/s for bytes against 14.2 M
+  for JSON, the same frame size; the JSON loop is as fast as before binary data existed.
 * **Idle memory**: 10.1 KiB per connection at first. A slotted protocol object without
   a per-connection closure, dropping the upgrade headers picows keeps for a connection's
   life (about 1.5 KiB), and no session record until a session has subscriptions brought
