@@ -97,8 +97,21 @@ def _judge(setup: str, phase: str, rows: dict[str, Any], ratios: dict[str, Any],
             ratios[f"{key}_backend_alone_us"] = alone["backend us"]
             ratios[f"{key}_node_added_vs_backend"] = (added / alone["backend us"]
                                                       if alone["backend us"] else None)
-            verdicts[f"{name}: node's added CPU ≤ the backend's own cost per {phase}"] = (
-                added <= alone["backend us"])
+            # The goal is per backend *request*: batched, one request carries many
+            # subscribes, and the two setups batch differently (the node sends what waits
+            # together, the backend-alone run half the subscribes in flight), so each side's
+            # cost per subscribe is scaled by its own mean batch to a cost per request.
+            per_node, per_backend = proxy.get("batch_mean"), alone.get("batch_mean")
+            if per_node and per_backend:
+                ratios[f"{key}_node_added_per_request_us"] = added * per_node
+                ratios[f"{key}_backend_alone_per_request_us"] = (
+                    alone["backend us"] * per_backend)
+                verdicts[f"{name}: node's added CPU per backend request ≤ the backend's own "
+                         "cost per request"] = (added * per_node
+                                                <= alone["backend us"] * per_backend)
+            else:
+                verdicts[f"{name}: node's added CPU ≤ the backend's own cost per {phase}"] = (
+                    added <= alone["backend us"])
     if proxy and alone and alone["rate"]:
         ratios[f"{key}_rate_vs_backend_alone"] = proxy["rate"] / alone["rate"]
     if proxy and proxy["node A us"] and proxy["backend us"]:
@@ -182,6 +195,12 @@ def markdown_section(px: dict[str, Any]) -> list[str]:
                 f"By CPU per {phase} in this setup (node {_f(row.get('node A us'))} µs, "
                 f"backend {_f(row.get('backend us'))} µs), the limit with a core each: "
                 f"**{ratios.get(f'{key}_cost_limit', 'n/a')}**.")
+            node_req = ratios.get(f"{key}_node_added_per_request_us")
+            if node_req is not None:
+                lines[-1] += (
+                    f" Per backend request (each side's µs per {phase} times its mean batch): "
+                    f"the node adds {_f(node_req)} µs, the backend alone spends "
+                    f"{_f(ratios.get(f'{key}_backend_alone_per_request_us'))} µs.")
     add("")
     add("On 2 cores the node, the backend and the load generator share the machine: the "
         "measured rate with the proxy is bounded by their summed CPU per operation, where a "
