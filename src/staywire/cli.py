@@ -7,7 +7,6 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
-from importlib.metadata import entry_points
 from typing import Any
 
 from staywire.channel_options import parse_channel_rules
@@ -95,7 +94,6 @@ def _serve_parser(sub: Any) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     from staywire.config import load_config
-    from staywire.server.app import Server
 
     overrides = {k: v for k, v in vars(args).items()
                  if k not in ("func", "config", "command") and v is not None}
@@ -117,9 +115,22 @@ def _serve(args: argparse.Namespace) -> int:
             "allow_anonymous is on but anonymous_channels is empty: anonymous users can "
             "connect but use no channel (try --anonymous-channel '*')")
     _raise_fd_limit()
+    # The port first, the server's imports after: clients of a restarted node wait in the
+    # backlog for those instead of being refused (server/listen_socket.py).
+    from staywire.server.listen_socket import bind_early
+
     try:
-        server = Server(config)
+        sock = bind_early(config.host, config.port)
+    except OSError as exc:
+        print(f"staywire: cannot listen: {exc.strerror}", file=sys.stderr)
+        return 1
+    from staywire.server.app import Server
+
+    try:
+        server = Server(config, listen_socket=sock)
     except ConfigError as exc:
+        if sock is not None:
+            sock.close()
         print(f"staywire: {exc}", file=sys.stderr)
         return 2
     try:
@@ -164,15 +175,23 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                 continue
             raise
         module.register(sub)
+    from importlib.metadata import entry_points  # not on the serve path: 20 ms of imports
+
     for entry in entry_points(group=_COMMANDS):
         entry.load()(sub)
     return parser
 
 
+def _installed(command: str) -> bool:
+    from importlib.metadata import entry_points
+
+    return bool(entry_points(group=_COMMANDS, name=command))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv[0] if argv else ""
-    if command in _INSTALL_HINTS and not entry_points(group=_COMMANDS, name=command):
+    if command in _INSTALL_HINTS and not _installed(command):
         print(f"staywire: '{command}' is not installed; install it with "
               f"{_INSTALL_HINTS[command]}", file=sys.stderr)
         return 2

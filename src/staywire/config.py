@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from staywire.brokers.redis_pool import (
+from staywire.brokers.redis_urls import (
     CLUSTER_SCHEME,
     SENTINEL_SCHEME,
     is_redis_url,

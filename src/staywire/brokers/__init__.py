@@ -39,7 +39,12 @@ def create_broker(config: Config) -> Broker:
 
 def create_presence(config: Config, broker: Broker) -> PresenceStore:
     """Where presence lives: in this process beside a memory broker, else in the same
-    Redis as the broker (``presence_redis.py``), with ``presence_ttl``."""
+    Redis as the broker (``presence_redis.py``), with ``presence_ttl``.
+
+    A memory broker never imports the Redis modules (nor redis-py): restart time is
+    reconnect-storm time."""
+    if isinstance(broker, MemoryBroker):
+        return MemoryPresence()
     from staywire.brokers.redis import RedisBroker
 
     if isinstance(broker, RedisBroker):

@@ -20,6 +20,7 @@ import logging
 import random
 import secrets
 import signal
+import socket
 import ssl
 import time
 from collections.abc import Callable
@@ -77,8 +78,13 @@ class Server:
         authenticator: Authenticator | None = None,
         authorize: Authorizer | None = None,
         presence: PresenceStore | None = None,
+        listen_socket: socket.socket | None = None,
     ) -> None:
+        """``listen_socket``: one bound and listening on the config's host and port
+        already (``listen_socket.bind_early``, as ``staywire serve`` does), served
+        instead of binding them again."""
         self.config = config or Config()
+        self._listen_socket = listen_socket
         cfg = self.config
         try:
             self.origins = OriginPolicy(cfg.allowed_origins)
@@ -221,7 +227,7 @@ class Server:
         # long-lived parts exist, which it freezes (gcpolicy.py).
         apply_policy(cfg.gc_policy)
         ws = await listen(router, cfg.host, cfg.port, max_frame_size=cfg.max_message_size,
-                          ssl_context=ssl_ctx)
+                          ssl_context=ssl_ctx, sock=self._listen_socket)
         self._servers.append(ws)
         self.port = ws.sockets[0].getsockname()[1]
         api_port = cfg.effective_api_port

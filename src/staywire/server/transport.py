@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 import struct
 from collections.abc import Callable
@@ -32,6 +33,7 @@ from picows import (
 from picows.picows import WSProtocol  # type: ignore[attr-defined]
 
 from staywire.protocol.codes import valid_close_code
+from staywire.server.listen_socket import BACKLOG
 
 __all__ = [
     "OP_BINARY",
@@ -207,12 +209,18 @@ async def listen(
     ssl_context: ssl.SSLContext | None = None,
     handshake_timeout: float = 10.0,
     read_buffer_size: int = 1024,
+    sock: socket.socket | None = None,
 ) -> asyncio.Server:
+    """Serve WebSockets on ``host``:``port``, or on ``sock`` when it is given: a socket
+    that ``listen_socket.bind_early`` bound and listens on already."""
     loop = asyncio.get_running_loop()
 
     def protocol_factory() -> WSProtocol:
         return _PeerProtocol(router, _picows_log, handshake_timeout, max_frame_size,
                              read_buffer_size)
 
+    if sock is not None:
+        return await loop.create_server(protocol_factory, sock=sock, ssl=ssl_context,
+                                        backlog=BACKLOG)
     return await loop.create_server(protocol_factory, host, port, ssl=ssl_context,
-                                    reuse_address=True, backlog=4096)
+                                    reuse_address=True, backlog=BACKLOG)
