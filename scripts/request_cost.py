@@ -3,6 +3,7 @@
     .venv/bin/python scripts/request_cost.py --server staywire --mode ping
     .venv/bin/python scripts/request_cost.py --server staywire --mode pub
     .venv/bin/python scripts/request_cost.py --server picows --mode echo
+    .venv/bin/python scripts/request_cost.py --mode pub --broker redis://127.0.0.1:6379/0
 
 The server runs under ``valgrind --tool=callgrind`` with the bench's settings
 (``staywire_bench.servers.staywire_settings``; bare picows is
@@ -111,19 +112,27 @@ async def drive(port: int, path: str, mode: str, conns: int, rounds: int,
         await asyncio.sleep(0.2)
 
 
-def wait_port(port: int, proc: subprocess.Popen[bytes], deadline: float) -> None:
+def wait_ready(port: int, proc: subprocess.Popen[bytes], deadline: float) -> None:
+    """Until the server answers HTTP on its port. Not just TCP: ``staywire serve`` listens
+    before its modules load (server/listen_socket.py), which under valgrind takes longer
+    than a client's handshake timeout."""
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"the server exited with {proc.returncode}")
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as probe:
+                probe.settimeout(2.0)
+                probe.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                if probe.recv(64):
+                    return
         except OSError:
-            time.sleep(0.25)
-    raise RuntimeError("the server did not listen in time")
+            pass
+        time.sleep(0.25)
+    raise RuntimeError("the server did not answer in time")
 
 
-def instructions(server: str, mode: str, conns: int, rounds: int, timeout: float) -> int:
+def instructions(server: str, mode: str, conns: int, rounds: int, timeout: float,
+                 broker: str | None = None) -> int:
     """The instructions valgrind counted in one server run of ``rounds`` round trips."""
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
@@ -133,6 +142,8 @@ def instructions(server: str, mode: str, conns: int, rounds: int, timeout: float
             flags, env = staywire_settings()
             argv = [sys.executable, "-m", "staywire", "serve", "--host", "127.0.0.1",
                     "--port", str(port), "--api-port", "0", *flags]
+            if broker:
+                argv += ["--broker", broker]
             path = "/ws"
         else:
             argv, env = [sys.executable, str(ROOT / "bench" / "peers" / "picows_server.py"),
@@ -143,7 +154,7 @@ def instructions(server: str, mode: str, conns: int, rounds: int, timeout: float
              f"--log-file={log}", *argv],
             env=dict(os.environ, **env), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            wait_port(port, proc, time.monotonic() + 120)
+            wait_ready(port, proc, time.monotonic() + 120)
             asyncio.run(drive(port, path, mode, conns, rounds, timeout))
         finally:
             proc.send_signal(signal.SIGINT)
@@ -167,14 +178,20 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=520)
     p.add_argument("--base", type=int, default=20)
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per run")
+    p.add_argument("--broker", help="Staywire's broker (a redis:// URL; default: memory). "
+                   "Redis's own CPU is not counted, only the node's")
     args = p.parse_args()
     if (args.server == "picows") != (args.mode == "echo"):
         p.error("bare picows answers echo only; Staywire answers ping and pub")
-    low = instructions(args.server, args.mode, args.conns, args.base, args.timeout)
-    high = instructions(args.server, args.mode, args.conns, args.rounds, args.timeout)
+    if args.broker and args.server != "staywire":
+        p.error("--broker is a Staywire option")
+    low = instructions(args.server, args.mode, args.conns, args.base, args.timeout, args.broker)
+    high = instructions(args.server, args.mode, args.conns, args.rounds, args.timeout,
+                        args.broker)
     per = (high - low) / (args.conns * (args.rounds - args.base))
+    on = f", broker {args.broker}" if args.broker else ""
     print(f"{args.server} {args.mode}: {per:,.0f} instructions per round trip "
-          f"({args.conns} connections, {args.rounds} - {args.base} round trips each)")
+          f"({args.conns} connections, {args.rounds} - {args.base} round trips each{on})")
     return 0
 
 
