@@ -38,6 +38,12 @@ from typing import Any, Protocol
 from redis import exceptions as redis_errors
 from redis.asyncio.connection import ConnectionPool
 
+try:  # what redis-py's hiredis parser answers when no whole reply is buffered yet
+    from redis._parsers.hiredis import NOT_ENOUGH_DATA as _NO_REPLY
+    from redis._parsers.hiredis import _AsyncHiredisParser
+except ImportError:  # pragma: no cover - another redis-py than the pinned one
+    _NO_REPLY = None
+
 from staywire.brokers.base import HistoryPolicy
 
 log = logging.getLogger("staywire.brokers.redis")
@@ -367,6 +373,10 @@ class PublishPipeline:
         await conn.send_packed_command(payload + self._wait if wait else payload,
                                        check_health=False)
         parser = conn._parser  # redis-py's (hiredis or RESP2) parser; pinned version
+        # hiredis: the replies already read are taken from its reader with no coroutine
+        # per reply (redis-py's read_response is one, with checks a RESP2 pipeline does
+        # not need); only when it has no whole reply left does read_response read more.
+        gets = _hiredis_gets(parser)
         missing = []
         moved: list[tuple[_Pending, redis_errors.ResponseError]] = []  # did not run here
         held: list[tuple[_Pending, Any]] = []  # replied, waiting for the WAIT
@@ -376,7 +386,11 @@ class PublishPipeline:
                 for item in batch:
                     if item[5]:
                         await parser.read_response()  # ASKING's +OK
-                    reply = await parser.read_response()
+                    reply = _NO_REPLY if gets is None else gets()
+                    if reply is _NO_REPLY:
+                        reply = await parser.read_response()
+                    elif isinstance(reply, redis_errors.ConnectionError):
+                        raise reply  # as read_response raises it
                     if isinstance(reply, redis_errors.NoScriptError):
                         missing.append(item)
                         continue
@@ -432,6 +446,14 @@ class PublishPipeline:
     def _fail(batch: list[_Pending], exc: BaseException) -> None:
         for item in batch:
             _call(item[1], None, exc)
+
+
+def _hiredis_gets(parser: Any) -> Callable[[], Any] | None:
+    """The hiredis reader's ``gets`` of a redis-py parser, or None (the RESP2 parser)."""
+    if _NO_REPLY is None or not isinstance(parser, _AsyncHiredisParser):
+        return None
+    reader = parser._reader
+    return None if reader is None else reader.gets
 
 
 def _call(callback: ReplyCallback, reply: Any, exc: BaseException | None) -> None:
