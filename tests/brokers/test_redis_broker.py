@@ -16,6 +16,7 @@ from staywire.brokers import redis_links
 from staywire.brokers.base import Publication, Position
 from staywire.brokers.redis import RedisBroker
 from staywire.exceptions import BrokerUnavailable, ConfigError
+from staywire.protocol.recovery import is_recovered
 from tests.brokers.contract import BrokerContract, MakeNode, Node, Received, eventually
 from tests.support.redis_server import RedisServer
 
@@ -137,6 +138,33 @@ async def test_keys_expire_in_redis(make_node: MakeNode, admin: Redis) -> None:
     assert 0 < ttls["stream"] <= 30_000
     assert 30_000 < ttls["meta"] <= 300_000  # outlives the stream
     assert 0 < ttls["s"] <= 20_000
+
+
+async def test_an_approximate_trim_still_reads_exactly_the_newest_entries(
+        make_node: MakeNode, admin: Redis) -> None:
+    """The publish trims with ``MAXLEN ~`` (whole stream nodes), so the stream holds more
+    than history_size; history, recovery and reverse reads still see only the newest
+    ``size``, and a position older than them is not recoverable."""
+    size, count = 5, 357  # past several 100-entry stream nodes
+    node = await make_node(history_size=size)
+    b = node.broker
+    for i in range(1, count + 1):
+        top = await b.publish("c", b"%d" % i)
+    stored = await admin.xlen(f"{prefix_of(node)}{{c}}:stream")
+    assert size < stored <= size + 100  # trimmed, by whole nodes (stream-node-max-entries)
+    newest = list(range(count - size + 1, count + 1))
+    for since in (0, count - size - 1, count - size):  # too old, too old, just in time
+        h = await b.history("c", Position(top.epoch, since))
+        assert [p.offset for p in h.publications] == newest
+        assert [p.data for p in h.publications] == [b"%d" % o for o in newest]
+        assert is_recovered(Position(top.epoch, since), h.position,
+                            h.publications) == (since == count - size)
+    h = await b.history("c", Position(top.epoch, count - 2))
+    assert [p.offset for p in h.publications] == [count - 1, count]
+    back = await b.history("c", Position(top.epoch, count + 1), limit=size + 3, reverse=True)
+    assert [p.offset for p in back.publications] == newest[::-1]
+    assert (await b.history("c", Position(top.epoch, count - 1), limit=2,
+                            reverse=True)).publications[-1].offset == count - 3
 
 
 # -- Redis down, Redis restarted ------------------------------------------------------------------

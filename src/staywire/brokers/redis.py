@@ -86,11 +86,15 @@ _TRANSLATED: tuple[type[BaseException], ...] = (*_UNAVAILABLE, redis_errors.Redi
 
 # KEYS: meta, stream
 # ARGV: epoch if new, meta ttl ms, since epoch ('' for none), first offset wanted
-#       (with reverse: the last), count (0: all), reverse ('1') or not ('')
+#       (with reverse: the last), count (0: all), reverse ('1') or not (''),
+#       the channel's history size
 #
 # One script so that the position and the entries are one snapshot. Reading a
 # channel that has no epoch yet creates it, so that a subscriber's position and
-# the next publication agree on it.
+# the next publication agree on it. The publish trims the stream approximately
+# (redis_publish.py), so the range never reaches below top - size + 1: a reader sees
+# exactly the newest ``size`` entries, and a position older than them is not
+# recoverable, as with an exact trim.
 _HISTORY_LUA = """
 local meta = redis.call('HMGET', KEYS[1], 'e', 'o')
 local epoch, top = meta[1], meta[2]
@@ -103,9 +107,12 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 if ARGV[3] ~= epoch then
   return {epoch, top}
 end
-local range = {'XRANGE', KEYS[2], ARGV[4], '+'}
+local oldest = tonumber(top) - tonumber(ARGV[7]) + 1
+local range
 if ARGV[6] == '1' then
-  range = {'XREVRANGE', KEYS[2], ARGV[4], '-'}
+  range = {'XREVRANGE', KEYS[2], ARGV[4], math.max(oldest, 1)}
+else
+  range = {'XRANGE', KEYS[2], math.max(tonumber(ARGV[4]), oldest), '+'}
 end
 if tonumber(ARGV[5]) > 0 then
   table.insert(range, 'COUNT')
@@ -423,7 +430,7 @@ class RedisBroker(Broker):
             "EVALSHA", self._history_sha, 2, self._key(channel, "meta"),
             self._key(channel, "stream"), self._new_epoch(), self._meta_ttl_ms,
             since.epoch if since is not None else "", first, limit or 0,
-            "1" if reverse else ""), _HISTORY_LUA)
+            "1" if reverse else "", self._policy(channel).size), _HISTORY_LUA)
         epoch = reply[0].decode()
         position = Position(epoch, int(reply[1]))
         entries: list[Any] = reply[2] if len(reply) > 2 else []
