@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import itertools
 import logging
 import secrets
@@ -55,8 +54,14 @@ from staywire.brokers.base import (
     PublishResult,
 )
 from staywire.brokers.redis_cluster import ClusterRoutes
+from staywire.brokers.redis_history import HISTORY_LUA, HistoryReads, read_reply
 from staywire.brokers.redis_links import PubSubLinks
-from staywire.brokers.redis_publish import NotReplicated, PublishCommands, pack
+from staywire.brokers.redis_publish import (
+    NotReplicated,
+    PublishCommands,
+    decode_publication,
+    pack,
+)
 from staywire.brokers.redis_routes import Routes, open_routes
 from staywire.exceptions import BrokerError, BrokerUnavailable, ConfigError
 
@@ -84,59 +89,10 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
 )
 _TRANSLATED: tuple[type[BaseException], ...] = (*_UNAVAILABLE, redis_errors.RedisError)
 
-# KEYS: meta, stream
-# ARGV: epoch if new, meta ttl ms, since epoch ('' for none), first offset wanted
-#       (with reverse: the last), count (0: all), reverse ('1') or not (''),
-#       the channel's history size
-#
-# One script so that the position and the entries are one snapshot. Reading a
-# channel that has no epoch yet creates it, so that a subscriber's position and
-# the next publication agree on it. The publish trims the stream approximately
-# (redis_publish.py), so the range never reaches below top - size + 1: a reader sees
-# exactly the newest ``size`` entries, and a position older than them is not
-# recoverable, as with an exact trim.
-_HISTORY_LUA = """
-local meta = redis.call('HMGET', KEYS[1], 'e', 'o')
-local epoch, top = meta[1], meta[2]
-if not epoch then
-  epoch, top = ARGV[1], '0'
-  redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0)
-end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-if ARGV[3] ~= epoch then
-  return {epoch, top}
-end
-local oldest = tonumber(top) - tonumber(ARGV[7]) + 1
-local range
-if ARGV[6] == '1' then
-  range = {'XREVRANGE', KEYS[2], ARGV[4], math.max(oldest, 1)}
-else
-  range = {'XRANGE', KEYS[2], math.max(tonumber(ARGV[4]), oldest), '+'}
-end
-if tonumber(ARGV[5]) > 0 then
-  table.insert(range, 'COUNT')
-  table.insert(range, ARGV[5])
-end
-return {epoch, top, redis.call(unpack(range))}
-"""
 
 
 def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
-
-
-def _decode_payload(payload: bytes) -> Publication:
-    """``offset:epoch:len(channel):channel`` then the data, as built by the publish script;
-    a binary publication's has ``len(channel)/len(kind)`` and its kind before the data."""
-    offset, epoch, size, rest = payload.split(b":", 3)
-    if b"/" not in size:
-        n = int(size)
-        return Publication(rest[:n].decode(), epoch.decode(), int(offset), rest[n:])
-    n_, k_ = size.split(b"/", 1)
-    n, end = int(n_), int(n_) + int(k_)
-    return Publication(rest[:n].decode(), epoch.decode(), int(offset), rest[end:], True,
-                       rest[n + 1:end] or None)
 
 
 @dataclass(slots=True, eq=False)
@@ -202,7 +158,8 @@ class RedisBroker(Broker):
                                          policy=self._policy, dedupe_ms=self._dedupe_ms,
                                          meta_ttl_factor=_META_TTL_FACTOR,
                                          sharded=self._routes.sharded)
-        self._history_sha = hashlib.sha1(_HISTORY_LUA.encode()).hexdigest()
+        self._reads = HistoryReads(prefix=prefix, policy=self._policy,
+                                   meta_ttl_ms=self._meta_ttl_ms)
         self._on_publication: PublicationHandler | None = None
         self._tracks: dict[str, _Track] = {}
         self._links = PubSubLinks(self, sharded=self._routes.sharded,
@@ -420,31 +377,10 @@ class RedisBroker(Broker):
 
     async def _read_history(self, channel: str, since: Position | None,
                             limit: int | None = None, reverse: bool = False) -> HistoryResult:
-        if since is not None and limit != 0:
-            # Entry ids are the offsets: the range starts next to ``since``, either way.
-            first = max(since.offset - 1, 0) if reverse else max(since.offset, 0) + 1
-        else:
-            since, first = None, 0  # the position only
         # Through the pipeline: a storm's recovery reads share round trips.
-        reply = await self._routes.call(self._tag(channel), pack(
-            "EVALSHA", self._history_sha, 2, self._key(channel, "meta"),
-            self._key(channel, "stream"), self._new_epoch(), self._meta_ttl_ms,
-            since.epoch if since is not None else "", first, limit or 0,
-            "1" if reverse else "", self._policy(channel).size), _HISTORY_LUA)
-        epoch = reply[0].decode()
-        position = Position(epoch, int(reply[1]))
-        entries: list[Any] = reply[2] if len(reply) > 2 else []
-        publications = []
-        for entry_id, fields in entries:
-            values = dict(zip(fields[::2], fields[1::2], strict=True))
-            offset = int(entry_id.split(b"-")[0])
-            kind = values.get(b"k")  # bytes, with their chunk header (redis_publish.py)
-            if kind is None:
-                publications.append(Publication(channel, epoch, offset, values[b"d"]))
-            else:
-                publications.append(Publication(channel, epoch, offset, values[b"d"], True,
-                                                kind[1:] or None))
-        return HistoryResult(position, publications)
+        reply = await self._routes.call(self._tag(channel), self._reads.command(
+            channel, since, limit, reverse, self._new_epoch()), HISTORY_LUA)
+        return read_reply(channel, reply)
 
     # -- subscriptions ------------------------------------------------------------
 
@@ -529,7 +465,7 @@ class RedisBroker(Broker):
         kind = reply[0]
         if kind in (b"message", b"smessage"):
             try:
-                pub = _decode_payload(reply[2])
+                pub = decode_publication(reply[2])
             except (ValueError, UnicodeDecodeError):
                 log.warning("redis broker: ignoring a malformed payload on %r", reply[1])
                 return

@@ -45,11 +45,12 @@ except ImportError:  # pragma: no cover - another redis-py than the pinned one
     _NO_REPLY = None
 
 from staywire.brokers.base import HistoryPolicy
+from staywire.protocol.stream import Publication
 
 log = logging.getLogger("staywire.brokers.redis")
 
 __all__ = ["PUBLISH_LUA", "PUBLISH_LUA_SHARDED", "NotReplicated", "PublishCommands",
-           "PublishPipeline", "Redirects", "pack"]
+           "PublishPipeline", "Redirects", "decode_publication", "pack"]
 
 # At most this many publishes in one write: bounds the write and the time one batch
 # holds the connection; the rest go in the next batch, right after.
@@ -173,6 +174,19 @@ class NotReplicated(redis_errors.TimeoutError):
     A timeout: the publication may survive or not (a failover now would lose it), so it
     is not acknowledged; the client's retry with the same key is answered from the
     idempotency key, and acknowledged once replicated."""
+
+
+def decode_publication(payload: bytes) -> Publication:
+    """``offset:epoch:len(channel):channel`` then the data, as built by the publish script;
+    a binary publication's has ``len(channel)/len(kind)`` and its kind before the data."""
+    offset, epoch, size, rest = payload.split(b":", 3)
+    if b"/" not in size:
+        n = int(size)
+        return Publication(rest[:n].decode(), epoch.decode(), int(offset), rest[n:])
+    n_, k_ = size.split(b"/", 1)
+    n, end = int(n_), int(n_) + int(k_)
+    return Publication(rest[:n].decode(), epoch.decode(), int(offset), rest[end:], True,
+                       rest[n + 1:end] or None)
 
 
 def _bulk(raw: bytes) -> bytes:
